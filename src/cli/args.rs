@@ -1,0 +1,183 @@
+//! Command-line flags, kept dumb: parsing only. [`super::Plan`] turns them
+//! into checked values before anything touches AWS.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Examples:
+  # Rotate ci-bot's key and hand the new one to a GitHub Actions handler
+  keyrot --plugin github.wasm --user ci-bot --config repo=octo/app
+
+  # Against a local IAM emulator, with a JSON report
+  keyrot --plugin hello.wasm --user demo --endpoint-url http://127.0.0.1:5000 --output json
+
+Exit codes:
+  0  rotated: the new key is in place and the old keys are deleted
+  1  failed: the keys are as they were (the message says why)
+  2  bad usage, plugin or settings, or an unknown user: nothing was touched
+  3  partial: the new key is in place, but an old key could not be deleted
+     (it was deactivated)
+  4  needs manual action: a key nobody holds exists, or two keys are active;
+     the message names the key and the command to fix it";
+
+/// Rotate an IAM user's access keys through a sandboxed WebAssembly handler.
+///
+/// keyrot lists the user's keys, asks the handler to preflight, creates a new
+/// key, hands it to the handler, and deletes the old keys. If anything fails,
+/// it cleans up so the user keeps exactly one working key.
+#[derive(Debug, Parser)]
+#[command(name = "keyrot", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The handler: a WebAssembly component built for keyrot's WIT world.
+    #[arg(long, value_name = "PATH")]
+    pub plugin: PathBuf,
+
+    /// The IAM user whose access key to rotate.
+    #[arg(long, value_name = "NAME")]
+    pub user: String,
+
+    /// A setting for the plugin, read through wasi:config (repeatable).
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub config: Vec<(String, String)>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// Time limit for each plugin call, e.g. 30s, 2m, 500ms.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Memory limit for the plugin, e.g. 256MiB, 1GiB.
+    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = parse_size)]
+    pub memory: usize,
+
+    /// How to print the report on stdout.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    /// More logging on stderr (-v debug, -vv trace).
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Where and as whom to talk to AWS.
+#[derive(Debug, Args)]
+pub struct AwsArgs {
+    /// The AWS profile to use (default: AWS_PROFILE, then `default`).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// The signing region (default: AWS_REGION, the profile's, then us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// A custom IAM endpoint, e.g. a local emulator (default: AWS_ENDPOINT_URL).
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+/// Report format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// A summary for people.
+    Text,
+    /// The full report as one JSON object.
+    Json,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got '{s}'")),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration like 30s, 2m or 500ms, got '{s}'"))?;
+    let duration = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        other => return Err(format!("unknown duration unit '{other}' (use ms, s or m)")),
+    };
+    if duration.is_zero() {
+        return Err("the duration must be more than zero".into());
+    }
+    Ok(duration)
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: usize = number
+        .parse()
+        .map_err(|_| format!("expected a size like 256MiB or 1GiB, got '{s}'"))?;
+    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit '{other}' (use KiB, MiB or GiB)")),
+    };
+    let bytes = n.checked_mul(scale).ok_or("size too large")?;
+    if bytes < 1 << 20 {
+        return Err("the memory limit must be at least 1MiB".into());
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("1h").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("512m"), Ok(512 << 20));
+        assert!(parse_size("12").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn parses_settings() {
+        assert_eq!(
+            parse_key_value("repo=o/r=x"),
+            Ok(("repo".into(), "o/r=x".into()))
+        );
+        assert!(parse_key_value("=x").is_err());
+        assert!(parse_key_value("novalue").is_err());
+    }
+}

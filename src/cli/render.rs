@@ -1,0 +1,62 @@
+//! Renders a [`RotationReport`] once, as text for people or JSON for machines.
+
+use std::io::{self, Write};
+
+use keyrot::rotation::{NewKeyState, OldKeyAction, Outcome, RotationReport};
+
+/// A short summary: outcome, keys, steps.
+pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
+    let headline = match report.outcome {
+        Outcome::Rotated => "rotated",
+        Outcome::Failed => "not rotated",
+        Outcome::Partial => "rotated, but an old key remains",
+        Outcome::NeedsManualAction => "NEEDS MANUAL ACTION",
+    };
+    writeln!(out, "user {}: {headline}", report.user)?;
+    if let Some(new_key) = &report.new_key {
+        let state = match new_key.state {
+            NewKeyState::Propagated => "created and handed over (active)",
+            NewKeyState::Deleted => "created, handler failed, deleted",
+            NewKeyState::Orphaned => "created, handler failed, NOT deleted",
+        };
+        writeln!(out, "  new key {}  {state}", new_key.access_key_id)?;
+    }
+    for key in &report.old_keys {
+        let action = match &key.action {
+            OldKeyAction::Unchanged => "unchanged",
+            OldKeyAction::DeletedToMakeRoom => "deleted to make room",
+            OldKeyAction::Deleted => "deleted",
+            OldKeyAction::AlreadyGone => "already gone",
+            OldKeyAction::Deactivated { .. } => "could not be deleted, deactivated",
+            OldKeyAction::DeleteFailed { .. } => "could not be deleted",
+            OldKeyAction::StillActive { .. } => "could not be deleted or deactivated: STILL ACTIVE",
+        };
+        writeln!(
+            out,
+            "  old key {}  was {}, {action}",
+            key.access_key_id,
+            key.status.as_str().to_lowercase()
+        )?;
+    }
+    writeln!(out, "steps:")?;
+    for step in &report.steps {
+        let name = serde_json::to_value(step.step)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let key = step.key_id.as_deref().unwrap_or("");
+        let status = if step.ok { "ok" } else { "failed" };
+        writeln!(
+            out,
+            "  {name:<18} {key:<22} {:>10.1} ms  {status}",
+            step.duration_ms
+        )?;
+    }
+    Ok(())
+}
+
+/// The whole report as one JSON object.
+pub fn json(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, report)?;
+    writeln!(out)
+}

@@ -1,0 +1,144 @@
+//! Hard limits on a plugin call: memory, guest CPU time, wall-clock time.
+//!
+//! Guest CPU is bounded by Wasmtime's epoch interruption (a ticker thread
+//! advances the engine's epoch; a store past its deadline traps). Time spent
+//! in host calls is bounded by an outer tokio timeout around the whole call.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use wasmtime::{Engine, ResourceLimiter};
+
+/// How often the epoch advances: the granularity of the CPU deadline.
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits for each plugin call.
+#[derive(Clone, Copy, Debug)]
+pub struct PluginLimits {
+    /// Linear memory, all memories of the component together, in bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock time for one call (`describe`, `preflight` or `handle`),
+    /// instantiation included.
+    pub timeout: Duration,
+}
+
+impl PluginLimits {
+    /// Enough for a Python or JavaScript component.
+    pub const DEFAULT_MEMORY_BYTES: usize = 512 * 1024 * 1024;
+    /// Enough for a handler that makes a few HTTPS calls.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: Self::DEFAULT_MEMORY_BYTES,
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// Caps the total linear memory of one store and remembers whether the cap
+/// was hit, so a failure can be reported as "out of memory", not a vague trap.
+pub(super) struct MemoryLimiter {
+    max: usize,
+    used: usize,
+    pub(super) exceeded: bool,
+}
+
+impl MemoryLimiter {
+    pub(super) fn new(max: usize) -> Self {
+        Self {
+            max,
+            used: 0,
+            exceeded: false,
+        }
+    }
+}
+
+/// Tables hold function references; no honest handler needs more.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let after = self.used - current.min(self.used) + desired;
+        if after > self.max {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        self.used = after;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Advances an engine's epoch every [`EPOCH_TICK`] until dropped.
+pub(super) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    pub(super) fn start(engine: &Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = engine.clone();
+        let flag = stop.clone();
+        thread::Builder::new()
+            .name("keyrot-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn epoch ticker thread");
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The epoch deadline, in ticks, for a wall-clock budget.
+pub(super) fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_limit_counts_all_memories_together() {
+        let mut limiter = MemoryLimiter::new(100);
+        assert!(limiter.memory_growing(0, 60, None).unwrap());
+        assert!(!limiter.memory_growing(0, 50, None).unwrap());
+        assert!(limiter.exceeded);
+        assert!(limiter.memory_growing(0, 40, None).unwrap());
+    }
+
+    #[test]
+    fn growing_one_memory_counts_only_the_difference() {
+        let mut limiter = MemoryLimiter::new(100);
+        assert!(limiter.memory_growing(0, 50, None).unwrap());
+        assert!(limiter.memory_growing(50, 90, None).unwrap());
+        assert!(!limiter.memory_growing(90, 110, None).unwrap());
+    }
+}

@@ -1,0 +1,285 @@
+//! The `wasi:logging` capability and captured stdout/stderr.
+//!
+//! Everything a plugin says ends up in one bounded, redacted [`PluginLog`]:
+//! each line is shown through `tracing` prefixed with the plugin's name and
+//! kept for the report. A plugin cannot flood the host: lines, line length
+//! and captured output are all capped, and the overflow is counted.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::AsyncWrite;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use zeroize::Zeroizing;
+
+use super::HostState;
+use super::bindings::wasi::logging::logging::{self, Level};
+use crate::handler::{LogLevel, LogLine};
+use crate::secret::redact;
+
+/// Lines kept per call; later ones are counted, not kept.
+const MAX_LINES: usize = 1000;
+/// Bytes kept per line.
+const MAX_LINE_BYTES: usize = 4096;
+/// Bytes of stdout (and, separately, stderr) kept per call.
+pub(super) const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// What one plugin call logged, redacted and bounded.
+pub(super) struct PluginLog {
+    plugin: String,
+    secrets: Vec<Zeroizing<String>>,
+    lines: Vec<LogLine>,
+    dropped: usize,
+}
+
+impl PluginLog {
+    pub(super) fn new(plugin: &str, secrets: Vec<Zeroizing<String>>) -> Self {
+        Self {
+            plugin: plugin.to_string(),
+            secrets,
+            lines: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Redacts `text` of every secret this call knows about.
+    pub(super) fn redact(&self, text: &str) -> String {
+        let secrets: Vec<&str> = self.secrets.iter().map(|s| s.as_str()).collect();
+        redact(text, &secrets)
+    }
+
+    pub(super) fn push(&mut self, level: LogLevel, context: &str, message: &str) {
+        if self.lines.len() >= MAX_LINES {
+            self.dropped += 1;
+            return;
+        }
+        let message = self.redact(truncate(message, MAX_LINE_BYTES));
+        let context = self.redact(truncate(context, 256));
+        let plugin = &self.plugin;
+        match level {
+            LogLevel::Trace => tracing::trace!(target: "plugin", "[{plugin}] {message}"),
+            LogLevel::Debug => tracing::debug!(target: "plugin", "[{plugin}] {message}"),
+            LogLevel::Info => tracing::info!(target: "plugin", "[{plugin}] {message}"),
+            LogLevel::Warn => tracing::warn!(target: "plugin", "[{plugin}] {message}"),
+            LogLevel::Error | LogLevel::Critical => {
+                tracing::error!(target: "plugin", "[{plugin}] {message}")
+            }
+        }
+        self.lines.push(LogLine {
+            level,
+            context,
+            message,
+        });
+    }
+
+    /// Adds what the plugin wrote to stdout or stderr, a line at a time.
+    pub(super) fn push_output(&mut self, stream: &str, output: &CapturedOutput) {
+        let (bytes, dropped) = output.contents();
+        let level = if stream == "stderr" {
+            LogLevel::Warn
+        } else {
+            LogLevel::Info
+        };
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            if !line.trim().is_empty() {
+                self.push(level, stream, line);
+            }
+        }
+        if dropped > 0 {
+            self.push(
+                LogLevel::Warn,
+                stream,
+                &format!("[{dropped} more bytes of {stream} dropped]"),
+            );
+        }
+    }
+
+    /// The kept lines, plus a note if some were dropped.
+    pub(super) fn finish(mut self) -> Vec<LogLine> {
+        if self.dropped > 0 {
+            let note = format!("[{} more log lines dropped]", self.dropped);
+            tracing::warn!(target: "plugin", "[{}] {note}", self.plugin);
+            self.lines.push(LogLine {
+                level: LogLevel::Warn,
+                context: "keyrot".into(),
+                message: note,
+            });
+        }
+        self.lines
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+impl logging::Host for HostState {
+    fn log(&mut self, level: Level, context: String, message: String) {
+        let level = match level {
+            Level::Trace => LogLevel::Trace,
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+            Level::Critical => LogLevel::Critical,
+        };
+        self.log.push(level, &context, &message);
+    }
+}
+
+/// Links `wasi:logging/logging`.
+pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    logging::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
+}
+
+/// A stdout/stderr sink that keeps the first `capacity` bytes and silently
+/// counts the rest, so a chatty plugin neither fails nor grows the host.
+#[derive(Clone)]
+pub(super) struct CapturedOutput {
+    inner: Arc<Mutex<Captured>>,
+}
+
+struct Captured {
+    bytes: Vec<u8>,
+    capacity: usize,
+    dropped: usize,
+}
+
+impl CapturedOutput {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Captured {
+                bytes: Vec::new(),
+                capacity,
+                dropped: 0,
+            })),
+        }
+    }
+
+    fn write(&self, data: &[u8]) {
+        let mut inner = self.inner.lock().unwrap();
+        let room = inner.capacity - inner.bytes.len();
+        let kept = data.len().min(room);
+        inner.bytes.extend_from_slice(&data[..kept]);
+        inner.dropped += data.len() - kept;
+    }
+
+    /// The last lines worth quoting in an error (a panic message, say).
+    pub(super) fn last_words(&self) -> Option<String> {
+        let (bytes, _) = self.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note:"))
+            .collect();
+        let last = lines[lines.len().saturating_sub(2)..].join(" ");
+        (!last.is_empty()).then(|| truncate(&last, 512).to_string())
+    }
+
+    fn contents(&self) -> (Vec<u8>, usize) {
+        let inner = self.inner.lock().unwrap();
+        (inner.bytes.clone(), inner.dropped)
+    }
+}
+
+impl IsTerminal for CapturedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturedOutput {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+impl OutputStream for CapturedOutput {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        CapturedOutput::write(self, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for CapturedOutput {
+    async fn ready(&mut self) {}
+}
+
+impl AsyncWrite for CapturedOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        CapturedOutput::write(&self, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captured_output_keeps_the_first_bytes_and_counts_the_rest() {
+        let out = CapturedOutput::new(4);
+        out.write(b"abc");
+        out.write(b"def");
+        assert_eq!(out.contents(), (b"abcd".to_vec(), 2));
+    }
+
+    #[test]
+    fn log_lines_are_redacted_truncated_and_bounded() {
+        let mut log = PluginLog::new("p", vec![Zeroizing::new("s3cret".to_string())]);
+        log.push(LogLevel::Info, "ctx", "key is s3cret");
+        log.push(LogLevel::Info, "ctx", &"x".repeat(MAX_LINE_BYTES + 10));
+        for _ in 0..MAX_LINES {
+            log.push(LogLevel::Debug, "ctx", "flood");
+        }
+        let lines = log.finish();
+        assert_eq!(lines[0].message, "key is [redacted]");
+        assert_eq!(lines[1].message.len(), MAX_LINE_BYTES);
+        assert_eq!(lines.len(), MAX_LINES + 1);
+        assert!(
+            lines
+                .last()
+                .unwrap()
+                .message
+                .contains("2 more log lines dropped")
+        );
+    }
+}

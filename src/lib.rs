@@ -1,0 +1,43 @@
+//! keyrot rotates AWS IAM access keys and hands each new key to a
+//! new-key handler, typically a sandboxed WebAssembly component.
+//!
+//! The library works on its own: build a [`KeyRotator`] from an [`Iam`]
+//! implementation ([`AwsIam`] for real AWS) and a [`NewKeyHandler`]
+//! ([`WasmHandler`] for a plugin, or your own Rust type), then call
+//! [`KeyRotator::rotate_keys`]. The `keyrot` binary is a thin layer over this.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use keyrot::{AwsIam, AwsOptions, KeyRotator, PluginLimits, Settings, WasmHandler};
+//!
+//! let handler = WasmHandler::load(
+//!     "github.wasm".as_ref(),
+//!     Settings::new([("repo".to_string(), "octo/app".to_string())]),
+//!     PluginLimits::default(),
+//! )
+//! .await?;
+//! let iam = AwsIam::from_options(&AwsOptions::default()).await;
+//! let report = KeyRotator::new(iam, handler).rotate_keys("ci-bot").await?;
+//! println!("{}", serde_json::to_string_pretty(&report)?);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod aws;
+pub mod handler;
+pub mod host;
+pub mod iam;
+pub mod retry;
+pub mod rotation;
+pub mod secret;
+
+pub use aws::{AwsIam, AwsOptions};
+pub use handler::{HandlerError, HandlerErrorKind, LogLevel, LogLine, NewKeyHandler, Rotation};
+pub use host::{PluginError, PluginLimits, Settings, WasmHandler};
+pub use iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyStatus, NewAccessKey};
+pub use retry::RetryPolicy;
+pub use rotation::{
+    KeyRotator, NewKeyState, OldKeyAction, Outcome, RotationError, RotationFailure, RotationReport,
+    Step,
+};
+pub use secret::SecretAccessKey;

@@ -1,0 +1,29 @@
+//! The `keyrot` binary: parse flags, run, exit with the documented code.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_logging(&args);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(&args)) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            cli::report_bad_input(args.output, &err);
+            ExitCode::from(cli::EXIT_BAD_INPUT)
+        }
+    }
+}
