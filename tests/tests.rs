@@ -1,0 +1,11 @@
+//! keyrot's integration tests, one binary so the harness (moto, fixture
+//! plugins built once) is shared.
+//!
+//! - `rotation`: the rotation's every failure edge, on a fault-injecting fake
+//!   of the `Iam` seam.
+//! - `cli`: the real binary against moto with real plugin components.
+
+mod cli;
+mod fake;
+mod rotation;
+mod util;
