@@ -328,20 +328,24 @@ pub enum RotationFailure {
     },
     /// The handler failed; the new key was deleted.
     #[error(
-        "handler failed: {cause}; the new key {key} was deleted and the existing keys are \
-         unchanged"
+        "handler failed: {cause}; the new key {key} was deleted; {}the other keys are \
+         unchanged",
+        made_room_note(made_room)
     )]
     Handler {
         /// The deleted new key.
         key: String,
         /// The handler's error.
         cause: HandlerError,
+        /// Non-active keys deleted to make room for the new key.
+        made_room: Vec<String>,
     },
     /// The handler failed and the new key could not be deleted.
     #[error(
         "handler failed: {cause}; deleting the new key {key} then failed too: {delete}. \
          Nobody holds that key: delete it with `aws iam delete-access-key --user-name {user} \
-         --access-key-id {key}`; the existing keys are unchanged"
+         --access-key-id {key}`; {}the other keys are unchanged",
+        made_room_note(made_room)
     )]
     Orphaned {
         /// The user.
@@ -352,6 +356,8 @@ pub enum RotationFailure {
         cause: HandlerError,
         /// Why the delete failed.
         delete: IamError,
+        /// Non-active keys deleted to make room for the new key.
+        made_room: Vec<String>,
     },
 }
 
@@ -497,6 +503,12 @@ impl<I: Iam, H: NewKeyHandler> KeyRotator<I, H> {
         drop(new_key);
         report.handler_log.extend(self.handler.take_log());
         if let Err(cause) = handled {
+            let made_room: Vec<String> = report
+                .old_keys
+                .iter()
+                .filter(|k| k.action == OldKeyAction::DeletedToMakeRoom)
+                .map(|k| k.access_key_id.clone())
+                .collect();
             let deleted = timed(
                 report,
                 Step::DeleteNewKey,
@@ -514,6 +526,7 @@ impl<I: Iam, H: NewKeyHandler> KeyRotator<I, H> {
                     RotationFailure::Handler {
                         key: new_key_id,
                         cause,
+                        made_room,
                     }
                 }
                 Err(delete) => {
@@ -526,6 +539,7 @@ impl<I: Iam, H: NewKeyHandler> KeyRotator<I, H> {
                         key: new_key_id,
                         cause,
                         delete,
+                        made_room,
                     }
                 }
             });
@@ -647,6 +661,8 @@ impl<I: Iam, H: NewKeyHandler> KeyRotator<I, H> {
         .await;
         match deactivated {
             Ok(()) => OldKeyAction::Deactivated { delete_error },
+            // The delete went through after all (its answer was lost).
+            Err(err) if err.kind == IamErrorKind::NoSuchEntity => OldKeyAction::AlreadyGone,
             Err(err) => OldKeyAction::StillActive {
                 delete_error,
                 deactivate_error: err.to_string(),
