@@ -392,6 +392,67 @@ async fn help_documents_exit_codes_and_examples() {
     }
 }
 
+#[tokio::test]
+async fn undeletable_old_key_is_deactivated_and_reported_partial() {
+    let (moto, old) = Moto::start_denying("iam:DeleteAccessKey").await;
+    let hello = path("hello");
+    let out = moto.keyrot(&[
+        "--plugin",
+        &hello,
+        "--user",
+        "ci-bot",
+        "--endpoint-url",
+        &moto.url,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let keys = moto.keys("ci-bot").await;
+    let status_of = |id: &str| keys.iter().find(|(k, _)| k == id).map(|(_, s)| s.as_str());
+    assert_eq!(status_of(&old), Some("Inactive"), "{keys:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "partial");
+    let new = report["new_key"]["access_key_id"].as_str().unwrap();
+    assert_eq!(status_of(new), Some("Active"), "{keys:?}");
+    assert_eq!(report["old_keys"][0]["action"], "deactivated");
+    assert!(
+        stderr(&out).contains("could not be deleted"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[tokio::test]
+async fn undeletable_new_key_after_handler_failure_is_named_for_manual_action() {
+    let (moto, old) = Moto::start_denying("iam:DeleteAccessKey").await;
+    let fail = path("fixture_fail");
+    let out = moto.keyrot(&[
+        "--plugin",
+        &fail,
+        "--user",
+        "ci-bot",
+        "--endpoint-url",
+        &moto.url,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "needs-manual-action");
+    assert_eq!(report["new_key"]["state"], "orphaned");
+    let orphan = report["new_key"]["access_key_id"].as_str().unwrap();
+    // The old key still works; the orphan is the only other key, and the
+    // message tells the operator exactly how to remove it.
+    let keys = moto.keys("ci-bot").await;
+    assert!(keys.contains(&(old, "Active".to_string())), "{keys:?}");
+    assert!(keys.iter().any(|(k, _)| k == orphan), "{keys:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("--user-name ci-bot --access-key-id {orphan}")),
+        "{err}"
+    );
+}
+
 /// The fail fixture puts the secret in its log, stdout, stderr and error;
 /// hello succeeds. In text and JSON, quiet and verbose, no secret moto ever
 /// issued may appear in keyrot's output.

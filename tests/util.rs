@@ -14,6 +14,8 @@ use aws_sdk_iam::types::StatusType;
 pub struct Moto {
     child: Child,
     pub url: String,
+    /// The access key keyrot and the test client sign with.
+    credentials: (String, String),
     pub client: aws_sdk_iam::Client,
 }
 
@@ -21,8 +23,52 @@ impl Moto {
     /// Starts moto and waits until it answers. Panics (never skips) if moto
     /// is not installed.
     pub fn start() -> Moto {
+        Self::spawn(None)
+    }
+
+    /// Starts moto enforcing IAM policies: an `operator` user allowed
+    /// everything but `denied_action` signs every call, keyrot's included.
+    /// Returns the emulator and user `ci-bot`'s one active key.
+    pub async fn start_denying(denied_action: &str) -> (Moto, String) {
+        // The setup below is exactly this many unauthenticated calls.
+        let mut moto = Self::spawn(Some(5));
+        moto.create_user("operator").await;
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                { "Effect": "Allow", "Action": "*", "Resource": "*" },
+                { "Effect": "Deny", "Action": denied_action, "Resource": "*" },
+            ],
+        });
+        moto.client
+            .put_user_policy()
+            .user_name("operator")
+            .policy_name("all-but-one")
+            .policy_document(policy.to_string())
+            .send()
+            .await
+            .expect("put policy");
+        let key = moto
+            .client
+            .create_access_key()
+            .user_name("operator")
+            .send()
+            .await
+            .expect("create operator key");
+        let key = key.access_key().unwrap();
+        moto.create_user("ci-bot").await;
+        let old = moto.create_key("ci-bot", "Active").await;
+        moto.credentials = (
+            key.access_key_id().to_string(),
+            key.secret_access_key().to_string(),
+        );
+        moto.client = client(&moto.url, &moto.credentials);
+        (moto, old)
+    }
+
+    fn spawn(no_auth_actions: Option<u32>) -> Moto {
         let port = free_port();
-        let mut child = spawn_moto(port);
+        let mut child = spawn_moto(port, no_auth_actions);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let start = Instant::now();
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
@@ -36,16 +82,12 @@ impl Moto {
             std::thread::sleep(Duration::from_millis(50));
         }
         let url = format!("http://{addr}");
-        let config = aws_sdk_iam::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&url)
-            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-            .build();
+        let credentials = ("test".to_string(), "test".to_string());
         Moto {
             child,
+            client: client(&url, &credentials),
             url,
-            client: aws_sdk_iam::Client::from_conf(config),
+            credentials,
         }
     }
 
@@ -132,8 +174,8 @@ impl Moto {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", home.path())
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_ACCESS_KEY_ID", &self.credentials.0)
+            .env("AWS_SECRET_ACCESS_KEY", &self.credentials.1)
             .env("AWS_CONFIG_FILE", home.path().join("no-config"))
             .env(
                 "AWS_SHARED_CREDENTIALS_FILE",
@@ -161,12 +203,16 @@ const MOTO_HINT: &str = "the tests need the moto IAM emulator: install it with \
 
 /// `moto_server` if it is on PATH, else the same server as a Python module
 /// (pip may install the script somewhere PATH does not reach).
-fn spawn_moto(port: u16) -> Child {
+fn spawn_moto(port: u16, no_auth_actions: Option<u32>) -> Child {
     let port = port.to_string();
     let args = ["-H", "127.0.0.1", "-p", port.as_str()];
     let spawn = |program: &str, prefix: &[&str]| {
-        Command::new(program)
-            .args(prefix)
+        let mut cmd = Command::new(program);
+        if let Some(n) = no_auth_actions {
+            // moto checks signatures and IAM policies after the first n calls.
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
+        }
+        cmd.args(prefix)
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -180,6 +226,16 @@ fn spawn_moto(port: u16) -> Child {
         }
         Err(err) => panic!("cannot start moto_server ({err}); {MOTO_HINT}"),
     }
+}
+
+fn client(url: &str, (id, secret): &(String, String)) -> aws_sdk_iam::Client {
+    let config = aws_sdk_iam::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new(id, secret, None, None, "tests"))
+        .build();
+    aws_sdk_iam::Client::from_conf(config)
 }
 
 fn free_port() -> u16 {
