@@ -15,17 +15,17 @@ moto_pid=$!
 trap 'kill $moto_pid 2>/dev/null || true' EXIT
 
 # moto accepts any credentials; these never leave this machine.
-export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 
 python3 - <<'PY'
-import os, time, boto3
+import os, time, boto3, botocore.exceptions
 iam = boto3.client("iam", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-for _ in range(100):
+for _ in range(300):  # moto takes a moment to start listening
     try:
         iam.list_users()
         break
-    except Exception:
+    except botocore.exceptions.EndpointConnectionError:
         time.sleep(0.1)
 iam.create_user(UserName="demo")
 key = iam.create_access_key(UserName="demo")["AccessKey"]["AccessKeyId"]
