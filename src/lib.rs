@@ -24,6 +24,7 @@
 //! ```
 
 pub mod aws;
+pub mod grants;
 pub mod handler;
 pub mod host;
 pub mod iam;
@@ -32,8 +33,11 @@ pub mod rotation;
 pub mod secret;
 
 pub use aws::{AwsIam, AwsOptions};
+pub use grants::Grants;
 pub use handler::{HandlerError, HandlerErrorKind, LogLevel, LogLine, NewKeyHandler, Rotation};
-pub use host::{PluginError, PluginLimits, Settings, WasmHandler};
+pub use host::{
+    CacheMode, LoadOptions, Plugin, PluginError, PluginLimits, Sandbox, Settings, WasmHandler,
+};
 pub use iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyStatus, NewAccessKey};
 pub use retry::RetryPolicy;
 pub use rotation::{

@@ -4,20 +4,29 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Args, Parser, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use keyrot::grants::{DirGrant, HostRule, SecretSource, parse_secret_arg};
 
 const AFTER_HELP: &str = "\
 Examples:
-  # Rotate ci-bot's key and hand the new one to a GitHub Actions handler
-  keyrot --plugin github.wasm --user ci-bot --config repo=octo/app
+  # Rotate ci-bot's key into a repository's GitHub Actions secrets
+  keyrot --plugin github.wasm --user ci-bot --allow-host api.github.com \\
+         --config repo=octo/app --secret token=env:GITHUB_TOKEN
 
-  # Against a local IAM emulator, with a JSON report
-  keyrot --plugin hello.wasm --user demo --endpoint-url http://127.0.0.1:5000 --output json
+  # The same, from a reviewed job file (flags override it)
+  keyrot --job rotate-ci.toml
+
+  # Write the new key into a profile of ~/.aws/credentials
+  keyrot --plugin aws_credentials_file.wasm --user ci-bot --allow-dir ~/.aws:/aws \\
+         --config path=/aws/credentials --config profile=ci
+
+  # What is this plugin, what does it want, and what is its sha256?
+  keyrot plugin inspect github.wasm
 
 Exit codes:
   0  rotated: the new key is in place and the old keys are deleted
   1  failed: the keys are as they were (the message says why)
-  2  bad usage, plugin or settings, or an unknown user: nothing was touched
+  2  bad usage, plugin, settings or grants, or an unknown user: nothing was touched
   3  partial: the new key is in place, but an old key could not be deleted
      (it was deactivated)
   4  needs manual action: a key nobody holds exists, or two keys are active;
@@ -27,44 +36,105 @@ Exit codes:
 ///
 /// keyrot lists the user's keys, asks the handler to preflight, creates a new
 /// key, hands it to the handler, and deletes the old keys. If anything fails,
-/// it cleans up so the user keeps exactly one working key.
+/// it cleans up so the user keeps exactly one working key. The handler gets
+/// nothing but its settings unless granted: --allow-host, --allow-dir,
+/// --secret, --inject-header.
 #[derive(Debug, Parser)]
-#[command(name = "keyrot", version, after_help = AFTER_HELP)]
+#[command(name = "keyrot", version, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub rotate: RotateArgs,
+
+    /// How to print the report on stdout.
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+    pub output: Output,
+
+    /// Compile the plugin afresh instead of using the compiled-code cache.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+
+    /// More logging on stderr (-v debug, -vv trace).
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet", global = true)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// Subcommands; without one, keyrot rotates.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with plugin files.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+/// `keyrot plugin ...`
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Show a plugin's name, version, settings, imports and sha256.
+    Inspect {
+        /// The plugin component (.wasm).
+        path: PathBuf,
+    },
+}
+
+/// What to rotate and what the handler gets.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// A job file (TOML) with the plugin, user, settings, grants and limits;
+    /// flags given as well override it.
+    #[arg(long, value_name = "FILE")]
+    pub job: Option<PathBuf>,
+
     /// The handler: a WebAssembly component built for keyrot's WIT world.
     #[arg(long, value_name = "PATH")]
-    pub plugin: PathBuf,
+    pub plugin: Option<PathBuf>,
+
+    /// Refuse to run a plugin file whose sha256 is not this.
+    #[arg(long, value_name = "HEX")]
+    pub plugin_sha256: Option<String>,
 
     /// The IAM user whose access key to rotate.
     #[arg(long, value_name = "NAME")]
-    pub user: String,
+    pub user: Option<String>,
 
     /// A setting for the plugin, read through wasi:config (repeatable).
     #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub config: Vec<(String, String)>,
 
+    /// A secret setting, redacted everywhere: NAME=env:VAR or NAME=file:PATH.
+    #[arg(long, value_name = "NAME=SOURCE", value_parser = parse_secret_arg)]
+    pub secret: Vec<(String, SecretSource)>,
+
+    /// Let the plugin make HTTP requests to this exact host (https, port 443),
+    /// or to http://HOST:PORT (repeatable).
+    #[arg(long, value_name = "HOST")]
+    pub allow_host: Vec<HostRule>,
+
+    /// Let the plugin see a directory: HOST_PATH[:GUEST_PATH][:ro] (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub allow_dir: Vec<DirGrant>,
+
+    /// Add a header to requests to one host, from a secret the plugin never
+    /// sees: 'HOST=HEADER:VALUE' with one {env:VAR} or {file:PATH} in VALUE.
+    #[arg(long, value_name = "SPEC")]
+    pub inject_header: Vec<String>,
+
     #[command(flatten)]
     pub aws: AwsArgs,
 
-    /// Time limit for each plugin call, e.g. 30s, 2m, 500ms.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    /// Time limit for each plugin call, e.g. 30s, 2m, 500ms [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
 
-    /// Memory limit for the plugin, e.g. 256MiB, 1GiB.
-    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = parse_size)]
-    pub memory: usize,
-
-    /// How to print the report on stdout.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
-
-    /// More logging on stderr (-v debug, -vv trace).
-    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
-    pub verbose: u8,
-
-    /// Only errors on stderr.
-    #[arg(short, long)]
-    pub quiet: bool,
+    /// Memory limit for the plugin, e.g. 256MiB, 1GiB [default: 512MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<usize>,
 }
 
 /// Where and as whom to talk to AWS.
@@ -92,7 +162,7 @@ pub enum Output {
     Json,
 }
 
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
+pub(super) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
             Ok((key.trim().to_string(), value.to_string()))
@@ -101,7 +171,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
@@ -120,7 +190,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-fn parse_size(s: &str) -> Result<usize, String> {
+pub(super) fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);

@@ -2,45 +2,142 @@
 //! prints the report. Bad input fails here, before the first IAM call.
 
 pub mod args;
+mod job;
 mod render;
 
 use std::io::Write;
+use std::path::PathBuf;
 
-use anyhow::bail;
-use keyrot::{AwsIam, AwsOptions, KeyRotator, PluginLimits, Settings, WasmHandler};
+use anyhow::{Context, bail};
+use keyrot::grants::{AllowList, DirGrant, Grants, HeaderInjection, HostRule, SecretSource};
+use keyrot::host::{LoadOptions, Plugin, Sandbox, WasmHandler};
+use keyrot::{AwsIam, AwsOptions, CacheMode, KeyRotator, PluginLimits, Settings};
 use tracing_subscriber::EnvFilter;
 
-pub use self::args::{Cli, Output};
+pub use self::args::{Cli, Command, Output, PluginCommand, RotateArgs};
+use self::job::Job;
 
-/// Exit code for bad usage, plugin or settings: nothing was touched.
+/// Exit code for bad usage, plugin, settings or grants: nothing was touched.
 pub const EXIT_BAD_INPUT: u8 = 2;
 
 /// What to do, checked: everything that can be known wrong before touching
-/// AWS is rejected here.
+/// AWS is rejected here. Flags override the job file; settings and secrets
+/// override per name; grants from both are combined.
 struct Plan {
     user: String,
-    settings: Settings,
-    limits: PluginLimits,
+    plugin: PathBuf,
+    load: LoadOptions,
+    sandbox: Sandbox,
     aws: AwsOptions,
 }
 
 impl Plan {
-    fn from_cli(cli: &Cli) -> anyhow::Result<Self> {
-        check_user_name(&cli.user)?;
+    fn new(args: &RotateArgs, no_cache: bool) -> anyhow::Result<Self> {
+        let job = match &args.job {
+            Some(path) => Job::load(path)?,
+            None => Job::default(),
+        };
+        let plugin =
+            args.plugin.clone().or(job.plugin).context(
+                "no plugin given: pass --plugin PATH (or set `plugin` in the --job file)",
+            )?;
+        let user = args
+            .user
+            .clone()
+            .or(job.user)
+            .context("no user given: pass --user NAME (or set `user` in the --job file)")?;
+        check_user_name(&user)?;
+
+        let mut config = job.config;
+        config.extend(args.config.iter().cloned());
+        let mut secret_sources = job
+            .secrets
+            .iter()
+            .map(|(name, source)| {
+                let source: SecretSource = source
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("job secret '{name}': {e}"))?;
+                Ok((name.clone(), source))
+            })
+            .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
+        secret_sources.extend(args.secret.iter().cloned());
+        let secrets = secret_sources
+            .into_iter()
+            .map(|(name, source)| {
+                let value = source
+                    .resolve()
+                    .map_err(|e| anyhow::anyhow!("--secret {name}={source}: {e}"))?;
+                Ok((name, value))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+
+        let hosts = job
+            .allow_hosts
+            .iter()
+            .map(|h| h.parse::<HostRule>().map_err(anyhow::Error::msg))
+            .chain(args.allow_host.iter().cloned().map(Ok))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let dirs = job
+            .allow_dirs
+            .iter()
+            .map(|d| d.parse::<DirGrant>().map_err(anyhow::Error::msg))
+            .chain(args.allow_dir.iter().cloned().map(Ok))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let headers = job
+            .inject_headers
+            .iter()
+            .chain(&args.inject_header)
+            .map(|spec| HeaderInjection::parse(spec).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+
+        let limits = PluginLimits {
+            timeout: match (args.timeout, &job.timeout) {
+                (Some(t), _) => t,
+                (None, Some(t)) => args::parse_duration(t).map_err(anyhow::Error::msg)?,
+                (None, None) => PluginLimits::DEFAULT_TIMEOUT,
+            },
+            memory_bytes: match (args.memory, &job.memory) {
+                (Some(m), _) => m,
+                (None, Some(m)) => args::parse_size(m).map_err(anyhow::Error::msg)?,
+                (None, None) => PluginLimits::DEFAULT_MEMORY_BYTES,
+            },
+        };
         Ok(Self {
-            user: cli.user.clone(),
-            settings: Settings::new(cli.config.iter().cloned()),
-            limits: PluginLimits {
-                memory_bytes: cli.memory,
-                timeout: cli.timeout,
+            user,
+            plugin,
+            load: load_options(no_cache, args.plugin_sha256.clone().or(job.plugin_sha256))?,
+            sandbox: Sandbox {
+                settings: Settings::new(config).with_secrets(secrets),
+                grants: Grants {
+                    hosts: AllowList::new(hosts),
+                    dirs,
+                    headers,
+                },
+                limits,
             },
             aws: AwsOptions {
-                profile: cli.aws.profile.clone(),
-                region: cli.aws.region.clone(),
-                endpoint_url: cli.aws.endpoint_url.clone(),
+                profile: args.aws.profile.clone().or(job.aws.profile),
+                region: args.aws.region.clone().or(job.aws.region),
+                endpoint_url: args.aws.endpoint_url.clone().or(job.aws.endpoint_url),
             },
         })
     }
+}
+
+fn load_options(no_cache: bool, sha256: Option<String>) -> anyhow::Result<LoadOptions> {
+    if let Some(hex) = &sha256
+        && (hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        bail!("--plugin-sha256 must be 64 hex digits, got '{hex}'");
+    }
+    Ok(LoadOptions {
+        cache: if no_cache {
+            CacheMode::Disabled
+        } else {
+            CacheMode::user_default()
+        },
+        expected_sha256: sha256,
+    })
 }
 
 /// IAM user names are 1-64 characters of letters, digits and `+=,.@_-`.
@@ -54,12 +151,21 @@ fn check_user_name(user: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one rotation and prints its report. `Err` means bad input (nothing
+/// Runs what the command line asks for. `Err` means bad input (nothing
 /// touched); a failed rotation is `Ok` with its exit code.
 pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
-    let plan = Plan::from_cli(cli)?;
-    let handler = WasmHandler::load(&cli.plugin, plan.settings, plan.limits).await?;
-    tracing::debug!(plugin = handler.name(), version = %handler.info().version, "plugin loaded");
+    match &cli.command {
+        None => rotate(cli).await,
+        Some(Command::Plugin(PluginCommand::Inspect { path })) => inspect(cli, path).await,
+    }
+}
+
+/// Rotates one user's key and prints the report.
+async fn rotate(cli: &Cli) -> anyhow::Result<u8> {
+    let plan = Plan::new(&cli.rotate, cli.no_cache)?;
+    let plugin = Plugin::load(&plan.plugin, &plan.load)?;
+    let handler = WasmHandler::new(plugin, plan.sandbox).await?;
+    tracing::debug!(plugin = handler.name(), version = %handler.info().version, "plugin ready");
     let iam = AwsIam::from_options(&plan.aws).await;
     let rotator = KeyRotator::new(iam, handler);
     let (report, code) = match rotator.rotate_keys(&plan.user).await {
@@ -83,6 +189,19 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         eprintln!("{label}: {error}");
     }
     Ok(code)
+}
+
+/// `keyrot plugin inspect`: what a plugin is and what it wants.
+async fn inspect(cli: &Cli, path: &std::path::Path) -> anyhow::Result<u8> {
+    let plugin = Plugin::load(path, &load_options(cli.no_cache, None)?)?;
+    let report = WasmHandler::inspect(plugin).await?;
+    let mut stdout = std::io::stdout().lock();
+    match cli.output {
+        Output::Text => render::inspect_text(&mut stdout, &report)?,
+        Output::Json => render::json(&mut stdout, &report)?,
+    }
+    stdout.flush()?;
+    Ok(0)
 }
 
 /// Prints an error that stopped keyrot before any rotation: to stderr, and

@@ -1,8 +1,10 @@
-//! Renders a [`RotationReport`] once, as text for people or JSON for machines.
+//! Renders a report once, as text for people or JSON for machines.
 
 use std::io::{self, Write};
 
+use keyrot::host::PluginReport;
 use keyrot::rotation::{NewKeyState, OldKeyAction, Outcome, RotationReport};
+use serde::Serialize;
 
 /// A short summary: outcome, keys, steps.
 pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
@@ -55,8 +57,46 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
     Ok(())
 }
 
-/// The whole report as one JSON object.
-pub fn json(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
+/// What a plugin is and wants, for people.
+pub fn inspect_text(out: &mut impl Write, report: &PluginReport) -> io::Result<()> {
+    let info = &report.info;
+    writeln!(out, "{} {}: {}", info.name, info.version, info.description)?;
+    writeln!(out, "  file    {}", report.path.display())?;
+    writeln!(out, "  sha256  {}", report.sha256)?;
+    writeln!(out, "settings:")?;
+    if info.settings.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
+    for setting in &info.settings {
+        let mut flags = vec![if setting.required {
+            "required"
+        } else {
+            "optional"
+        }];
+        if setting.secret {
+            flags.push("secret: use --secret");
+        }
+        writeln!(
+            out,
+            "  {:<24} {:<30} {}",
+            setting.name,
+            flags.join(", "),
+            setting.description
+        )?;
+    }
+    writeln!(out, "wants:")?;
+    for want in &report.wants {
+        writeln!(out, "  {want}")?;
+    }
+    writeln!(out, "imports:")?;
+    for import in &report.imports {
+        writeln!(out, "  {import}")?;
+    }
+    Ok(())
+}
+
+/// Any report as one JSON object.
+pub fn json(out: &mut impl Write, report: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, report)?;
     writeln!(out)
 }

@@ -5,34 +5,48 @@ use std::collections::BTreeMap;
 
 use wasmtime::component::Linker;
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
+use zeroize::Zeroizing;
 
 use super::HostState;
 use super::bindings::keyrot::handler::types::PluginInfo;
 
-/// The settings an operator gave a plugin (`--config KEY=VALUE`).
+/// The settings an operator gave a plugin: plain ones (`--config`) and
+/// secret ones (`--secret`, redacted everywhere).
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     values: BTreeMap<String, String>,
+    secrets: BTreeMap<String, Zeroizing<String>>,
 }
 
 impl Settings {
-    /// Settings from name/value pairs; a later value for a name wins.
+    /// Plain settings from name/value pairs; a later value for a name wins.
     pub fn new(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
         Self {
             values: pairs.into_iter().collect(),
+            secrets: BTreeMap::new(),
         }
     }
 
+    /// Adds secret settings, already resolved from their sources.
+    pub fn with_secrets(
+        mut self,
+        pairs: impl IntoIterator<Item = (String, Zeroizing<String>)>,
+    ) -> Self {
+        self.secrets.extend(pairs);
+        self
+    }
+
     /// Checks the settings against the plugin's declared ones: every
-    /// required setting present, no setting the plugin does not read.
+    /// required setting present, none the plugin does not read, and secret
+    /// ones given as secrets.
     pub fn check(&self, plugin: &str, info: &PluginInfo) -> Result<(), String> {
+        if let Some(name) = self.values.keys().find(|n| self.secrets.contains_key(*n)) {
+            return Err(format!(
+                "setting '{name}' is given both with --config and --secret; keep one"
+            ));
+        }
         let known = |name: &str| info.settings.iter().any(|s| s.name == name);
-        let unknown: Vec<&str> = self
-            .values
-            .keys()
-            .map(String::as_str)
-            .filter(|name| !known(name))
-            .collect();
+        let unknown: Vec<&str> = self.names().filter(|name| !known(name)).collect();
         if !unknown.is_empty() {
             let accepted: Vec<&str> = info.settings.iter().map(|s| s.name.as_str()).collect();
             let accepted = if accepted.is_empty() {
@@ -45,11 +59,26 @@ impl Settings {
                 quoted(&unknown)
             ));
         }
+        if let Some(setting) = info
+            .settings
+            .iter()
+            .find(|s| s.secret && self.values.contains_key(&s.name))
+        {
+            return Err(format!(
+                "setting '{0}' of plugin '{plugin}' is secret: pass it with --secret \
+                 {0}=env:VARIABLE or --secret {0}=file:PATH, not --config",
+                setting.name
+            ));
+        }
         let missing: Vec<String> = info
             .settings
             .iter()
-            .filter(|s| s.required && !self.values.contains_key(&s.name))
-            .map(|s| format!("--config {}=VALUE ({})", s.name, s.description))
+            .filter(|s| s.required && !self.contains(&s.name))
+            .map(|s| {
+                let flag = if s.secret { "--secret" } else { "--config" };
+                let value = if s.secret { "env:VARIABLE" } else { "VALUE" };
+                format!("{flag} {}={value} ({})", s.name, s.description)
+            })
             .collect();
         if !missing.is_empty() {
             return Err(format!(
@@ -60,18 +89,26 @@ impl Settings {
         Ok(())
     }
 
-    /// Values of the settings the plugin marks secret, for redaction.
-    pub fn secret_values(&self, info: &PluginInfo) -> Vec<String> {
-        info.settings
-            .iter()
-            .filter(|s| s.secret)
-            .filter_map(|s| self.values.get(&s.name).cloned())
-            .collect()
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.values
+            .keys()
+            .chain(self.secrets.keys())
+            .map(String::as_str)
     }
 
-    /// The per-call `wasi:config` state.
+    fn contains(&self, name: &str) -> bool {
+        self.values.contains_key(name) || self.secrets.contains_key(name)
+    }
+
+    /// Every secret value, for redaction.
+    pub(super) fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.secrets.values().map(|s| s.as_str())
+    }
+
+    /// The per-call `wasi:config` state: plain and secret settings alike.
     pub(super) fn variables(&self) -> WasiConfigVariables {
-        WasiConfigVariables::from_iter(self.values.clone())
+        let secrets = self.secrets.iter().map(|(k, v)| (k.clone(), v.to_string()));
+        WasiConfigVariables::from_iter(self.values.clone().into_iter().chain(secrets))
     }
 }
 
@@ -128,11 +165,6 @@ mod tests {
                 .check("github", &info())
                 .is_ok()
         );
-        assert!(
-            settings(&[("repo", "o/r"), ("token", "t")])
-                .check("github", &info())
-                .is_ok()
-        );
     }
 
     #[test]
@@ -153,8 +185,21 @@ mod tests {
     }
 
     #[test]
-    fn secret_values_are_only_the_secret_settings() {
-        let s = settings(&[("repo", "o/r"), ("token", "t0k")]);
-        assert_eq!(s.secret_values(&info()), vec!["t0k".to_string()]);
+    fn a_secret_setting_must_come_as_a_secret() {
+        let err = settings(&[("repo", "o/r"), ("token", "t")])
+            .check("github", &info())
+            .unwrap_err();
+        assert!(err.contains("--secret token=env:VARIABLE"), "{err}");
+        let ok = settings(&[("repo", "o/r")])
+            .with_secrets([("token".to_string(), Zeroizing::new("t0k".to_string()))]);
+        assert!(ok.check("github", &info()).is_ok());
+        assert_eq!(ok.secret_values().collect::<Vec<_>>(), ["t0k"]);
+    }
+
+    #[test]
+    fn a_name_given_twice_is_refused() {
+        let both = settings(&[("repo", "o/r")])
+            .with_secrets([("repo".to_string(), Zeroizing::new("x".to_string()))]);
+        assert!(both.check("github", &info()).unwrap_err().contains("both"));
     }
 }

@@ -1,31 +1,44 @@
 //! The WebAssembly component host: runs a `keyrot:handler` plugin as a
 //! [`NewKeyHandler`], sandboxed.
 //!
-//! All of WASI p2 is linked, so components from any toolchain instantiate,
-//! but nothing is granted: no files, no environment, no arguments, no
-//! network, no inherited stdio. Each call (`describe`, `preflight`, `handle`)
-//! gets a fresh [`Store`] with a memory cap, an epoch deadline and an outer
-//! wall-clock timeout. The capabilities a plugin does get live in one module
-//! each: [`config`] (settings) and [`logging`] (log lines and stdio).
+//! All of WASI p2 and `wasi:http` are linked, so components from any
+//! toolchain instantiate, but nothing is granted unless the operator names
+//! it (see [`crate::grants`]): no files, no environment, no arguments, no
+//! network, no inherited stdio. Each call (`describe`, `preflight`,
+//! `handle`) gets a fresh [`Store`] with a memory cap, a resource-table cap,
+//! an epoch deadline and an outer wall-clock timeout. Each capability lives
+//! in its own module: [`config`] (settings), `logging` (log lines and
+//! stdio), `http` (outbound requests) and `filesystem` (granted dirs).
+//!
+//! Loading is split in two: a [`Plugin`] is a compiled, linked component
+//! (from the [`cache`] when possible); a [`WasmHandler`] is a plugin checked
+//! against the operator's [`Sandbox`] and ready to call.
 
+pub mod cache;
 pub mod config;
+mod filesystem;
+pub mod http;
 mod limits;
 mod logging;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use zeroize::{Zeroize, Zeroizing};
 
+pub use self::cache::{CacheMode, CacheOutcome};
 pub use self::config::Settings;
 pub use self::limits::PluginLimits;
 use self::limits::{EpochTicker, MemoryLimiter};
 use self::logging::{CapturedOutput, MAX_OUTPUT_BYTES, PluginLog};
-use crate::handler::{HandlerError, HandlerErrorKind, LogLine, NewKeyHandler, Rotation};
+use crate::grants::{AllowList, Grants, HeaderInjection};
+use crate::handler::{HandlerError, HandlerErrorKind, LogLevel, LogLine, NewKeyHandler, Rotation};
 use crate::iam::NewAccessKey;
 
 /// Rust bindings for the `keyrot:handler` WIT world in `wit/`.
@@ -34,16 +47,21 @@ pub mod bindings {
         path: "wit",
         world: "keyrot:handler/new-key-handler",
         exports: { default: async },
+        additional_derives: [serde::Serialize],
     });
 }
 
-use bindings::keyrot::handler::types::{self as wit, PluginInfo};
+use bindings::keyrot::handler::types as wit;
+pub use bindings::keyrot::handler::types::{PluginInfo, Setting};
 use bindings::{NewKeyHandler as Bindings, NewKeyHandlerPre};
 
-/// The WIT package a plugin must export, for error messages.
+/// The WIT world a plugin must target, for error messages.
 const WORLD: &str = "keyrot:handler/new-key-handler@0.1.0";
 
-/// Why a plugin could not be loaded. Nothing has touched IAM yet.
+/// Resource handles (streams, requests, ...) one call may hold at once.
+const MAX_TABLE_ENTRIES: usize = 10_000;
+
+/// Why a plugin could not be loaded or set up. Nothing has touched IAM yet.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     /// The file is missing or unreadable.
@@ -53,6 +71,19 @@ pub enum PluginError {
         path: PathBuf,
         /// The I/O error.
         cause: std::io::Error,
+    },
+    /// The file is not the one the operator pinned.
+    #[error(
+        "plugin '{}' has sha256 {actual}, not the pinned {expected}: refusing to run it",
+        path.display()
+    )]
+    Digest {
+        /// The plugin path.
+        path: PathBuf,
+        /// The pinned digest.
+        expected: String,
+        /// The file's digest.
+        actual: String,
     },
     /// The file is not a WebAssembly component.
     #[error("plugin '{}' {what}", path.display())]
@@ -70,20 +101,181 @@ pub enum PluginError {
         /// What is wrong.
         reason: String,
     },
+    /// The plugin needs a capability the operator did not grant.
+    #[error("{0}")]
+    Grants(String),
     /// `describe` failed, or the settings do not match it.
     #[error("{0}")]
     Settings(String),
 }
 
-/// A `keyrot:handler` component, loaded, validated and ready to call.
-pub struct WasmHandler {
+/// How to load a plugin.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Where compiled plugins are cached.
+    pub cache: CacheMode,
+    /// Refuse any file whose sha256 (hex) is not this.
+    pub expected_sha256: Option<String>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            cache: CacheMode::user_default(),
+            expected_sha256: None,
+        }
+    }
+}
+
+/// A compiled, linked component, not yet configured or called.
+pub struct Plugin {
+    path: PathBuf,
+    sha256: String,
     engine: Engine,
     pre: NewKeyHandlerPre<HostState>,
+    imports: Vec<String>,
+    cache: CacheOutcome,
+}
+
+impl Plugin {
+    /// Reads, verifies, compiles (or loads from the cache) and links the
+    /// component at `path`.
+    pub fn load(path: &Path, options: &LoadOptions) -> Result<Self, PluginError> {
+        let bytes = std::fs::read(path).map_err(|cause| PluginError::Read {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if let Some(expected) = &options.expected_sha256
+            && !expected.eq_ignore_ascii_case(&sha256)
+        {
+            return Err(PluginError::Digest {
+                path: path.to_path_buf(),
+                expected: expected.to_ascii_lowercase(),
+                actual: sha256,
+            });
+        }
+        check_header(path, &bytes)?;
+        let invalid = |reason: String| PluginError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        };
+
+        let engine = engine().map_err(|e| invalid(format!("cannot start the engine: {e:#}")))?;
+        let (component, cache) =
+            cache::load_or_compile(&engine, &bytes, &sha256, &options.cache)
+                .map_err(|e| invalid(format!("is not a valid WebAssembly component: {e:#}")))?;
+        tracing::debug!(?cache, plugin = %path.display(), "plugin compiled");
+        let imports = component
+            .component_type()
+            .imports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let linker = linker(&engine).map_err(|e| invalid(format!("cannot link WASI: {e:#}")))?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+            invalid(format!(
+                "needs an import keyrot does not provide (is it built for {WORLD}?): {e:#}"
+            ))
+        })?;
+        let pre = NewKeyHandlerPre::new(instance_pre).map_err(|e| {
+            invalid(format!(
+                "is not a keyrot handler: it must export the {WORLD} world's `handler` \
+                 interface ({e:#})"
+            ))
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            sha256,
+            engine,
+            pre,
+            imports,
+            cache,
+        })
+    }
+
+    /// The file's sha256, hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Every interface the component imports, e.g. `wasi:http/types@0.2.4`.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+
+    /// Whether the compiled code came from the cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache
+    }
+
+    /// Whether the component can make outbound HTTP requests.
+    pub fn wants_http(&self) -> bool {
+        self.imports
+            .iter()
+            .any(|i| i.starts_with(http::OUTGOING_HANDLER))
+    }
+
+    /// The capabilities the imports ask for, in words, for `inspect`.
+    pub fn capabilities(&self) -> Vec<&'static str> {
+        let has = |prefix: &str| self.imports.iter().any(|i| i.starts_with(prefix));
+        let mut wants = Vec::new();
+        if self.wants_http() {
+            wants.push("outbound HTTP (needs --allow-host)");
+        }
+        if has("wasi:filesystem/") {
+            wants.push("filesystem (sees only --allow-dir directories)");
+        }
+        if has("wasi:sockets/") {
+            wants.push("raw sockets (always denied)");
+        }
+        if has("wasi:cli/environment") {
+            wants.push("environment and arguments (always empty)");
+        }
+        if has("wasi:config/") {
+            wants.push("settings (--config, --secret)");
+        }
+        if has("wasi:logging/") {
+            wants.push("logging");
+        }
+        wants
+    }
+}
+
+/// What a plugin is given: settings, grants, limits.
+#[derive(Clone, Debug, Default)]
+pub struct Sandbox {
+    /// Settings delivered through `wasi:config`.
+    pub settings: Settings,
+    /// Hosts, directories and injected headers.
+    pub grants: Grants,
+    /// Memory and time limits.
+    pub limits: PluginLimits,
+}
+
+/// What `keyrot plugin inspect` shows.
+#[derive(Clone, Debug, Serialize)]
+pub struct PluginReport {
+    /// The file.
+    pub path: PathBuf,
+    /// Its sha256, for `--plugin-sha256`.
+    pub sha256: String,
+    /// What `describe()` said.
+    #[serde(flatten)]
+    pub info: PluginInfo,
+    /// The capabilities its imports ask for.
+    pub wants: Vec<&'static str>,
+    /// Every interface it imports.
+    pub imports: Vec<String>,
+}
+
+/// A plugin checked against its sandbox, ready to preflight and handle.
+pub struct WasmHandler {
+    plugin: Plugin,
     name: String,
     info: PluginInfo,
-    settings: Settings,
-    secret_settings: Vec<String>,
-    limits: PluginLimits,
+    sandbox: Sandbox,
+    allow: Arc<AllowList>,
+    headers: Arc<Vec<HeaderInjection>>,
     log: Mutex<Vec<LogLine>>,
     _ticker: EpochTicker,
 }
@@ -93,6 +285,8 @@ pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     config: wasmtime_wasi_config::WasiConfigVariables,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    http_guard: http::HttpGuard,
     limiter: MemoryLimiter,
     log: PluginLog,
 }
@@ -120,57 +314,90 @@ enum Returned {
 }
 
 impl WasmHandler {
-    /// Loads the component at `path`, checks it is a keyrot handler, asks it
-    /// to `describe` itself and checks `settings` against that.
+    /// Loads the plugin at `path` (cached) with settings and limits and no
+    /// other grants: the simplest way to run a handler from Rust.
     pub async fn load(
         path: &Path,
         settings: Settings,
         limits: PluginLimits,
     ) -> Result<Self, PluginError> {
-        let bytes = std::fs::read(path).map_err(|cause| PluginError::Read {
-            path: path.to_path_buf(),
-            cause,
-        })?;
-        check_header(path, &bytes)?;
-        let invalid = |reason: String| PluginError::Invalid {
-            path: path.to_path_buf(),
-            reason,
+        let plugin = Plugin::load(path, &LoadOptions::default())?;
+        let sandbox = Sandbox {
+            settings,
+            limits,
+            ..Sandbox::default()
         };
+        Self::new(plugin, sandbox).await
+    }
 
-        let engine = engine().map_err(|e| invalid(format!("cannot start the engine: {e:#}")))?;
-        let component = Component::new(&engine, &bytes)
-            .map_err(|e| invalid(format!("is not a valid WebAssembly component: {e:#}")))?;
-        let linker = linker(&engine).map_err(|e| invalid(format!("cannot link WASI: {e:#}")))?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
-            invalid(format!(
-                "needs an import keyrot does not provide (is it built for {WORLD}?): {e:#}"
-            ))
-        })?;
-        let pre = NewKeyHandlerPre::new(instance_pre).map_err(|e| {
-            invalid(format!(
-                "is not a keyrot handler: it must export the {WORLD} world's `handler` \
-                 interface ({e:#})"
-            ))
-        })?;
+    /// Checks the plugin against its sandbox (its imports against the
+    /// grants, its settings against `describe()`), before any key exists.
+    pub async fn new(plugin: Plugin, sandbox: Sandbox) -> Result<Self, PluginError> {
+        if plugin.wants_http() && sandbox.grants.hosts.is_empty() {
+            return Err(PluginError::Grants(format!(
+                "plugin '{}' wants outbound HTTP (it imports {}) but no host is allowed: \
+                 add --allow-host HOST for each host it must reach",
+                plugin.path.display(),
+                http::OUTGOING_HANDLER
+            )));
+        }
+        for dir in &sandbox.grants.dirs {
+            dir.check().map_err(PluginError::Grants)?;
+        }
+        for injection in &sandbox.grants.headers {
+            if !sandbox.grants.hosts.rules().contains(&injection.host) {
+                return Err(PluginError::Grants(format!(
+                    "--inject-header names {0}, which is not allowed: add --allow-host {0}",
+                    injection.host
+                )));
+            }
+        }
+        let handler = Self::unchecked(plugin, sandbox).await?;
+        handler
+            .sandbox
+            .settings
+            .check(&handler.name, &handler.info)
+            .map_err(PluginError::Settings)?;
+        Ok(handler)
+    }
 
-        let file_name = path
+    /// What a plugin says about itself and what it imports, without
+    /// settings or grants.
+    pub async fn inspect(plugin: Plugin) -> Result<PluginReport, PluginError> {
+        let path = plugin.path.clone();
+        let sha256 = plugin.sha256.clone();
+        let wants = plugin.capabilities();
+        let imports = plugin.imports.clone();
+        let handler = Self::unchecked(plugin, Sandbox::default()).await?;
+        Ok(PluginReport {
+            path,
+            sha256,
+            info: handler.info,
+            wants,
+            imports,
+        })
+    }
+
+    /// Builds the handler and asks the plugin to describe itself.
+    async fn unchecked(plugin: Plugin, sandbox: Sandbox) -> Result<Self, PluginError> {
+        let name = plugin
+            .path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "plugin".into());
         let mut handler = Self {
-            _ticker: EpochTicker::start(&engine),
-            engine,
-            pre,
-            name: file_name,
+            _ticker: EpochTicker::start(&plugin.engine),
+            allow: Arc::new(sandbox.grants.hosts.clone()),
+            headers: Arc::new(sandbox.grants.headers.clone()),
+            plugin,
+            name,
             info: PluginInfo {
                 name: String::new(),
                 version: String::new(),
                 description: String::new(),
                 settings: Vec::new(),
             },
-            settings,
-            secret_settings: Vec::new(),
-            limits,
+            sandbox,
             log: Mutex::new(Vec::new()),
         };
         let info = match handler.call(Call::Describe).await {
@@ -181,11 +408,6 @@ impl WasmHandler {
         if !info.name.trim().is_empty() {
             handler.name = info.name.clone();
         }
-        handler
-            .settings
-            .check(&handler.name, &info)
-            .map_err(PluginError::Settings)?;
-        handler.secret_settings = handler.settings.secret_values(&info);
         handler.info = info;
         Ok(handler)
     }
@@ -200,51 +422,83 @@ impl WasmHandler {
         &self.info
     }
 
-    /// Runs one call in a fresh store, under the memory and time limits.
-    async fn call(&self, call: Call<'_>) -> Result<Returned, HandlerError> {
+    /// The loaded plugin.
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    /// Values to scrub from everything the plugin says during `call`.
+    fn secrets(&self, call: &Call<'_>) -> Vec<Zeroizing<String>> {
         let mut secrets: Vec<Zeroizing<String>> = self
-            .secret_settings
-            .iter()
-            .map(|s| Zeroizing::new(s.clone()))
+            .sandbox
+            .settings
+            .secret_values()
+            .chain(self.headers.iter().map(|h| h.value.as_str()))
+            .map(|s| Zeroizing::new(s.to_string()))
             .collect();
-        if let Call::Handle(_, key) = &call {
+        if let Call::Handle(_, key) = call {
             secrets.push(Zeroizing::new(key.secret_access_key.expose().to_string()));
         }
+        secrets
+    }
+
+    /// Runs one call in a fresh store, under the memory and time limits.
+    async fn call(&self, call: Call<'_>) -> Result<Returned, HandlerError> {
         let stdout = CapturedOutput::new(MAX_OUTPUT_BYTES);
         let stderr = CapturedOutput::new(MAX_OUTPUT_BYTES);
-        // Deny by default: no env, args, preopens, network or inherited stdio.
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
+        let limits = &self.sandbox.limits;
+        // Deny by default: no env, args, network or inherited stdio; only
+        // the granted directories. `describe` gets no grants at all.
+        let describing = matches!(call, Call::Describe);
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        if !describing {
+            filesystem::preopen(&mut wasi, &self.sandbox.grants.dirs)
+                .map_err(|e| HandlerError::rejected(format!("plugin '{}': {e}", self.name)))?;
+        }
+        let (allow, headers) = if describing {
+            (Arc::default(), Arc::default())
+        } else {
+            (self.allow.clone(), self.headers.clone())
+        };
+        let notes = Arc::new(Mutex::new(Vec::new()));
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_TABLE_ENTRIES);
         let mut store = Store::new(
-            &self.engine,
+            &self.plugin.engine,
             HostState {
-                wasi,
-                table: ResourceTable::new(),
-                config: self.settings.variables(),
-                limiter: MemoryLimiter::new(self.limits.memory_bytes),
-                log: PluginLog::new(&self.name, secrets),
+                wasi: wasi.build(),
+                table,
+                config: self.sandbox.settings.variables(),
+                http: http::context(),
+                http_guard: http::HttpGuard::new(&self.name, allow, headers, notes.clone()),
+                limiter: MemoryLimiter::new(limits.memory_bytes),
+                log: PluginLog::new(&self.name, self.secrets(&call)),
             },
         );
         store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(limits::deadline_ticks(self.limits.timeout));
+        store.set_epoch_deadline(limits::deadline_ticks(limits.timeout));
         store.epoch_deadline_trap();
 
         // The epoch deadline stops guest code; this also stops a call stuck
-        // in the host. A little slack lets the epoch trap win when both fire.
-        let outer = self.limits.timeout + limits::EPOCH_TICK * 10;
-        let result = tokio::time::timeout(outer, invoke(&self.pre, &mut store, &call)).await;
+        // in the host (an HTTP request, say). A little slack lets the epoch
+        // trap win when both fire.
+        let outer = limits.timeout + limits::EPOCH_TICK * 10;
+        let result = tokio::time::timeout(outer, invoke(&self.plugin.pre, &mut store, &call)).await;
 
         let state = store.data_mut();
+        for note in notes.lock().unwrap().drain(..) {
+            state.log.push(LogLevel::Warn, "keyrot", &note);
+        }
         state.log.push_output("stdout", &stdout);
         state.log.push_output("stderr", &stderr);
         let exceeded_memory = state.limiter.exceeded;
         let log = std::mem::replace(&mut state.log, PluginLog::new(&self.name, Vec::new()));
-        let failure = match result {
+        let outcome = match result {
             Ok(Ok(Returned::Done(Err(message)))) => Err(HandlerError::new(
                 HandlerErrorKind::Rejected,
                 format!("plugin '{}': {}", self.name, log.redact(&message)),
@@ -254,7 +508,7 @@ impl WasmHandler {
             Err(_elapsed) => Err(self.timeout_error()),
         };
         self.log.lock().unwrap().extend(log.finish());
-        failure
+        outcome
     }
 
     fn timeout_error(&self) -> HandlerError {
@@ -262,7 +516,7 @@ impl WasmHandler {
             HandlerErrorKind::TimedOut,
             format!(
                 "plugin '{}' did not finish within {:?} (raise the limit with --timeout)",
-                self.name, self.limits.timeout
+                self.name, self.sandbox.limits.timeout
             ),
         )
     }
@@ -284,11 +538,12 @@ impl WasmHandler {
                     "plugin '{}' ran out of memory: it tried to use more than {} MiB (raise the \
                      limit with --memory)",
                     self.name,
-                    self.limits.memory_bytes / (1024 * 1024)
+                    self.sandbox.limits.memory_bytes / (1024 * 1024)
                 ),
             );
         }
         let cause = match err.downcast_ref::<Trap>() {
+            Some(Trap::StackOverflow) => "stack overflow (runaway recursion?)".to_string(),
             Some(trap) => trap.to_string(),
             None => format!("{:#}", err.root_cause()),
         };
@@ -354,17 +609,20 @@ impl NewKeyHandler for WasmHandler {
     }
 }
 
-/// The engine: epoch interruption on, everything else Wasmtime's defaults.
+/// The engine: epoch interruption on, everything else Wasmtime's defaults
+/// (which the compiled-code cache is keyed on).
 fn engine() -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     Engine::new(&config)
 }
 
-/// All of WASI p2 (granting nothing by itself) plus the world's imports.
+/// All of WASI p2 and wasi:http (granting nothing by themselves) plus the
+/// world's own imports.
 fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    http::add_to_linker(&mut linker)?;
     config::add_to_linker(&mut linker)?;
     logging::add_to_linker(&mut linker)?;
     Ok(linker)

@@ -1,0 +1,134 @@
+//! Job files: one reviewed TOML definition of a rotation (plugin, user,
+//! settings, grants, limits) that a team can share; flags override it.
+//!
+//! ```toml
+//! plugin = "github.wasm"            # relative to this file
+//! plugin-sha256 = "4f0c…"
+//! user = "ci-bot"
+//! timeout = "60s"
+//! memory = "512MiB"
+//! allow-hosts = ["api.github.com"]
+//! allow-dirs = ["~/.aws:/aws"]
+//! inject-headers = ["api.github.com=Authorization:Bearer {env:GITHUB_TOKEN}"]
+//!
+//! [config]
+//! repo = "octo/app"
+//!
+//! [secrets]
+//! token = "env:GITHUB_TOKEN"
+//!
+//! [aws]
+//! profile = "security"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// A job file, as written. Unknown keys are errors, so a typo cannot
+/// silently drop a grant or a setting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Job {
+    pub plugin: Option<PathBuf>,
+    pub plugin_sha256: Option<String>,
+    pub user: Option<String>,
+    pub timeout: Option<String>,
+    pub memory: Option<String>,
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+    #[serde(default)]
+    pub allow_dirs: Vec<String>,
+    #[serde(default)]
+    pub inject_headers: Vec<String>,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    #[serde(default)]
+    pub aws: JobAws,
+}
+
+/// The `[aws]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JobAws {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+impl Job {
+    /// Reads a job file; relative paths in it are made relative to its
+    /// directory, not to wherever keyrot runs.
+    pub fn load(path: &Path) -> anyhow::Result<Job> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read job file {}", path.display()))?;
+        let mut job: Job = toml::from_str(&text)
+            .with_context(|| format!("job file {} is not valid", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(plugin) = &job.plugin {
+            job.plugin = Some(base.join(plugin));
+        }
+        for dir in &mut job.allow_dirs {
+            if !dir.starts_with('/') && !dir.starts_with('~') {
+                *dir = base.join(&*dir).display().to_string();
+            }
+        }
+        Ok(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_job_and_resolves_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.toml");
+        std::fs::write(
+            &path,
+            r#"
+            plugin = "github.wasm"
+            user = "ci-bot"
+            allow-hosts = ["api.github.com"]
+            allow-dirs = ["creds:/aws", "/abs:/x"]
+            [config]
+            repo = "o/r"
+            [secrets]
+            token = "env:GITHUB_TOKEN"
+            [aws]
+            endpoint-url = "http://127.0.0.1:5000"
+            "#,
+        )
+        .unwrap();
+        let job = Job::load(&path).unwrap();
+        assert_eq!(job.plugin.unwrap(), dir.path().join("github.wasm"));
+        assert_eq!(job.user.as_deref(), Some("ci-bot"));
+        assert_eq!(
+            job.allow_dirs,
+            [
+                format!("{}:/aws", dir.path().join("creds").display()),
+                "/abs:/x".into()
+            ]
+        );
+        assert_eq!(job.config["repo"], "o/r");
+        assert_eq!(job.secrets["token"], "env:GITHUB_TOKEN");
+        assert_eq!(
+            job.aws.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.toml");
+        std::fs::write(&path, "allow-host = [\"api.github.com\"]\n").unwrap();
+        let err = format!("{:#}", Job::load(&path).unwrap_err());
+        assert!(err.contains("unknown field `allow-host`"), "{err}");
+    }
+}

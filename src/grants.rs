@@ -1,0 +1,538 @@
+//! What an operator grants a plugin, as pure data: which hosts it may reach,
+//! which directories it sees, which secrets it gets and which headers the
+//! host adds for it. Everything here parses and answers questions without
+//! Wasmtime, so the policy is testable on its own; `crate::host` enforces it.
+//!
+//! Every grant is off unless named:
+//!
+//! - `--allow-host api.github.com` (https, port 443) or
+//!   `--allow-host http://127.0.0.1:8080`: exact hosts only, no wildcards.
+//! - `--allow-dir HOST_PATH[:GUEST_PATH][:ro]`: one preopened directory.
+//! - `--secret NAME=env:VAR` or `NAME=file:PATH`: a redacted setting.
+//! - `--inject-header 'api.github.com=Authorization:Bearer {env:TOKEN}'`:
+//!   a header the host adds to requests to that host only, so the plugin
+//!   never sees the token.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use zeroize::Zeroizing;
+
+/// Everything granted to one plugin run.
+#[derive(Clone, Debug, Default)]
+pub struct Grants {
+    /// Hosts outbound HTTP may reach.
+    pub hosts: AllowList,
+    /// Directories the plugin sees.
+    pub dirs: Vec<DirGrant>,
+    /// Headers the host adds to requests, by host.
+    pub headers: Vec<HeaderInjection>,
+}
+
+/// A URL scheme outbound HTTP may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP: only when written out, e.g. `http://127.0.0.1:8080`.
+    Http,
+    /// HTTPS, the default.
+    Https,
+}
+
+impl Scheme {
+    fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// One allowed destination: scheme, exact host, port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostRule {
+    /// The scheme.
+    pub scheme: Scheme,
+    /// The host name or IP literal, lowercase, without brackets.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl HostRule {
+    /// Whether a request to `scheme://host:port` matches this rule.
+    pub fn matches(&self, scheme: Scheme, host: &str, port: u16) -> bool {
+        self.scheme == scheme && self.port == port && self.host == normalize_host(host)
+    }
+}
+
+impl fmt::Display for HostRule {
+    /// The shortest `--allow-host` spelling of this rule.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        match (self.scheme, self.port) {
+            (Scheme::Https, 443) => write!(f, "{host}"),
+            (Scheme::Https, port) => write!(f, "{host}:{port}"),
+            (scheme, port) => write!(f, "{}://{host}:{port}", scheme.as_str()),
+        }
+    }
+}
+
+impl FromStr for HostRule {
+    type Err = String;
+
+    /// `HOST`, `HOST:PORT` (https), or `http(s)://HOST[:PORT]`.
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!(
+                "bad host '{spec}': {why} (expected e.g. api.github.com or http://127.0.0.1:8080)"
+            )
+        };
+        let (scheme, rest) = match spec.split_once("://") {
+            Some(("https", rest)) => (Scheme::Https, rest),
+            Some(("http", rest)) => (Scheme::Http, rest),
+            Some(_) => return Err(bad("only http and https are supported")),
+            None => (Scheme::Https, spec),
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains('/') || rest.contains('?') || rest.contains('@') {
+            return Err(bad("give a host, not a URL with a path or user"));
+        }
+        if rest.contains('*') {
+            return Err(bad("wildcards are not allowed; list each host"));
+        }
+        let (host, port) = split_host_port(rest).map_err(|why| bad(&why))?;
+        if host.is_empty() {
+            return Err(bad("the host is empty"));
+        }
+        Ok(HostRule {
+            scheme,
+            host: normalize_host(host),
+            port: port.unwrap_or(scheme.default_port()),
+        })
+    }
+}
+
+/// Splits `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn split_host_port(s: &str) -> Result<(&str, Option<u16>), String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or("unclosed '['")?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':').ok_or("junk after ']'")?)),
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => (host, Some(port)),
+            Some(_) => return Err("put IPv6 addresses in brackets".into()),
+            None => (s, None),
+        }
+    };
+    let port = port
+        .map(|p| p.parse::<u16>().map_err(|_| format!("bad port '{p}'")))
+        .transpose()?;
+    if port == Some(0) {
+        return Err("port 0".into());
+    }
+    Ok((host, port))
+}
+
+fn normalize_host(host: &str) -> String {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The hosts outbound HTTP may reach. Empty denies everything.
+#[derive(Clone, Debug, Default)]
+pub struct AllowList {
+    rules: Vec<HostRule>,
+}
+
+impl AllowList {
+    /// An allow-list of exactly these rules.
+    pub fn new(rules: impl IntoIterator<Item = HostRule>) -> Self {
+        let mut list = AllowList::default();
+        for rule in rules {
+            if !list.rules.contains(&rule) {
+                list.rules.push(rule);
+            }
+        }
+        list
+    }
+
+    /// Whether nothing is allowed.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &[HostRule] {
+        &self.rules
+    }
+
+    /// Whether a request to `scheme://host:port` is allowed.
+    pub fn allows(&self, scheme: Scheme, host: &str, port: u16) -> bool {
+        self.rules.iter().any(|r| r.matches(scheme, host, port))
+    }
+
+    /// Whether a URL (`http(s)://host[:port]/...`) is allowed.
+    pub fn allows_url(&self, url: &str) -> bool {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return false;
+        };
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "https" => Scheme::Https,
+            "http" => Scheme::Http,
+            _ => return false,
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if authority.contains('@') {
+            return false;
+        }
+        match split_host_port(authority) {
+            Ok((host, port)) => self.allows(scheme, host, port.unwrap_or(scheme.default_port())),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Where a secret value comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An environment variable of keyrot's process.
+    Env(String),
+    /// A file (its content, without a trailing newline).
+    File(PathBuf),
+}
+
+impl FromStr for SecretSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            Some(("env", var)) if !var.is_empty() => Ok(SecretSource::Env(var.to_string())),
+            Some(("file", path)) if !path.is_empty() => Ok(SecretSource::File(expand_home(path))),
+            _ => Err(format!(
+                "bad secret source '{s}': use env:VARIABLE or file:PATH (never the value itself)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Env(var) => write!(f, "env:{var}"),
+            SecretSource::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+impl SecretSource {
+    /// Reads the value now, so a missing variable or file fails before any
+    /// key is created.
+    pub fn resolve(&self) -> Result<Zeroizing<String>, String> {
+        let value = match self {
+            SecretSource::Env(var) => {
+                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?
+            }
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?,
+        };
+        let value = Zeroizing::new(value);
+        let trimmed = value.trim_end_matches(['\r', '\n']);
+        if trimmed.is_empty() {
+            return Err(format!("secret from {self} is empty"));
+        }
+        Ok(Zeroizing::new(trimmed.to_string()))
+    }
+}
+
+/// `NAME=SOURCE`, as given to `--secret`.
+pub fn parse_secret_arg(s: &str) -> Result<(String, SecretSource), String> {
+    let (name, source) = s
+        .split_once('=')
+        .filter(|(name, _)| !name.trim().is_empty())
+        .ok_or_else(|| format!("expected NAME=env:VAR or NAME=file:PATH, got '{s}'"))?;
+    Ok((name.trim().to_string(), source.parse()?))
+}
+
+/// One directory the plugin may see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirGrant {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Where the plugin sees it.
+    pub guest: String,
+    /// Whether the plugin may only read.
+    pub read_only: bool,
+}
+
+impl FromStr for DirGrant {
+    type Err = String;
+
+    /// `HOST_PATH[:GUEST_PATH][:ro|:rw]`; the guest path defaults to the
+    /// host path.
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let mut parts: Vec<&str> = spec.split(':').collect();
+        let read_only = match parts.last() {
+            Some(&"ro") if parts.len() > 1 => {
+                parts.pop();
+                true
+            }
+            Some(&"rw") if parts.len() > 1 => {
+                parts.pop();
+                false
+            }
+            _ => false,
+        };
+        let (host, guest) = match parts.as_slice() {
+            [host] => (*host, None),
+            [host, guest] => (*host, Some(*guest)),
+            _ => {
+                return Err(format!(
+                    "bad directory grant '{spec}': expected HOST_PATH[:GUEST_PATH][:ro]"
+                ));
+            }
+        };
+        if host.is_empty() || guest.is_some_and(str::is_empty) {
+            return Err(format!("bad directory grant '{spec}': empty path"));
+        }
+        let host_path = expand_home(host);
+        let guest = guest
+            .map(str::to_string)
+            .unwrap_or_else(|| host_path.display().to_string());
+        if !guest.starts_with('/') {
+            return Err(format!(
+                "bad directory grant '{spec}': the guest path must be absolute, e.g. /data"
+            ));
+        }
+        Ok(DirGrant {
+            host: host_path,
+            guest,
+            read_only,
+        })
+    }
+}
+
+impl DirGrant {
+    /// Checks the host directory exists, so a typo fails before any key is
+    /// created.
+    pub fn check(&self) -> Result<(), String> {
+        match std::fs::metadata(&self.host) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(format!(
+                "--allow-dir {}: not a directory",
+                self.host.display()
+            )),
+            Err(e) => Err(format!("--allow-dir {}: {e}", self.host.display())),
+        }
+    }
+}
+
+/// A header the host adds to every request to one host.
+#[derive(Clone, Debug)]
+pub struct HeaderInjection {
+    /// The host it applies to (and only it).
+    pub host: HostRule,
+    /// The header name.
+    pub name: String,
+    /// The value, with the secret placeholder resolved. Never logged.
+    pub value: Zeroizing<String>,
+}
+
+impl HeaderInjection {
+    /// Parses `HOST=HEADER:TEMPLATE`, where the template holds exactly one
+    /// `{env:VAR}` or `{file:PATH}` placeholder (so the secret itself never
+    /// appears on a command line), and resolves the placeholder.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!(
+                "bad header injection '{spec}': {why} (expected e.g. \
+                 'api.github.com=Authorization:Bearer {{env:GITHUB_TOKEN}}')"
+            )
+        };
+        let (host, header) = spec.split_once('=').ok_or_else(|| bad("no '='"))?;
+        let (name, template) = header.split_once(':').ok_or_else(|| bad("no ':'"))?;
+        let host: HostRule = host.trim().parse()?;
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
+            return Err(bad("bad header name"));
+        }
+        let start = template
+            .find('{')
+            .ok_or_else(|| bad("the value needs an {env:VAR} or {file:PATH} placeholder"))?;
+        let end = start
+            + template[start..]
+                .find('}')
+                .ok_or_else(|| bad("unclosed '{'"))?;
+        let source: SecretSource = template[start + 1..end].parse()?;
+        if template[end + 1..].contains('{') {
+            return Err(bad("only one placeholder is allowed"));
+        }
+        let secret = source.resolve()?;
+        let value = Zeroizing::new(format!(
+            "{}{}{}",
+            template[..start].trim_start(),
+            secret.as_str(),
+            &template[end + 1..]
+        ));
+        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(bad("the value contains a line break"));
+        }
+        Ok(HeaderInjection {
+            host,
+            name: name.to_string(),
+            value,
+        })
+    }
+}
+
+/// Expands a leading `~/` to `$HOME/`, for paths in job files.
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(s: &str) -> HostRule {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_bare_host_means_https_on_443() {
+        let r = rule("API.GitHub.com");
+        assert_eq!(
+            (r.scheme, r.host.as_str(), r.port),
+            (Scheme::Https, "api.github.com", 443)
+        );
+        assert_eq!(r.to_string(), "api.github.com");
+    }
+
+    #[test]
+    fn explicit_schemes_and_ports() {
+        let r = rule("http://127.0.0.1:8080");
+        assert_eq!((r.scheme, r.port), (Scheme::Http, 8080));
+        assert_eq!(r.to_string(), "http://127.0.0.1:8080");
+        assert_eq!(rule("http://example.com").port, 80);
+        assert_eq!(rule("example.com:8443").port, 8443);
+        assert_eq!(rule("http://[::1]:9000").host, "::1");
+        assert_eq!(rule("http://[::1]:9000").to_string(), "http://[::1]:9000");
+    }
+
+    #[test]
+    fn rejects_wildcards_paths_and_other_schemes() {
+        for bad in [
+            "*.github.com",
+            "https://api.github.com/repos",
+            "ftp://x",
+            "user@host",
+            "host:0",
+            "host:99999",
+            "",
+            "::1",
+        ] {
+            assert!(bad.parse::<HostRule>().is_err(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn allows_exact_matches_only() {
+        let list = AllowList::new([rule("api.github.com"), rule("http://127.0.0.1:8080")]);
+        assert!(list.allows_url("https://api.github.com/repos/o/r"));
+        assert!(list.allows_url("https://API.GITHUB.COM./x"));
+        assert!(list.allows_url("http://127.0.0.1:8080/x?y"));
+        assert!(!list.allows_url("http://api.github.com/"), "scheme matters");
+        assert!(
+            !list.allows_url("https://api.github.com:8443/"),
+            "port matters"
+        );
+        assert!(
+            !list.allows_url("https://evil.api.github.com/"),
+            "no subdomains"
+        );
+        assert!(!list.allows_url("https://api.github.com.evil.com/"));
+        assert!(!list.allows_url("http://127.0.0.1:8081/"));
+        assert!(!list.allows_url("https://api.github.com@evil.com/"));
+        assert!(!AllowList::default().allows_url("https://api.github.com/"));
+    }
+
+    #[test]
+    fn dir_grants() {
+        let g: DirGrant = "/srv/aws:/aws:ro".parse().unwrap();
+        assert_eq!(
+            (g.host.as_path(), g.guest.as_str(), g.read_only),
+            (Path::new("/srv/aws"), "/aws", true)
+        );
+        let g: DirGrant = "/srv/data".parse().unwrap();
+        assert_eq!((g.guest.as_str(), g.read_only), ("/srv/data", false));
+        let g: DirGrant = "/srv/data:rw".parse().unwrap();
+        assert_eq!(g.guest, "/srv/data");
+        assert!("/a:relative".parse::<DirGrant>().is_err());
+        assert!("/a:/b:/c".parse::<DirGrant>().is_err());
+        assert!(":/b".parse::<DirGrant>().is_err());
+    }
+
+    #[test]
+    fn secret_sources() {
+        assert_eq!(
+            parse_secret_arg("token=env:GITHUB_TOKEN").unwrap(),
+            ("token".into(), SecretSource::Env("GITHUB_TOKEN".into()))
+        );
+        assert!(parse_secret_arg("token=ghp_literal").is_err());
+        assert!(parse_secret_arg("token").is_err());
+
+        let dir = std::env::temp_dir().join(format!("keyrot-secret-{}", std::process::id()));
+        std::fs::write(&dir, "s3cret\n").unwrap();
+        let source = SecretSource::File(dir.clone());
+        assert_eq!(source.resolve().unwrap().as_str(), "s3cret");
+        std::fs::remove_file(&dir).unwrap();
+        assert!(source.resolve().is_err());
+        assert!(
+            SecretSource::Env("KEYROT_TEST_UNSET_VARIABLE".into())
+                .resolve()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn header_injection_resolves_its_placeholder() {
+        let path = std::env::temp_dir().join(format!("keyrot-header-{}", std::process::id()));
+        std::fs::write(&path, "tok\n").unwrap();
+        let spec = format!(
+            "api.github.com=Authorization:Bearer {{file:{}}}",
+            path.display()
+        );
+        let h = HeaderInjection::parse(&spec).unwrap();
+        assert_eq!(h.host, rule("api.github.com"));
+        assert_eq!(
+            (h.name.as_str(), h.value.as_str()),
+            ("Authorization", "Bearer tok")
+        );
+        std::fs::remove_file(&path).unwrap();
+
+        assert!(HeaderInjection::parse("api.github.com=Authorization:Bearer literal").is_err());
+        assert!(HeaderInjection::parse("api.github.com=Bad Header:{env:X}").is_err());
+        assert!(HeaderInjection::parse("*.github.com=Authorization:{env:X}").is_err());
+    }
+}

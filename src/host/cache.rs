@@ -1,0 +1,258 @@
+//! The compiled-component cache: compile each plugin once.
+//!
+//! Compiling a large component (a Python one is ~18 MB) takes seconds;
+//! loading its compiled form takes milliseconds. Entries are keyed by the
+//! plugin's sha256 and the engine's compatibility hash (Wasmtime version and
+//! settings), live in a 0700 directory, and carry a digest of their payload.
+//! Loading compiled code is trusting it, so an entry is used only if the
+//! directory and file belong to this user, are writable by nobody else, and
+//! the digest matches; anything else is rebuilt, never loaded blindly.
+
+use std::fs;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Marks a keyrot cache entry, and its format version.
+const MAGIC: &[u8; 8] = b"KEYROTC1";
+
+/// Where compiled plugins are kept, if anywhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Always compile (`--no-cache`).
+    Disabled,
+    /// Use this directory.
+    Dir(PathBuf),
+}
+
+impl CacheMode {
+    /// `KEYROT_CACHE_DIR`, else `$XDG_CACHE_HOME/keyrot`, else
+    /// `~/.cache/keyrot`; disabled if none can be found.
+    pub fn user_default() -> Self {
+        let env_dir = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty());
+        if let Some(dir) = env_dir("KEYROT_CACHE_DIR") {
+            return CacheMode::Dir(dir.into());
+        }
+        if let Some(dir) = env_dir("XDG_CACHE_HOME") {
+            return CacheMode::Dir(Path::new(&dir).join("keyrot"));
+        }
+        match env_dir("HOME") {
+            Some(home) => CacheMode::Dir(Path::new(&home).join(".cache/keyrot")),
+            None => CacheMode::Disabled,
+        }
+    }
+}
+
+/// How a component was obtained, for logs and benchmarks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Loaded from a valid cache entry.
+    Hit,
+    /// Compiled and stored (there was no usable entry).
+    Compiled,
+    /// Compiled; caching is off or the directory is unusable.
+    Uncached,
+}
+
+/// Loads the compiled form of `wasm` from the cache, or compiles it (and
+/// stores the result).
+pub(super) fn load_or_compile(
+    engine: &Engine,
+    wasm: &[u8],
+    sha256: &str,
+    mode: &CacheMode,
+) -> wasmtime::Result<(Component, CacheOutcome)> {
+    let dir = match mode {
+        CacheMode::Dir(dir) => match prepare_dir(dir) {
+            Ok(()) => dir,
+            Err(why) => {
+                tracing::warn!("not using the plugin cache {}: {why}", dir.display());
+                return Ok((Component::new(engine, wasm)?, CacheOutcome::Uncached));
+            }
+        },
+        CacheMode::Disabled => return Ok((Component::new(engine, wasm)?, CacheOutcome::Uncached)),
+    };
+    let entry = dir.join(format!("{sha256}-{:016x}.cwasm", engine_hash(engine)));
+    match read_entry(&entry) {
+        Ok(Some(payload)) => {
+            // SAFETY: the payload is what `precompile_component` produced for
+            // this engine configuration: the file is ours (owner and mode
+            // checked), unmodified (digest checked), and keyed by the
+            // engine's compatibility hash. Wasmtime checks the version again.
+            match unsafe { Component::deserialize(engine, &payload) } {
+                Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                Err(err) => tracing::debug!("cache entry {} unusable: {err}", entry.display()),
+            }
+        }
+        Ok(None) => {}
+        Err(why) => tracing::warn!("ignoring cache entry {}: {why}", entry.display()),
+    }
+    let payload = engine.precompile_component(wasm)?;
+    // SAFETY: just produced by this engine from the plugin's bytes.
+    let component = unsafe { Component::deserialize(engine, &payload)? };
+    if let Err(err) = write_entry(dir, &entry, &payload) {
+        tracing::warn!(
+            "could not cache the compiled plugin in {}: {err}",
+            dir.display()
+        );
+    }
+    Ok((component, CacheOutcome::Compiled))
+}
+
+/// The engine's compatibility hash, as a number for file names.
+fn engine_hash(engine: &Engine) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Creates the directory 0700, or checks an existing one is ours alone.
+fn prepare_dir(dir: &Path) -> Result<(), String> {
+    if !dir.exists() {
+        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
+    }
+    let meta = fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
+    check_private(&meta, "directory")?;
+    if !meta.is_dir() {
+        return Err("not a directory".into());
+    }
+    Ok(())
+}
+
+/// Owned by this user and writable by nobody else.
+fn check_private(meta: &fs::Metadata, what: &str) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if meta.uid() != uid {
+        return Err(format!(
+            "the {what} belongs to another user (uid {})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!("the {what} is writable by other users"));
+    }
+    Ok(())
+}
+
+/// The payload of a valid entry, `None` if there is none, or why it is bad.
+fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    check_private(&meta, "file")?;
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    let header = MAGIC.len() + 32;
+    if bytes.len() < header || &bytes[..MAGIC.len()] != MAGIC {
+        return Err("not a keyrot cache entry".into());
+    }
+    let (digest, payload) = bytes[MAGIC.len()..].split_at(32);
+    if Sha256::digest(payload).as_slice() != digest {
+        return Err("corrupted (digest mismatch)".into());
+    }
+    Ok(Some(payload.to_vec()))
+}
+
+/// Writes an entry atomically: a private temp file, then a rename.
+fn write_entry(dir: &Path, path: &Path, payload: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), rand_suffix()));
+    let result = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(MAGIC)?;
+        file.write_all(&Sha256::digest(payload))?;
+        file.write_all(payload)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn rand_suffix() -> u64 {
+    let mut hasher = DefaultHasher::new();
+    std::time::SystemTime::now().hash(&mut hasher);
+    std::thread::current().id().hash(&mut hasher);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry_in(dir: &Path) -> PathBuf {
+        dir.join("entry.cwasm")
+    }
+
+    #[test]
+    fn round_trips_an_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        write_entry(dir.path(), &entry_in(dir.path()), b"compiled").unwrap();
+        assert_eq!(
+            read_entry(&entry_in(dir.path())).unwrap().unwrap(),
+            b"compiled"
+        );
+    }
+
+    #[test]
+    fn detects_corruption_and_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = entry_in(dir.path());
+        write_entry(dir.path(), &path, b"compiled").unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        assert!(read_entry(&path).unwrap_err().contains("corrupted"));
+
+        fs::write(&path, b"\0asm junk").unwrap();
+        assert!(
+            read_entry(&path)
+                .unwrap_err()
+                .contains("not a keyrot cache entry")
+        );
+
+        write_entry(dir.path(), &path, b"compiled").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(
+            read_entry(&path)
+                .unwrap_err()
+                .contains("writable by other users")
+        );
+    }
+
+    #[test]
+    fn a_missing_entry_is_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_entry(&entry_in(dir.path())).unwrap().is_none());
+    }
+
+    #[test]
+    fn refuses_a_shared_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(
+            prepare_dir(dir.path())
+                .unwrap_err()
+                .contains("writable by other users")
+        );
+        let fresh = dir.path().join("a/b");
+        prepare_dir(&fresh).unwrap();
+        assert_eq!(fs::metadata(&fresh).unwrap().mode() & 0o777, 0o700);
+    }
+}

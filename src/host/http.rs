@@ -1,0 +1,201 @@
+//! The outbound-HTTP capability (`wasi:http/outgoing-handler`), enforced in
+//! the host's `send_request` hook.
+//!
+//! A request leaves only if its scheme, host and port are on the operator's
+//! allow-list; otherwise the plugin gets the standard `HTTP-request-denied`
+//! error and the log says which flag would allow it. Redirects are the
+//! guest's business, so a redirect to an unlisted host is just another
+//! denied request. The host adds operator-injected headers (credentials the
+//! plugin never sees) and caps timeouts, response size and request count.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Limited};
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, Result as HttpResult, WasiBody, WasiHttpCtx,
+    WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
+
+use super::HostState;
+use crate::grants::{AllowList, HeaderInjection, HostRule, Scheme};
+
+/// Requests one call may make.
+pub const MAX_REQUESTS_PER_CALL: u32 = 50;
+/// Bytes of one response body the plugin may read.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Upper bounds on the plugin's own timeouts (it may ask for less).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to the first byte of the response.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time between two chunks of the response body.
+pub const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The wasi:http import a plugin needs a host grant for.
+pub const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler";
+
+/// Per-call HTTP state: the policy and what the call has done so far.
+pub(super) struct HttpGuard {
+    plugin: String,
+    allow: Arc<AllowList>,
+    headers: Arc<Vec<HeaderInjection>>,
+    requests: u32,
+    /// Messages for the plugin's log (denials), drained after the call.
+    notes: Arc<Mutex<Vec<String>>>,
+}
+
+impl HttpGuard {
+    pub(super) fn new(
+        plugin: &str,
+        allow: Arc<AllowList>,
+        headers: Arc<Vec<HeaderInjection>>,
+        notes: Arc<Mutex<Vec<String>>>,
+    ) -> Self {
+        Self {
+            plugin: plugin.to_string(),
+            allow,
+            headers,
+            requests: 0,
+            notes,
+        }
+    }
+
+    fn deny(&self, why: String) -> HttpError {
+        tracing::warn!("plugin '{}': {why}", self.plugin);
+        self.notes.lock().unwrap().push(why);
+        HttpError::HttpRequestDenied
+    }
+
+    /// Decides whether the request may go out, and prepares it if so.
+    fn admit(&mut self, request: &mut http::Request<WasiBody>) -> Result<(), HttpError> {
+        let uri = request.uri();
+        let scheme = match uri.scheme_str() {
+            Some("https") => Scheme::Https,
+            Some("http") => Scheme::Http,
+            other => {
+                return Err(self.deny(format!("request with unsupported scheme {other:?} denied")));
+            }
+        };
+        let host = uri.host().unwrap_or("").to_string();
+        let host = host.as_str();
+        let port = uri.port_u16().unwrap_or(match scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        });
+        if !self.allow.allows(scheme, host, port) {
+            let rule = HostRule {
+                scheme,
+                host: host.trim_matches(['[', ']']).to_ascii_lowercase(),
+                port,
+            };
+            return Err(self.deny(format!(
+                "request to {} denied: that host is not allowed (to allow it: --allow-host {rule})",
+                uri_without_query(uri)
+            )));
+        }
+        if self.requests >= MAX_REQUESTS_PER_CALL {
+            return Err(self.deny(format!(
+                "request to {} denied: more than {MAX_REQUESTS_PER_CALL} requests in one call",
+                uri_without_query(uri)
+            )));
+        }
+        self.requests += 1;
+        tracing::debug!(
+            "plugin '{}': {} {}",
+            self.plugin,
+            request.method(),
+            uri_without_query(uri)
+        );
+        for injection in self.headers.iter() {
+            if injection.host.matches(scheme, host, port) {
+                let name = http::HeaderName::from_bytes(injection.name.as_bytes())
+                    .map_err(|_| HttpError::InternalError(Some("bad injected header".into())))?;
+                let mut value = http::HeaderValue::from_str(&injection.value)
+                    .map_err(|_| HttpError::InternalError(Some("bad injected header".into())))?;
+                value.set_sensitive(true);
+                request.headers_mut().insert(name, value);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `scheme://authority/path`: enough to say where, without query strings
+/// that may carry tokens.
+fn uri_without_query(uri: &http::Uri) -> String {
+    format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("?"),
+        uri.authority().map(|a| a.as_str()).unwrap_or(""),
+        uri.path()
+    )
+}
+
+fn cap(asked: Option<Duration>, max: Duration) -> Option<Duration> {
+    Some(asked.map_or(max, |d| d.min(max)))
+}
+
+impl WasiHttpHooks for HttpGuard {
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = HttpResult<(
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                )>,
+            > + Send,
+    > {
+        drop(fut);
+        if let Err(denied) = self.admit(&mut request) {
+            return Box::new(async move { Err(denied) });
+        }
+        let options = options.unwrap_or_default();
+        let options = RequestOptions {
+            connect_timeout: cap(options.connect_timeout, CONNECT_TIMEOUT),
+            first_byte_timeout: cap(options.first_byte_timeout, FIRST_BYTE_TIMEOUT),
+            between_bytes_timeout: cap(options.between_bytes_timeout, BETWEEN_BYTES_TIMEOUT),
+        };
+        Box::new(async move {
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let response = response.map(|body| {
+                Limited::new(body, MAX_RESPONSE_BYTES)
+                    .map_err(|err| match err.downcast::<HttpError>() {
+                        Ok(err) => *err,
+                        Err(_) => HttpError::HttpResponseBodySize(Some(MAX_RESPONSE_BYTES as u64)),
+                    })
+                    .boxed_unsync()
+            });
+            Ok((
+                response,
+                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+            ))
+        })
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_guard,
+        }
+    }
+}
+
+/// Links `wasi:http` (types and outgoing-handler). Linking grants nothing:
+/// every request still has to pass [`HttpGuard`].
+pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+}
+
+/// A fresh wasi:http context.
+pub(super) fn context() -> WasiHttpCtx {
+    WasiHttpCtx::new()
+}
