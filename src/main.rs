@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli::run(&args)) {
         Ok(code) => ExitCode::from(code),
+        Err(err) if cli::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             cli::report_bad_input(args.output, &err);
             ExitCode::from(cli::EXIT_BAD_INPUT)

@@ -178,12 +178,19 @@ async fn rotate(cli: &Cli) -> anyhow::Result<u8> {
             (*err.report, code)
         }
     };
+    // The keys have changed by now: failing to print must not hide the
+    // outcome's exit code.
     let mut stdout = std::io::stdout().lock();
-    match cli.output {
-        Output::Text => render::text(&mut stdout, &report)?,
-        Output::Json => render::json(&mut stdout, &report)?,
+    let printed = match cli.output {
+        Output::Text => render::text(&mut stdout, &report),
+        Output::Json => render::json(&mut stdout, &report),
     }
-    stdout.flush()?;
+    .and_then(|()| stdout.flush());
+    if let Err(err) = printed
+        && err.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("warning: could not print the report: {err}");
+    }
     if let Some(error) = &report.error {
         let label = if code == 0 { "warning" } else { "error" };
         eprintln!("{label}: {error}");
@@ -207,11 +214,23 @@ async fn inspect(cli: &Cli, path: &std::path::Path) -> anyhow::Result<u8> {
 /// Prints an error that stopped keyrot before any rotation: to stderr, and
 /// as a JSON object on stdout when JSON output was asked for.
 pub fn report_bad_input(output: Output, err: &anyhow::Error) {
+    if is_broken_pipe(err) {
+        return;
+    }
     eprintln!("error: {err:#}");
     if output == Output::Json {
         let json = serde_json::json!({ "outcome": "bad-input", "error": format!("{err:#}") });
-        println!("{json}");
+        let _ = writeln!(std::io::stdout(), "{json}");
     }
+}
+
+/// Whether stdout went away (`keyrot ... | head`): not worth an error.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Logs go to stderr: keyrot's and plugins' at info (`-v` debug, `-vv`

@@ -61,8 +61,9 @@ impl HttpGuard {
         }
     }
 
+    /// Refuses a request; the reason reaches the log (and the report) with
+    /// the plugin's other lines once the call ends.
     fn deny(&self, why: String) -> HttpError {
-        tracing::warn!("plugin '{}': {why}", self.plugin);
         self.notes.lock().unwrap().push(why);
         HttpError::HttpRequestDenied
     }
@@ -160,14 +161,24 @@ impl WasiHttpHooks for HttpGuard {
             first_byte_timeout: cap(options.first_byte_timeout, FIRST_BYTE_TIMEOUT),
             between_bytes_timeout: cap(options.between_bytes_timeout, BETWEEN_BYTES_TIMEOUT),
         };
+        let notes = self.notes.clone();
+        let url = uri_without_query(request.uri());
         Box::new(async move {
             let (response, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             let response = response.map(|body| {
                 Limited::new(body, MAX_RESPONSE_BYTES)
-                    .map_err(|err| match err.downcast::<HttpError>() {
+                    .map_err(move |err| match err.downcast::<HttpError>() {
                         Ok(err) => *err,
-                        Err(_) => HttpError::HttpResponseBodySize(Some(MAX_RESPONSE_BYTES as u64)),
+                        Err(_) => {
+                            // Guest HTTP libraries often reduce this to a
+                            // bare stream error: say what happened here.
+                            notes.lock().unwrap().push(format!(
+                                "response from {url} cut off: larger than {} MiB",
+                                MAX_RESPONSE_BYTES >> 20
+                            ));
+                            HttpError::HttpResponseBodySize(Some(MAX_RESPONSE_BYTES as u64))
+                        }
                     })
                     .boxed_unsync()
             });
