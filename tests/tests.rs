@@ -4,8 +4,12 @@
 //! - `rotation`: the rotation's every failure edge, on a fault-injecting fake
 //!   of the `Iam` seam.
 //! - `cli`: the real binary against moto with real plugin components.
+//! - `grants`: outbound HTTP, directories, secrets, caching, job files.
+//! - `sandbox`: hostile plugins attacking the sandbox.
 
 mod cli;
 mod fake;
+mod grants;
 mod rotation;
+mod sandbox;
 mod util;

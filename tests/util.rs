@@ -91,6 +91,24 @@ impl Moto {
         }
     }
 
+    /// Starts moto with user `user` holding one active key; returns the key.
+    pub async fn start_with_user(user: &str) -> (Moto, String) {
+        let moto = Moto::start();
+        moto.create_user(user).await;
+        let key = moto.create_key(user, "Active").await;
+        (moto, key)
+    }
+
+    /// Asserts `user` holds exactly `key`, still active: what every failed
+    /// rotation must leave behind.
+    pub async fn assert_only_key(&self, user: &str, key: &str) {
+        assert_eq!(
+            self.keys(user).await,
+            vec![(key.to_string(), "Active".to_string())],
+            "the old key, still active, and nothing else"
+        );
+    }
+
     /// Creates a user.
     pub async fn create_user(&self, user: &str) {
         self.client
@@ -169,7 +187,17 @@ impl Moto {
     /// Runs the binary with extra environment variables. The environment is
     /// otherwise cleared, so no real AWS config or credentials can leak in.
     pub fn keyrot_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let (mut cmd, _home) = self.command(args, env);
+        cmd.output().expect("run keyrot")
+    }
+
+    /// The keyrot command, not yet run, with its private HOME (which must
+    /// outlive the run).
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> (Command, tempfile::TempDir) {
         let home = tempfile::tempdir().unwrap();
+        // Empty AWS config files: nothing from the real ones leaks in.
+        std::fs::write(home.path().join("no-config"), "").unwrap();
+        std::fs::write(home.path().join("no-credentials"), "").unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyrot"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -187,7 +215,7 @@ impl Moto {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().expect("run keyrot")
+        (cmd, home)
     }
 }
 
@@ -298,4 +326,157 @@ pub fn show(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A request as a [`TestServer`] received it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub path: String,
+    /// Header names lowercase.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a [`TestServer`] answers.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+type Handler = dyn Fn(&Recorded) -> Reply + Send + Sync;
+
+/// A small HTTP/1.1 server on a free loopback port, standing in for an API
+/// a plugin talks to. Each connection gets one response, then is closed.
+pub struct TestServer {
+    pub url: String,
+    pub port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+}
+
+impl TestServer {
+    pub fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> TestServer {
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let seen = requests.clone();
+        // The thread ends with the test process; tests are short-lived.
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let handler = handler.clone();
+                let seen = seen.clone();
+                std::thread::spawn(move || serve(stream, &*handler, &seen));
+            }
+        });
+        TestServer {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            requests,
+        }
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn serve(mut stream: TcpStream, handler: &Handler, seen: &std::sync::Mutex<Vec<Recorded>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let request = Recorded { path, headers };
+    seen.lock().unwrap().push(request.clone());
+    let reply = handler(&request);
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",
+        reply.status,
+        reply.body.len()
+    );
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&reply.body);
+    let _ = stream.flush();
+}
+
+/// Runs a command and reports its peak resident memory (VmHWM), sampled
+/// from /proc while it runs, in bytes.
+pub fn run_measuring_memory(cmd: &mut Command) -> (Output, u64) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let status_path = format!("/proc/{}/status", child.id());
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        std::thread::spawn(move || {
+            while let Ok(status) = std::fs::read_to_string(&status_path) {
+                let hwm = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+                match hwm {
+                    Some(kb) => peak.fetch_max(kb * 1024, std::sync::atomic::Ordering::Relaxed),
+                    None => break, // a zombie has no memory lines left
+                };
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let output = child.wait_with_output().expect("wait");
+    sampler.join().unwrap();
+    (output, peak.load(std::sync::atomic::Ordering::Relaxed))
 }
