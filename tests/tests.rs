@@ -8,7 +8,10 @@
 //! - `sandbox`: hostile plugins attacking the sandbox.
 
 mod cli;
+mod credentials_file;
 mod fake;
+mod github;
+mod github_server;
 mod grants;
 mod rotation;
 mod sandbox;

@@ -168,6 +168,14 @@ impl Moto {
     /// Every secret access key moto ever issued, deleted keys included (from
     /// moto's state dump), to prove none of them leaks.
     pub fn all_secrets(&self) -> Vec<String> {
+        self.keys_with_secrets()
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    /// Every (key id, secret) moto ever issued, deleted keys included.
+    pub fn keys_with_secrets(&self) -> Vec<(String, String)> {
         let addr = self.url.trim_start_matches("http://");
         let body = http_get(addr, "/moto-api/data.json");
         let data: serde_json::Value = serde_json::from_str(&body).expect("moto state is JSON");
@@ -175,7 +183,11 @@ impl Moto {
             .as_array()
             .expect("moto state lists access keys")
             .iter()
-            .filter_map(|k| k["secret_access_key"].as_str().map(str::to_string))
+            .filter_map(|k| {
+                let id = k["access_key_id"].as_str()?;
+                let secret = k["secret_access_key"].as_str()?;
+                Some((id.to_string(), secret.to_string()))
+            })
             .collect()
     }
 
@@ -287,13 +299,26 @@ fn http_get(addr: &str, path: &str) -> String {
     body.to_string()
 }
 
-/// A fixture plugin component from `plugins/`, built on first use.
+/// A plugin component from `plugins/`. Rust plugins are built on first
+/// use; plugins in other languages are built by `scripts/build-plugins.sh`
+/// (which the README's test command runs) into `plugins/target/components`.
 pub fn plugin(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(build_plugins);
     let path = dir.join(format!("{name}.wasm"));
-    assert!(path.exists(), "no plugin {name} in {}", dir.display());
-    path
+    if path.exists() {
+        return path;
+    }
+    let other = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plugins/target/components")
+        .join(format!("{name}.wasm"));
+    assert!(
+        other.exists(),
+        "no plugin {name} in {} or {}: build the non-Rust plugins with scripts/build-plugins.sh",
+        dir.display(),
+        other.display()
+    );
+    other
 }
 
 fn build_plugins() -> PathBuf {

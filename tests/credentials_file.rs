@@ -1,0 +1,200 @@
+//! End-to-end tests of `aws_credentials_file.wasm` through the binary: the
+//! file it writes must be one the AWS SDK itself reads the new key from,
+//! with every other profile and comment untouched.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+use aws_sdk_iam::config::ProvideCredentials;
+
+use crate::util::{Moto, plugin, show};
+
+/// Reads a profile's credentials the way the AWS SDK does.
+async fn sdk_credentials(file: &Path, profile: &str) -> (String, String) {
+    let files = EnvConfigFiles::builder()
+        .include_default_config_file(false)
+        .include_default_credentials_file(false)
+        .with_file(EnvConfigFileKind::Credentials, file)
+        .build();
+    let creds = ProfileFileCredentialsProvider::builder()
+        .profile_files(files)
+        .profile_name(profile)
+        .build()
+        .provide_credentials()
+        .await
+        .expect("the SDK reads the profile");
+    (
+        creds.access_key_id().to_string(),
+        creds.secret_access_key().to_string(),
+    )
+}
+
+/// A credentials file whose `ci` profile holds `key`, between two profiles
+/// and comments that must survive byte for byte.
+fn credentials_with(key: &str) -> String {
+    format!(
+        "# managed by hand, keep this comment\n\
+         [default]\n\
+         aws_access_key_id = AKIADEFAULTDEFAULT00\n\
+         aws_secret_access_key = default-secret\n\
+         \n\
+         [ci]\n\
+         aws_access_key_id = {key}\n\
+         aws_secret_access_key = old-secret-value\n\
+         region = eu-west-1\n\
+         \n\
+         ; the last profile\n\
+         [other]\n\
+         aws_access_key_id = AKIAOTHEROTHEROTHER0\n\
+         aws_secret_access_key = other-secret\n"
+    )
+}
+
+fn run(moto: &Moto, dir: &Path, extra: &[&str]) -> std::process::Output {
+    let wasm = plugin("aws_credentials_file")
+        .to_string_lossy()
+        .into_owned();
+    let grant = format!("{}:/aws", dir.display());
+    let mut args = vec![
+        "--plugin",
+        &wasm,
+        "--user",
+        "ci-bot",
+        "--endpoint-url",
+        &moto.url,
+        "--allow-dir",
+        &grant,
+        "--config",
+        "path=/aws/credentials",
+        "--config",
+        "profile=ci",
+    ];
+    args.extend_from_slice(extra);
+    let out = moto.keyrot(&args);
+    let printed = show(&out);
+    for secret in moto.all_secrets() {
+        assert!(!printed.contains(&secret), "a secret leaked:\n{printed}");
+    }
+    out
+}
+
+#[tokio::test]
+async fn writes_the_new_key_into_its_profile_only() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    let before = credentials_with(&old);
+    std::fs::write(&file, &before).unwrap();
+
+    let out = run(&moto, dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let keys = moto.keys("ci-bot").await;
+    assert_eq!(keys.len(), 1);
+    let new = &keys[0].0;
+    let secret = moto
+        .keys_with_secrets()
+        .into_iter()
+        .find(|(id, _)| id == new)
+        .unwrap()
+        .1;
+    assert_eq!(
+        sdk_credentials(&file, "ci").await,
+        (new.clone(), secret.clone())
+    );
+    assert_eq!(
+        sdk_credentials(&file, "default").await,
+        ("AKIADEFAULTDEFAULT00".into(), "default-secret".into())
+    );
+    // Everything but the two values is byte-identical, in order.
+    let after = std::fs::read_to_string(&file).unwrap();
+    let expected = before
+        .replace(&old, new)
+        .replace("old-secret-value", &secret);
+    assert_eq!(after, expected);
+    // Replaced atomically by a file created under keyrot's umask.
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temp file left"
+    );
+}
+
+#[tokio::test]
+async fn creates_the_file_when_there_is_none() {
+    let (moto, _) = Moto::start_with_user("ci-bot").await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&moto, dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let new = moto.keys("ci-bot").await[0].0.clone();
+    let (id, _) = sdk_credentials(&dir.path().join("credentials"), "ci").await;
+    assert_eq!(id, new);
+}
+
+#[tokio::test]
+async fn refuses_to_clobber_a_profile_holding_another_key() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    let before = credentials_with("AKIASOMEONEELSE00000");
+    std::fs::write(&file, &before).unwrap();
+    let out = run(&moto, dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("preflight failed"),
+        "{}",
+        show(&out)
+    );
+    moto.assert_only_key("ci-bot", &old).await;
+    assert_eq!(moto.all_secrets().len(), 1, "no key was created");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_read_only_grant_fails_before_any_key_exists() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = plugin("aws_credentials_file")
+        .to_string_lossy()
+        .into_owned();
+    let grant = format!("{}:/aws:ro", dir.path().display());
+    let out = moto.keyrot(&[
+        "--plugin",
+        &wasm,
+        "--user",
+        "ci-bot",
+        "--endpoint-url",
+        &moto.url,
+        "--allow-dir",
+        &grant,
+        "--config",
+        "path=/aws/credentials",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    moto.assert_only_key("ci-bot", &old).await;
+    assert_eq!(moto.all_secrets().len(), 1, "no key was created");
+}
+
+#[tokio::test]
+async fn without_a_directory_grant_nothing_is_written() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let wasm = plugin("aws_credentials_file")
+        .to_string_lossy()
+        .into_owned();
+    let out = moto.keyrot(&[
+        "--plugin",
+        &wasm,
+        "--user",
+        "ci-bot",
+        "--endpoint-url",
+        &moto.url,
+        "--config",
+        "path=/aws/credentials",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    moto.assert_only_key("ci-bot", &old).await;
+    assert_eq!(moto.all_secrets().len(), 1, "no key was created");
+}

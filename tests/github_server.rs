@@ -1,0 +1,771 @@
+//! A fake GitHub Actions-secrets API for end-to-end tests of the `github`
+//! plugin: plain HTTP/1.1 on a free loopback port, served from a background
+//! thread that stops when the `FakeGitHub` is dropped.
+//!
+//! It knows one repository ([`FakeGitHub::REPO`]) with two environments and
+//! one organization, accepts only [`FakeGitHub::TOKEN`], and serves each
+//! target's public key from a fresh X25519 key pair. A PUT is stored only if
+//! its `encrypted_value` opens with the matching secret key, so a stored
+//! plaintext proves the plugin's sealed box is libsodium-compatible. Faults
+//! ([`Fault`]) make it fail or hang on demand.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use crypto_box::SecretKey;
+use crypto_box::aead::OsRng;
+
+/// Upper bound on a request head; anything larger is a broken client.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Upper bound on a request body; a sealed AWS secret is under 200 bytes.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// A client that stops sending mid-request is dropped after this.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the accept loop and hanging connections look at the stop flag.
+const POLL: Duration = Duration::from_millis(10);
+
+/// A failure the fake injects into its answers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer like GitHub.
+    #[default]
+    None,
+    /// Answer every request with this status (and a GitHub-style message).
+    Status(u16),
+    /// Answer every PUT with this status; public keys are still served.
+    StatusOnPut(u16),
+    /// Answer PUTs of the secret with this name with the status; others
+    /// succeed (to fail the second of the plugin's two writes).
+    StatusOnPutOf(String, u16),
+    /// Read the request, never answer, and hold the connection open until
+    /// the fault changes or the server is dropped (for timeouts).
+    Hang,
+}
+
+/// One request the fake received, in arrival order.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// `GET`, `PUT`, ...
+    pub method: String,
+    /// The path as sent (still percent-encoded), without the query.
+    pub path: String,
+    /// Whether `Authorization` was exactly `Bearer` + [`FakeGitHub::TOKEN`].
+    pub authorized: bool,
+    /// Every header, names lowercased (a repeated header keeps its last value).
+    pub headers: BTreeMap<String, String>,
+    /// The body parsed as JSON, if it was JSON.
+    pub body: Option<serde_json::Value>,
+}
+
+/// A running fake GitHub API. See the module docs.
+pub struct FakeGitHub {
+    /// Base URL to pass as the plugin's `api-url`, e.g. `http://127.0.0.1:40123`.
+    pub url: String,
+    state: Arc<State>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct State {
+    secret_key: SecretKey,
+    fault: Mutex<Fault>,
+    secrets: Mutex<BTreeMap<String, String>>,
+    requests: Mutex<Vec<Recorded>>,
+}
+
+impl FakeGitHub {
+    /// The only token accepted.
+    pub const TOKEN: &str = "ghp_test";
+    /// The repository that exists (`repo` setting).
+    pub const REPO: &str = "octo/app";
+    /// Environments of [`Self::REPO`]; the second needs percent-encoding.
+    pub const ENVIRONMENTS: [&str; 2] = ["production", "staging/eu"];
+    /// The organization that exists (`org` setting).
+    pub const ORG: &str = "octo-org";
+    /// The `key_id` of the public key, expected back on every PUT.
+    pub const KEY_ID: &str = "568250167242549743";
+
+    /// Starts the server on a free loopback port.
+    pub fn start() -> FakeGitHub {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        // Non-blocking accept, so the loop notices `stop` without a wake-up connection.
+        listener.set_nonblocking(true).unwrap();
+        let state = Arc::new(State {
+            secret_key: SecretKey::generate(&mut OsRng),
+            fault: Mutex::new(Fault::None),
+            secrets: Mutex::new(BTreeMap::new()),
+            requests: Mutex::new(Vec::new()),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (state, stop) = (state.clone(), stop.clone());
+            thread::spawn(move || accept_loop(listener, state, stop))
+        };
+        FakeGitHub {
+            url,
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Changes how the following requests are answered.
+    pub fn set_fault(&self, fault: Fault) {
+        *self.state.fault.lock().unwrap() = fault;
+    }
+
+    /// Every secret stored so far, decrypted, keyed by where it lives:
+    /// `repos/octo/app/NAME`, `repos/octo/app/environments/ENV/NAME` (ENV
+    /// decoded, e.g. `staging/eu`) or `orgs/octo-org/NAME`.
+    pub fn secrets(&self) -> BTreeMap<String, String> {
+        self.state.secrets.lock().unwrap().clone()
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The public key as served (base64), for tests that seal by hand.
+    pub fn public_key(&self) -> String {
+        BASE64.encode(self.state.secret_key.public_key().as_bytes())
+    }
+}
+
+impl Drop for FakeGitHub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Accepts connections until `stop`, one thread each; on stop, closes the
+/// connections still open (unblocking their reads) and joins their threads.
+fn accept_loop(listener: TcpListener, state: Arc<State>, stop: Arc<AtomicBool>) {
+    let mut connections: Vec<(TcpStream, JoinHandle<()>)> = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let Ok(handle) = stream.try_clone() else {
+                    continue;
+                };
+                let (state, stop) = (state.clone(), stop.clone());
+                let thread = thread::spawn(move || serve(stream, &state, &stop));
+                connections.push((handle, thread));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => thread::sleep(POLL),
+            Err(_) => thread::sleep(POLL),
+        }
+        connections.retain(|(_, thread)| !thread.is_finished());
+    }
+    for (stream, thread) in connections {
+        let _ = stream.shutdown(Shutdown::Both);
+        let _ = thread.join();
+    }
+}
+
+/// A parsed request.
+struct Request {
+    method: String,
+    path: String,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// Serves one connection: one request, one answer, then close (so clients
+/// that keep connections alive reconnect, and nothing is pipelined).
+fn serve(stream: TcpStream, state: &State, stop: &AtomicBool) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let mut writer = match stream.try_clone() {
+        Ok(writer) => writer,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    let request = match read_request(&mut reader, &mut writer) {
+        Ok(request) => request,
+        Err(ReadError::Closed) => return,
+        Err(ReadError::Bad(why)) => {
+            let _ = respond(&mut writer, 400, &message_body(&why));
+            return;
+        }
+    };
+    let expected = format!("Bearer {}", FakeGitHub::TOKEN);
+    state.requests.lock().unwrap().push(Recorded {
+        method: request.method.clone(),
+        path: request.path.clone(),
+        authorized: request.headers.get("authorization") == Some(&expected),
+        headers: request.headers.clone(),
+        body: serde_json::from_slice(&request.body).ok(),
+    });
+
+    let fault = state.fault.lock().unwrap().clone();
+    if fault == Fault::Hang {
+        while !stop.load(Ordering::SeqCst) && *state.fault.lock().unwrap() == Fault::Hang {
+            thread::sleep(POLL);
+        }
+        return;
+    }
+    let (status, body) = answer(&request, &fault, state);
+    let _ = respond(&mut writer, status, &body);
+}
+
+enum ReadError {
+    /// The client went away or timed out: nobody to answer.
+    Closed,
+    /// Malformed HTTP: answer 400.
+    Bad(String),
+}
+
+/// Any I/O error while reading means there is no one left to answer.
+fn closed(_: std::io::Error) -> ReadError {
+    ReadError::Closed
+}
+
+fn read_request(
+    reader: &mut BufReader<TcpStream>,
+    writer: &mut TcpStream,
+) -> Result<Request, ReadError> {
+    let mut head_bytes = 0;
+    let mut line = String::new();
+    let mut next_line = |reader: &mut BufReader<TcpStream>| -> Result<String, ReadError> {
+        line.clear();
+        let n = reader.read_line(&mut line).map_err(closed)?;
+        if n == 0 {
+            return Err(ReadError::Closed);
+        }
+        head_bytes += n;
+        if head_bytes > MAX_HEAD_BYTES {
+            return Err(ReadError::Bad("request head too large".into()));
+        }
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    };
+
+    let request_line = next_line(reader)?;
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ReadError::Bad(format!("bad request line '{request_line}'")));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Err(ReadError::Bad(format!("unsupported version {version}")));
+    }
+    // Clients may send an absolute URI; keep the path, drop the query.
+    let path = match target.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    };
+    let path = path.split(['?', '#']).next().unwrap_or("").to_string();
+    let method = method.to_string();
+
+    let mut headers = BTreeMap::new();
+    loop {
+        let line = next_line(reader)?;
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(ReadError::Bad(format!("bad header line '{line}'")));
+        };
+        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+    }
+
+    if headers
+        .get("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    {
+        writer
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .map_err(closed)?;
+    }
+    let chunked = headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked {
+        read_chunked(reader)?
+    } else if let Some(length) = headers.get("content-length") {
+        let length: usize = length
+            .parse()
+            .map_err(|_| ReadError::Bad(format!("bad content-length '{length}'")))?;
+        if length > MAX_BODY_BYTES {
+            return Err(ReadError::Bad("body too large".into()));
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).map_err(closed)?;
+        body
+    } else {
+        Vec::new()
+    };
+    Ok(Request {
+        method,
+        path,
+        headers,
+        body,
+    })
+}
+
+/// Decodes a `Transfer-Encoding: chunked` body (extensions and trailers ignored).
+fn read_chunked(reader: &mut BufReader<TcpStream>) -> Result<Vec<u8>, ReadError> {
+    let mut body = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        if reader.read_line(&mut size_line).map_err(closed)? == 0 {
+            return Err(ReadError::Closed);
+        }
+        let size = size_line.trim().split(';').next().unwrap_or("");
+        let size = usize::from_str_radix(size, 16)
+            .map_err(|_| ReadError::Bad(format!("bad chunk size '{}'", size_line.trim())))?;
+        if size == 0 {
+            // Trailers, up to the empty line.
+            loop {
+                let mut trailer = String::new();
+                let n = reader.read_line(&mut trailer).map_err(closed)?;
+                if n == 0 || trailer.trim().is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        if body.len() + size > MAX_BODY_BYTES {
+            return Err(ReadError::Bad("body too large".into()));
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..]).map_err(closed)?;
+        let mut crlf = [0; 2];
+        reader.read_exact(&mut crlf).map_err(closed)?;
+    }
+}
+
+/// Where a request points, once the path is understood.
+enum Route {
+    PublicKey,
+    /// `location` is the `secrets()` key prefix, `org` whether the body
+    /// must carry a visibility.
+    Secret {
+        location: String,
+        name: String,
+        org: bool,
+    },
+}
+
+/// Maps a path to a route on a known target; `None` is GitHub's 404.
+fn route(path: &str) -> Option<Route> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (location, rest, org) = match segments.as_slice() {
+        ["repos", owner, repo, "actions", "secrets", rest]
+            if format!("{owner}/{repo}") == FakeGitHub::REPO =>
+        {
+            (format!("repos/{owner}/{repo}"), *rest, false)
+        }
+        [
+            "repos",
+            owner,
+            repo,
+            "environments",
+            environment,
+            "secrets",
+            rest,
+        ] if format!("{owner}/{repo}") == FakeGitHub::REPO => {
+            let environment = percent_decode(environment)?;
+            if !FakeGitHub::ENVIRONMENTS.contains(&environment.as_str()) {
+                return None;
+            }
+            (
+                format!("repos/{owner}/{repo}/environments/{environment}"),
+                *rest,
+                false,
+            )
+        }
+        ["orgs", org, "actions", "secrets", rest] if *org == FakeGitHub::ORG => {
+            (format!("orgs/{org}"), *rest, true)
+        }
+        _ => return None,
+    };
+    match rest {
+        "public-key" => Some(Route::PublicKey),
+        "" => None,
+        name => Some(Route::Secret {
+            location,
+            name: name.to_string(),
+            org,
+        }),
+    }
+}
+
+/// The status and JSON body for a request, after the fault.
+fn answer(request: &Request, fault: &Fault, state: &State) -> (u16, String) {
+    let is_put = request.method == "PUT";
+    match fault {
+        Fault::Status(status) => return (*status, status_body(*status)),
+        Fault::StatusOnPut(status) if is_put => return (*status, status_body(*status)),
+        Fault::StatusOnPutOf(name, status)
+            if is_put && request.path.rsplit('/').next() == Some(name.as_str()) =>
+        {
+            return (*status, status_body(*status));
+        }
+        _ => {}
+    }
+    let expected = format!("Bearer {}", FakeGitHub::TOKEN);
+    if request.headers.get("authorization") != Some(&expected) {
+        return (401, message_body("Bad credentials"));
+    }
+    match (request.method.as_str(), route(&request.path)) {
+        ("GET", Some(Route::PublicKey)) => (
+            200,
+            serde_json::json!({
+                "key_id": FakeGitHub::KEY_ID,
+                "key": BASE64.encode(state.secret_key.public_key().as_bytes()),
+            })
+            .to_string(),
+        ),
+        (
+            "PUT",
+            Some(Route::Secret {
+                location,
+                name,
+                org,
+            }),
+        ) => match open_secret(&request.body, org, state) {
+            Ok(plaintext) => {
+                let key = format!("{location}/{name}");
+                let created = state
+                    .secrets
+                    .lock()
+                    .unwrap()
+                    .insert(key, plaintext)
+                    .is_none();
+                // GitHub: 201 when created, 204 when updated.
+                if created {
+                    (201, String::new())
+                } else {
+                    (204, String::new())
+                }
+            }
+            Err(why) => (422, message_body(&why)),
+        },
+        _ => (404, message_body("Not Found")),
+    }
+}
+
+/// Checks a PUT body the way GitHub does and opens the sealed value.
+fn open_secret(body: &[u8], org: bool, state: &State) -> Result<String, String> {
+    let body: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| "Problems parsing JSON".to_string())?;
+    let field = |name: &str| body.get(name).and_then(|v| v.as_str());
+    if field("key_id") != Some(FakeGitHub::KEY_ID) {
+        return Err("Invalid request: key_id does not match the public key".into());
+    }
+    if org && !matches!(field("visibility"), Some("all" | "private" | "selected")) {
+        return Err("Invalid request: visibility must be all, private or selected".into());
+    }
+    let sealed = field("encrypted_value")
+        .and_then(|v| BASE64.decode(v).ok())
+        .ok_or("Invalid request: encrypted_value is not base64")?;
+    let plaintext = state
+        .secret_key
+        .unseal(&sealed)
+        .map_err(|_| "Invalid request: encrypted_value could not be decrypted")?;
+    String::from_utf8(plaintext).map_err(|_| "Invalid request: secret is not UTF-8".into())
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn message_body(message: &str) -> String {
+    serde_json::json!({
+        "message": message,
+        "documentation_url": "https://docs.github.com/rest",
+    })
+    .to_string()
+}
+
+/// GitHub's `message` for a status, as sent with an injected fault.
+fn status_body(status: u16) -> String {
+    message_body(match status {
+        401 => "Bad credentials",
+        status => reason(status),
+    })
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// Writes a complete response and closes the connection.
+fn respond(stream: &mut TcpStream, status: u16, body: &str) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    // A 204 has no body and must not announce one.
+    if status != 204 {
+        head.push_str("Content-Type: application/json; charset=utf-8\r\n");
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes())?;
+    if status != 204 {
+        stream.write_all(body.as_bytes())?;
+    }
+    stream.flush()?;
+    stream.shutdown(Shutdown::Write)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A minimal client: one request per connection.
+    fn send(
+        server: &FakeGitHub,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, String) {
+        let addr = server.url.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
+        if let Some(token) = token {
+            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, body)| body)
+            .to_string();
+        (status, body)
+    }
+
+    fn public_key(server: &FakeGitHub, path: &str) -> crypto_box::PublicKey {
+        let (status, body) = send(server, "GET", path, Some(FakeGitHub::TOKEN), None);
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["key_id"], FakeGitHub::KEY_ID);
+        assert_eq!(json["key"], server.public_key());
+        let bytes = BASE64.decode(json["key"].as_str().unwrap()).unwrap();
+        crypto_box::PublicKey::from_slice(&bytes).unwrap()
+    }
+
+    fn sealed_body(key: &crypto_box::PublicKey, value: &str, visibility: Option<&str>) -> String {
+        let sealed = key.seal(&mut OsRng, value.as_bytes()).unwrap();
+        let mut body = serde_json::json!({
+            "encrypted_value": BASE64.encode(sealed),
+            "key_id": FakeGitHub::KEY_ID,
+        });
+        if let Some(visibility) = visibility {
+            body["visibility"] = visibility.into();
+        }
+        body.to_string()
+    }
+
+    #[test]
+    fn fake_github_stores_sealed_secrets_for_every_target() {
+        let server = FakeGitHub::start();
+        let token = Some(FakeGitHub::TOKEN);
+
+        let key = public_key(&server, "/repos/octo/app/actions/secrets/public-key");
+        let path = "/repos/octo/app/actions/secrets/AWS_ACCESS_KEY_ID";
+        let body = sealed_body(&key, "AKIAEXAMPLE", None);
+        assert_eq!(send(&server, "PUT", path, token, Some(&body)).0, 201);
+        let body = sealed_body(&key, "AKIAEXAMPLE2", None);
+        assert_eq!(send(&server, "PUT", path, token, Some(&body)).0, 204);
+
+        let key = public_key(
+            &server,
+            "/repos/octo/app/environments/staging%2Feu/secrets/public-key",
+        );
+        let body = sealed_body(&key, "env-secret", None);
+        let path = "/repos/octo/app/environments/staging%2Feu/secrets/AWS_SECRET_ACCESS_KEY";
+        assert_eq!(send(&server, "PUT", path, token, Some(&body)).0, 201);
+
+        let key = public_key(&server, "/orgs/octo-org/actions/secrets/public-key");
+        let path = "/orgs/octo-org/actions/secrets/AWS_ACCESS_KEY_ID";
+        let body = sealed_body(&key, "org-secret", None);
+        let (status, message) = send(&server, "PUT", path, token, Some(&body));
+        assert_eq!(status, 422, "an org secret needs a visibility: {message}");
+        let body = sealed_body(&key, "org-secret", Some("private"));
+        assert_eq!(send(&server, "PUT", path, token, Some(&body)).0, 201);
+
+        let expected: BTreeMap<String, String> = [
+            ("orgs/octo-org/AWS_ACCESS_KEY_ID", "org-secret"),
+            ("repos/octo/app/AWS_ACCESS_KEY_ID", "AKIAEXAMPLE2"),
+            (
+                "repos/octo/app/environments/staging/eu/AWS_SECRET_ACCESS_KEY",
+                "env-secret",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(server.secrets(), expected);
+
+        let requests = server.requests();
+        assert_eq!(requests.len(), 8);
+        assert!(requests.iter().all(|r| r.authorized));
+        let last = requests.last().unwrap();
+        assert_eq!((last.method.as_str(), last.path.as_str()), ("PUT", path));
+        assert_eq!(last.body.as_ref().unwrap()["visibility"], "private");
+        assert!(last.headers.contains_key("content-length"));
+    }
+
+    #[test]
+    fn fake_github_rejects_what_github_rejects() {
+        let server = FakeGitHub::start();
+        let token = Some(FakeGitHub::TOKEN);
+        let key_path = "/repos/octo/app/actions/secrets/public-key";
+
+        let (status, body) = send(&server, "GET", key_path, None, None);
+        assert_eq!((status, body.contains("Bad credentials")), (401, true));
+        assert_eq!(
+            send(&server, "GET", key_path, Some("ghp_wrong"), None).0,
+            401
+        );
+        assert!(!server.requests()[1].authorized);
+        for path in [
+            "/repos/octo/other/actions/secrets/public-key",
+            "/repos/octo/app/environments/staging/eu/secrets/public-key",
+            "/repos/octo/app/environments/nope/secrets/public-key",
+            "/orgs/other/actions/secrets/public-key",
+            "/nothing",
+        ] {
+            assert_eq!(send(&server, "GET", path, token, None).0, 404, "{path}");
+        }
+
+        let key = public_key(&server, key_path);
+        let path = "/repos/octo/app/actions/secrets/X";
+        // Sealed to another key: does not open.
+        let other = SecretKey::generate(&mut OsRng).public_key();
+        let body = sealed_body(&other, "v", None);
+        let (status, message) = send(&server, "PUT", path, token, Some(&body));
+        assert_eq!(status, 422);
+        assert!(message.contains("could not be decrypted"), "{message}");
+        let body = sealed_body(&key, "v", None).replace(FakeGitHub::KEY_ID, "1");
+        assert_eq!(send(&server, "PUT", path, token, Some(&body)).0, 422);
+        assert_eq!(send(&server, "PUT", path, token, Some("{")).0, 422);
+        assert!(server.secrets().is_empty());
+    }
+
+    #[test]
+    fn fake_github_faults() {
+        let server = FakeGitHub::start();
+        let token = Some(FakeGitHub::TOKEN);
+        let key_path = "/orgs/octo-org/actions/secrets/public-key";
+
+        server.set_fault(Fault::Status(503));
+        let (status, body) = send(&server, "GET", key_path, token, None);
+        assert_eq!((status, body.contains("Service Unavailable")), (503, true));
+
+        server.set_fault(Fault::StatusOnPut(500));
+        let key = public_key(&server, key_path);
+        let body = sealed_body(&key, "v", Some("all"));
+        let path = |name: &str| format!("/orgs/octo-org/actions/secrets/{name}");
+        assert_eq!(send(&server, "PUT", &path("A"), token, Some(&body)).0, 500);
+
+        server.set_fault(Fault::StatusOnPutOf("B".into(), 502));
+        assert_eq!(send(&server, "PUT", &path("A"), token, Some(&body)).0, 201);
+        assert_eq!(send(&server, "PUT", &path("B"), token, Some(&body)).0, 502);
+        assert_eq!(
+            server.secrets().keys().collect::<Vec<_>>(),
+            ["orgs/octo-org/A"]
+        );
+
+        server.set_fault(Fault::Hang);
+        let addr = server.url.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        stream
+            .write_all(b"GET /orgs/octo-org/actions/secrets/public-key HTTP/1.1\r\n\r\n")
+            .unwrap();
+        let mut buf = [0; 16];
+        let err = stream.read(&mut buf).unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{err}"
+        );
+
+        server.set_fault(Fault::None);
+        assert_eq!(send(&server, "GET", key_path, token, None).0, 200);
+
+        // Dropping with a connection held open by a hang returns promptly.
+        server.set_fault(Fault::Hang);
+        let mut held = TcpStream::connect(addr).unwrap();
+        held.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        thread::sleep(Duration::from_millis(50));
+        let started = Instant::now();
+        drop(server);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn fake_github_reads_chunked_bodies() {
+        let server = FakeGitHub::start();
+        let key = public_key(&server, "/repos/octo/app/actions/secrets/public-key");
+        let body = sealed_body(&key, "chunked", None);
+        let (first, second) = body.split_at(10);
+        let addr = server.url.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "PUT /repos/octo/app/actions/secrets/C HTTP/1.1\r\nAuthorization: Bearer {}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
+            FakeGitHub::TOKEN,
+            first.len(),
+            second.len(),
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 201 "), "{response}");
+        assert_eq!(server.secrets()["repos/octo/app/C"], "chunked");
+    }
+}
