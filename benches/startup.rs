@@ -24,7 +24,11 @@ async fn main() {
         .filter(|a| !a.starts_with("--"))
         .map(PathBuf::from)
         .collect();
-    let plugins = if args.is_empty() { default_plugins() } else { args };
+    let plugins = if args.is_empty() {
+        default_plugins()
+    } else {
+        args
+    };
     let cache = tempfile::tempdir().expect("temp cache dir");
     println!(
         "{:<24} {:>9} {:>12} {:>12} {:>8}",

@@ -18,17 +18,9 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A user with one active key; returns the emulator and the key id.
-async fn user_with_active_key(user: &str) -> (Moto, String) {
-    let moto = Moto::start();
-    moto.create_user(user).await;
-    let key = moto.create_key(user, "Active").await;
-    (moto, key)
-}
-
 #[tokio::test]
 async fn success_replaces_the_active_key() {
-    let (moto, old) = user_with_active_key("ci-bot").await;
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
     let hello = path("hello");
     let out = moto.keyrot(&[
         "--plugin",
@@ -60,7 +52,7 @@ async fn success_replaces_the_active_key() {
 
 #[tokio::test]
 async fn json_report_says_what_happened_to_each_key() {
-    let (moto, old) = user_with_active_key("ci-bot").await;
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
     let hello = path("hello");
     let out = moto.keyrot(&[
         "--plugin",
@@ -105,7 +97,7 @@ async fn json_report_says_what_happened_to_each_key() {
 
 #[tokio::test]
 async fn endpoint_can_come_from_aws_endpoint_url() {
-    let (moto, old) = user_with_active_key("ci-bot").await;
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
     let hello = path("hello");
     let out = moto.keyrot_with_env(
         &["--plugin", &hello, "--user", "ci-bot"],
@@ -119,7 +111,7 @@ async fn endpoint_can_come_from_aws_endpoint_url() {
 
 #[tokio::test]
 async fn self_heal_deletes_the_inactive_key_at_the_limit() {
-    let (moto, active) = user_with_active_key("ci-bot").await;
+    let (moto, active) = Moto::start_with_user("ci-bot").await;
     let inactive = moto.create_key("ci-bot", "Inactive").await;
     let hello = path("hello");
     let out = moto.keyrot(&[
@@ -153,7 +145,7 @@ async fn self_heal_deletes_the_inactive_key_at_the_limit() {
 
 #[tokio::test]
 async fn two_active_keys_are_refused_and_left_alone() {
-    let (moto, first) = user_with_active_key("ci-bot").await;
+    let (moto, first) = Moto::start_with_user("ci-bot").await;
     let second = moto.create_key("ci-bot", "Active").await;
     let before = moto.keys("ci-bot").await;
     let hello = path("hello");
@@ -178,7 +170,7 @@ async fn two_active_keys_are_refused_and_left_alone() {
 /// Runs a plugin that fails in `handle` and checks the old key survives and
 /// the new key is gone.
 async fn assert_handler_failure(plugin_name: &str, extra: &[&str], expect: &[&str]) {
-    let (moto, old) = user_with_active_key("ci-bot").await;
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
     let plugin = path(plugin_name);
     let mut args = vec![
         "--plugin",
@@ -243,7 +235,7 @@ async fn handler_timeout_deletes_the_new_key() {
 
 #[tokio::test]
 async fn preflight_failure_creates_nothing() {
-    let (moto, old) = user_with_active_key("ci-bot").await;
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
     let fail = path("fixture_fail");
     let out = moto.keyrot(&[
         "--plugin",
@@ -284,7 +276,7 @@ async fn unknown_user_fails_before_creating_anything() {
 
 /// Bad input must fail with exit 2 before IAM is touched, naming the fix.
 async fn assert_bad_input(args: &[&str], expect: &str) {
-    let (moto, old) = user_with_active_key("ci-bot").await;
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
     let mut all = vec!["--endpoint-url", moto.url.as_str()];
     all.extend_from_slice(args);
     if !args.contains(&"--user") {
@@ -458,7 +450,7 @@ async fn undeletable_new_key_after_handler_failure_is_named_for_manual_action() 
 /// issued may appear in keyrot's output.
 #[tokio::test]
 async fn secret_never_appears_in_output() {
-    let (moto, _) = user_with_active_key("ci-bot").await;
+    let (moto, _) = Moto::start_with_user("ci-bot").await;
     let fail = path("fixture_fail");
     let hello = path("hello");
     let mut outputs = Vec::new();

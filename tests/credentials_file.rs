@@ -9,7 +9,7 @@ use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_sdk_iam::config::ProvideCredentials;
 
-use crate::util::{Moto, plugin, show};
+use crate::util::{Moto, show};
 
 /// Reads a profile's credentials the way the AWS SDK does.
 async fn sdk_credentials(file: &Path, profile: &str) -> (String, String) {
@@ -53,17 +53,8 @@ fn credentials_with(key: &str) -> String {
 }
 
 fn run(moto: &Moto, dir: &Path, extra: &[&str]) -> std::process::Output {
-    let wasm = plugin("aws_credentials_file")
-        .to_string_lossy()
-        .into_owned();
     let grant = format!("{}:/aws", dir.display());
     let mut args = vec![
-        "--plugin",
-        &wasm,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
         "--allow-dir",
         &grant,
         "--config",
@@ -72,12 +63,7 @@ fn run(moto: &Moto, dir: &Path, extra: &[&str]) -> std::process::Output {
         "profile=ci",
     ];
     args.extend_from_slice(extra);
-    let out = moto.keyrot(&args);
-    let printed = show(&out);
-    for secret in moto.all_secrets() {
-        assert!(!printed.contains(&secret), "a secret leaked:\n{printed}");
-    }
-    out
+    moto.rotate("aws_credentials_file", &args, &[])
 }
 
 #[tokio::test]
@@ -157,22 +143,12 @@ async fn refuses_to_clobber_a_profile_holding_another_key() {
 async fn a_read_only_grant_fails_before_any_key_exists() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
     let dir = tempfile::tempdir().unwrap();
-    let wasm = plugin("aws_credentials_file")
-        .to_string_lossy()
-        .into_owned();
     let grant = format!("{}:/aws:ro", dir.path().display());
-    let out = moto.keyrot(&[
-        "--plugin",
-        &wasm,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-        "--allow-dir",
-        &grant,
-        "--config",
-        "path=/aws/credentials",
-    ]);
+    let out = moto.rotate(
+        "aws_credentials_file",
+        &["--allow-dir", &grant, "--config", "path=/aws/credentials"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     moto.assert_only_key("ci-bot", &old).await;
     assert_eq!(moto.all_secrets().len(), 1, "no key was created");
@@ -181,19 +157,11 @@ async fn a_read_only_grant_fails_before_any_key_exists() {
 #[tokio::test]
 async fn without_a_directory_grant_nothing_is_written() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
-    let wasm = plugin("aws_credentials_file")
-        .to_string_lossy()
-        .into_owned();
-    let out = moto.keyrot(&[
-        "--plugin",
-        &wasm,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-        "--config",
-        "path=/aws/credentials",
-    ]);
+    let out = moto.rotate(
+        "aws_credentials_file",
+        &["--config", "path=/aws/credentials"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     moto.assert_only_key("ci-bot", &old).await;
     assert_eq!(moto.all_secrets().len(), 1, "no key was created");

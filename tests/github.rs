@@ -5,21 +5,14 @@
 use serde_json::Value;
 
 use crate::github_server::{FakeGitHub, Fault};
-use crate::util::{Moto, plugin, show};
+use crate::util::{Moto, show};
 
 const TOKEN_ENV: (&str, &str) = ("GITHUB_TOKEN", FakeGitHub::TOKEN);
 
 /// Runs github.wasm for user ci-bot against the fake, with `extra` flags.
 fn run(moto: &Moto, github: &FakeGitHub, extra: &[&str]) -> std::process::Output {
-    let wasm = plugin("github").to_string_lossy().into_owned();
     let api = format!("api-url={}", github.url);
     let mut args = vec![
-        "--plugin",
-        &wasm,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
         "--allow-host",
         &github.url,
         "--config",
@@ -28,14 +21,11 @@ fn run(moto: &Moto, github: &FakeGitHub, extra: &[&str]) -> std::process::Output
         "json",
     ];
     args.extend_from_slice(extra);
-    let out = moto.keyrot_with_env(&args, &[TOKEN_ENV]);
-    let printed = show(&out);
-    for secret in moto.all_secrets() {
-        assert!(!printed.contains(&secret), "a secret leaked:\n{printed}");
-    }
+    let out = moto.rotate("github", &args, &[TOKEN_ENV]);
     assert!(
-        !printed.contains(FakeGitHub::TOKEN),
-        "the token leaked:\n{printed}"
+        !show(&out).contains(FakeGitHub::TOKEN),
+        "the token leaked:\n{}",
+        show(&out)
     );
     out
 }
@@ -195,15 +185,9 @@ async fn a_hanging_github_ends_in_the_timeout() {
 async fn github_needs_its_host_allowed() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
     let github = FakeGitHub::start();
-    let wasm = plugin("github").to_string_lossy().into_owned();
-    let out = moto.keyrot_with_env(
+    let out = moto.rotate(
+        "github",
         &[
-            "--plugin",
-            &wasm,
-            "--user",
-            "ci-bot",
-            "--endpoint-url",
-            &moto.url,
             "--config",
             "repo=octo/app",
             "--secret",

@@ -191,6 +191,28 @@ impl Moto {
             .collect()
     }
 
+    /// Rotates user `ci-bot` with the plugin called `name` (see [`plugin`])
+    /// and `extra` flags, and checks that no secret moto ever issued appears
+    /// in the output, whatever happened.
+    pub fn rotate(&self, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+        let wasm = plugin(name).to_string_lossy().into_owned();
+        let mut args = vec![
+            "--plugin",
+            wasm.as_str(),
+            "--user",
+            "ci-bot",
+            "--endpoint-url",
+            self.url.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        let out = self.keyrot_with_env(&args, env);
+        let printed = show(&out);
+        for secret in self.all_secrets() {
+            assert!(!printed.contains(&secret), "a secret leaked:\n{printed}");
+        }
+        out
+    }
+
     /// Runs the keyrot binary against this emulator with `args`.
     pub fn keyrot(&self, args: &[&str]) -> Output {
         self.keyrot_with_env(args, &[])
@@ -207,6 +229,9 @@ impl Moto {
     /// outlive the run).
     pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> (Command, tempfile::TempDir) {
         let home = tempfile::tempdir().unwrap();
+        // One compiled-code cache for the whole test run, as a user has one:
+        // each plugin is compiled once, not once per test.
+        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("keyrot-cache");
         // Empty AWS config files: nothing from the real ones leaks in.
         std::fs::write(home.path().join("no-config"), "").unwrap();
         std::fs::write(home.path().join("no-credentials"), "").unwrap();
@@ -223,6 +248,7 @@ impl Moto {
             )
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("NO_COLOR", "1")
+            .env("KEYROT_CACHE_DIR", &cache)
             .args(args);
         for (k, v) in env {
             cmd.env(k, v);
@@ -356,9 +382,14 @@ pub fn show(out: &Output) -> String {
 /// A request as a [`TestServer`] received it.
 #[derive(Clone, Debug)]
 pub struct Recorded {
+    /// The request method, e.g. `POST`.
+    pub method: String,
+    /// The request target: path and query, as sent.
     pub path: String,
     /// Header names lowercase.
     pub headers: Vec<(String, String)>,
+    /// The body (read by its Content-Length).
+    pub body: Vec<u8>,
 }
 
 impl Recorded {
@@ -438,7 +469,9 @@ fn serve(mut stream: TcpStream, handler: &Handler, seen: &std::sync::Mutex<Vec<R
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return;
     }
-    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let mut words = line.split_whitespace();
+    let method = words.next().unwrap_or("").to_string();
+    let path = words.next().unwrap_or("").to_string();
     let mut headers = Vec::new();
     loop {
         let mut header = String::new();
@@ -458,7 +491,12 @@ fn serve(mut stream: TcpStream, handler: &Handler, seen: &std::sync::Mutex<Vec<R
     if reader.read_exact(&mut body).is_err() {
         return;
     }
-    let request = Recorded { path, headers };
+    let request = Recorded {
+        method,
+        path,
+        headers,
+        body,
+    };
     seen.lock().unwrap().push(request.clone());
     let reply = handler(&request);
     let mut head = format!(
