@@ -6,13 +6,20 @@
 //! - `cli`: the real binary against moto with real plugin components.
 //! - `grants`: outbound HTTP, directories, secrets, caching, job files.
 //! - `sandbox`: hostile plugins attacking the sandbox.
+//! - `github`, `credentials_file`, `gitlab`, `circleci`, `dotenv`: each
+//!   handler against its fake destination.
+//! - `readme`: the README's handler guide is the code the tests build.
 
+mod circleci;
 mod cli;
 mod credentials_file;
+mod dotenv;
 mod fake;
 mod github;
 mod github_server;
+mod gitlab;
 mod grants;
+mod readme;
 mod rotation;
 mod sandbox;
 mod util;

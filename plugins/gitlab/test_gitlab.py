@@ -1,0 +1,260 @@
+"""Unit tests of the plugin's pure modules on the host's Python:
+`python3 -m unittest` in this directory (scripts/build-plugins-python.sh runs
+them before building). The end-to-end tests are in tests/gitlab.rs."""
+
+import json
+import unittest
+from urllib.parse import unquote, urlsplit
+
+import gitlab_api
+import settings
+from gitlab_api import GitLab, GitLabError, Response, TransportError
+
+TOKEN = "glpat-test-token"
+
+
+def load(**values):
+    return settings.load(lambda name: values.get(name.replace("-", "_")))
+
+
+class FakeGitLab:
+    """Project group/app with variables keyed by (key, scope); `fail` maps
+    (method, key) to a status to answer instead."""
+
+    def __init__(self, variables=None, fail=None, token=TOKEN):
+        self.variables = dict(variables or {})
+        self.fail = dict(fail or {})
+        self.token = token
+        self.calls = []
+
+    def send(self, method, url, headers, body):
+        parts = urlsplit(url)
+        headers = dict(headers)
+        self.calls.append((method, unquote(parts.path)))
+        if headers.get("private-token") != self.token:
+            return self._reply(401, {"message": "401 Unauthorized"})
+        prefix = "/api/v4/projects/group%2Fapp"
+        if not parts.path.startswith(prefix):
+            return self._reply(404, {"message": "404 Project Not Found"})
+        rest = parts.path[len(prefix):]
+        scope = unquote(parts.query.partition("=")[2])
+        payload = json.loads(body) if body else {}
+        key = rest.rpartition("/")[2] if rest.startswith("/variables/") else payload.get("key")
+        if (method, key) in self.fail:
+            return self._reply(self.fail[(method, key)], {"message": "boom"})
+        if rest == "":
+            return self._reply(200, {"id": 42, "path_with_namespace": "group/app"})
+        if method == "POST":
+            if (key, payload["environment_scope"]) in self.variables:
+                return self._reply(400, {"message": {"key": [f"({key}) has already been taken"]}})
+            self.variables[(key, payload["environment_scope"])] = payload
+            return self._reply(201, payload)
+        existing = self.variables.get((key, scope))
+        if existing is None:
+            return self._reply(404, {"message": "404 Variable Not Found"})
+        if method == "GET":
+            return self._reply(200, existing)
+        if method == "PUT":
+            existing.update(payload)
+            return self._reply(200, existing)
+        del self.variables[(key, scope)]
+        return self._reply(204, None)
+
+    @staticmethod
+    def _reply(status, body):
+        return Response(status, b"" if body is None else json.dumps(body).encode())
+
+
+class Logs(list):
+    def __call__(self, level, message):
+        self.append((level, message))
+
+
+class SettingsTest(unittest.TestCase):
+    def test_defaults(self):
+        s = load(project="group/app")
+        self.assertEqual(s.project_id, "group%2Fapp")
+        self.assertEqual(s.api_url, "https://gitlab.com")
+        self.assertEqual((s.key_id_variable, s.secret_key_variable),
+                         ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+        self.assertEqual((s.masked, s.protected, s.environment_scope), (True, False, "*"))
+        self.assertIsNone(s.token)
+
+    def test_every_setting(self):
+        s = load(project="42", token=TOKEN, api_url="https://gl.example.com/gitlab/api/v4/",
+                 key_id_variable="KEY_ID", secret_key_variable="SECRET", masked="false",
+                 protected="true", environment_scope="review/*")
+        self.assertEqual(s.project_id, "42")
+        self.assertEqual(s.api_url, "https://gl.example.com/gitlab")
+        self.assertEqual((s.masked, s.protected, s.environment_scope), (False, True, "review/*"))
+        self.assertNotIn(TOKEN, repr(s))
+
+    def test_bad_values_name_their_setting(self):
+        cases = [
+            ({"project": None}, "'project' is required"),
+            ({"project": "app"}, "'project'"),
+            ({"project": "0"}, "'project'"),
+            ({"project": "group/app?x"}, "'project'"),
+            ({"api_url": "gitlab.com"}, "'api-url'"),
+            ({"api_url": "https://gitlab.com/?x=1"}, "'api-url'"),
+            ({"key_id_variable": "AWS-KEY"}, "'key-id-variable'"),
+            ({"secret_key_variable": ""}, "'secret-key-variable'"),
+            ({"key_id_variable": "SAME", "secret_key_variable": "SAME"}, "must differ"),
+            ({"masked": "yes"}, "'masked'"),
+            ({"protected": "1"}, "'protected'"),
+            ({"environment_scope": ""}, "'environment-scope'"),
+            ({"environment_scope": " prod"}, "'environment-scope'"),
+            ({"token": ""}, "'token'"),
+        ]
+        for values, expected in cases:
+            values = {"project": "group/app", **values}
+            with self.subTest(values=values):
+                with self.assertRaises(settings.SettingsError) as raised:
+                    load(**values)
+                self.assertIn(expected, str(raised.exception))
+
+    def test_token_errors_never_echo_it(self):
+        with self.assertRaises(settings.SettingsError) as raised:
+            load(project="group/app", token="glpat secret")
+        self.assertNotIn("glpat", str(raised.exception))
+
+
+class StoreTest(unittest.TestCase):
+    def setUp(self):
+        self.logs = Logs()
+
+    def gitlab(self, fake, **values):
+        return GitLab(load(project="group/app", token=TOKEN, **values), fake.send)
+
+    def test_creates_both_variables_with_the_flags(self):
+        fake = FakeGitLab()
+        gitlab_api.store(self.gitlab(fake), "AKIAOLD", "AKIANEW", "s3cret/key+", self.logs)
+        key_id = fake.variables[("AWS_ACCESS_KEY_ID", "*")]
+        self.assertEqual(key_id["value"], "AKIANEW")
+        self.assertEqual((key_id["masked"], key_id["protected"]), (True, False))
+        self.assertEqual(fake.variables[("AWS_SECRET_ACCESS_KEY", "*")]["value"], "s3cret/key+")
+        self.assertFalse(any("s3cret" in m for _, m in self.logs))
+
+    def test_updates_existing_variables_in_their_scope_only(self):
+        fake = FakeGitLab({
+            ("AWS_ACCESS_KEY_ID", "production"): {"value": "AKIAOLD"},
+            ("AWS_SECRET_ACCESS_KEY", "production"): {"value": "old"},
+            ("AWS_ACCESS_KEY_ID", "*"): {"value": "AKIAOTHER"},
+        })
+        gitlab = self.gitlab(fake, environment_scope="production", protected="true")
+        gitlab_api.store(gitlab, "AKIAOLD", "AKIANEW", "new", self.logs)
+        self.assertEqual(fake.variables[("AWS_ACCESS_KEY_ID", "production")]["value"], "AKIANEW")
+        self.assertTrue(fake.variables[("AWS_ACCESS_KEY_ID", "production")]["protected"])
+        self.assertEqual(fake.variables[("AWS_SECRET_ACCESS_KEY", "production")]["value"], "new")
+        self.assertEqual(fake.variables[("AWS_ACCESS_KEY_ID", "*")]["value"], "AKIAOTHER")
+        self.assertNotIn("POST", [method for method, _ in fake.calls])
+
+    def test_a_variable_created_meanwhile_is_updated(self):
+        fake = FakeGitLab({("AWS_SECRET_ACCESS_KEY", "*"): {"value": "old"}})
+        gitlab = self.gitlab(fake)
+        self.assertEqual(gitlab.create("AWS_SECRET_ACCESS_KEY", "new"), "updated")
+        self.assertEqual(fake.variables[("AWS_SECRET_ACCESS_KEY", "*")]["value"], "new")
+
+    def test_a_failed_secret_restores_the_key_id(self):
+        fake = FakeGitLab({("AWS_ACCESS_KEY_ID", "*"): {"value": "AKIAOLD"}},
+                          fail={("POST", "AWS_SECRET_ACCESS_KEY"): 500})
+        with self.assertRaises(GitLabError) as raised:
+            gitlab_api.store(self.gitlab(fake), "AKIAOLD", "AKIANEW", "new", self.logs)
+        message = str(raised.exception)
+        self.assertIn("GitLab failed (HTTP 500) while creating variable AWS_SECRET_ACCESS_KEY of "
+                      "project group/app",
+                      message)
+        self.assertIn("AWS_ACCESS_KEY_ID was restored to the previous key id AKIAOLD", message)
+        self.assertEqual(fake.variables[("AWS_ACCESS_KEY_ID", "*")]["value"], "AKIAOLD")
+
+    def test_a_failed_secret_deletes_a_key_id_it_created(self):
+        fake = FakeGitLab(fail={("POST", "AWS_SECRET_ACCESS_KEY"): 403})
+        with self.assertRaises(GitLabError) as raised:
+            gitlab_api.store(self.gitlab(fake), None, "AKIANEW", "new", self.logs)
+        self.assertIn("403 Forbidden", str(raised.exception))
+        self.assertIn("did not exist before, was deleted again", str(raised.exception))
+        self.assertEqual(fake.variables, {})
+
+    def test_a_failed_restore_is_reported(self):
+        fake = FakeGitLab({("AWS_ACCESS_KEY_ID", "*"): {"value": "AKIAOLD"}},
+                          fail={("POST", "AWS_SECRET_ACCESS_KEY"): 502})
+        calls = {"n": 0}
+
+        def flaky(method, url, headers, body):
+            if method == "PUT":
+                calls["n"] += 1
+                if calls["n"] == 2:  # the restore
+                    raise TransportError("ConnectionRefused")
+            return fake.send(method, url, headers, body)
+
+        gitlab = GitLab(load(project="group/app", token=TOKEN), flaky)
+        with self.assertRaises(GitLabError) as raised:
+            gitlab_api.store(gitlab, "AKIAOLD", "AKIANEW", "new", self.logs)
+        self.assertIn("still holds the new key id and could not be put back", str(raised.exception))
+        self.assertIn("connection refused (ConnectionRefused)", str(raised.exception))
+
+
+class CheckTest(unittest.TestCase):
+    def test_reports_what_the_key_id_variable_holds(self):
+        gitlab = GitLab(load(project="group/app", token=TOKEN), FakeGitLab().send)
+        cases = [
+            ("AKIAOLDOLDOLDOLDOLD0", ("info", "holds key AKIAOLDOLDOLDOLDOLD0")),
+            ("AKIAOTHEROTHEROTHER0", ("warn", "holds key AKIAOTHEROTHEROTHER0, not the current "
+                                              "key AKIAOLDOLDOLDOLDOLD0")),
+            # Not a key id: maybe a secret, so never shown.
+            ("wJalrXUtnFEMI/K7MDENG", ("warn", "holds something that is not an access key id")),
+        ]
+        for value, (level, expected) in cases:
+            fake = FakeGitLab({("AWS_ACCESS_KEY_ID", "*"): {"value": value}})
+            gitlab = GitLab(gitlab.settings, fake.send)
+            logs = Logs()
+            gitlab_api.check(gitlab, "AKIAOLDOLDOLDOLDOLD0", logs)
+            self.assertIn(
+                ("info", "project group/app (id 42) is reachable at https://gitlab.com"), logs)
+            with self.subTest(value=value):
+                self.assertEqual(logs[-1][0], level)
+                self.assertIn(expected, logs[-1][1])
+                if level == "warn" and "something" in expected:
+                    self.assertNotIn(value, logs[-1][1])
+
+    def test_status_errors_say_what_to_do(self):
+        cases = [
+            (dict(token="wrong"), "GitLab rejected the token (401 Unauthorized) while reading "
+             "project group/app: it is wrong"),
+            (dict(), "there is no 'token' setting"),
+            (dict(token=TOKEN, project="group/other"), "GitLab found no project group/other (404)"),
+        ]
+        for values, expected in cases:
+            values = {"project": "group/app", **values}
+            with self.subTest(values=values):
+                gitlab = GitLab(load(**values), FakeGitLab().send)
+                with self.assertRaises(GitLabError) as raised:
+                    gitlab_api.check(gitlab, None, Logs())
+                self.assertIn(expected, str(raised.exception))
+                self.assertNotIn(TOKEN, str(raised.exception))
+
+    def test_transport_errors_name_the_code_and_the_flag(self):
+        def denied(*_):
+            raise TransportError("HttpRequestDenied")
+
+        gitlab = GitLab(load(project="group/app", api_url="http://127.0.0.1:8080"), denied)
+        with self.assertRaises(GitLabError) as raised:
+            gitlab.project()
+        self.assertEqual(
+            str(raised.exception),
+            "cannot reach GitLab at http://127.0.0.1:8080 while reading project group/app: "
+            "keyrot denied the request (HttpRequestDenied): allow the host "
+            "with --allow-host http://127.0.0.1:8080",
+        )
+        self.assertEqual(gitlab_api.allow_host_flag("https://gitlab.com"), "gitlab.com")
+        self.assertEqual(gitlab_api.allow_host_flag("https://gl.example.com:8443/x"),
+                         "https://gl.example.com:8443")
+
+    def test_messages_are_flattened_and_cut(self):
+        self.assertEqual(gitlab_api._message(b'{"message": {"value": ["is invalid"]}}'),
+                         "value: is invalid")
+        self.assertEqual(len(gitlab_api._message(b"x" * 1000)), 303)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Builds the C handler plugins into WebAssembly components:
+#   plugins/dotenv   -> plugins/target/components/dotenv.wasm
+#   plugins/c-hello  -> plugins/target/components/c-hello.wasm
+#
+# Installs what is missing, once, at pinned versions:
+#   - Debian packages: clang, lld, wasi-libc, libclang-rt-dev-wasm32 (apt-get)
+#   - wit-bindgen-cli and wasm-tools (cargo install, into plugins/target/c-tools)
+#   - the WASI preview1 reactor adapter, from the crates.io crate
+#     wasi-preview1-component-adapter-provider (matching the host's wasmtime)
+#
+# Then: bindings from wit/ (`wit-bindgen c`), the dotenv unit tests (natively,
+# under ASan and UBSan), clang for wasm32-wasi (a reactor core module), and
+# `wasm-tools component new --adapt` to make the component. Idempotent: run it
+# again and it only rebuilds the plugins (a few seconds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WIT_BINDGEN_VERSION=0.46.0 # matches the Rust plugins' wit-bindgen
+WASM_TOOLS_VERSION=1.239.0 # the wasm-tools crates wit-bindgen 0.46 uses
+ADAPTER_VERSION=48.0.8     # the host's wasmtime (Cargo.lock)
+APT_PACKAGES=(clang lld wasi-libc libclang-rt-dev-wasm32)
+
+TOOLS=plugins/target/c-tools
+BUILD=plugins/target/c
+OUT=plugins/target/components
+WORLD=keyrot:handler/new-key-handler
+CFLAGS=(-std=c11 -O2 -Wall -Wextra -Werror)
+WASM_CFLAGS=(--target=wasm32-wasi -mexec-model=reactor -Wl,--strip-debug)
+
+say() { echo "build-plugins-c: $*" >&2; }
+die() {
+    say "error: $*"
+    exit 1
+}
+
+# ---- toolchain --------------------------------------------------------------
+
+install_apt_packages() {
+    local missing=() pkg
+    for pkg in "${APT_PACKAGES[@]}"; do
+        [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] ||
+            missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return
+    command -v apt-get >/dev/null && command -v dpkg-query >/dev/null ||
+        die "missing ${missing[*]}: install clang, lld and wasi-libc (WASI sysroot) for wasm32-wasi"
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    say "installing ${missing[*]} (apt-get)"
+    "${sudo[@]}" apt-get update -qq
+    # With recommends: clang's bring the native sanitizer runtime the unit tests use.
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# cargo_tool BIN CRATE VERSION [cargo install flags...]
+cargo_tool() {
+    local bin=$1 crate=$2 version=$3
+    shift 3
+    local have=""
+    [ -x "$TOOLS/bin/$bin" ] && have=$("$TOOLS/bin/$bin" --version 2>/dev/null || true)
+    [[ "$have" == *" $version" || "$have" == *" $version "* ]] && return
+    say "installing $crate $version into $TOOLS (cargo install; a few minutes)"
+    cargo install --quiet --locked --force --root "$TOOLS" "$@" "$crate@$version"
+}
+
+# The adapter is embedded in the crate as bytes; a tiny program writes them out.
+ADAPTER=$TOOLS/wasi_snapshot_preview1.reactor-$ADAPTER_VERSION.wasm
+fetch_adapter() {
+    [ -s "$ADAPTER" ] && return
+    say "fetching the WASI preview1 reactor adapter $ADAPTER_VERSION (crates.io)"
+    local helper=$TOOLS/adapter-helper
+    mkdir -p "$helper/src"
+    cat >"$helper/Cargo.toml" <<EOF
+[package]
+name = "adapter-helper"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+wasi-preview1-component-adapter-provider = "=$ADAPTER_VERSION"
+
+[workspace]
+EOF
+    cat >"$helper/src/main.rs" <<'EOF'
+//! Writes the WASI preview1 reactor adapter that wasmtime ships to a file.
+fn main() {
+    let out = std::env::args().nth(1).expect("usage: adapter-helper OUT.wasm");
+    let bytes = wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER;
+    std::fs::write(&out, bytes).expect("write the adapter");
+}
+EOF
+    cargo run --quiet --release --manifest-path "$helper/Cargo.toml" -- "$ADAPTER.tmp"
+    mv "$ADAPTER.tmp" "$ADAPTER"
+}
+
+install_apt_packages
+mkdir -p "$TOOLS" "$BUILD" "$OUT"
+cargo_tool wit-bindgen wit-bindgen-cli "$WIT_BINDGEN_VERSION" --no-default-features --features c
+cargo_tool wasm-tools wasm-tools "$WASM_TOOLS_VERSION" \
+    --no-default-features --features component,validate,print
+fetch_adapter
+WIT_BINDGEN=$TOOLS/bin/wit-bindgen
+WASM_TOOLS=$TOOLS/bin/wasm-tools
+
+# ---- bindings and unit tests ------------------------------------------------
+
+BINDINGS=$BUILD/bindings
+rm -rf "$BINDINGS"
+"$WIT_BINDGEN" c --world "$WORLD" --out-dir "$BINDINGS" wit >"$BUILD/wit-bindgen.log" 2>&1 || {
+    cat "$BUILD/wit-bindgen.log" >&2
+    die "wit-bindgen could not generate bindings from wit/"
+}
+
+say "unit tests: plugins/dotenv/tests/env_file_test.c (native, ASan + UBSan)"
+clang "${CFLAGS[@]}" -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+    -Iplugins/dotenv/src plugins/dotenv/tests/env_file_test.c \
+    plugins/dotenv/src/env_file.c plugins/dotenv/src/file_io.c -o "$BUILD/env_file_test"
+"$BUILD/env_file_test"
+
+# ---- components -------------------------------------------------------------
+
+# component NAME SOURCE...: compile, link with the bindings, wrap with the adapter.
+component() {
+    local name=$1
+    shift
+    local core=$BUILD/$name.core.wasm
+    clang "${WASM_CFLAGS[@]}" "${CFLAGS[@]}" -I"$BINDINGS" "$@" \
+        "$BINDINGS/new_key_handler.c" "$BINDINGS/new_key_handler_component_type.o" -o "$core"
+    "$WASM_TOOLS" component new "$core" --adapt "wasi_snapshot_preview1=$ADAPTER" \
+        -o "$BUILD/$name.wasm"
+    "$WASM_TOOLS" validate "$BUILD/$name.wasm"
+    mv "$BUILD/$name.wasm" "$OUT/$name.wasm"
+    say "built $OUT/$name.wasm ($(wc -c <"$OUT/$name.wasm") bytes)"
+}
+
+component dotenv -Iplugins/dotenv/src plugins/dotenv/src/dotenv.c \
+    plugins/dotenv/src/env_file.c plugins/dotenv/src/file_io.c
+component c-hello plugins/c-hello/hello.c

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Builds the Python plugins with componentize-py, installing it (pinned) when
+# it is missing or another version:
+#   plugins/gitlab        -> plugins/target/components/gitlab.wasm
+#   plugins/python-hello  -> plugins/target/components/python-hello.wasm
+# The WIT each one is built against is assembled under plugins/target/python/
+# from keyrot's wit/ (the contract, unchanged) and, for gitlab, its own world
+# plus the WASI 0.2 packages wasi:http needs, taken from the wasmtime-wasi-http
+# crate keyrot links (found through `cargo metadata`, which fetches it if
+# needed). Safe to run again; scripts/build-plugins.sh python runs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+COMPONENTIZE_PY_VERSION="0.25.1"
+
+installed_version() {
+    python3 -c 'import importlib.metadata as m; print(m.version("componentize-py"))' 2>/dev/null || true
+}
+if [ "$(installed_version)" != "$COMPONENTIZE_PY_VERSION" ]; then
+    echo "installing componentize-py $COMPONENTIZE_PY_VERSION"
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
+        "componentize-py==$COMPONENTIZE_PY_VERSION"
+fi
+
+# componentize-py through the Python that has it, so a pip script directory
+# missing from PATH does not matter.
+componentize_py() {
+    python3 -c 'import sys, componentize_py; sys.argv[0] = "componentize-py"; componentize_py.script()' \
+        --quiet "$@"
+}
+
+work=plugins/target/python
+out=plugins/target/components
+mkdir -p "$work" "$out"
+
+# The WASI WIT packages of the wasmtime-wasi-http crate keyrot builds with.
+http_deps="$(cargo metadata --format-version 1 --locked | python3 -c '
+import json, os, sys
+for p in json.load(sys.stdin)["packages"]:
+    if p["name"] == "wasmtime-wasi-http":
+        print(os.path.join(os.path.dirname(p["manifest_path"]), "wit", "deps"))
+        break
+')"
+if [ ! -f "$http_deps/http.wit" ]; then
+    echo "cannot find the wasi:http WIT of the wasmtime-wasi-http crate (looked in '$http_deps')" >&2
+    exit 1
+fi
+want="$(sed -n 's|.*import wasi:http/outgoing-handler@\([0-9.]*\);.*|\1|p' plugins/gitlab/wit/world.wit)"
+if ! grep -qx "package wasi:http@$want;" "$http_deps/http.wit"; then
+    have="$(sed -n 's|^package wasi:http@\(.*\);|\1|p' "$http_deps/http.wit")"
+    echo "plugins/gitlab/wit/world.wit imports wasi:http@$want but keyrot's wasmtime-wasi-http" \
+        "provides wasi:http@$have: update the version in world.wit" >&2
+    exit 1
+fi
+
+# plugins/target/python/gitlab-wit: the plugin's world; keyrot's contract and
+# its deps; the WASI packages (one file each: cli, clocks, filesystem, http,
+# io, random, sockets).
+wit="$work/gitlab-wit"
+rm -rf "$wit"
+mkdir -p "$wit/deps/keyrot-handler"
+cp plugins/gitlab/wit/*.wit "$wit/"
+cp wit/handler.wit "$wit/deps/keyrot-handler/"
+cp -R wit/deps/. "$wit/deps/"
+cp "$http_deps"/*.wit "$wit/deps/"
+
+echo "unit-testing plugins/gitlab on the host's Python"
+(cd plugins/gitlab && PYTHONDONTWRITEBYTECODE=1 python3 -m unittest --quiet)
+
+build() {
+    local name="$1" dir="$2" wit_dir="$3" world="$4"
+    # From a copy of the sources without the tests: componentize-py imports
+    # the app to snapshot it and would leave __pycache__ in plugins/.
+    local src="$work/$name-src"
+    rm -rf "$src"
+    mkdir -p "$src"
+    cp "$dir"/*.py "$src/"
+    rm -f "$src"/test_*.py
+    # Skip the slow part when nothing that goes into the component changed.
+    local stamp
+    stamp="$( (echo "componentize-py $COMPONENTIZE_PY_VERSION $world"
+        find "$src" "$wit_dir" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum)"
+    if [ -f "$out/$name.wasm" ] && [ "$(cat "$work/$name.stamp" 2>/dev/null)" = "$stamp" ]; then
+        echo "$out/$name.wasm is up to date"
+        return
+    fi
+    echo "building $out/$name.wasm"
+    componentize_py -d "$wit_dir" -w "$world" componentize app -p "$src" -o "$out/$name.wasm.tmp"
+    mv "$out/$name.wasm.tmp" "$out/$name.wasm"
+    echo "$stamp" >"$work/$name.stamp"
+}
+
+start=$SECONDS
+build gitlab plugins/gitlab "$wit" keyrot:gitlab/gitlab-handler@0.1.0
+build python-hello plugins/python-hello wit keyrot:handler/new-key-handler@0.1.0
+echo "Python plugins ready in plugins/target/components ($((SECONDS - start))s)"
