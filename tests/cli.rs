@@ -21,15 +21,7 @@ fn stderr(out: &std::process::Output) -> String {
 #[tokio::test]
 async fn success_replaces_the_active_key() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
-    let hello = path("hello");
-    let out = moto.keyrot(&[
-        "--plugin",
-        &hello,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-    ]);
+    let out = moto.rotate("hello", &[], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
     let keys = moto.keys("ci-bot").await;
@@ -53,19 +45,11 @@ async fn success_replaces_the_active_key() {
 #[tokio::test]
 async fn json_report_says_what_happened_to_each_key() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
-    let hello = path("hello");
-    let out = moto.keyrot(&[
-        "--plugin",
-        &hello,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-        "--output",
-        "json",
-        "--config",
-        "greeting=hi",
-    ]);
+    let out = moto.rotate(
+        "hello",
+        &["--output", "json", "--config", "greeting=hi"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON object");
     let new = &moto.keys("ci-bot").await[0].0;
@@ -113,17 +97,7 @@ async fn endpoint_can_come_from_aws_endpoint_url() {
 async fn self_heal_deletes_the_inactive_key_at_the_limit() {
     let (moto, active) = Moto::start_with_user("ci-bot").await;
     let inactive = moto.create_key("ci-bot", "Inactive").await;
-    let hello = path("hello");
-    let out = moto.keyrot(&[
-        "--plugin",
-        &hello,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-        "--output",
-        "json",
-    ]);
+    let out = moto.rotate("hello", &["--output", "json"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let keys = moto.keys("ci-bot").await;
     assert_eq!(keys.len(), 1, "{keys:?}");
@@ -148,15 +122,7 @@ async fn two_active_keys_are_refused_and_left_alone() {
     let (moto, first) = Moto::start_with_user("ci-bot").await;
     let second = moto.create_key("ci-bot", "Active").await;
     let before = moto.keys("ci-bot").await;
-    let hello = path("hello");
-    let out = moto.keyrot(&[
-        "--plugin",
-        &hello,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-    ]);
+    let out = moto.rotate("hello", &[], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert_eq!(moto.keys("ci-bot").await, before);
     let err = stderr(&out);
@@ -236,17 +202,7 @@ async fn handler_timeout_deletes_the_new_key() {
 #[tokio::test]
 async fn preflight_failure_creates_nothing() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
-    let fail = path("fixture_fail");
-    let out = moto.keyrot(&[
-        "--plugin",
-        &fail,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-        "--config",
-        "at=preflight",
-    ]);
+    let out = moto.rotate("fixture_fail", &["--config", "at=preflight"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(stderr(&out).contains("preflight failed"), "{}", show(&out));
     assert_eq!(moto.keys("ci-bot").await, vec![(old, "Active".to_string())]);
@@ -387,17 +343,7 @@ async fn help_documents_exit_codes_and_examples() {
 #[tokio::test]
 async fn undeletable_old_key_is_deactivated_and_reported_partial() {
     let (moto, old) = Moto::start_denying("iam:DeleteAccessKey").await;
-    let hello = path("hello");
-    let out = moto.keyrot(&[
-        "--plugin",
-        &hello,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-        "--output",
-        "json",
-    ]);
+    let out = moto.rotate("hello", &["--output", "json"], &[]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     let keys = moto.keys("ci-bot").await;
     let status_of = |id: &str| keys.iter().find(|(k, _)| k == id).map(|(_, s)| s.as_str());
@@ -417,17 +363,7 @@ async fn undeletable_old_key_is_deactivated_and_reported_partial() {
 #[tokio::test]
 async fn undeletable_new_key_after_handler_failure_is_named_for_manual_action() {
     let (moto, old) = Moto::start_denying("iam:DeleteAccessKey").await;
-    let fail = path("fixture_fail");
-    let out = moto.keyrot(&[
-        "--plugin",
-        &fail,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-        "--output",
-        "json",
-    ]);
+    let out = moto.rotate("fixture_fail", &["--output", "json"], &[]);
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["outcome"], "needs-manual-action");

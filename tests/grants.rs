@@ -223,22 +223,14 @@ async fn a_hanging_server_ends_in_the_wall_clock_timeout() {
 #[tokio::test]
 async fn a_granted_directory_is_all_the_plugin_sees() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
-    let hostile = path("fixture_hostile");
     let dir = tempfile::tempdir().unwrap();
     // With a grant, the plugin still cannot reach files outside it.
     let grant = format!("{}:/data", dir.path().display());
-    let out = moto.keyrot(&[
-        "--plugin",
-        &hostile,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-        "--config",
-        "attack=file",
-        "--allow-dir",
-        &grant,
-    ]);
+    let out = moto.rotate(
+        "fixture_hostile",
+        &["--config", "attack=file", "--allow-dir", &grant],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(stderr(&out).contains("blocked:"), "{}", show(&out));
     moto.assert_only_key("ci-bot", &old).await;
@@ -247,17 +239,7 @@ async fn a_granted_directory_is_all_the_plugin_sees() {
 #[tokio::test]
 async fn a_missing_granted_directory_is_bad_input() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
-    let hello = path("hello");
-    let out = moto.keyrot(&[
-        "--plugin",
-        &hello,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-        "--allow-dir",
-        "/nonexistent/dir:/data",
-    ]);
+    let out = moto.rotate("hello", &["--allow-dir", "/nonexistent/dir:/data"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
         stderr(&out).contains("--allow-dir /nonexistent/dir"),
@@ -270,17 +252,11 @@ async fn a_missing_granted_directory_is_bad_input() {
 #[tokio::test]
 async fn a_missing_secret_source_is_bad_input() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
-    let hello = path("hello");
-    let out = moto.keyrot(&[
-        "--plugin",
-        &hello,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-        "--secret",
-        "greeting=env:KEYROT_TEST_NOT_SET",
-    ]);
+    let out = moto.rotate(
+        "hello",
+        &["--secret", "greeting=env:KEYROT_TEST_NOT_SET"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
         stderr(&out).contains("environment variable KEYROT_TEST_NOT_SET is not set"),
@@ -293,23 +269,11 @@ async fn a_missing_secret_source_is_bad_input() {
 #[tokio::test]
 async fn a_secret_setting_is_delivered_and_redacted() {
     let (moto, _) = Moto::start_with_user("ci-bot").await;
-    let hello = path("hello");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("greeting");
     std::fs::write(&file, "sekrit-greeting\n").unwrap();
     let secret = format!("greeting=file:{}", file.display());
-    let out = moto.keyrot(&[
-        "--plugin",
-        &hello,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-        "--secret",
-        &secret,
-        "--output",
-        "json",
-    ]);
+    let out = moto.rotate("hello", &["--secret", &secret, "--output", "json"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     // hello logs its greeting: it got the value, and the log shows it redacted.
     assert!(show(&out).contains("[redacted], new key"), "{}", show(&out));
@@ -321,16 +285,7 @@ async fn a_pinned_digest_must_match() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
     let hello = path("hello");
     let wrong = "0".repeat(64);
-    let out = moto.keyrot(&[
-        "--plugin",
-        &hello,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-        "--plugin-sha256",
-        &wrong,
-    ]);
+    let out = moto.rotate("hello", &["--plugin-sha256", &wrong], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
         stderr(&out).contains("refusing to run it"),
@@ -340,16 +295,7 @@ async fn a_pinned_digest_must_match() {
     moto.assert_only_key("ci-bot", &old).await;
 
     let right = hex::encode(Sha256::digest(std::fs::read(&hello).unwrap()));
-    let out = moto.keyrot(&[
-        "--plugin",
-        &hello,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-        "--plugin-sha256",
-        &right,
-    ]);
+    let out = moto.rotate("hello", &["--plugin-sha256", &right], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
 
