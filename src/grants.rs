@@ -223,9 +223,11 @@ impl FromStr for SecretSource {
         match s.split_once(':') {
             Some(("env", var)) if !var.is_empty() => Ok(SecretSource::Env(var.to_string())),
             Some(("file", path)) if !path.is_empty() => Ok(SecretSource::File(expand_home(path))),
-            _ => Err(format!(
-                "bad secret source '{s}': use env:VARIABLE or file:PATH (never the value itself)"
-            )),
+            // Never echo `s`: the likeliest mistake is the secret itself.
+            _ => Err(
+                "a secret source must be env:VARIABLE or file:PATH, never the value itself"
+                    .to_string(),
+            ),
         }
     }
 }
@@ -264,8 +266,12 @@ pub fn parse_secret_arg(s: &str) -> Result<(String, SecretSource), String> {
     let (name, source) = s
         .split_once('=')
         .filter(|(name, _)| !name.trim().is_empty())
-        .ok_or_else(|| format!("expected NAME=env:VAR or NAME=file:PATH, got '{s}'"))?;
-    Ok((name.trim().to_string(), source.parse()?))
+        .ok_or("expected NAME=env:VARIABLE or NAME=file:PATH")?;
+    let name = name.trim();
+    let source = source
+        .parse()
+        .map_err(|e| format!("--secret {name}: {e}"))?;
+    Ok((name.to_string(), source))
 }
 
 /// One directory the plugin may see.
@@ -350,6 +356,8 @@ pub struct HeaderInjection {
     pub name: String,
     /// The value, with the secret placeholder resolved. Never logged.
     pub value: Zeroizing<String>,
+    /// The resolved secret alone, for redaction.
+    pub secret: Zeroizing<String>,
 }
 
 impl HeaderInjection {
@@ -357,9 +365,12 @@ impl HeaderInjection {
     /// `{env:VAR}` or `{file:PATH}` placeholder (so the secret itself never
     /// appears on a command line), and resolves the placeholder.
     pub fn parse(spec: &str) -> Result<Self, String> {
+        // Name the host at most, never the value: it may hold a secret
+        // someone typed in by mistake.
+        let host_part = spec.split_once('=').map_or("", |(h, _)| h.trim());
         let bad = |why: &str| {
             format!(
-                "bad header injection '{spec}': {why} (expected e.g. \
+                "bad --inject-header for '{host_part}': {why} (expected e.g. \
                  'api.github.com=Authorization:Bearer {{env:GITHUB_TOKEN}}')"
             )
         };
@@ -392,13 +403,14 @@ impl HeaderInjection {
             secret.as_str(),
             &template[end + 1..]
         ));
-        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(bad("the value contains a line break"));
+        if http::HeaderValue::from_str(&value).is_err() {
+            return Err(bad("the value has characters a header cannot carry"));
         }
         Ok(HeaderInjection {
             host,
             name: name.to_string(),
             value,
+            secret,
         })
     }
 }

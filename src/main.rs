@@ -23,7 +23,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(&args)) {
+    let result = runtime.block_on(cli::run(&args));
+    // A plugin's file call can be stuck on the blocking pool (a FIFO, a hung
+    // mount) after its timeout fired; don't wait for it to exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(err) if cli::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {

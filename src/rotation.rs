@@ -41,8 +41,11 @@ pub enum Outcome {
     /// The new key is propagated, but an old key could not be deleted (it was
     /// deactivated, or was already inactive).
     Partial,
-    /// An operator must act: a key nobody holds exists, or two keys are active.
+    /// An operator must act: a key nobody holds exists, or an old key could
+    /// be neither deleted nor deactivated.
     NeedsManualAction,
+    /// The input was wrong (an unknown user); nothing was touched.
+    BadInput,
 }
 
 impl Outcome {
@@ -53,6 +56,7 @@ impl Outcome {
             Outcome::Failed => 1,
             Outcome::Partial => 3,
             Outcome::NeedsManualAction => 4,
+            Outcome::BadInput => 2,
         }
     }
 }
@@ -383,13 +387,9 @@ pub struct RotationError {
 }
 
 impl RotationError {
-    /// The process exit code: 2 for an unknown user (bad input, nothing
-    /// touched), otherwise the outcome's code.
+    /// The process exit code: the outcome's.
     pub fn exit_code(&self) -> u8 {
-        match self.failure {
-            RotationFailure::UnknownUser { .. } => 2,
-            _ => self.report.outcome.exit_code(),
-        }
+        self.report.outcome.exit_code()
     }
 }
 
@@ -423,6 +423,7 @@ impl<I: Iam, H: NewKeyHandler> KeyRotator<I, H> {
             Err(failure) => {
                 report.outcome = match failure {
                     RotationFailure::Orphaned { .. } => Outcome::NeedsManualAction,
+                    RotationFailure::UnknownUser { .. } => Outcome::BadInput,
                     _ => Outcome::Failed,
                 };
                 report.error = Some(failure.to_string());

@@ -276,6 +276,7 @@ fn invariants(run: &Run) {
         }
         let expected_outcome = match err.failure {
             RotationFailure::Orphaned { .. } => Outcome::NeedsManualAction,
+            RotationFailure::UnknownUser { .. } => Outcome::BadInput,
             _ => Outcome::Failed,
         };
         assert_eq!(report.outcome, expected_outcome);

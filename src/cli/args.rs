@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
-use keyrot::grants::{DirGrant, HostRule, SecretSource, parse_secret_arg};
+use keyrot::grants::{DirGrant, HostRule};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -29,8 +29,8 @@ Exit codes:
   2  bad usage, plugin, settings or grants, or an unknown user: nothing was touched
   3  partial: the new key is in place, but an old key could not be deleted
      (it was deactivated)
-  4  needs manual action: a key nobody holds exists, or two keys are active;
-     the message names the key and the command to fix it";
+  4  needs manual action: a key nobody holds exists, or an old key could be
+     neither deleted nor deactivated; the message names the key and the command";
 
 /// Rotate an IAM user's access keys through a sandboxed WebAssembly handler.
 ///
@@ -108,8 +108,9 @@ pub struct RotateArgs {
     pub config: Vec<(String, String)>,
 
     /// A secret setting, redacted everywhere: NAME=env:VAR or NAME=file:PATH.
-    #[arg(long, value_name = "NAME=SOURCE", value_parser = parse_secret_arg)]
-    pub secret: Vec<(String, SecretSource)>,
+    // Parsed by the plan, not clap: clap would echo a mistyped secret.
+    #[arg(long, value_name = "NAME=SOURCE")]
+    pub secret: Vec<String>,
 
     /// Let the plugin make HTTP requests to this exact host (https, port 443),
     /// or to http://HOST:PORT (repeatable).
@@ -171,6 +172,9 @@ pub(super) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// No plugin call needs longer; larger values would overflow deadlines.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
 pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -181,11 +185,14 @@ pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
     let duration = match unit.trim() {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n * 60),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
         other => return Err(format!("unknown duration unit '{other}' (use ms, s or m)")),
     };
     if duration.is_zero() {
         return Err("the duration must be more than zero".into());
+    }
+    if duration > MAX_DURATION {
+        return Err("the duration must be at most 24h".into());
     }
     Ok(duration)
 }
@@ -230,6 +237,8 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("1h").is_err());
         assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("1441m").is_err());
+        assert!(parse_duration("18446744073709551615m").is_err());
     }
 
     #[test]

@@ -9,7 +9,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use keyrot::grants::{AllowList, DirGrant, Grants, HeaderInjection, HostRule, SecretSource};
+use keyrot::grants::{
+    AllowList, DirGrant, Grants, HeaderInjection, HostRule, SecretSource, parse_secret_arg,
+};
 use keyrot::host::{LoadOptions, Plugin, Sandbox, WasmHandler};
 use keyrot::{AwsIam, AwsOptions, CacheMode, KeyRotator, PluginLimits, Settings};
 use tracing_subscriber::EnvFilter;
@@ -56,17 +58,20 @@ impl Plan {
             .map(|(name, source)| {
                 let source: SecretSource = source
                     .parse()
-                    .map_err(|e| anyhow::anyhow!("job secret '{name}': {e}"))?;
+                    .map_err(|e| anyhow::anyhow!("job file secret '{name}': {e}"))?;
                 Ok((name.clone(), source))
             })
             .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
-        secret_sources.extend(args.secret.iter().cloned());
+        for arg in &args.secret {
+            let (name, source) = parse_secret_arg(arg).map_err(anyhow::Error::msg)?;
+            secret_sources.insert(name, source);
+        }
         let secrets = secret_sources
             .into_iter()
             .map(|(name, source)| {
                 let value = source
                     .resolve()
-                    .map_err(|e| anyhow::anyhow!("--secret {name}={source}: {e}"))?;
+                    .map_err(|e| anyhow::anyhow!("secret '{name}' ({source}): {e}"))?;
                 Ok((name, value))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

@@ -13,6 +13,7 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
         Outcome::Failed => "not rotated",
         Outcome::Partial => "rotated, but an old key remains",
         Outcome::NeedsManualAction => "NEEDS MANUAL ACTION",
+        Outcome::BadInput => "not rotated (bad input)",
     };
     writeln!(out, "user {}: {headline}", report.user)?;
     if let Some(new_key) = &report.new_key {

@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -118,11 +118,10 @@ fn prepare_dir(dir: &Path) -> Result<(), String> {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
     }
     let meta = fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
-    check_private(&meta, "directory")?;
     if !meta.is_dir() {
-        return Err("not a directory".into());
+        return Err("not a directory (a symlink is not accepted)".into());
     }
-    Ok(())
+    check_private(&meta, "directory")
 }
 
 /// Owned by this user and writable by nobody else.
@@ -143,16 +142,24 @@ fn check_private(meta: &fs::Metadata, what: &str) -> Result<(), String> {
 
 /// The payload of a valid entry, `None` if there is none, or why it is bad.
 fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, String> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
+    // Check and read the same open file, never following a symlink, so
+    // nothing can be swapped in between the check and the read.
+    let mut file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
+    let meta = file.metadata().map_err(|e| e.to_string())?;
     if !meta.is_file() {
         return Err("not a regular file".into());
     }
     check_private(&meta, "file")?;
-    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
     let header = MAGIC.len() + 32;
     if bytes.len() < header || &bytes[..MAGIC.len()] != MAGIC {
         return Err("not a keyrot cache entry".into());
@@ -237,6 +244,16 @@ mod tests {
     }
 
     #[test]
+    fn a_symlinked_entry_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.cwasm");
+        write_entry(dir.path(), &real, b"compiled").unwrap();
+        let link = entry_in(dir.path());
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(read_entry(&link).is_err());
+    }
+
+    #[test]
     fn a_missing_entry_is_not_an_error() {
         let dir = tempfile::tempdir().unwrap();
         assert!(read_entry(&entry_in(dir.path())).unwrap().is_none());
@@ -251,6 +268,9 @@ mod tests {
                 .unwrap_err()
                 .contains("writable by other users")
         );
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/tmp", &link).unwrap();
+        assert!(prepare_dir(&link).unwrap_err().contains("symlink"));
         let fresh = dir.path().join("a/b");
         prepare_dir(&fresh).unwrap();
         assert_eq!(fs::metadata(&fresh).unwrap().mode() & 0o777, 0o700);

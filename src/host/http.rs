@@ -102,11 +102,13 @@ impl HttpGuard {
             )));
         }
         self.requests += 1;
+        // Host and port only: paths and userinfo may carry tokens, and this
+        // line does not pass through the plugin log's redaction.
         tracing::debug!(
-            "plugin '{}': {} {}",
+            "plugin '{}': {} {}://{host}:{port}",
             self.plugin,
             request.method(),
-            uri_without_query(uri)
+            uri.scheme_str().unwrap_or("?"),
         );
         for injection in self.headers.iter() {
             if injection.host.matches(scheme, host, port) {

@@ -40,8 +40,9 @@ impl Default for PluginLimits {
     }
 }
 
-/// Caps the total linear memory of one store and remembers whether the cap
-/// was hit, so a failure can be reported as "out of memory", not a vague trap.
+/// Caps the memory one store's guest can make the host allocate — linear
+/// memories and tables together — and remembers whether the cap was hit, so
+/// a failure can be reported as "out of memory", not a vague trap.
 pub(super) struct MemoryLimiter {
     max: usize,
     used: usize,
@@ -56,10 +57,29 @@ impl MemoryLimiter {
             exceeded: false,
         }
     }
+
+    /// Accounts for one memory or table growing from `current` to
+    /// `desired` bytes, if the budget allows it.
+    fn grow(&mut self, current: usize, desired: usize) -> bool {
+        let after = (self.used - current.min(self.used)).saturating_add(desired);
+        if after > self.max {
+            self.exceeded = true;
+            return false;
+        }
+        self.used = after;
+        true
+    }
 }
 
-/// Tables hold function references; no honest handler needs more.
+/// Bytes the host spends per table element (a reference).
+const TABLE_ELEMENT_BYTES: usize = 8;
+/// Tables hold function references; no honest handler needs more per table.
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Counts per store, far above what any toolchain's components use (a Python
+/// component has a few dozen core instances), far below what could hurt.
+const MAX_INSTANCES: usize = 1_000;
+const MAX_TABLES: usize = 1_000;
+const MAX_MEMORIES: usize = 100;
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
@@ -68,22 +88,29 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let after = self.used - current.min(self.used) + desired;
-        if after > self.max {
-            self.exceeded = true;
-            return Ok(false);
-        }
-        self.used = after;
-        Ok(true)
+        Ok(self.grow(current, desired))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        Ok(desired <= MAX_TABLE_ELEMENTS
+            && self.grow(current * TABLE_ELEMENT_BYTES, desired * TABLE_ELEMENT_BYTES))
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 
@@ -132,6 +159,20 @@ mod tests {
         assert!(!limiter.memory_growing(0, 50, None).unwrap());
         assert!(limiter.exceeded);
         assert!(limiter.memory_growing(0, 40, None).unwrap());
+    }
+
+    #[test]
+    fn tables_count_against_the_same_budget() {
+        let mut limiter = MemoryLimiter::new(1 << 20);
+        assert!(limiter.memory_growing(0, 1 << 19, None).unwrap());
+        assert!(!limiter.table_growing(0, 1 << 17, None).unwrap());
+        assert!(limiter.exceeded);
+        assert!(limiter.table_growing(0, 1 << 10, None).unwrap());
+        assert!(
+            !limiter
+                .table_growing(0, MAX_TABLE_ELEMENTS + 1, None)
+                .unwrap()
+        );
     }
 
     #[test]

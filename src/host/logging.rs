@@ -58,8 +58,10 @@ impl PluginLog {
             self.dropped += 1;
             return;
         }
-        let message = self.redact(truncate(message, MAX_LINE_BYTES));
-        let context = self.redact(truncate(context, 256));
+        // Redact before cutting: a secret straddling the cut would no
+        // longer match, and its first half would be kept.
+        let message = truncate(&self.redact(message), MAX_LINE_BYTES).to_string();
+        let context = truncate(&self.redact(context), 256).to_string();
         let plugin = &self.plugin;
         match level {
             LogLevel::Trace => tracing::trace!(target: "plugin", "[{plugin}] {message}"),
@@ -85,7 +87,14 @@ impl PluginLog {
         } else {
             LogLevel::Info
         };
-        for line in String::from_utf8_lossy(&bytes).lines() {
+        let text = String::from_utf8_lossy(&bytes);
+        let mut lines: Vec<&str> = text.lines().collect();
+        if dropped > 0 {
+            // The last line was cut by the cap, maybe inside a secret that
+            // redaction can no longer recognise: drop it.
+            lines.pop();
+        }
+        for line in lines {
             if !line.trim().is_empty() {
                 self.push(level, stream, line);
             }
@@ -114,7 +123,7 @@ impl PluginLog {
     }
 }
 
-fn truncate(text: &str, max: usize) -> &str {
+pub(super) fn truncate(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
@@ -177,6 +186,7 @@ impl CapturedOutput {
     }
 
     /// The last lines worth quoting in an error (a panic message, say).
+    /// Not yet redacted, nor shortened (redact first).
     pub(super) fn last_words(&self) -> Option<String> {
         let (bytes, _) = self.contents();
         let text = String::from_utf8_lossy(&bytes);
@@ -186,7 +196,7 @@ impl CapturedOutput {
             .filter(|l| !l.is_empty() && !l.starts_with("note:"))
             .collect();
         let last = lines[lines.len().saturating_sub(2)..].join(" ");
-        (!last.is_empty()).then(|| truncate(&last, 512).to_string())
+        (!last.is_empty()).then_some(last)
     }
 
     fn contents(&self) -> (Vec<u8>, usize) {

@@ -433,7 +433,7 @@ impl WasmHandler {
             .sandbox
             .settings
             .secret_values()
-            .chain(self.headers.iter().map(|h| h.value.as_str()))
+            .chain(self.headers.iter().map(|h| h.secret.as_str()))
             .map(|s| Zeroizing::new(s.to_string()))
             .collect();
         if let Call::Handle(_, key) = call {
@@ -448,7 +448,8 @@ impl WasmHandler {
         let stderr = CapturedOutput::new(MAX_OUTPUT_BYTES);
         let limits = &self.sandbox.limits;
         // Deny by default: no env, args, network or inherited stdio; only
-        // the granted directories. `describe` gets no grants at all.
+        // the granted directories. `describe` gets no grants and no settings
+        // at all: it must not depend on them, and its answer is printed.
         let describing = matches!(call, Call::Describe);
         let mut wasi = WasiCtx::builder();
         wasi.stdout(stdout.clone())
@@ -473,7 +474,11 @@ impl WasmHandler {
             HostState {
                 wasi: wasi.build(),
                 table,
-                config: self.sandbox.settings.variables(),
+                config: if describing {
+                    wasmtime_wasi_config::WasiConfigVariables::new()
+                } else {
+                    self.sandbox.settings.variables()
+                },
                 http: http::context(),
                 http_guard: http::HttpGuard::new(&self.name, allow, headers, notes.clone()),
                 limiter: MemoryLimiter::new(limits.memory_bytes),
@@ -549,7 +554,8 @@ impl WasmHandler {
         };
         let mut message = format!("plugin '{}' crashed: {}", self.name, log.redact(&cause));
         if let Some(last) = stderr.last_words() {
-            message.push_str(&format!(" (it printed: {})", log.redact(&last)));
+            let last = log.redact(&last);
+            message.push_str(&format!(" (it printed: {})", logging::truncate(&last, 512)));
         }
         HandlerError::new(HandlerErrorKind::Trapped, message)
     }
