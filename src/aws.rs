@@ -8,6 +8,7 @@ use aws_config::environment::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::{BehaviorVersion, Region};
+use aws_sdk_iam::config::retry::RetryConfig;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::StatusType;
 use aws_smithy_types::date_time::Format;
@@ -106,10 +107,15 @@ impl Iam for AwsIam {
     }
 
     async fn create_access_key(&self, user: &str) -> Result<NewAccessKey, IamError> {
+        // Not idempotent: a retry after a lost answer would make a second
+        // key. Fail instead; the rotation then checks what IAM holds.
+        let once = aws_sdk_iam::config::Builder::default().retry_config(RetryConfig::disabled());
         let output = self
             .client
             .create_access_key()
             .user_name(user)
+            .customize()
+            .config_override(once)
             .send()
             .await
             .map_err(iam_error)?;

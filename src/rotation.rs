@@ -4,7 +4,9 @@
 //! 2. **Refuse two active keys**: keyrot cannot know which one is in use.
 //! 3. **Preflight** the handler. Failure: nothing changed.
 //! 4. **Create** the new key. Only on `LimitExceeded`, and only if the user
-//!    has keys that are not active, delete those and create once more.
+//!    has keys that are not active, delete those and create once more. A
+//!    create whose answer was lost may have made a key anyway: list again and
+//!    delete any key that was not there at step 1.
 //! 5. **Handle**: give the handler the new key, once. Failure: delete the new
 //!    key (retrying transient errors); if that fails too, name the orphan.
 //! 6. **Retire** every old key. A key that cannot be deleted is deactivated,
@@ -318,9 +320,10 @@ pub enum RotationFailure {
     },
     /// Creating the new key failed.
     #[error(
-        "could not create a new access key for user '{user}': {cause}; {}the active key is \
+        "could not create a new access key for user '{user}': {cause}; {}{}the active key is \
          unchanged",
-        made_room_note(made_room)
+        made_room_note(made_room),
+        removed_note(removed)
     )]
     CreateKey {
         /// The user.
@@ -329,6 +332,42 @@ pub enum RotationFailure {
         cause: IamError,
         /// Non-active keys deleted to make room before the failed retry.
         made_room: Vec<String>,
+        /// Keys the failed call made anyway (its answer was lost), deleted.
+        removed: Vec<String>,
+    },
+    /// Creating the new key failed in a way that may have created it, and
+    /// the key found afterwards could not be deleted.
+    #[error(
+        "could not create a new access key for user '{user}': {cause}; the call created key \
+         {key} anyway, and deleting it failed: {delete}. Nobody holds that key: delete it with \
+         `aws iam delete-access-key --user-name {user} --access-key-id {key}`; the active key \
+         is unchanged"
+    )]
+    StrayKey {
+        /// The user.
+        user: String,
+        /// The key nobody holds.
+        key: String,
+        /// Why the create failed.
+        cause: IamError,
+        /// Why the delete failed.
+        delete: IamError,
+    },
+    /// Creating the new key failed in a way that may have created it, and
+    /// keyrot could not list the keys to find out.
+    #[error(
+        "could not create a new access key for user '{user}': {cause}; the call may have \
+         created a key anyway, and listing the keys to check failed: {list}. Check with `aws \
+         iam list-access-keys --user-name {user}` and delete any key you do not recognise; \
+         the active key is unchanged"
+    )]
+    CreateUncertain {
+        /// The user.
+        user: String,
+        /// Why the create failed.
+        cause: IamError,
+        /// Why the list failed.
+        list: IamError,
     },
     /// The handler failed; the new key was deleted.
     #[error(
@@ -363,6 +402,17 @@ pub enum RotationFailure {
         /// Non-active keys deleted to make room for the new key.
         made_room: Vec<String>,
     },
+}
+
+fn removed_note(keys: &[String]) -> String {
+    if keys.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "the failed call had created {} anyway, which was deleted; ",
+            keys.join(", ")
+        )
+    }
 }
 
 fn made_room_note(keys: &[String]) -> String {
@@ -422,7 +472,9 @@ impl<I: Iam, H: NewKeyHandler> KeyRotator<I, H> {
             }
             Err(failure) => {
                 report.outcome = match failure {
-                    RotationFailure::Orphaned { .. } => Outcome::NeedsManualAction,
+                    RotationFailure::Orphaned { .. }
+                    | RotationFailure::StrayKey { .. }
+                    | RotationFailure::CreateUncertain { .. } => Outcome::NeedsManualAction,
                     RotationFailure::UnknownUser { .. } => Outcome::BadInput,
                     _ => Outcome::Failed,
                 };
@@ -585,13 +637,12 @@ impl<I: Iam, H: NewKeyHandler> KeyRotator<I, H> {
             .iter()
             .filter(|k| k.status != KeyStatus::Active)
             .collect();
-        // Any other error, or nothing to make room with: fail, deleting nothing.
+        // Any other error, or nothing to make room with: fail, deleting
+        // nothing the user had.
         if cause.kind != IamErrorKind::LimitExceeded || not_active.is_empty() {
-            return Err(RotationFailure::CreateKey {
-                user: user.to_string(),
-                cause,
-                made_room: Vec::new(),
-            });
+            return Err(self
+                .create_failed(user, keys, cause, Vec::new(), report)
+                .await);
         }
         let mut made_room = Vec::new();
         for key in not_active {
@@ -611,18 +662,88 @@ impl<I: Iam, H: NewKeyHandler> KeyRotator<I, H> {
             report.set_old_key(id, OldKeyAction::DeletedToMakeRoom);
             made_room.push(id.clone());
         }
-        timed(
+        match timed(
             report,
             Step::CreateKey,
             None,
             self.iam.create_access_key(user),
         )
         .await
-        .map_err(|cause| RotationFailure::CreateKey {
+        {
+            Ok(key) => Ok(key),
+            Err(cause) => Err(self
+                .create_failed(user, keys, cause, made_room, report)
+                .await),
+        }
+    }
+
+    /// The failure for a create that did not return a key. `CreateAccessKey`
+    /// is not idempotent: after a timeout or a dropped connection, IAM may
+    /// have made the key all the same, and nobody would hold it. So look,
+    /// and delete any key that was not there at step 1.
+    async fn create_failed(
+        &self,
+        user: &str,
+        keys: &[AccessKeyInfo],
+        cause: IamError,
+        made_room: Vec<String>,
+        report: &mut RotationReport,
+    ) -> RotationFailure {
+        let mut removed = Vec::new();
+        if cause.is_transient() {
+            let now = match timed(
+                report,
+                Step::ListKeys,
+                None,
+                self.retry.run(|| self.iam.list_access_keys(user)),
+            )
+            .await
+            {
+                Ok(now) => now,
+                Err(list) => {
+                    return RotationFailure::CreateUncertain {
+                        user: user.to_string(),
+                        cause,
+                        list,
+                    };
+                }
+            };
+            let known = |id: &str| keys.iter().any(|k| k.access_key_id == id);
+            for stray in now.iter().filter(|k| !known(&k.access_key_id)) {
+                let id = &stray.access_key_id;
+                let deleted = timed(
+                    report,
+                    Step::DeleteNewKey,
+                    Some(id),
+                    self.retry.run(|| self.delete_tolerating_missing(user, id)),
+                )
+                .await;
+                let state = if deleted.is_ok() {
+                    NewKeyState::Deleted
+                } else {
+                    NewKeyState::Orphaned
+                };
+                report.new_key = Some(NewKeyReport {
+                    access_key_id: id.clone(),
+                    state,
+                });
+                if let Err(delete) = deleted {
+                    return RotationFailure::StrayKey {
+                        user: user.to_string(),
+                        key: id.clone(),
+                        cause,
+                        delete,
+                    };
+                }
+                removed.push(id.clone());
+            }
+        }
+        RotationFailure::CreateKey {
             user: user.to_string(),
             cause,
             made_room,
-        })
+            removed,
+        }
     }
 
     /// Step 6 for one key: delete it, or at least make sure it is not active.

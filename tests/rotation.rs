@@ -62,6 +62,8 @@ enum Failure {
     CreateKey,
     Handler,
     Orphaned,
+    StrayKey,
+    CreateUncertain,
 }
 
 fn failure_of(failure: &RotationFailure) -> Failure {
@@ -74,6 +76,8 @@ fn failure_of(failure: &RotationFailure) -> Failure {
         RotationFailure::CreateKey { .. } => Failure::CreateKey,
         RotationFailure::Handler { .. } => Failure::Handler,
         RotationFailure::Orphaned { .. } => Failure::Orphaned,
+        RotationFailure::StrayKey { .. } => Failure::StrayKey,
+        RotationFailure::CreateUncertain { .. } => Failure::CreateUncertain,
     }
 }
 
@@ -275,7 +279,9 @@ fn invariants(run: &Run) {
             assert_eq!(status_now(id), Some(Active), "{id} after {err}");
         }
         let expected_outcome = match err.failure {
-            RotationFailure::Orphaned { .. } => Outcome::NeedsManualAction,
+            RotationFailure::Orphaned { .. }
+            | RotationFailure::StrayKey { .. }
+            | RotationFailure::CreateUncertain { .. } => Outcome::NeedsManualAction,
             RotationFailure::UnknownUser { .. } => Outcome::BadInput,
             _ => Outcome::Failed,
         };
@@ -283,7 +289,9 @@ fn invariants(run: &Run) {
         // The only key that may remain that the user did not have is the
         // named orphan.
         let orphan = match &err.failure {
-            RotationFailure::Orphaned { key, .. } => Some(key.as_str()),
+            RotationFailure::Orphaned { key, .. } | RotationFailure::StrayKey { key, .. } => {
+                Some(key.as_str())
+            }
             _ => None,
         };
         for (id, _) in &after {
@@ -574,6 +582,75 @@ scenarios! {
         ..BASE
     };
 
+    /// The create worked but its answer was lost: the key it made is found
+    /// by listing again and deleted, and the run fails cleanly.
+    create_response_lost: Scenario {
+        keys: &[Active],
+        setup: |fake, _| {
+            let lost = keyrot::IamError::new(IamErrorKind::Transient, "connection reset");
+            fake.inject(Fault::new(Op::Create, lost).times(Times::N(1)).applied());
+        },
+        expect: Expect::Fails(Failure::CreateKey),
+        original: Some(Active),
+        new_key: Some(NewKeyState::Deleted),
+        exit: 1,
+        check: |run| {
+            assert_eq!(run.ops(), [Op::List, Op::Create, Op::List, Op::Delete]);
+            assert_eq!(run.handler.seen().handle_calls, 0);
+            let stray = run.new_key_id();
+            assert!(run.message().contains(&stray), "{}", run.message());
+            assert!(run.message().contains("anyway, which was deleted"), "{}", run.message());
+        },
+        ..BASE
+    };
+
+    /// The lost create's key cannot be deleted either: it is named, with
+    /// the command to delete it.
+    create_response_lost_and_stray_undeletable: Scenario {
+        keys: &[Active],
+        setup: |fake, _| {
+            let lost = keyrot::IamError::new(IamErrorKind::Transient, "connection reset");
+            fake.inject(Fault::new(Op::Create, lost).times(Times::N(1)).applied());
+            let stray = fake.next_key_id();
+            fake.fail(Op::Delete, Some(&stray), IamErrorKind::AccessDenied, Times::Always);
+        },
+        expect: Expect::Fails(Failure::StrayKey),
+        end: (2, 0),
+        original: Some(Active),
+        new_key: Some(NewKeyState::Orphaned),
+        exit: 4,
+        check: |run| {
+            let stray = run.new_key_id();
+            let command =
+                format!("aws iam delete-access-key --user-name {USER} --access-key-id {stray}");
+            assert!(run.message().contains(&command), "{}", run.message());
+        },
+        ..BASE
+    };
+
+    /// A create timed out and the keys cannot be listed to check what it
+    /// did: the operator is told to look.
+    create_timeout_and_relist_fails: Scenario {
+        keys: &[Active],
+        setup: |fake, _| {
+            fake.fail(Op::Create, None, IamErrorKind::Transient, Times::Always);
+            let down = keyrot::IamError::new(IamErrorKind::AccessDenied, "denied");
+            fake.inject(Fault::new(Op::List, down).after(1));
+        },
+        expect: Expect::Fails(Failure::CreateUncertain),
+        original: Some(Active),
+        new_key: None,
+        exit: 4,
+        check: |run| {
+            assert!(
+                run.message().contains("aws iam list-access-keys --user-name"),
+                "{}",
+                run.message()
+            );
+        },
+        ..BASE
+    };
+
     /// Only LimitExceeded justifies deleting the inactive key; a throttled
     /// create must delete nothing, and is not retried (it might have worked).
     create_fails_otherwise_with_inactive_key: Scenario {
@@ -585,7 +662,8 @@ scenarios! {
         new_key: None,
         exit: 1,
         check: |run| {
-            assert_eq!(run.ops(), [Op::List, Op::Create], "no delete at all");
+            // The lost-answer check lists again, and finds nothing to delete.
+            assert_eq!(run.ops(), [Op::List, Op::Create, Op::List], "no delete at all");
             assert_eq!(*run.action(1), OldKeyAction::Unchanged);
             let RotationFailure::CreateKey { made_room, .. } = &run.err().failure else {
                 unreachable!("checked by the row")
