@@ -31,6 +31,8 @@ pub enum HandlerErrorKind {
     TimedOut,
     /// The handler hit its memory limit.
     OutOfMemory,
+    /// The operator stopped keyrot while the handler ran.
+    Interrupted,
 }
 
 /// A handler call failed. The message is shown to the operator as is.

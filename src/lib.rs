@@ -41,7 +41,7 @@ pub use host::{
 pub use iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyStatus, NewAccessKey};
 pub use retry::RetryPolicy;
 pub use rotation::{
-    KeyRotator, NewKeyState, OldKeyAction, Outcome, RotationError, RotationFailure, RotationReport,
-    Step,
+    Interrupt, KeyRotator, NewKeyState, OldKeyAction, Outcome, RotationError, RotationFailure,
+    RotationReport, Step,
 };
 pub use secret::SecretAccessKey;

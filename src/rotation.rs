@@ -20,7 +20,12 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::handler::{HandlerError, LogLine, NewKeyHandler, Rotation};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Notify;
+
+use crate::handler::{HandlerError, HandlerErrorKind, LogLine, NewKeyHandler, Rotation};
 use crate::iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyStatus, NewAccessKey};
 use crate::retry::RetryPolicy;
 use crate::secret::mask_key_id;
@@ -30,6 +35,49 @@ pub struct KeyRotator<I, H> {
     iam: I,
     handler: H,
     retry: RetryPolicy,
+    interrupt: Interrupt,
+}
+
+/// Stops a rotation safely from outside (Ctrl-C): before the new key
+/// exists the run stops with nothing changed; during the handler the call
+/// is cancelled and the new key deleted, as for any handler failure. The
+/// IAM calls themselves are short and always run to completion.
+#[derive(Clone, Debug, Default)]
+pub struct Interrupt {
+    triggered: Arc<AtomicBool>,
+    notify: Arc<Notify>,
+}
+
+impl Interrupt {
+    /// Asks the rotation to stop.
+    pub fn trigger(&self) {
+        self.triggered.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether [`Interrupt::trigger`] was called.
+    pub fn is_triggered(&self) -> bool {
+        self.triggered.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once triggered.
+    async fn wait(&self) {
+        loop {
+            // Registered before the check, so a trigger in between is seen.
+            let notified = self.notify.notified();
+            if self.is_triggered() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn error() -> HandlerError {
+        HandlerError::new(
+            HandlerErrorKind::Interrupted,
+            "interrupted by the operator (SIGINT or SIGTERM)",
+        )
+    }
 }
 
 /// How a run ended. Each outcome has its own process exit code.
@@ -450,7 +498,14 @@ impl<I: Iam, H: NewKeyHandler> KeyRotator<I, H> {
             iam,
             handler,
             retry: RetryPolicy::default(),
+            interrupt: Interrupt::default(),
         }
+    }
+
+    /// Lets `interrupt` stop the rotation safely.
+    pub fn with_interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = interrupt;
+        self
     }
 
     /// Replaces how transient IAM errors are retried.
@@ -535,22 +590,30 @@ impl<I: Iam, H: NewKeyHandler> KeyRotator<I, H> {
             report,
             Step::Preflight,
             None,
-            self.handler.preflight(&rotation),
+            self.interruptible(self.handler.preflight(&rotation)),
         )
         .await;
         report.handler_log.extend(self.handler.take_log());
         preflight.map_err(|cause| RotationFailure::Preflight { cause })?;
+        if self.interrupt.is_triggered() {
+            return Err(RotationFailure::Preflight {
+                cause: Interrupt::error(),
+            });
+        }
 
         // 4. Create, making room only when IAM says the user is at its limit.
         let new_key = self.create_key(user, &keys, report).await?;
         let new_key_id = new_key.access_key_id.clone();
+        // Said now, so that even a killed keyrot leaves the id behind.
+        tracing::info!("created key {new_key_id} for user {user}; handing it to the handler");
 
-        // 5. Handle, exactly once. On failure the new key must not outlive it.
+        // 5. Handle, exactly once. On failure (or an interrupt) the new key
+        // must not outlive it.
         let handled = timed(
             report,
             Step::Handle,
             Some(&new_key_id),
-            self.handler.handle(&rotation, &new_key),
+            self.interruptible(self.handler.handle(&rotation, &new_key)),
         )
         .await;
         drop(new_key);
@@ -789,6 +852,18 @@ impl<I: Iam, H: NewKeyHandler> KeyRotator<I, H> {
                 delete_error,
                 deactivate_error: err.to_string(),
             },
+        }
+    }
+
+    /// Runs a handler call unless the operator interrupts first: then the
+    /// call is dropped (the sandbox stops with it) and counts as failed.
+    async fn interruptible(
+        &self,
+        call: impl Future<Output = Result<(), HandlerError>>,
+    ) -> Result<(), HandlerError> {
+        tokio::select! {
+            result = call => result,
+            () = self.interrupt.wait() => Err(Interrupt::error()),
         }
     }
 

@@ -423,3 +423,55 @@ async fn secret_never_appears_in_output() {
         assert!(!runs.contains(secret.as_str()), "secret leaked:\n{runs}");
     }
 }
+
+/// Ctrl-C while the handler runs cancels it and deletes the new key: the
+/// user keeps its old key and nothing else.
+#[tokio::test]
+async fn an_interrupt_during_the_handler_deletes_the_new_key() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let spin = path("fixture_spin");
+    let (mut cmd, _home) = moto.command(
+        &[
+            "--plugin",
+            &spin,
+            "--user",
+            "ci-bot",
+            "--endpoint-url",
+            &moto.url,
+            "--timeout",
+            "60s",
+        ],
+        &[],
+    );
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    // The handler is running once the new key has been announced.
+    while !seen.iter().any(|l: &String| l.contains("created key")) {
+        let line = received
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("keyrot never created the key: {seen:?}"));
+        seen.push(line);
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    seen.extend(received.iter());
+    let stderr = seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted by the operator"), "{stderr}");
+    moto.assert_only_key("ci-bot", &old).await;
+}

@@ -13,7 +13,7 @@ use keyrot::grants::{
     AllowList, DirGrant, Grants, HeaderInjection, HostRule, SecretSource, parse_secret_arg,
 };
 use keyrot::host::{LoadOptions, Plugin, Sandbox, WasmHandler};
-use keyrot::{AwsIam, AwsOptions, CacheMode, KeyRotator, PluginLimits, Settings};
+use keyrot::{AwsIam, AwsOptions, CacheMode, Interrupt, KeyRotator, PluginLimits, Settings};
 use tracing_subscriber::EnvFilter;
 
 pub use self::args::{Cli, Command, Output, PluginCommand, RotateArgs};
@@ -172,7 +172,9 @@ async fn rotate(cli: &Cli) -> anyhow::Result<u8> {
     let handler = WasmHandler::new(plugin, plan.sandbox).await?;
     tracing::debug!(plugin = handler.name(), version = %handler.info().version, "plugin ready");
     let iam = AwsIam::from_options(&plan.aws).await;
-    let rotator = KeyRotator::new(iam, handler);
+    let interrupt = Interrupt::default();
+    stop_safely_on_signals(interrupt.clone());
+    let rotator = KeyRotator::new(iam, handler).with_interrupt(interrupt);
     let (report, code) = match rotator.rotate_keys(&plan.user).await {
         Ok(report) => {
             let code = report.outcome.exit_code();
@@ -201,6 +203,36 @@ async fn rotate(cli: &Cli) -> anyhow::Result<u8> {
         eprintln!("{label}: {error}");
     }
     Ok(code)
+}
+
+/// The first SIGINT or SIGTERM stops the rotation safely (see
+/// [`Interrupt`]); a second one exits at once.
+fn stop_safely_on_signals(interrupt: Interrupt) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let mut terminate = signal(SignalKind::terminate()).ok();
+        loop {
+            let sigterm = async {
+                match terminate.as_mut() {
+                    Some(s) => drop(s.recv().await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = sigterm => {}
+            }
+            if interrupt.is_triggered() {
+                eprintln!(
+                    "error: interrupted again: exiting now; a key created by this run may be \
+                     left, check with `aws iam list-access-keys`"
+                );
+                std::process::exit(130);
+            }
+            tracing::warn!("interrupted: stopping safely (interrupt again to exit at once)");
+            interrupt.trigger();
+        }
+    });
 }
 
 /// `keyrot plugin inspect`: what a plugin is and what it wants.

@@ -1,8 +1,9 @@
 //! Hard limits on a plugin call: memory, guest CPU time, wall-clock time.
 //!
-//! Guest CPU is bounded by Wasmtime's epoch interruption (a ticker thread
-//! advances the engine's epoch; a store past its deadline traps). Time spent
-//! in host calls is bounded by an outer tokio timeout around the whole call.
+//! Guest CPU is bounded by Wasmtime's epoch interruption: a ticker thread
+//! advances the engine's epoch, and every few ticks the store checks the
+//! call's deadline (trapping past it) and yields. Time spent in host calls is
+//! bounded by an outer tokio timeout around the whole call.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,10 +144,10 @@ impl Drop for EpochTicker {
     }
 }
 
-/// The epoch deadline, in ticks, for a wall-clock budget.
-pub(super) fn deadline_ticks(timeout: Duration) -> u64 {
-    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
-}
+/// How many ticks guest code runs between checks of its deadline. At each
+/// check it also yields to the async executor, so a call can be cancelled
+/// (an operator's interrupt) even while the guest spins.
+pub(super) const CHECK_TICKS: u64 = 10;
 
 #[cfg(test)]
 mod tests {

@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -486,8 +486,15 @@ impl WasmHandler {
             },
         );
         store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(limits::deadline_ticks(limits.timeout));
-        store.epoch_deadline_trap();
+        let deadline = std::time::Instant::now() + limits.timeout;
+        store.set_epoch_deadline(limits::CHECK_TICKS);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if std::time::Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(limits::CHECK_TICKS)
+            })
+        });
 
         // The epoch deadline stops guest code; this also stops a call stuck
         // in the host (an HTTP request, say). A little slack lets the epoch
