@@ -67,9 +67,19 @@ pub struct HostRule {
 }
 
 impl HostRule {
-    /// Whether a request to `scheme://host:port` matches this rule.
-    pub fn matches(&self, scheme: Scheme, host: &str, port: u16) -> bool {
-        self.scheme == scheme && self.port == port && self.host == normalize_host(host)
+    /// Where a request goes: its scheme, normalized host and port (the
+    /// scheme's default if none is given). `None` for other schemes.
+    pub fn of_uri(uri: &http::Uri) -> Option<HostRule> {
+        let scheme = match uri.scheme_str()?.to_ascii_lowercase().as_str() {
+            "https" => Scheme::Https,
+            "http" => Scheme::Http,
+            _ => return None,
+        };
+        Some(HostRule {
+            scheme,
+            host: normalize_host(uri.host()?),
+            port: uri.port_u16().unwrap_or(scheme.default_port()),
+        })
     }
 }
 
@@ -181,29 +191,14 @@ impl AllowList {
         &self.rules
     }
 
-    /// Whether a request to `scheme://host:port` is allowed.
-    pub fn allows(&self, scheme: Scheme, host: &str, port: u16) -> bool {
-        self.rules.iter().any(|r| r.matches(scheme, host, port))
+    /// Whether requests to this destination are allowed.
+    pub fn allows(&self, target: &HostRule) -> bool {
+        self.rules.contains(target)
     }
 
-    /// Whether a URL (`http(s)://host[:port]/...`) is allowed.
-    pub fn allows_url(&self, url: &str) -> bool {
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return false;
-        };
-        let scheme = match scheme.to_ascii_lowercase().as_str() {
-            "https" => Scheme::Https,
-            "http" => Scheme::Http,
-            _ => return false,
-        };
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if authority.contains('@') {
-            return false;
-        }
-        match split_host_port(authority) {
-            Ok((host, port)) => self.allows(scheme, host, port.unwrap_or(scheme.default_port())),
-            Err(_) => false,
-        }
+    /// Whether a request to `uri` is allowed.
+    pub fn allows_uri(&self, uri: &http::Uri) -> bool {
+        HostRule::of_uri(uri).is_some_and(|target| self.allows(&target))
     }
 }
 
@@ -471,22 +466,18 @@ mod tests {
     #[test]
     fn allows_exact_matches_only() {
         let list = AllowList::new([rule("api.github.com"), rule("http://127.0.0.1:8080")]);
-        assert!(list.allows_url("https://api.github.com/repos/o/r"));
-        assert!(list.allows_url("https://API.GITHUB.COM./x"));
-        assert!(list.allows_url("http://127.0.0.1:8080/x?y"));
-        assert!(!list.allows_url("http://api.github.com/"), "scheme matters");
-        assert!(
-            !list.allows_url("https://api.github.com:8443/"),
-            "port matters"
-        );
-        assert!(
-            !list.allows_url("https://evil.api.github.com/"),
-            "no subdomains"
-        );
-        assert!(!list.allows_url("https://api.github.com.evil.com/"));
-        assert!(!list.allows_url("http://127.0.0.1:8081/"));
-        assert!(!list.allows_url("https://api.github.com@evil.com/"));
-        assert!(!AllowList::default().allows_url("https://api.github.com/"));
+        let allows_url = |url: &str| list.allows_uri(&url.parse().unwrap());
+        assert!(allows_url("https://api.github.com/repos/o/r"));
+        assert!(allows_url("https://API.GITHUB.COM./x"));
+        assert!(allows_url("http://127.0.0.1:8080/x?y"));
+        assert!(!allows_url("http://api.github.com/"), "scheme matters");
+        assert!(!allows_url("https://api.github.com:8443/"), "port matters");
+        assert!(!allows_url("https://evil.api.github.com/"), "no subdomains");
+        assert!(!allows_url("https://api.github.com.evil.com/"));
+        assert!(!allows_url("http://127.0.0.1:8081/"));
+        assert!(!allows_url("https://api.github.com@evil.com/"));
+        let nothing = AllowList::default();
+        assert!(!nothing.allows_uri(&"https://api.github.com/".parse().unwrap()));
     }
 
     #[test]

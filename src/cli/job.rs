@@ -1,5 +1,7 @@
 //! Job files: one reviewed TOML definition of a rotation (plugin, user,
 //! settings, grants, limits) that a team can share; flags override it.
+//! Relative paths in it (plugin, directories, `file:` secrets) are relative
+//! to the file.
 //!
 //! ```toml
 //! plugin = "github.wasm"            # relative to this file
@@ -72,9 +74,28 @@ impl Job {
         if let Some(plugin) = &job.plugin {
             job.plugin = Some(base.join(plugin));
         }
+        let relative = |p: &str| !p.starts_with('/') && !p.starts_with('~');
         for dir in &mut job.allow_dirs {
-            if !dir.starts_with('/') && !dir.starts_with('~') {
+            if relative(dir) {
                 *dir = base.join(&*dir).display().to_string();
+            }
+        }
+        for source in job.secrets.values_mut() {
+            if let Some(path) = source.strip_prefix("file:")
+                && relative(path)
+            {
+                *source = format!("file:{}", base.join(path).display());
+            }
+        }
+        for spec in &mut job.inject_headers {
+            if let Some(start) = spec.find("{file:")
+                && let Some(len) = spec[start..].find('}')
+            {
+                let path = &spec[start + 6..start + len];
+                if relative(path) {
+                    let absolute = base.join(path).display().to_string();
+                    spec.replace_range(start + 6..start + len, &absolute);
+                }
             }
         }
         Ok(job)
@@ -96,10 +117,13 @@ mod tests {
             user = "ci-bot"
             allow-hosts = ["api.github.com"]
             allow-dirs = ["creds:/aws", "/abs:/x"]
+            inject-headers = ["api.github.com=Authorization:Bearer {file:gh-token}"]
             [config]
             repo = "o/r"
             [secrets]
             token = "env:GITHUB_TOKEN"
+            key = "file:keys/key.txt"
+            abs = "file:/run/secret"
             [aws]
             endpoint-url = "http://127.0.0.1:5000"
             "#,
@@ -117,6 +141,15 @@ mod tests {
         );
         assert_eq!(job.config["repo"], "o/r");
         assert_eq!(job.secrets["token"], "env:GITHUB_TOKEN");
+        let base = dir.path().display();
+        assert_eq!(job.secrets["key"], format!("file:{base}/keys/key.txt"));
+        assert_eq!(job.secrets["abs"], "file:/run/secret");
+        assert_eq!(
+            job.inject_headers,
+            [format!(
+                "api.github.com=Authorization:Bearer {{file:{base}/gh-token}}"
+            )]
+        );
         assert_eq!(
             job.aws.endpoint_url.as_deref(),
             Some("http://127.0.0.1:5000")

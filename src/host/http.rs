@@ -19,7 +19,7 @@ use wasmtime_wasi_http::{
 };
 
 use super::HostState;
-use crate::grants::{AllowList, HeaderInjection, HostRule, Scheme};
+use crate::grants::{AllowList, HeaderInjection, HostRule};
 
 /// Requests one call may make.
 pub const MAX_REQUESTS_PER_CALL: u32 = 50;
@@ -71,27 +71,16 @@ impl HttpGuard {
     /// Decides whether the request may go out, and prepares it if so.
     fn admit(&mut self, request: &mut http::Request<WasiBody>) -> Result<(), HttpError> {
         let uri = request.uri();
-        let scheme = match uri.scheme_str() {
-            Some("https") => Scheme::Https,
-            Some("http") => Scheme::Http,
-            other => {
-                return Err(self.deny(format!("request with unsupported scheme {other:?} denied")));
-            }
-        };
-        let host = uri.host().unwrap_or("").to_string();
-        let host = host.as_str();
-        let port = uri.port_u16().unwrap_or(match scheme {
-            Scheme::Http => 80,
-            Scheme::Https => 443,
-        });
-        if !self.allow.allows(scheme, host, port) {
-            let rule = HostRule {
-                scheme,
-                host: host.trim_matches(['[', ']']).to_ascii_lowercase(),
-                port,
-            };
+        let Some(target) = HostRule::of_uri(uri) else {
             return Err(self.deny(format!(
-                "request to {} denied: that host is not allowed (to allow it: --allow-host {rule})",
+                "request with unsupported scheme {:?} denied (HttpRequestDenied)",
+                uri.scheme_str()
+            )));
+        };
+        if !self.allow.allows(&target) {
+            return Err(self.deny(format!(
+                "request to {} denied (HttpRequestDenied): that host is not allowed (to allow \
+                 it: --allow-host {target})",
                 uri_without_query(uri)
             )));
         }
@@ -104,14 +93,9 @@ impl HttpGuard {
         self.requests += 1;
         // Host and port only: paths and userinfo may carry tokens, and this
         // line does not pass through the plugin log's redaction.
-        tracing::debug!(
-            "plugin '{}': {} {}://{host}:{port}",
-            self.plugin,
-            request.method(),
-            uri.scheme_str().unwrap_or("?"),
-        );
+        tracing::debug!("plugin '{}': {} {target}", self.plugin, request.method());
         for injection in self.headers.iter() {
-            if injection.host.matches(scheme, host, port) {
+            if injection.host == target {
                 let name = http::HeaderName::from_bytes(injection.name.as_bytes())
                     .map_err(|_| HttpError::InternalError(Some("bad injected header".into())))?;
                 let mut value = http::HeaderValue::from_str(&injection.value)
