@@ -21,20 +21,10 @@ fn stderr(out: &std::process::Output) -> String {
 /// Runs the http fixture against `url` with `extra` flags.
 async fn http_run(url: &str, extra: &[&str]) -> (Moto, String, std::process::Output) {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
-    let http = path("fixture_http");
     let setting = format!("url={url}");
-    let mut args = vec![
-        "--plugin",
-        &http,
-        "--user",
-        "ci-bot",
-        "--endpoint-url",
-        &moto.url,
-        "--config",
-        &setting,
-    ];
+    let mut args = vec!["--config", &setting];
     args.extend_from_slice(extra);
-    let out = moto.keyrot(&args);
+    let out = moto.rotate("fixture_http", &args, &[]);
     (moto, old, out)
 }
 
