@@ -24,13 +24,17 @@
 //! ```
 
 pub mod aws;
+pub mod dirs;
 pub mod grants;
 pub mod handler;
 pub mod host;
 pub mod iam;
+pub mod input;
 pub mod retry;
 pub mod rotation;
 pub mod secret;
+pub mod testhook;
+pub mod text;
 
 pub use aws::{AwsIam, AwsOptions};
 pub use grants::Grants;

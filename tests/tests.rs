@@ -6,6 +6,7 @@
 //! - `cli`: the real binary against moto with real plugin components.
 //! - `grants`: outbound HTTP, directories, secrets, caching, job files.
 //! - `sandbox`: hostile plugins attacking the sandbox.
+//! - `hardening`: broken output streams, the cache, FIFOs, limits.
 //! - `github`, `credentials_file`, `gitlab`, `circleci`, `dotenv`: each
 //!   handler against its fake destination.
 //! - `readme`: the README's handler guide is the code the tests build.
@@ -19,6 +20,7 @@ mod github;
 mod github_server;
 mod gitlab;
 mod grants;
+mod hardening;
 mod readme;
 mod rotation;
 mod sandbox;

@@ -2,6 +2,7 @@
 //! prints the report. Bad input fails here, before the first IAM call.
 
 pub mod args;
+mod console;
 mod job;
 mod render;
 
@@ -14,9 +15,10 @@ use keyrot::grants::{
 };
 use keyrot::host::{LoadOptions, Plugin, Sandbox, WasmHandler};
 use keyrot::{AwsIam, AwsOptions, CacheMode, Interrupt, KeyRotator, PluginLimits, Settings};
-use tracing_subscriber::EnvFilter;
 
-pub use self::args::{Cli, Command, Output, PluginCommand, RotateArgs};
+pub use self::args::{Cli, Command, Output, PluginCommand, PluginLogMode, RotateArgs};
+use self::console::stdout_line;
+pub use self::console::{init_logging, stderr_line};
 use self::job::Job;
 
 /// Exit code for bad usage, plugin, settings or grants: nothing was touched.
@@ -88,6 +90,12 @@ impl Plan {
             .map(|d| d.parse::<DirGrant>().map_err(anyhow::Error::msg))
             .chain(args.allow_dir.iter().cloned().map(Ok))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        keyrot::grants::check_private_dirs(
+            &dirs,
+            keyrot::dirs::cache_dir().as_deref(),
+            keyrot::dirs::state_dir().as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
         let headers = job
             .inject_headers
             .iter()
@@ -159,10 +167,12 @@ fn check_user_name(user: &str) -> anyhow::Result<()> {
 /// Runs what the command line asks for. `Err` means bad input (nothing
 /// touched); a failed rotation is `Ok` with its exit code.
 pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
-    match &cli.command {
+    let result = match &cli.command {
         None => rotate(cli).await,
         Some(Command::Plugin(PluginCommand::Inspect { path })) => inspect(cli, path).await,
-    }
+    };
+    console::note_hidden_plugin_lines(cli);
+    result
 }
 
 /// Rotates one user's key and prints the report.
@@ -190,17 +200,22 @@ async fn rotate(cli: &Cli) -> anyhow::Result<u8> {
     let mut stdout = std::io::stdout().lock();
     let printed = match cli.output {
         Output::Text => render::text(&mut stdout, &report),
-        Output::Json => render::json(&mut stdout, &report),
+        // The plugin's log can hold whatever it chose to write (redaction
+        // catches only literal secrets): in the report only when asked for.
+        Output::Json => {
+            render::rotation_json(&mut stdout, &report, cli.plugin_log == PluginLogMode::Show)
+        }
     }
     .and_then(|()| stdout.flush());
+    drop(stdout);
     if let Err(err) = printed
         && err.kind() != std::io::ErrorKind::BrokenPipe
     {
-        eprintln!("warning: could not print the report: {err}");
+        stderr_line(format_args!("warning: could not print the report: {err}"));
     }
     if let Some(error) = &report.error {
         let label = if code == 0 { "warning" } else { "error" };
-        eprintln!("{label}: {error}");
+        stderr_line(format_args!("{label}: {error}"));
     }
     Ok(code)
 }
@@ -223,9 +238,9 @@ fn stop_safely_on_signals(interrupt: Interrupt) {
                 () = sigterm => {}
             }
             if interrupt.is_triggered() {
-                eprintln!(
+                stderr_line(
                     "error: interrupted again: exiting now; a key created by this run may be \
-                     left, check with `aws iam list-access-keys`"
+                     left, check with `aws iam list-access-keys`",
                 );
                 std::process::exit(130);
             }
@@ -254,10 +269,10 @@ pub fn report_bad_input(output: Output, err: &anyhow::Error) {
     if is_broken_pipe(err) {
         return;
     }
-    eprintln!("error: {err:#}");
+    stderr_line(format_args!("error: {err:#}"));
     if output == Output::Json {
         let json = serde_json::json!({ "outcome": "bad-input", "error": format!("{err:#}") });
-        let _ = writeln!(std::io::stdout(), "{json}");
+        stdout_line(json);
     }
 }
 
@@ -268,26 +283,6 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
-}
-
-/// Logs go to stderr: keyrot's and plugins' at info (`-v` debug, `-vv`
-/// trace, `-q` errors only); `KEYROT_LOG` overrides with a tracing filter.
-pub fn init_logging(cli: &Cli) {
-    let default = match (cli.quiet, cli.verbose) {
-        (true, _) => "error",
-        // The SDK's credential chain warns about every source it tries;
-        // keyrot reports the one error that matters itself.
-        (false, 0) => "warn,aws_config=error,keyrot=info,plugin=info",
-        (false, 1) => "warn,aws_config=error,keyrot=debug,plugin=debug",
-        (false, _) => "info,keyrot=trace,plugin=trace",
-    };
-    let filter = EnvFilter::try_from_env("KEYROT_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
 }
 
 #[cfg(test)]
