@@ -208,4 +208,23 @@ mod tests {
         assert!(limiter.memory_growing(50, 90, None).unwrap());
         assert!(!limiter.memory_growing(90, 110, None).unwrap());
     }
+
+    #[test]
+    fn a_failed_growth_within_the_limit_is_the_hosts_failure() {
+        let mut limiter = MemoryLimiter::new(100);
+        // Past the memory's own maximum: the plugin's business.
+        assert!(limiter.memory_growing(0, 60, Some(50)).unwrap());
+        limiter
+            .memory_grow_failed(wasmtime::format_err!("maximum"))
+            .unwrap();
+        assert!(!limiter.host_failed);
+        // Within every limit, yet refused: the machine ran out.
+        assert!(limiter.memory_growing(0, 60, None).unwrap());
+        limiter
+            .memory_grow_failed(wasmtime::format_err!("mmap failed"))
+            .unwrap();
+        assert!(limiter.host_failed && !limiter.exceeded);
+        // The failed growth is not counted against the budget.
+        assert!(limiter.memory_growing(0, 100, None).unwrap());
+    }
 }
