@@ -362,7 +362,9 @@ impl WasmHandler {
             .sandbox
             .settings
             .check(&handler.name, &handler.info)
-            .map_err(PluginError::Settings)?;
+            // The message quotes setting names and descriptions the plugin
+            // chose: printed inert.
+            .map_err(|e| PluginError::Settings(escape_control(&e).into_owned()))?;
         Ok(handler)
     }
 
@@ -689,20 +691,30 @@ async fn invoke(
         ),
         Call::Handle(rotation, key) => {
             crate::testhook::hit("host-handle");
-            let mut key = wit::AccessKey {
+            // The guest gets its own copy; the host's is wiped however the
+            // call ends (returned, trapped, timed out, cancelled, panicked).
+            let key = WipeOnDrop(wit::AccessKey {
                 user_name: key.user_name.clone(),
                 access_key_id: key.access_key_id.clone(),
                 secret_access_key: key.secret_access_key.expose().to_string(),
                 create_date: key.create_date.clone(),
-            };
-            let result = handler
-                .call_handle(&mut *store, &wit_rotation(rotation), &key)
-                .await;
-            // The guest has its own copy now; wipe the host's.
-            key.secret_access_key.zeroize();
-            Returned::Done(result?)
+            });
+            Returned::Done(
+                handler
+                    .call_handle(&mut *store, &wit_rotation(rotation), &key.0)
+                    .await?,
+            )
         }
     })
+}
+
+/// The WIT copy of the new key, its secret zeroized when dropped.
+struct WipeOnDrop(wit::AccessKey);
+
+impl Drop for WipeOnDrop {
+    fn drop(&mut self) {
+        self.0.secret_access_key.zeroize();
+    }
 }
 
 fn wit_rotation(rotation: &Rotation) -> wit::Rotation {
