@@ -310,6 +310,58 @@ async fn plugin_log_is_hidden_off_a_terminal_and_out_of_json_unless_asked() {
     assert_eq!(stderr(&out), "", "quiet and hidden: nothing at all");
 }
 
+/// On a terminal, `auto` shows the plugin's lines (and has nothing to count).
+#[tokio::test]
+async fn plugin_log_is_shown_on_a_terminal() {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (moto, _) = Moto::start_with_user("ci-bot").await;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: out-pointers to two ints; no name, termios or size given.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty");
+    // SAFETY: both descriptors were just opened and are owned here alone.
+    let (mut master, slave) = unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let hello = path("hello");
+    let (mut cmd, _home) = moto.command(
+        &[
+            "--plugin",
+            &hello,
+            "--user",
+            "ci-bot",
+            "--endpoint-url",
+            &moto.url,
+        ],
+        &[],
+    );
+    cmd.stdout(Stdio::null()).stderr(Stdio::from(slave));
+    // Read as keyrot writes (a terminal's buffer is small); the read ends
+    // with an error once the last copy of the terminal's other end closes.
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let _ = master.read_to_end(&mut seen);
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let status = finish(&mut cmd);
+    drop(cmd);
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    let new = &moto.keys("ci-bot").await[0].0;
+    assert!(
+        err.contains(&format!("[hello] hello, new key {new}")),
+        "{err}"
+    );
+    assert!(!err.contains("not shown"), "{err}");
+}
+
 /// Every file input refuses a FIFO at once (exit 2, nothing created)
 /// rather than waiting for a writer that never comes.
 #[tokio::test]
