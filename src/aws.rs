@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use aws_config::environment::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
-use aws_runtime::env_config::file::EnvConfigFiles;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
+use aws_runtime::env_config::file::EnvConfigFiles;
 use aws_sdk_iam::config::retry::RetryConfig;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::StatusType;
@@ -21,7 +21,9 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use aws_types::os_shim_internal::{Env, Fs};
 use serde::Deserialize;
 
-use crate::iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyLastUsed, KeyStatus, NewAccessKey};
+use crate::iam::{
+    AccessKeyInfo, Iam, IamError, IamErrorKind, KeyLastUsed, KeyStatus, NewAccessKey,
+};
 use crate::rotation::CallerIdentity;
 use crate::secret::SecretAccessKey;
 use crate::verify::{KeyVerifier, VerifyError};
@@ -82,14 +84,10 @@ impl AwsOptions {
         let Some(profile) = &self.profile else {
             return Ok(());
         };
-        let profiles = aws_config::profile::load(
-            &Fs::real(),
-            &Env::real(),
-            &EnvConfigFiles::default(),
-            None,
-        )
-        .await
-        .map_err(|e| format!("cannot read the AWS config files: {e}"))?;
+        let profiles =
+            aws_config::profile::load(&Fs::real(), &Env::real(), &EnvConfigFiles::default(), None)
+                .await
+                .map_err(|e| format!("cannot read the AWS config files: {e}"))?;
         if profiles.get_profile(profile).is_none() {
             return Err(format!(
                 "profile '{profile}' not found in {} or {}",
@@ -135,7 +133,9 @@ impl AwsOptions {
             let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
                 .profile_name(profile)
                 .build();
-            loader = loader.profile_name(profile).credentials_provider(credentials);
+            loader = loader
+                .profile_name(profile)
+                .credentials_provider(credentials);
         }
         if let Some(endpoint) = &self.endpoint_url {
             loader = loader.endpoint_url(endpoint);
@@ -275,9 +275,9 @@ impl Iam for AwsIam {
             .send()
             .await
             .map_err(iam_error)?;
-        let key = output
-            .access_key()
-            .ok_or_else(|| IamError::new(IamErrorKind::NoAnswer, "CreateAccessKey returned no key"))?;
+        let key = output.access_key().ok_or_else(|| {
+            IamError::new(IamErrorKind::NoAnswer, "CreateAccessKey returned no key")
+        })?;
         Ok(NewAccessKey {
             user_name: key.user_name().to_string(),
             access_key_id: key.access_key_id().to_string(),
@@ -420,9 +420,9 @@ where
                 | "TooManyRequestsException"
                 | "RequestThrottled",
             ) => IamErrorKind::Throttled,
-            Some("ServiceFailure" | "ServiceUnavailable" | "InternalFailure" | "RequestExpired") => {
-                IamErrorKind::NoAnswer
-            }
+            Some(
+                "ServiceFailure" | "ServiceUnavailable" | "InternalFailure" | "RequestExpired",
+            ) => IamErrorKind::NoAnswer,
             _ => match http_status(service.raw()) {
                 Some(429) => IamErrorKind::Throttled,
                 Some(500..=599) => IamErrorKind::NoAnswer,

@@ -202,6 +202,9 @@ impl AllowList {
     }
 }
 
+/// Largest secret file read: secrets are tokens and keys, not documents.
+pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
 /// Where a secret value comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretSource {
@@ -244,7 +247,7 @@ impl SecretSource {
             SecretSource::Env(var) => {
                 std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?
             }
-            SecretSource::File(path) => std::fs::read_to_string(path)
+            SecretSource::File(path) => crate::input::read_regular_text(path, MAX_SECRET_BYTES)
                 .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?,
         };
         let value = Zeroizing::new(value);
@@ -342,6 +345,72 @@ impl DirGrant {
     }
 }
 
+/// Refuses directory grants that would let a plugin reach keyrot's own
+/// files: a writable grant that contains or is inside the compiled-code
+/// `cache` (a plugin could plant native code keyrot later runs), and any
+/// grant, read-only included, that contains or is inside the `state`
+/// directory. Paths are compared canonicalized; a directory that does not
+/// exist yet is placed under its nearest existing ancestor.
+pub fn check_private_dirs(
+    dirs: &[DirGrant],
+    cache: Option<&Path>,
+    state: Option<&Path>,
+) -> Result<(), String> {
+    for grant in dirs {
+        let granted = canonical(&grant.host);
+        let overlaps = |own: &Path| {
+            let own = canonical(own);
+            granted.starts_with(&own) || own.starts_with(&granted)
+        };
+        let flag = format!(
+            "--allow-dir {}{}",
+            grant.host.display(),
+            if grant.read_only { ":ro" } else { "" }
+        );
+        if let Some(cache) = cache
+            && !grant.read_only
+            && overlaps(cache)
+        {
+            return Err(format!(
+                "{flag} overlaps keyrot's compiled-code cache {}: a plugin that can write \
+                 there could plant code keyrot would run; grant a narrower directory, or \
+                 add :ro",
+                cache.display()
+            ));
+        }
+        if let Some(state) = state
+            && overlaps(state)
+        {
+            return Err(format!(
+                "{flag} overlaps keyrot's state directory {}: plugins may not see or change \
+                 it; grant a narrower directory",
+                state.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `path` canonicalized; for a path that does not exist (yet), its nearest
+/// existing ancestor canonicalized, with the rest appended.
+fn canonical(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut rest = Vec::new();
+    let mut current = absolute.as_path();
+    loop {
+        if let Ok(real) = current.canonicalize() {
+            return rest.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (current.parent(), current.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                current = parent;
+            }
+            _ => return absolute,
+        }
+    }
+}
+
 /// A header the host adds to every request to one host.
 #[derive(Clone, Debug)]
 pub struct HeaderInjection {
@@ -434,6 +503,36 @@ mod tests {
             (Scheme::Https, "api.github.com", 443)
         );
         assert_eq!(r.to_string(), "api.github.com");
+    }
+
+    #[test]
+    fn grants_over_keyrots_own_directories_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let home = root.path().join("home");
+        std::fs::create_dir_all(home.join("data")).unwrap();
+        // Neither exists yet.
+        let cache = home.join(".cache/keyrot");
+        let state = home.join(".local/state/keyrot");
+        let grant = |spec: &str| spec.parse::<DirGrant>().unwrap();
+        let check = |spec: &str| {
+            check_private_dirs(&[grant(spec)], Some(cache.as_path()), Some(state.as_path()))
+        };
+        let home_str = home.display().to_string();
+        let err = check(&home_str).unwrap_err();
+        assert!(
+            err.contains("--allow-dir") && err.contains("cache"),
+            "{err}"
+        );
+        // Read-only is fine for the cache, never for the state directory.
+        let err = check(&format!("{home_str}:ro")).unwrap_err();
+        assert!(err.contains("state directory"), "{err}");
+        assert!(check(&format!("{home_str}/data")).is_ok());
+        std::fs::create_dir_all(&cache).unwrap();
+        assert!(check(&format!("{}/sub", cache.display())).is_err());
+        // A symlink to the cache is the cache.
+        std::os::unix::fs::symlink(&cache, home.join("link")).unwrap();
+        assert!(check(&format!("{home_str}/data/../link")).is_err());
+        assert!(check(&format!("{home_str}/link:ro")).is_ok());
     }
 
     #[test]

@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::iam::{Iam, IamErrorKind};
-use crate::rotation::{
-    Journal, JournalError, JournalRecord, Phase, RetireMode, rfc3339, unix_now,
-};
+use crate::rotation::{Journal, JournalError, JournalRecord, Phase, RetireMode, rfc3339, unix_now};
 
 /// The largest journal file keyrot reads.
 const MAX_RECORD_BYTES: u64 = 64 * 1024;
@@ -35,19 +33,6 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// `KEYROT_STATE_DIR`, else `$XDG_STATE_HOME/keyrot`, else
-    /// `~/.local/state/keyrot`.
-    pub fn default_path() -> Option<PathBuf> {
-        let env_dir = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty());
-        if let Some(dir) = env_dir("KEYROT_STATE_DIR") {
-            return Some(dir.into());
-        }
-        if let Some(dir) = env_dir("XDG_STATE_HOME") {
-            return Some(Path::new(&dir).join("keyrot"));
-        }
-        env_dir("HOME").map(|home| Path::new(&home).join(".local/state/keyrot"))
-    }
-
     /// Opens the state directory, creating it 0700 if missing. Refuses one
     /// that is not a directory, belongs to another user or is writable by
     /// others: a journal there could be forged.
@@ -305,10 +290,12 @@ impl IamTagJournal {
     }
 
     fn busy(&self, record: &JournalRecord) -> Option<JournalError> {
-        (record.owner != self.owner && record.lease_until > unix_now()).then(|| JournalError::Busy {
-            user: record.user.clone(),
-            owner: record.owner.clone(),
-            until: format!(" (its lease ends {})", rfc3339(record.lease_until)),
+        (record.owner != self.owner && record.lease_until > unix_now()).then(|| {
+            JournalError::Busy {
+                user: record.user.clone(),
+                owner: record.owner.clone(),
+                until: format!(" (its lease ends {})", rfc3339(record.lease_until)),
+            }
         })
     }
 }
@@ -429,7 +416,13 @@ fn decode_tag(user: &str, value: &str) -> Result<JournalRecord, String> {
                     other => return Err(format!("unknown phase '{other}'")),
                 }
             }
-            "o" => record.keys_before = v.split('+').filter(|s| !s.is_empty()).map(String::from).collect(),
+            "o" => {
+                record.keys_before = v
+                    .split('+')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
             "a" => record.active_before = Some(v.to_string()),
             "n" => record.new_key = Some(v.to_string()),
             "c" => record.account = Some(v.to_string()),
@@ -588,11 +581,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::open(dir.path()).unwrap();
         let journal = state.journal(None);
-        journal.save(&JournalRecord { user: "u".into(), ..record() }).await.unwrap();
+        journal
+            .save(&JournalRecord {
+                user: "u".into(),
+                ..record()
+            })
+            .await
+            .unwrap();
         fs::write(journal.path("u"), "{ not json").unwrap();
         let err = journal.begin("u").await.unwrap_err();
         assert!(err.is_bad_input(), "{err}");
-        assert!(err.to_string().contains("keyrot journal clear --user u"), "{err}");
+        assert!(
+            err.to_string().contains("keyrot journal clear --user u"),
+            "{err}"
+        );
     }
 
     #[test]

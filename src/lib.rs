@@ -24,15 +24,18 @@
 //! ```
 
 pub mod aws;
+pub mod dirs;
 pub mod grants;
 pub mod handler;
 pub mod host;
 pub mod iam;
+pub mod input;
 pub mod journal;
 pub mod retry;
 pub mod rotation;
 pub mod secret;
 pub mod testhook;
+pub mod text;
 pub mod verify;
 
 pub use aws::{AwsIam, AwsOptions, StsVerifier, caller_identity};
@@ -47,9 +50,9 @@ pub use iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyLastUsed, KeyStatus
 pub use journal::{FileJournal, IamTagJournal, StateDir};
 pub use retry::{RetryPolicy, Retryable};
 pub use rotation::{
-    CallerIdentity, GiveUp, Interrupt, Journal, JournalRecord, KeyRotator, NewKeyState,
-    NoJournal, OldKeyAction, Outcome, Phase, RetireMode, RotateOptions, RotationError,
-    RotationFailure, RotationReport, Step,
+    CallerIdentity, GiveUp, Interrupt, Journal, JournalRecord, KeyRotator, NewKeyState, NoJournal,
+    OldKeyAction, Outcome, Phase, RetireMode, RotateOptions, RotationError, RotationFailure,
+    RotationReport, Step,
 };
-pub use verify::KeyVerifier;
 pub use secret::SecretAccessKey;
+pub use verify::KeyVerifier;

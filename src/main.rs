@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            cli::stderr_line(format_args!("error: cannot start the async runtime: {err}"));
             return ExitCode::FAILURE;
         }
     };

@@ -61,10 +61,18 @@ mod tests {
         let arn = "arn:aws:iam::123456789012:user/ci/ci-bot";
         assert!(arn_is_user(arn, Some("123456789012"), "ci-bot"));
         assert!(arn_is_user(arn, None, "ci-bot"));
-        assert!(arn_is_user("arn:aws:iam::123456789012:user/ci-bot", None, "ci-bot"));
+        assert!(arn_is_user(
+            "arn:aws:iam::123456789012:user/ci-bot",
+            None,
+            "ci-bot"
+        ));
         assert!(!arn_is_user(arn, Some("210987654321"), "ci-bot"));
         assert!(!arn_is_user(arn, None, "bot"));
-        assert!(!arn_is_user("arn:aws:sts::123456789012:assumed-role/r/ci-bot", None, "ci-bot"));
+        assert!(!arn_is_user(
+            "arn:aws:sts::123456789012:assumed-role/r/ci-bot",
+            None,
+            "ci-bot"
+        ));
         assert!(!arn_is_user("garbage", None, "ci-bot"));
     }
 }

@@ -146,6 +146,8 @@ fn run(moto: &Moto, api: &FakeCircleCi, extra: &[&str]) -> Output {
         &slug,
         "--config",
         &api_url,
+        "--plugin-log",
+        "show",
     ];
     args.extend_from_slice(extra);
     let out = moto.rotate("circleci", &args, &[TOKEN_ENV]);
@@ -351,7 +353,11 @@ async fn js_hello_rotates_a_key() {
     warm("js-hello");
     // No --allow-host: js-hello is built without the http feature, so it
     // imports no wasi:http and needs no grant.
-    let out = moto.rotate("js-hello", &["--config", "greeting=hi"], &[]);
+    let out = moto.rotate(
+        "js-hello",
+        &["--config", "greeting=hi", "--plugin-log", "show"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let keys = moto.keys("ci-bot").await;
     assert_eq!(keys.len(), 1, "{keys:?}");

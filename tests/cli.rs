@@ -21,7 +21,7 @@ fn stderr(out: &std::process::Output) -> String {
 #[tokio::test]
 async fn success_replaces_the_active_key() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
-    let out = moto.rotate("hello", &[], &[]);
+    let out = moto.rotate("hello", &["--plugin-log", "show"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
     let keys = moto.keys("ci-bot").await;
@@ -47,7 +47,14 @@ async fn json_report_says_what_happened_to_each_key() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
     let out = moto.rotate(
         "hello",
-        &["--output", "json", "--config", "greeting=hi"],
+        &[
+            "--output",
+            "json",
+            "--config",
+            "greeting=hi",
+            "--plugin-log",
+            "show",
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -403,6 +410,8 @@ async fn secret_never_appears_in_output() {
                     "--output",
                     output,
                     verbosity,
+                    "--plugin-log",
+                    "show",
                 ]);
                 outputs.push(out);
             }

@@ -27,6 +27,8 @@ fn rotate(moto: &Moto, extra: &[&str]) -> Output {
         "ci-bot",
         "--endpoint-url",
         &moto.url,
+        "--plugin-log",
+        "show",
     ];
     args.extend_from_slice(extra);
     let out = moto.keyrot(&args);
@@ -277,6 +279,8 @@ async fn c_hello_rotates_a_key() {
         "ci-bot",
         "--endpoint-url",
         &moto.url,
+        "--plugin-log",
+        "show",
         "--config",
         "greeting=hi",
     ]);

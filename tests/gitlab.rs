@@ -197,6 +197,8 @@ fn run(moto: &Moto, gitlab: &FakeGitLab, extra: &[&str], env: &[(&str, &str)]) -
         &api,
         "--output",
         "json",
+        "--plugin-log",
+        "show",
     ];
     args.extend_from_slice(extra);
     let out = moto.rotate("gitlab", &args, env);
@@ -500,7 +502,11 @@ async fn a_malformed_setting_fails_before_any_key_exists() {
 #[tokio::test]
 async fn python_hello_rotates_a_key() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
-    let out = moto.rotate("python-hello", &["--config", "greeting=hi"], &[]);
+    let out = moto.rotate(
+        "python-hello",
+        &["--config", "greeting=hi", "--plugin-log", "show"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let keys = moto.keys("ci-bot").await;
     assert_eq!(keys.len(), 1);

@@ -263,7 +263,18 @@ async fn a_secret_setting_is_delivered_and_redacted() {
     let file = dir.path().join("greeting");
     std::fs::write(&file, "sekrit-greeting\n").unwrap();
     let secret = format!("greeting=file:{}", file.display());
-    let out = moto.rotate("hello", &["--secret", &secret, "--output", "json"], &[]);
+    let out = moto.rotate(
+        "hello",
+        &[
+            "--secret",
+            &secret,
+            "--output",
+            "json",
+            "--plugin-log",
+            "show",
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     // hello logs its greeting: it got the value, and the log shows it redacted.
     assert!(show(&out).contains("[redacted], new key"), "{}", show(&out));

@@ -73,11 +73,6 @@ impl FaultProxy {
         FaultProxy { url, state }
     }
 
-    /// Changes the faults from now on.
-    pub fn set(&self, faults: Faults) {
-        self.state.lock().unwrap().faults = faults;
-    }
-
     /// What the proxy saw so far.
     pub fn seen(&self) -> Seen {
         self.state.lock().unwrap().seen.clone()

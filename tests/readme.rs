@@ -60,6 +60,8 @@ async fn the_rust_guide_example_rotates_a_key() {
         &moto.url,
         "--config",
         "target=vault",
+        "--plugin-log",
+        "show",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let keys = moto.keys("ci-bot").await;

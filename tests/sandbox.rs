@@ -137,3 +137,84 @@ async fn a_leaked_secret_is_redacted() {
     )
     .await;
 }
+
+/// Control characters a plugin chose, raw, anywhere in `text`.
+fn raw_control(text: &str) -> Option<char> {
+    text.chars()
+        .find(|&c| c.is_control() && c != '\n' && c != '\t')
+}
+
+#[tokio::test]
+async fn forged_terminal_sequences_are_printed_escaped() {
+    for output in ["text", "json"] {
+        let stderr = attack(
+            "forge",
+            &["--plugin-log", "show", "--output", output],
+            &[
+                "plugin 'hostile'",
+                "blocked: error \\u{1b}[2K\\u{1b}]0;keyrot",
+            ],
+        )
+        .await;
+        assert_eq!(raw_control(&stderr), None, "{stderr}");
+        // Each of the log line, stdout and stderr arrived, escaped.
+        for source in ["log", "stdout", "stderr"] {
+            assert!(
+                stderr.contains(&format!("{source} \\u{{1b}}[2K")),
+                "{source}: {stderr}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn inspect_prints_plugin_strings_escaped() {
+    let moto = Moto::start();
+    let hostile = plugin("fixture_hostile").to_string_lossy().into_owned();
+    let out = moto.keyrot(&["plugin", "inspect", &hostile]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(raw_control(&text), None, "{text:?}");
+    assert!(text.contains("Unused. \\u{1b}[2K"), "{text}");
+}
+
+#[tokio::test]
+async fn a_huge_error_message_is_cut() {
+    let stderr = attack(
+        "long-error",
+        &["--output", "json"],
+        &[
+            "plugin 'hostile'",
+            "blocked: long error",
+            "more bytes of the message cut",
+        ],
+    )
+    .await;
+    assert!(stderr.len() < 64 * 1024, "stderr is {} bytes", stderr.len());
+}
+
+#[tokio::test]
+async fn symlinks_cannot_be_created_in_a_granted_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let grant = format!("{}:/data", dir.path().display());
+    attack(
+        "symlink",
+        &["--allow-dir", &grant],
+        &[
+            "plugin 'hostile'",
+            "blocked: symlink /data/absolute",
+            "symlink /data/relative",
+        ],
+    )
+    .await;
+    for name in ["absolute", "relative"] {
+        assert!(
+            std::fs::symlink_metadata(dir.path().join(name)).is_err(),
+            "{name} symlink exists"
+        );
+    }
+}

@@ -164,9 +164,13 @@ async fn kill_at_then_rerun(point: &str, extra: &[&str]) {
     let report = json(&out);
     assert_eq!(report["outcome"], "rotated", "{report}");
     assert!(
-        !setup.state.join("journal").read_dir().unwrap().flatten().any(|account| {
-            account.path().read_dir().unwrap().next().is_some()
-        }),
+        !setup
+            .state
+            .join("journal")
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .any(|account| { account.path().read_dir().unwrap().next().is_some() }),
         "the journal is removed once the run ends"
     );
     // The old key is retired: gone, or inactive in grace mode.
@@ -251,7 +255,11 @@ async fn the_iam_journal_lets_another_machine_finish_a_killed_run() {
     // The killed run's lease is still live: a rerun elsewhere backs off.
     let out = setup.moto.keyrot(&args);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    assert!(stderr(&out).contains("is rotating user 'ci-bot'"), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("is rotating user 'ci-bot'"),
+        "{}",
+        show(&out)
+    );
     // Once the lease has expired, a rerun finishes it. (Expire it by hand,
     // as waiting out the real lease would take minutes.)
     expire_iam_lease(&setup.moto).await;
@@ -267,7 +275,11 @@ async fn the_iam_journal_lets_another_machine_finish_a_killed_run() {
         .send()
         .await
         .unwrap();
-    assert!(tags.tags().is_empty(), "the tag is removed: {:?}", tags.tags());
+    assert!(
+        tags.tags().is_empty(),
+        "the tag is removed: {:?}",
+        tags.tags()
+    );
 }
 
 /// Rewrites the journal tag's lease expiry into the past.
@@ -287,7 +299,13 @@ async fn expire_iam_lease(moto: &Moto) {
     let expired: String = tag
         .value()
         .split(' ')
-        .map(|f| if f.starts_with("x=") { "x=1".to_string() } else { f.to_string() })
+        .map(|f| {
+            if f.starts_with("x=") {
+                "x=1".to_string()
+            } else {
+                f.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ");
     moto.client
@@ -318,7 +336,11 @@ async fn a_second_run_on_the_same_user_is_refused_while_one_runs() {
             && err.contains("is rotating user 'ci-bot'"),
         "{err}"
     );
-    assert_eq!(setup.moto.keys("ci-bot").await, keys_during, "nothing changed");
+    assert_eq!(
+        setup.moto.keys("ci-bot").await,
+        keys_during,
+        "nothing changed"
+    );
     kill(first);
     let out = setup.run(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -378,7 +400,10 @@ async fn two_runs_with_separate_state_dirs_never_leave_a_bad_state() {
             );
             codes.push(code);
         }
-        assert!(codes.contains(&Some(0)), "round {round}: one run rotates: {codes:?}");
+        assert!(
+            codes.contains(&Some(0)),
+            "round {round}: one run rotates: {codes:?}"
+        );
         setup.assert_converged(false).await;
     }
 }
@@ -397,7 +422,10 @@ async fn a_lost_create_answer_leaves_no_stray_key() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert_eq!(proxy.seen().dropped, 1);
     let err = stderr(&out);
-    assert!(err.contains("created") && err.contains("anyway, which was deleted"), "{err}");
+    assert!(
+        err.contains("created") && err.contains("anyway, which was deleted"),
+        "{err}"
+    );
     setup.moto.assert_only_key("ci-bot", &setup.old).await;
     // The next run is not refused for two active keys: it rotates.
     let out = setup.run_via(&proxy.url, &[], &[]);
@@ -510,7 +538,10 @@ async fn no_verify_skips_the_check_and_says_so() {
         .find(|s| s["step"] == "verify-key")
         .unwrap()
         .clone();
-    assert!(verify["note"].as_str().unwrap().contains("--no-verify"), "{verify}");
+    assert!(
+        verify["note"].as_str().unwrap().contains("--no-verify"),
+        "{verify}"
+    );
     setup.assert_converged(false).await;
 }
 
@@ -522,7 +553,10 @@ async fn grace_mode_deactivates_and_the_next_run_makes_room() {
     let report = json(&out);
     assert_eq!(report["old_keys"][0]["action"], "kept-inactive");
     let keys = setup.moto.keys("ci-bot").await;
-    assert!(keys.contains(&(setup.old.clone(), "Inactive".into())), "{keys:?}");
+    assert!(
+        keys.contains(&(setup.old.clone(), "Inactive".into())),
+        "{keys:?}"
+    );
     setup.assert_converged(true).await;
     // The next run needs the inactive key's room: it deletes it, and says so.
     let out = setup.run(&["--retire", "deactivate"]);
@@ -568,7 +602,10 @@ async fn dry_run_sends_no_write_call() {
     assert_eq!(report["dry_run"], true);
     let plan = report["plan"].to_string();
     assert!(plan.contains("create a new access key"), "{plan}");
-    assert!(plan.contains(&format!("delete the old key {}", setup.old)), "{plan}");
+    assert!(
+        plan.contains(&format!("delete the old key {}", setup.old)),
+        "{plan}"
+    );
     let writes: Vec<_> = proxy
         .seen()
         .calls
@@ -601,10 +638,15 @@ async fn status_shows_keys_last_use_journal_and_what_a_rotation_would_do() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&setup.old) && text.contains(&inactive), "{text}");
+    assert!(
+        text.contains(&setup.old) && text.contains(&inactive),
+        "{text}"
+    );
     assert!(text.contains("account 123456789012"), "{text}");
     assert!(
-        text.contains(&format!("next: rotate, making room: delete inactive {inactive}")),
+        text.contains(&format!(
+            "next: rotate, making room: delete inactive {inactive}"
+        )),
         "{text}"
     );
 
@@ -624,13 +666,26 @@ async fn status_shows_keys_last_use_journal_and_what_a_rotation_would_do() {
         "--output",
         "json",
     ]);
-    assert_eq!(out.status.code(), Some(2), "an unknown user: {}", show(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown user: {}",
+        show(&out)
+    );
     let doc = json(&out);
     let user = &doc["users"][0];
     assert_eq!(user["journal"]["phase"], "created", "{doc}");
-    assert!(user["next"].as_str().unwrap().starts_with("resume"), "{doc}");
+    assert!(
+        user["next"].as_str().unwrap().starts_with("resume"),
+        "{doc}"
+    );
     assert!(user["keys"][0]["last_used"].is_object(), "{doc}");
-    assert!(doc["users"][1]["error"].as_str().unwrap().contains("does not exist"));
+    assert!(
+        doc["users"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist")
+    );
 }
 
 #[tokio::test]
@@ -764,7 +819,10 @@ async fn an_explicit_profile_beats_environment_keys() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let report = json(&out);
     assert!(
-        report["caller_arn"].as_str().unwrap().ends_with(":user/operator"),
+        report["caller_arn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":user/operator"),
         "{report}"
     );
     let keys = moto.keys("ci-bot").await;

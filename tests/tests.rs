@@ -6,6 +6,7 @@
 //! - `cli`: the real binary against moto with real plugin components.
 //! - `grants`: outbound HTTP, directories, secrets, caching, job files.
 //! - `sandbox`: hostile plugins attacking the sandbox.
+//! - `hardening`: broken output streams, the cache, FIFOs, limits.
 //! - `github`, `credentials_file`, `gitlab`, `circleci`, `dotenv`: each
 //!   handler against its fake destination.
 //! - `schedule`: unattended runs: verification, kill -9 and resume, locks,
@@ -22,6 +23,7 @@ mod github;
 mod github_server;
 mod gitlab;
 mod grants;
+mod hardening;
 mod proxy;
 mod readme;
 mod rotation;

@@ -75,6 +75,23 @@ pub struct Cli {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// The plugin's own log lines on stderr: auto shows them when stderr is
+    /// a terminal; hide prints only how many there were. The JSON report
+    /// includes them only with an explicit show.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = PluginLogMode::Auto, global = true)]
+    pub plugin_log: PluginLogMode,
+}
+
+/// When the plugin's log reaches stderr (`--plugin-log`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PluginLogMode {
+    /// Show it when stderr is a terminal.
+    Auto,
+    /// Always show it (and include it in the JSON report).
+    Show,
+    /// Never show it; say how many lines there were.
+    Hide,
 }
 
 /// Subcommands; without one, keyrot rotates.
@@ -349,6 +366,9 @@ fn nonzero(duration: Duration) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// No handler needs more; a typo (`512GiB`) should not pass silently.
+const MAX_MEMORY: usize = 16 << 30;
+
 pub(super) fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -363,9 +383,13 @@ pub(super) fn parse_size(s: &str) -> Result<usize, String> {
         "g" | "gb" | "gib" => 1 << 30,
         other => return Err(format!("unknown size unit '{other}' (use KiB, MiB or GiB)")),
     };
-    let bytes = n.checked_mul(scale).ok_or("size too large")?;
+    let too_large = || format!("'{s}' is too large: the memory limit is at most 16GiB");
+    let bytes = n.checked_mul(scale).ok_or_else(too_large)?;
     if bytes < 1 << 20 {
         return Err("the memory limit must be at least 1MiB".into());
+    }
+    if bytes > MAX_MEMORY {
+        return Err(too_large());
     }
     Ok(bytes)
 }
@@ -404,6 +428,9 @@ mod tests {
         assert_eq!(parse_size("512m"), Ok(512 << 20));
         assert!(parse_size("12").is_err());
         assert!(parse_size("lots").is_err());
+        assert_eq!(parse_size("16GiB"), Ok(16 << 30));
+        assert!(parse_size("17GiB").unwrap_err().contains("too large"));
+        assert!(parse_size("99999999999999999999G").is_err());
     }
 
     #[test]

@@ -69,10 +69,15 @@ impl Job {
     /// Reads a job file; relative paths in it are made relative to its
     /// directory, not to wherever keyrot runs.
     pub fn load(path: &Path) -> anyhow::Result<Job> {
-        let text = std::fs::read_to_string(path)
+        let text = keyrot::input::read_regular_text(path, MAX_JOB_BYTES)
             .with_context(|| format!("cannot read job file {}", path.display()))?;
-        let mut job: Job = toml::from_str(&text)
-            .with_context(|| format!("job file {} is not valid", path.display()))?;
+        let mut job: Job = toml::from_str(&text).map_err(|err| {
+            anyhow::anyhow!(
+                "job file {} is not valid: {}",
+                path.display(),
+                describe_toml_error(&text, &err)
+            )
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(plugin) = &job.plugin {
             job.plugin = Some(base.join(plugin));
@@ -103,6 +108,90 @@ impl Job {
         }
         Ok(job)
     }
+}
+
+/// Largest job file read: a job is a page of settings, not data.
+const MAX_JOB_BYTES: u64 = 1024 * 1024;
+
+/// A TOML error as position and message, never the source snippet toml
+/// would quote: the offending line may be a secret written in by mistake
+/// (`token = ghp_...`) or 200 KB long. In the `[secrets]` table and the
+/// `inject-headers` list, quoted values are dropped from the message too.
+fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
+    let mut message = keyrot::text::escape_control(err.message().trim()).into_owned();
+    let Some(span) = err.span() else {
+        return keyrot::text::truncate(&message, 300).to_string();
+    };
+    let offset = span.start.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    if in_secret_entry(text, offset) {
+        message = without_quoted(&message);
+        message.push_str(
+            " (the value is not shown: it may be a secret; write secrets as env:VAR or \
+             file:PATH)",
+        );
+    }
+    format!(
+        "line {line}, column {column}: {}",
+        keyrot::text::truncate(&message, 300)
+    )
+}
+
+/// Whether byte `offset` of a job file falls in a `[secrets]` entry or the
+/// `inject-headers` list (as far as a line-by-line reading can tell).
+fn in_secret_entry(text: &str, offset: usize) -> bool {
+    let mut table = String::new();
+    let mut in_headers = false;
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') && !in_headers {
+            table = trimmed
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+        }
+        let key = trimmed.split(['=', '.', ' ']).next().unwrap_or("").trim();
+        let key = key.trim_matches('"');
+        if table.is_empty() && key == "inject-headers" {
+            in_headers = true;
+        }
+        let sensitive = in_headers
+            || table == "secrets"
+            || table.starts_with("secrets.")
+            || (table.is_empty() && key == "secrets");
+        if offset < start + line.len() || start + line.len() == text.len() {
+            return sensitive;
+        }
+        if in_headers && line.contains(']') {
+            in_headers = false;
+        }
+        start += line.len();
+    }
+    false
+}
+
+/// `message` with `backticked` and "quoted" parts replaced by `…`.
+fn without_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut closing = None;
+    for c in message.chars() {
+        match closing {
+            Some(end) if c == end => {
+                closing = None;
+                out.push('…');
+            }
+            Some(_) => {}
+            None if matches!(c, '`' | '"' | '\'') => closing = Some(c),
+            None => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -157,6 +246,29 @@ mod tests {
             job.aws.endpoint_url.as_deref(),
             Some("http://127.0.0.1:5000")
         );
+    }
+
+    #[test]
+    fn errors_never_quote_secret_values_or_long_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            format!("{:#}", Job::load(&path).unwrap_err())
+        };
+        let err = load("user = \"ci\"\n[secrets]\ntoken = ghp_SECRETSECRET\n");
+        assert!(!err.contains("ghp_"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        let err = load("[secrets]\ntoken = 123456789\n");
+        assert!(!err.contains("123456789"), "{err}");
+        assert!(err.contains("not shown"), "{err}");
+        let err = load("inject-headers = [\n  \"a\",\n  12345678,\n]\n");
+        assert!(!err.contains("12345678"), "{err}");
+        let err = load(&format!("user = {}\n", "[".repeat(200_000)));
+        assert!(err.len() < 1000, "{} bytes", err.len());
+        // Elsewhere the message stays as toml says it.
+        let err = load("timeout = 30\n");
+        assert!(err.contains("line 1") && err.contains("30"), "{err}");
     }
 
     #[test]

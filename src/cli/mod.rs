@@ -2,6 +2,7 @@
 //! prints the report. Bad input fails here, before the first IAM call.
 
 pub mod args;
+mod console;
 mod job;
 mod render;
 mod status;
@@ -18,13 +19,12 @@ use keyrot::grants::{
 use keyrot::host::{LoadOptions, Plugin, Sandbox, WasmHandler};
 use keyrot::{
     AwsIam, AwsOptions, CacheMode, IamTagJournal, Interrupt, Journal, KeyRotator, Outcome,
-    PluginLimits, RotateOptions, RotationReport, Settings, StateDir, StsVerifier,
-    caller_identity,
+    PluginLimits, RotateOptions, RotationReport, Settings, StateDir, StsVerifier, caller_identity,
 };
-use tracing_subscriber::EnvFilter;
 
-pub use self::args::{Cli, Command, Output, PluginCommand, RotateArgs};
+pub use self::args::{Cli, Command, Output, PluginCommand, PluginLogMode, RotateArgs};
 use self::args::{JournalKind, StateArgs};
+pub use self::console::{init_logging, stderr_line};
 use self::job::Job;
 
 /// Exit code for bad usage, plugin, settings or grants: nothing was touched.
@@ -101,6 +101,13 @@ impl Plan {
             .map(|d| d.parse::<DirGrant>().map_err(anyhow::Error::msg))
             .chain(args.allow_dir.iter().cloned().map(Ok))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let (journal, state_dir) = state_options(&args.state, job.journal)?;
+        keyrot::grants::check_private_dirs(
+            &dirs,
+            keyrot::dirs::cache_dir().as_deref(),
+            Some(&state_dir),
+        )
+        .map_err(anyhow::Error::msg)?;
         let headers = job
             .inject_headers
             .iter()
@@ -122,9 +129,9 @@ impl Plan {
         };
         let older_than = match (args.older_than, &job.older_than) {
             (Some(d), _) => Some(d),
-            (None, Some(d)) => Some(
-                args::parse_age(d).map_err(|e| anyhow::anyhow!("job file older-than: {e}"))?,
-            ),
+            (None, Some(d)) => {
+                Some(args::parse_age(d).map_err(|e| anyhow::anyhow!("job file older-than: {e}"))?)
+            }
             (None, None) => None,
         };
         let verify_timeout = match (args.verify_timeout, &job.verify_timeout) {
@@ -134,12 +141,15 @@ impl Plan {
             (None, None) => RotateOptions::DEFAULT_VERIFY_TIMEOUT,
         };
         let options = RotateOptions {
-            retire: args.retire.map(Into::into).or(job.retire).unwrap_or_default(),
+            retire: args
+                .retire
+                .map(Into::into)
+                .or(job.retire)
+                .unwrap_or_default(),
             older_than,
             verify_timeout,
             dry_run: args.dry_run,
         };
-        let (journal, state_dir) = state_options(&args.state, job.journal)?;
         Ok(Self {
             user,
             plugin,
@@ -171,7 +181,7 @@ fn state_options(
     let dir = state
         .state_dir
         .clone()
-        .or_else(StateDir::default_path)
+        .or_else(keyrot::dirs::state_dir)
         .context("no state directory: set --state-dir (or HOME or XDG_STATE_HOME)")?;
     Ok((state.journal.or(job).unwrap_or(JournalKind::File), dir))
 }
@@ -206,13 +216,15 @@ fn check_user_name(user: &str) -> anyhow::Result<()> {
 /// Runs what the command line asks for. `Err` means bad input (nothing
 /// touched); a failed rotation is `Ok` with its exit code.
 pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
-    match &cli.command {
+    let result = match &cli.command {
         None => rotate(cli, &cli.rotate).await,
         Some(Command::Rotate(args)) => rotate(cli, args).await,
         Some(Command::Status(args)) => status::status(cli, args).await,
         Some(Command::Journal(command)) => status::journal(cli, command).await,
         Some(Command::Plugin(PluginCommand::Inspect { path })) => inspect(cli, path).await,
-    }
+    };
+    console::note_hidden_plugin_lines(cli);
+    result
 }
 
 /// Rotates one user's key and prints the report.
@@ -298,17 +310,22 @@ fn print_report(cli: &Cli, report: &RotationReport) -> u8 {
     let mut stdout = std::io::stdout().lock();
     let printed = match cli.output {
         Output::Text => render::text(&mut stdout, report),
-        Output::Json => render::json(&mut stdout, report),
+        // The plugin's log can hold whatever it chose to write (redaction
+        // catches only literal secrets): in the report only when asked for.
+        Output::Json => {
+            render::rotation_json(&mut stdout, report, cli.plugin_log == PluginLogMode::Show)
+        }
     }
     .and_then(|()| stdout.flush());
+    drop(stdout);
     if let Err(err) = printed
         && err.kind() != std::io::ErrorKind::BrokenPipe
     {
-        let _ = writeln!(std::io::stderr(), "warning: could not print the report: {err}");
+        stderr_line(format_args!("warning: could not print the report: {err}"));
     }
     if let Some(error) = &report.error {
         let label = if code == 0 { "warning" } else { "error" };
-        let _ = writeln!(std::io::stderr(), "{label}: {error}");
+        stderr_line(format_args!("{label}: {error}"));
     }
     code
 }
@@ -331,9 +348,9 @@ fn stop_safely_on_signals(interrupt: Interrupt) {
                 () = sigterm => {}
             }
             if interrupt.is_triggered() {
-                eprintln!(
+                stderr_line(
                     "error: interrupted again: exiting now; a key created by this run may be \
-                     left, check with `aws iam list-access-keys`"
+                     left, check with `aws iam list-access-keys`",
                 );
                 std::process::exit(130);
             }
@@ -362,7 +379,7 @@ pub fn report_bad_input(cli: &Cli, err: &anyhow::Error) {
     if is_broken_pipe(err) {
         return;
     }
-    let _ = writeln!(std::io::stderr(), "error: {err:#}");
+    stderr_line(format_args!("error: {err:#}"));
     if cli.output == Output::Json {
         let user = match &cli.command {
             Some(Command::Rotate(args)) => args.user.clone(),
@@ -380,26 +397,6 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
-}
-
-/// Logs go to stderr: keyrot's and plugins' at info (`-v` debug, `-vv`
-/// trace, `-q` errors only); `KEYROT_LOG` overrides with a tracing filter.
-pub fn init_logging(cli: &Cli) {
-    let default = match (cli.quiet, cli.verbose) {
-        (true, _) => "error",
-        // The SDK's credential chain warns about every source it tries;
-        // keyrot reports the one error that matters itself.
-        (false, 0) => "warn,aws_config=error,keyrot=info,plugin=info",
-        (false, 1) => "warn,aws_config=error,keyrot=debug,plugin=debug",
-        (false, _) => "info,keyrot=trace,plugin=trace",
-    };
-    let filter = EnvFilter::try_from_env("KEYROT_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
 }
 
 #[cfg(test)]

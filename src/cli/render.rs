@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use keyrot::host::PluginReport;
 use keyrot::rotation::{NewKeyState, OldKeyAction, Outcome, RotationReport};
+use keyrot::text::escape_control;
 use serde::Serialize;
 
 /// A short summary: outcome, keys, steps, and why it failed.
@@ -108,8 +109,15 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
 
 /// What a plugin is and wants, for people.
 pub fn inspect_text(out: &mut impl Write, report: &PluginReport) -> io::Result<()> {
+    // Every string here is the plugin's choice: printed inert.
     let info = &report.info;
-    writeln!(out, "{} {}: {}", info.name, info.version, info.description)?;
+    writeln!(
+        out,
+        "{} {}: {}",
+        escape_control(&info.name),
+        escape_control(&info.version),
+        escape_control(&info.description)
+    )?;
     writeln!(out, "  file    {}", report.path.display())?;
     writeln!(out, "  sha256  {}", report.sha256)?;
     writeln!(out, "settings:")?;
@@ -128,9 +136,9 @@ pub fn inspect_text(out: &mut impl Write, report: &PluginReport) -> io::Result<(
         writeln!(
             out,
             "  {:<24} {:<30} {}",
-            setting.name,
+            escape_control(&setting.name),
             flags.join(", "),
-            setting.description
+            escape_control(&setting.description)
         )?;
     }
     writeln!(out, "wants:")?;
@@ -142,6 +150,24 @@ pub fn inspect_text(out: &mut impl Write, report: &PluginReport) -> io::Result<(
         writeln!(out, "  {import}")?;
     }
     Ok(())
+}
+
+/// The rotation report as one JSON object; without the handler's log
+/// unless `with_log` (then only how many lines it had).
+pub fn rotation_json(
+    out: &mut impl Write,
+    report: &RotationReport,
+    with_log: bool,
+) -> io::Result<()> {
+    if with_log {
+        return json(out, report);
+    }
+    let mut value = serde_json::to_value(report)?;
+    if let Some(object) = value.as_object_mut() {
+        object.remove("handler_log");
+        object.insert("handler_log_hidden".into(), report.handler_log.len().into());
+    }
+    json(out, &value)
 }
 
 /// Any report as one JSON object.

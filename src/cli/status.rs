@@ -150,7 +150,11 @@ async fn look(
 }
 
 /// What a rotation would do now.
-fn next(keys: &[AccessKeyInfo], journal: Option<&JournalRecord>, older: Option<Duration>) -> String {
+fn next(
+    keys: &[AccessKeyInfo],
+    journal: Option<&JournalRecord>,
+    older: Option<Duration>,
+) -> String {
     if let Some(record) = journal {
         return format!(
             "resume: finish the interrupted run of {} (phase {}) first",
@@ -158,7 +162,10 @@ fn next(keys: &[AccessKeyInfo], journal: Option<&JournalRecord>, older: Option<D
             record.phase.as_str()
         );
     }
-    let active: Vec<&AccessKeyInfo> = keys.iter().filter(|k| k.status == KeyStatus::Active).collect();
+    let active: Vec<&AccessKeyInfo> = keys
+        .iter()
+        .filter(|k| k.status == KeyStatus::Active)
+        .collect();
     if active.len() >= 2 {
         return "refuse: two active keys".into();
     }
@@ -178,7 +185,10 @@ fn next(keys: &[AccessKeyInfo], journal: Option<&JournalRecord>, older: Option<D
         .map(|k| k.access_key_id.as_str())
         .collect();
     if keys.len() >= 2 && !not_active.is_empty() {
-        return format!("rotate, making room: delete inactive {}", not_active.join(", "));
+        return format!(
+            "rotate, making room: delete inactive {}",
+            not_active.join(", ")
+        );
     }
     "rotate".into()
 }

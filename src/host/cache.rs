@@ -3,10 +3,18 @@
 //! Compiling a large component (a Python one is ~18 MB) takes seconds;
 //! loading its compiled form takes milliseconds. Entries are keyed by the
 //! plugin's sha256 and the engine's compatibility hash (Wasmtime version and
-//! settings), live in a 0700 directory, and carry a digest of their payload.
-//! Loading compiled code is trusting it, so an entry is used only if the
-//! directory and file belong to this user, are writable by nobody else, and
-//! the digest matches; anything else is rebuilt, never loaded blindly.
+//! settings), live in a 0700 directory, and record in their header the
+//! plugin sha256 and engine hash they were compiled for, under a digest that
+//! covers header and payload. Loading compiled code is trusting it, so an
+//! entry is used only if the directory and file belong to this user, are
+//! writable by nobody else, the digest matches, and the header names the
+//! plugin and engine being loaded (so an entry copied over another's name is
+//! refused); anything else is rebuilt, never loaded blindly.
+//!
+//! The digest detects accidents, not forgery: anyone who can write the
+//! directory can write a valid entry. That is why the directory must be
+//! private, and why no plugin may be granted write access to it
+//! ([`crate::grants::check_private_dirs`]).
 
 use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -19,7 +27,45 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// Marks a keyrot cache entry, and its format version.
-const MAGIC: &[u8; 8] = b"KEYROTC1";
+const MAGIC: &[u8; 8] = b"KEYROTC2";
+
+/// What an entry was compiled from: the plugin's sha256 and the engine's
+/// compatibility hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Origin {
+    plugin_sha256: [u8; 32],
+    engine_hash: u64,
+}
+
+impl Origin {
+    const LEN: usize = 32 + 8;
+
+    fn to_bytes(self) -> [u8; Self::LEN] {
+        let mut bytes = [0; Self::LEN];
+        bytes[..32].copy_from_slice(&self.plugin_sha256);
+        bytes[32..].copy_from_slice(&self.engine_hash.to_le_bytes());
+        bytes
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Self {
+        let mut plugin_sha256 = [0; 32];
+        plugin_sha256.copy_from_slice(&bytes[..32]);
+        let mut hash = [0; 8];
+        hash.copy_from_slice(&bytes[32..Self::LEN]);
+        Self {
+            plugin_sha256,
+            engine_hash: u64::from_le_bytes(hash),
+        }
+    }
+}
+
+/// The entry's digest: over its origin and its payload.
+fn entry_digest(origin: &Origin, payload: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(origin.to_bytes());
+    hasher.update(payload);
+    hasher.finalize().into()
+}
 
 /// Where compiled plugins are kept, if anywhere.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,17 +80,7 @@ impl CacheMode {
     /// `KEYROT_CACHE_DIR`, else `$XDG_CACHE_HOME/keyrot`, else
     /// `~/.cache/keyrot`; disabled if none can be found.
     pub fn user_default() -> Self {
-        let env_dir = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty());
-        if let Some(dir) = env_dir("KEYROT_CACHE_DIR") {
-            return CacheMode::Dir(dir.into());
-        }
-        if let Some(dir) = env_dir("XDG_CACHE_HOME") {
-            return CacheMode::Dir(Path::new(&dir).join("keyrot"));
-        }
-        match env_dir("HOME") {
-            Some(home) => CacheMode::Dir(Path::new(&home).join(".cache/keyrot")),
-            None => CacheMode::Disabled,
-        }
+        crate::dirs::cache_dir().map_or(CacheMode::Disabled, CacheMode::Dir)
     }
 }
 
@@ -77,25 +113,41 @@ pub(super) fn load_or_compile(
         },
         CacheMode::Disabled => return Ok((Component::new(engine, wasm)?, CacheOutcome::Uncached)),
     };
-    let entry = dir.join(format!("{sha256}-{:016x}.cwasm", engine_hash(engine)));
-    match read_entry(&entry) {
+    let origin = Origin {
+        plugin_sha256: {
+            let mut bytes = [0; 32];
+            // The caller hashed the file already; hash again only if its hex
+            // is somehow malformed.
+            if hex::decode_to_slice(sha256, &mut bytes).is_err() {
+                bytes = Sha256::digest(wasm).into();
+            }
+            bytes
+        },
+        engine_hash: engine_hash(engine),
+    };
+    let entry = dir.join(format!("{sha256}-{:016x}.cwasm", origin.engine_hash));
+    match read_entry(&entry, &origin) {
         Ok(Some(payload)) => {
             // SAFETY: the payload is what `precompile_component` produced for
-            // this engine configuration: the file is ours (owner and mode
-            // checked), unmodified (digest checked), and keyed by the
-            // engine's compatibility hash. Wasmtime checks the version again.
+            // this plugin and engine configuration: the file is ours (owner
+            // and mode checked), unmodified (digest checked), and its header
+            // names this plugin's sha256 and this engine's compatibility
+            // hash. Wasmtime checks the version again.
             match unsafe { Component::deserialize(engine, &payload) } {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
                 Err(err) => tracing::debug!("cache entry {} unusable: {err}", entry.display()),
             }
         }
         Ok(None) => {}
-        Err(why) => tracing::warn!("ignoring cache entry {}: {why}", entry.display()),
+        Err(why) => tracing::warn!(
+            "ignoring cache entry {}: {why}; compiling the plugin afresh",
+            entry.display()
+        ),
     }
     let payload = engine.precompile_component(wasm)?;
     // SAFETY: just produced by this engine from the plugin's bytes.
     let component = unsafe { Component::deserialize(engine, &payload)? };
-    if let Err(err) = write_entry(dir, &entry, &payload) {
+    if let Err(err) = write_entry(dir, &entry, &origin, &payload) {
         tracing::warn!(
             "could not cache the compiled plugin in {}: {err}",
             dir.display()
@@ -140,13 +192,15 @@ fn check_private(meta: &fs::Metadata, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The payload of a valid entry, `None` if there is none, or why it is bad.
-fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, String> {
+/// The payload of a valid entry compiled from `expected`, `None` if there
+/// is none, or why it is bad.
+fn read_entry(path: &Path, expected: &Origin) -> Result<Option<Vec<u8>>, String> {
     // Check and read the same open file, never following a symlink, so
-    // nothing can be swapped in between the check and the read.
+    // nothing can be swapped in between the check and the read; O_NONBLOCK
+    // so a FIFO planted here cannot block the open.
     let mut file = match fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
     {
         Ok(file) => file,
@@ -160,19 +214,30 @@ fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, String> {
     check_private(&meta, "file")?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    let header = MAGIC.len() + 32;
+    let header = MAGIC.len() + Origin::LEN + 32;
     if bytes.len() < header || &bytes[..MAGIC.len()] != MAGIC {
-        return Err("not a keyrot cache entry".into());
+        return Err("not a keyrot cache entry (or from another keyrot version)".into());
     }
-    let (digest, payload) = bytes[MAGIC.len()..].split_at(32);
-    if Sha256::digest(payload).as_slice() != digest {
+    let (origin, rest) = bytes[MAGIC.len()..].split_at(Origin::LEN);
+    let (digest, payload) = rest.split_at(32);
+    let origin = Origin::from_bytes(origin);
+    if entry_digest(&origin, payload) != digest {
         return Err("corrupted (digest mismatch)".into());
+    }
+    if origin.plugin_sha256 != expected.plugin_sha256 {
+        return Err(format!(
+            "it was compiled from another plugin (sha256 {}), not this one",
+            hex::encode(origin.plugin_sha256)
+        ));
+    }
+    if origin.engine_hash != expected.engine_hash {
+        return Err("it was compiled for another engine configuration".into());
     }
     Ok(Some(payload.to_vec()))
 }
 
 /// Writes an entry atomically: a private temp file, then a rename.
-fn write_entry(dir: &Path, path: &Path, payload: &[u8]) -> std::io::Result<()> {
+fn write_entry(dir: &Path, path: &Path, origin: &Origin, payload: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), rand_suffix()));
     let result = (|| {
         let mut file = fs::OpenOptions::new()
@@ -181,7 +246,8 @@ fn write_entry(dir: &Path, path: &Path, payload: &[u8]) -> std::io::Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         file.write_all(MAGIC)?;
-        file.write_all(&Sha256::digest(payload))?;
+        file.write_all(&origin.to_bytes())?;
+        file.write_all(&entry_digest(origin, payload))?;
         file.write_all(payload)?;
         file.sync_all()?;
         fs::rename(&tmp, path)
@@ -207,12 +273,17 @@ mod tests {
         dir.join("entry.cwasm")
     }
 
+    const ORIGIN: Origin = Origin {
+        plugin_sha256: [7; 32],
+        engine_hash: 42,
+    };
+
     #[test]
     fn round_trips_an_entry() {
         let dir = tempfile::tempdir().unwrap();
-        write_entry(dir.path(), &entry_in(dir.path()), b"compiled").unwrap();
+        write_entry(dir.path(), &entry_in(dir.path()), &ORIGIN, b"compiled").unwrap();
         assert_eq!(
-            read_entry(&entry_in(dir.path())).unwrap().unwrap(),
+            read_entry(&entry_in(dir.path()), &ORIGIN).unwrap().unwrap(),
             b"compiled"
         );
     }
@@ -221,25 +292,68 @@ mod tests {
     fn detects_corruption_and_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = entry_in(dir.path());
-        write_entry(dir.path(), &path, b"compiled").unwrap();
+        write_entry(dir.path(), &path, &ORIGIN, b"compiled").unwrap();
         let mut bytes = fs::read(&path).unwrap();
         *bytes.last_mut().unwrap() ^= 1;
         fs::write(&path, &bytes).unwrap();
-        assert!(read_entry(&path).unwrap_err().contains("corrupted"));
+        assert!(
+            read_entry(&path, &ORIGIN)
+                .unwrap_err()
+                .contains("corrupted")
+        );
 
         fs::write(&path, b"\0asm junk").unwrap();
         assert!(
-            read_entry(&path)
+            read_entry(&path, &ORIGIN)
                 .unwrap_err()
                 .contains("not a keyrot cache entry")
         );
 
-        write_entry(dir.path(), &path, b"compiled").unwrap();
+        write_entry(dir.path(), &path, &ORIGIN, b"compiled").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
         assert!(
-            read_entry(&path)
+            read_entry(&path, &ORIGIN)
                 .unwrap_err()
                 .contains("writable by other users")
+        );
+    }
+
+    #[test]
+    fn an_entry_from_another_plugin_or_engine_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = entry_in(dir.path());
+        write_entry(dir.path(), &path, &ORIGIN, b"compiled").unwrap();
+        let other_plugin = Origin {
+            plugin_sha256: [8; 32],
+            ..ORIGIN
+        };
+        let err = read_entry(&path, &other_plugin).unwrap_err();
+        assert!(err.contains("another plugin"), "{err}");
+        let other_engine = Origin {
+            engine_hash: 43,
+            ..ORIGIN
+        };
+        let err = read_entry(&path, &other_engine).unwrap_err();
+        assert!(err.contains("another engine"), "{err}");
+        // Rewriting the header to claim another origin breaks the digest.
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[MAGIC.len()] = 8;
+        fs::write(&path, &bytes).unwrap();
+        let err = read_entry(&path, &other_plugin).unwrap_err();
+        assert!(err.contains("corrupted"), "{err}");
+    }
+
+    #[test]
+    fn a_fifo_entry_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = entry_in(dir.path());
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        assert!(
+            read_entry(&path, &ORIGIN)
+                .unwrap_err()
+                .contains("not a regular file")
         );
     }
 
@@ -247,16 +361,20 @@ mod tests {
     fn a_symlinked_entry_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("real.cwasm");
-        write_entry(dir.path(), &real, b"compiled").unwrap();
+        write_entry(dir.path(), &real, &ORIGIN, b"compiled").unwrap();
         let link = entry_in(dir.path());
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        assert!(read_entry(&link).is_err());
+        assert!(read_entry(&link, &ORIGIN).is_err());
     }
 
     #[test]
     fn a_missing_entry_is_not_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(read_entry(&entry_in(dir.path())).unwrap().is_none());
+        assert!(
+            read_entry(&entry_in(dir.path()), &ORIGIN)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -1,10 +1,22 @@
 //! The filesystem capability: exactly the directories the operator granted
 //! (`--allow-dir`), preopened per call; nothing else of the host's files
 //! exists for the plugin.
+//!
+//! One operation is refused even inside a writable grant: creating a
+//! symlink. The plugin cannot follow a symlink out of its grant, but other
+//! programs reading the directory later would, so a plugin could leave a
+//! link to `~/.ssh` behind for them.
 
+use wasmtime::component::{Linker, Resource};
+use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use super::HostState;
 use crate::grants::DirGrant;
+
+/// The filesystem interface wasmtime-wasi links; components importing any
+/// semver-compatible 0.2.x version resolve to it.
+const TYPES: &str = "wasi:filesystem/types@0.2.12";
 
 /// Preopens each granted directory at its guest path.
 pub(super) fn preopen(builder: &mut WasiCtxBuilder, dirs: &[DirGrant]) -> Result<(), String> {
@@ -19,4 +31,21 @@ pub(super) fn preopen(builder: &mut WasiCtxBuilder, dirs: &[DirGrant]) -> Result
             .map_err(|e| format!("cannot open granted directory {}: {e}", dir.host.display()))?;
     }
     Ok(())
+}
+
+/// Replaces `descriptor.symlink-at` (linked by wasmtime-wasi) with one that
+/// always fails with `not-permitted`.
+pub(super) fn refuse_symlinks(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let result = linker.instance(TYPES)?.func_wrap(
+        "[method]descriptor.symlink-at",
+        |_store,
+         (_dir, _target, _link): (
+            Resource<wasmtime_wasi::filesystem::Descriptor>,
+            String,
+            String,
+        )| Ok((Err::<(), ErrorCode>(ErrorCode::NotPermitted),)),
+    );
+    linker.allow_shadowing(false);
+    result
 }

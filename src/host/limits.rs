@@ -48,6 +48,11 @@ pub(super) struct MemoryLimiter {
     max: usize,
     used: usize,
     pub(super) exceeded: bool,
+    /// The machine, not the limit, refused memory the plugin was allowed.
+    pub(super) host_failed: bool,
+    /// The last growth allowed: (`used` before it, whether it stayed within
+    /// the memory's own maximum), to undo it if it then fails.
+    last_grow: Option<(usize, bool)>,
 }
 
 impl MemoryLimiter {
@@ -56,6 +61,8 @@ impl MemoryLimiter {
             max,
             used: 0,
             exceeded: false,
+            host_failed: false,
+            last_grow: None,
         }
     }
 
@@ -87,9 +94,27 @@ impl ResourceLimiter for MemoryLimiter {
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(self.grow(current, desired))
+        let before = self.used;
+        let allowed = self.grow(current, desired);
+        self.last_grow =
+            allowed.then_some((before, maximum.is_none_or(|maximum| desired <= maximum)));
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Growth past a memory's own declared maximum is the plugin's
+        // business (memory.grow returns -1); anything else means the host
+        // could not provide memory within the limit.
+        if let Some((before, within_maximum)) = self.last_grow.take() {
+            self.used = before;
+            if within_maximum {
+                self.host_failed = true;
+                tracing::debug!("the host could not grow a plugin memory: {error:#}");
+            }
+        }
+        Ok(())
     }
 
     fn table_growing(
@@ -182,5 +207,24 @@ mod tests {
         assert!(limiter.memory_growing(0, 50, None).unwrap());
         assert!(limiter.memory_growing(50, 90, None).unwrap());
         assert!(!limiter.memory_growing(90, 110, None).unwrap());
+    }
+
+    #[test]
+    fn a_failed_growth_within_the_limit_is_the_hosts_failure() {
+        let mut limiter = MemoryLimiter::new(100);
+        // Past the memory's own maximum: the plugin's business.
+        assert!(limiter.memory_growing(0, 60, Some(50)).unwrap());
+        limiter
+            .memory_grow_failed(wasmtime::format_err!("maximum"))
+            .unwrap();
+        assert!(!limiter.host_failed);
+        // Within every limit, yet refused: the machine ran out.
+        assert!(limiter.memory_growing(0, 60, None).unwrap());
+        limiter
+            .memory_grow_failed(wasmtime::format_err!("mmap failed"))
+            .unwrap();
+        assert!(limiter.host_failed && !limiter.exceeded);
+        // The failed growth is not counted against the budget.
+        assert!(limiter.memory_growing(0, 100, None).unwrap());
     }
 }

@@ -21,6 +21,7 @@ use super::HostState;
 use super::bindings::wasi::logging::logging::{self, Level};
 use crate::handler::{LogLevel, LogLine};
 use crate::secret::redact;
+use crate::text::{escape_control, truncate};
 
 /// Lines kept per call; later ones are counted, not kept.
 const MAX_LINES: usize = 1000;
@@ -62,19 +63,39 @@ impl PluginLog {
         // longer match, and its first half would be kept.
         let message = truncate(&self.redact(message), MAX_LINE_BYTES).to_string();
         let context = truncate(&self.redact(context), 256).to_string();
-        let plugin = &self.plugin;
+        // The report keeps the text (JSON escapes it); the terminal gets
+        // control characters escaped, so a line cannot redraw the screen.
+        let plugin = escape_control(&self.plugin);
+        let shown = escape_control(&message);
         match level {
-            LogLevel::Trace => tracing::trace!(target: "plugin", "[{plugin}] {message}"),
-            LogLevel::Debug => tracing::debug!(target: "plugin", "[{plugin}] {message}"),
-            LogLevel::Info => tracing::info!(target: "plugin", "[{plugin}] {message}"),
-            LogLevel::Warn => tracing::warn!(target: "plugin", "[{plugin}] {message}"),
+            LogLevel::Trace => tracing::trace!(target: "plugin", "[{plugin}] {shown}"),
+            LogLevel::Debug => tracing::debug!(target: "plugin", "[{plugin}] {shown}"),
+            LogLevel::Info => tracing::info!(target: "plugin", "[{plugin}] {shown}"),
+            LogLevel::Warn => tracing::warn!(target: "plugin", "[{plugin}] {shown}"),
             LogLevel::Error | LogLevel::Critical => {
-                tracing::error!(target: "plugin", "[{plugin}] {message}")
+                tracing::error!(target: "plugin", "[{plugin}] {shown}")
             }
         }
         self.lines.push(LogLine {
             level,
             context,
+            message,
+        });
+    }
+
+    /// Adds keyrot's own note about the call (a denied request, say): kept in
+    /// the report with the plugin's lines, but logged as keyrot's, so hiding
+    /// the plugin's log (`--plugin-log hide`) never hides it.
+    pub(super) fn note(&mut self, message: &str) {
+        let message = truncate(&self.redact(message), MAX_LINE_BYTES).to_string();
+        tracing::warn!(
+            "plugin '{}': {}",
+            escape_control(&self.plugin),
+            escape_control(&message)
+        );
+        self.lines.push(LogLine {
+            level: LogLevel::Warn,
+            context: "keyrot".into(),
             message,
         });
     }
@@ -112,7 +133,7 @@ impl PluginLog {
     pub(super) fn finish(mut self) -> Vec<LogLine> {
         if self.dropped > 0 {
             let note = format!("[{} more log lines dropped]", self.dropped);
-            tracing::warn!(target: "plugin", "[{}] {note}", self.plugin);
+            tracing::warn!("plugin '{}': {note}", escape_control(&self.plugin));
             self.lines.push(LogLine {
                 level: LogLevel::Warn,
                 context: "keyrot".into(),
@@ -123,19 +144,11 @@ impl PluginLog {
     }
 }
 
-pub(super) fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 impl logging::Host for HostState {
     fn log(&mut self, level: Level, context: String, message: String) {
+        // A failpoint inside a host call, with the plugin's frames on the
+        // stack: a panic here must unwind out through them.
+        crate::testhook::hit("host-log");
         let level = match level {
             Level::Trace => LogLevel::Trace,
             Level::Debug => LogLevel::Debug,

@@ -21,8 +21,12 @@ pub mod http;
 mod limits;
 mod logging;
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -38,8 +42,9 @@ pub use self::limits::PluginLimits;
 use self::limits::{EpochTicker, MemoryLimiter};
 use self::logging::{CapturedOutput, MAX_OUTPUT_BYTES, PluginLog};
 use crate::grants::{AllowList, Grants, HeaderInjection};
-use crate::handler::{HandlerError, HandlerErrorKind, HandlerLog, LogLevel, NewKeyHandler, Rotation};
+use crate::handler::{HandlerError, HandlerErrorKind, HandlerLog, NewKeyHandler, Rotation};
 use crate::iam::NewAccessKey;
+use crate::text::{cap_error, escape_control};
 
 /// Rust bindings for the `keyrot:handler` WIT world in `wit/`.
 pub mod bindings {
@@ -141,7 +146,7 @@ impl Plugin {
     /// Reads, verifies, compiles (or loads from the cache) and links the
     /// component at `path`.
     pub fn load(path: &Path, options: &LoadOptions) -> Result<Self, PluginError> {
-        let bytes = std::fs::read(path).map_err(|cause| PluginError::Read {
+        let bytes = crate::input::read_regular(path, None).map_err(|cause| PluginError::Read {
             path: path.to_path_buf(),
             cause,
         })?;
@@ -356,7 +361,9 @@ impl WasmHandler {
             .sandbox
             .settings
             .check(&handler.name, &handler.info)
-            .map_err(PluginError::Settings)?;
+            // The message quotes setting names and descriptions the plugin
+            // chose: printed inert.
+            .map_err(|e| PluginError::Settings(escape_control(&e).into_owned()))?;
         Ok(handler)
     }
 
@@ -404,7 +411,8 @@ impl WasmHandler {
             Err(e) => return Err(PluginError::Settings(format!("describe failed: {e}"))),
         };
         if !info.name.trim().is_empty() {
-            handler.name = info.name.clone();
+            // The name prefixes every message about the plugin: inert text.
+            handler.name = escape_control(&info.name).into_owned();
         }
         handler.info = info;
         Ok(handler)
@@ -427,11 +435,20 @@ impl WasmHandler {
 
     /// Values to scrub from everything the plugin says during `call`.
     fn secrets(&self, call: &Call<'_>) -> Vec<Zeroizing<String>> {
+        // An injected header can come back in a response (a server echoing
+        // the request). Every copy of the value holds its secret part, so
+        // redacting that (cut copies included) covers the value; a secret
+        // that itself starts with `Bearer ` is redacted without it too.
+        let header_values = self.headers.iter().flat_map(|h| {
+            [Some(h.secret.as_str()), h.secret.strip_prefix("Bearer ")]
+                .into_iter()
+                .flatten()
+        });
         let mut secrets: Vec<Zeroizing<String>> = self
             .sandbox
             .settings
             .secret_values()
-            .chain(self.headers.iter().map(|h| h.secret.as_str()))
+            .chain(header_values)
             .map(|s| Zeroizing::new(s.to_string()))
             .collect();
         if let Call::Handle(_, key) = call {
@@ -499,27 +516,57 @@ impl WasmHandler {
         // in the host (an HTTP request, say). A little slack lets the epoch
         // trap win when both fire.
         let outer = limits.timeout + limits::EPOCH_TICK * 10;
-        let result = tokio::time::timeout(outer, invoke(&self.plugin.pre, &mut store, &call)).await;
+        // A panic in keyrot's own host code while the plugin runs must not
+        // take the process down mid-rotation: it becomes a handler failure,
+        // and the rotation cleans up as for any other.
+        let result = tokio::time::timeout(
+            outer,
+            CatchUnwind::new(invoke(&self.plugin.pre, &mut store, &call)),
+        )
+        .await;
 
         let state = store.data_mut();
-        for note in notes.lock().unwrap().drain(..) {
-            state.log.push(LogLevel::Warn, "keyrot", &note);
+        for note in notes.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            state.log.note(&note);
         }
         state.log.push_output("stdout", &stdout);
         state.log.push_output("stderr", &stderr);
-        let exceeded_memory = state.limiter.exceeded;
+        let memory = MemoryVerdict {
+            exceeded: state.limiter.exceeded,
+            host_failed: state.limiter.host_failed,
+        };
         let log = std::mem::replace(&mut state.log, PluginLog::new(&self.name, Vec::new()));
         let outcome = match result {
-            Ok(Ok(Returned::Done(Err(message)))) => Err(HandlerError::new(
+            Ok(Ok(Ok(Returned::Done(Err(message))))) => Err(HandlerError::new(
                 HandlerErrorKind::Rejected,
-                format!("plugin '{}': {}", self.name, log.redact(&message)),
+                format!("plugin '{}': {}", self.name, plugin_text(&log, &message)),
             )),
-            Ok(Ok(returned)) => Ok(returned),
-            Ok(Err(trap)) => Err(self.trap_error(&trap, exceeded_memory, &log, &stderr)),
+            Ok(Ok(Ok(returned))) => Ok(returned),
+            Ok(Ok(Err(trap))) => Err(self.trap_error(&trap, memory, &log, &stderr)),
+            Ok(Err(panic)) => Err(self.host_panic_error(&*panic, &log)),
             Err(_elapsed) => Err(self.timeout_error()),
         };
         sink.extend(log.finish());
         outcome
+    }
+
+    /// keyrot's host code panicked while the plugin ran: a bug in keyrot,
+    /// reported as a handler failure so the rotation still ends safely.
+    fn host_panic_error(&self, panic: &(dyn Any + Send), log: &PluginLog) -> HandlerError {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        HandlerError::new(
+            HandlerErrorKind::Trapped,
+            format!(
+                "keyrot's host failed while plugin '{}' ran (a bug in keyrot, please report \
+                 it: {}); the plugin did not finish",
+                self.name,
+                plugin_text(log, &what)
+            ),
+        )
     }
 
     fn timeout_error(&self) -> HandlerError {
@@ -535,14 +582,25 @@ impl WasmHandler {
     fn trap_error(
         &self,
         err: &wasmtime::Error,
-        exceeded_memory: bool,
+        memory: MemoryVerdict,
         log: &PluginLog,
         stderr: &CapturedOutput,
     ) -> HandlerError {
         if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             return self.timeout_error();
         }
-        if exceeded_memory {
+        if memory.host_failed && !memory.exceeded {
+            return HandlerError::new(
+                HandlerErrorKind::OutOfMemory,
+                format!(
+                    "keyrot ran out of memory: the machine could not give plugin '{}' memory \
+                     within its {} MiB limit (free memory on this machine, or lower --memory)",
+                    self.name,
+                    self.sandbox.limits.memory_bytes / (1024 * 1024)
+                ),
+            );
+        }
+        if memory.exceeded {
             return HandlerError::new(
                 HandlerErrorKind::OutOfMemory,
                 format!(
@@ -558,12 +616,57 @@ impl WasmHandler {
             Some(trap) => trap.to_string(),
             None => format!("{:#}", err.root_cause()),
         };
-        let mut message = format!("plugin '{}' crashed: {}", self.name, log.redact(&cause));
+        let mut message = format!(
+            "plugin '{}' crashed: {}",
+            self.name,
+            plugin_text(log, &cause)
+        );
         if let Some(last) = stderr.last_words() {
-            let last = log.redact(&last);
-            message.push_str(&format!(" (it printed: {})", logging::truncate(&last, 512)));
+            let last = plugin_text(log, &last);
+            message.push_str(&format!(
+                " (it printed: {})",
+                crate::text::truncate(&last, 512)
+            ));
         }
         HandlerError::new(HandlerErrorKind::Trapped, message)
+    }
+}
+
+/// What the memory limiter saw during a call.
+#[derive(Clone, Copy)]
+struct MemoryVerdict {
+    /// The plugin asked for more than `--memory`.
+    exceeded: bool,
+    /// The machine failed to provide memory within the limit.
+    host_failed: bool,
+}
+
+/// Text the plugin chose, made fit for a message: secrets redacted,
+/// control characters escaped, length capped.
+fn plugin_text(log: &PluginLog, text: &str) -> String {
+    cap_error(&escape_control(&log.redact(text))).into_owned()
+}
+
+/// A future whose panics become an `Err` carrying the panic payload.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> CatchUnwind<F> {
+    fn new(future: F) -> Self {
+        Self(Box::pin(future))
+    }
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The store and everything the future touched are dropped after a
+        // panic, never reused: unwind safety is not needed.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
     }
 }
 
@@ -583,20 +686,31 @@ async fn invoke(
                 .await?,
         ),
         Call::Handle(rotation, key) => {
-            let mut key = wit::AccessKey {
+            crate::testhook::hit("host-handle");
+            // The guest gets its own copy; the host's is wiped however the
+            // call ends (returned, trapped, timed out, cancelled, panicked).
+            let key = WipeOnDrop(wit::AccessKey {
                 user_name: key.user_name.clone(),
                 access_key_id: key.access_key_id.clone(),
                 secret_access_key: key.secret_access_key.expose().to_string(),
                 create_date: key.create_date.clone(),
-            };
-            let result = handler
-                .call_handle(&mut *store, &wit_rotation(rotation), &key)
-                .await;
-            // The guest has its own copy now; wipe the host's.
-            key.secret_access_key.zeroize();
-            Returned::Done(result?)
+            });
+            Returned::Done(
+                handler
+                    .call_handle(&mut *store, &wit_rotation(rotation), &key.0)
+                    .await?,
+            )
         }
     })
+}
+
+/// The WIT copy of the new key, its secret zeroized when dropped.
+struct WipeOnDrop(wit::AccessKey);
+
+impl Drop for WipeOnDrop {
+    fn drop(&mut self) {
+        self.0.secret_access_key.zeroize();
+    }
 }
 
 fn wit_rotation(rotation: &Rotation) -> wit::Rotation {
@@ -618,7 +732,9 @@ impl NewKeyHandler for WasmHandler {
         key: &NewAccessKey,
         log: &HandlerLog,
     ) -> Result<(), HandlerError> {
-        self.call(Call::Handle(rotation, key), log).await.map(|_| ())
+        self.call(Call::Handle(rotation, key), log)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -635,6 +751,7 @@ fn engine() -> wasmtime::Result<Engine> {
 fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    filesystem::refuse_symlinks(&mut linker)?;
     http::add_to_linker(&mut linker)?;
     config::add_to_linker(&mut linker)?;
     logging::add_to_linker(&mut linker)?;

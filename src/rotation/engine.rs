@@ -317,7 +317,10 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
 
     /// Creates the new key, making room only when IAM says the user is at
     /// its limit.
-    async fn create_key(&mut self, keys: &[AccessKeyInfo]) -> Result<NewAccessKey, RotationFailure> {
+    async fn create_key(
+        &mut self,
+        keys: &[AccessKeyInfo],
+    ) -> Result<NewAccessKey, RotationFailure> {
         let user = self.user;
         let cause = match self.create_once().await {
             Ok(key) => return Ok(key),
@@ -347,8 +350,7 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
                 key: id.clone(),
                 cause,
             })?;
-            self.report
-                .set_old_key(id, OldKeyAction::DeletedToMakeRoom);
+            self.report.set_old_key(id, OldKeyAction::DeletedToMakeRoom);
             made_room.push(id.clone());
         }
         match self.create_once().await {
@@ -457,9 +459,9 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
         }
     }
 
-    /// Lists the keys again after the create. Anything new but ours, or the
-    /// active key gone or deactivated, means another process is rotating
-    /// this user: ours must go, theirs stays.
+    /// Lists the keys again after the create. A key that is neither ours nor
+    /// known from before means another process is rotating this user: ours
+    /// must go (it was never handed out), theirs stays.
     async fn check_keys(
         &mut self,
         before: &[AccessKeyInfo],
@@ -485,27 +487,34 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
             }
         };
         let known = |id: &str| id == new_key || before.iter().any(|k| k.access_key_id == id);
-        let mut changes: Vec<String> = now
+        let appeared: Vec<&str> = now
             .iter()
             .filter(|k| !known(&k.access_key_id))
-            .map(|k| format!("key {} appeared", k.access_key_id))
+            .map(|k| k.access_key_id.as_str())
             .collect();
-        if let Some(current) = current {
-            let still_active = now
-                .iter()
-                .any(|k| k.access_key_id == current.access_key_id && k.status == KeyStatus::Active);
-            if !still_active {
-                changes.push(format!(
-                    "the active key {} was deleted or deactivated",
-                    current.access_key_id
-                ));
+        let active_went = current.filter(|current| {
+            !now.iter()
+                .any(|k| k.access_key_id == current.access_key_id && k.status == KeyStatus::Active)
+        });
+        if appeared.is_empty() {
+            // Someone retired the active key by hand, and nobody else made
+            // one: the new key is now the user's only way in, so go on.
+            if let Some(gone) = active_went {
+                tracing::warn!(
+                    "the active key {} was deleted or deactivated during the run",
+                    gone.access_key_id
+                );
             }
+            return Ok(());
         }
-        if changes.is_empty() {
-            Ok(())
-        } else {
-            Err(GiveUp::Concurrent(changes.join(", ")))
+        let mut what = format!("key {} appeared", appeared.join(", "));
+        if let Some(gone) = active_went {
+            what.push_str(&format!(
+                " and the active key {} was deleted or deactivated",
+                gone.access_key_id
+            ));
         }
+        Err(GiveUp::Concurrent(what))
     }
 
     /// Proves the new key works before anyone gets it: a call signed with
@@ -542,7 +551,9 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
             Ok(arn) => Err(format!(
                 "AWS accepted it as {arn}, not as user '{}'{}",
                 self.user,
-                account.map(|a| format!(" of account {a}")).unwrap_or_default()
+                account
+                    .map(|a| format!(" of account {a}"))
+                    .unwrap_or_default()
             )),
             Err(err) => Err(format!(
                 "AWS still rejected it after {} attempts over {} (--verify-timeout {}): {err}",
@@ -703,7 +714,8 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
         let find = |id: &str| keys.iter().find(|k| k.access_key_id == id);
         let is_active = |id: &str| find(id).is_some_and(|k| k.status == KeyStatus::Active);
         let new_key = record.new_key.clone();
-        let ours = |id: &str| record.keys_before.iter().any(|k| k == id) || new_key.as_deref() == Some(id);
+        let ours =
+            |id: &str| record.keys_before.iter().any(|k| k == id) || new_key.as_deref() == Some(id);
 
         match record.phase {
             Phase::Claimed => Ok(Resumed::Afresh),
@@ -885,7 +897,11 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
         Ok(())
     }
 
-    async fn advance_to(&mut self, phase: Phase, new_key: Option<&str>) -> Result<(), JournalError> {
+    async fn advance_to(
+        &mut self,
+        phase: Phase,
+        new_key: Option<&str>,
+    ) -> Result<(), JournalError> {
         let Some(mut record) = self.record.clone() else {
             return Ok(());
         };

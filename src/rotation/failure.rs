@@ -3,9 +3,9 @@
 
 use std::fmt;
 
+use super::state::JournalError;
 use crate::handler::HandlerError;
 use crate::iam::IamError;
-use super::state::JournalError;
 
 use super::report::RotationReport;
 
@@ -34,7 +34,9 @@ impl fmt::Display for GiveUp {
                 "another process changed the user's keys during this run ({what}), so this \
                  run backs off"
             ),
-            GiveUp::Journal(cause) => write!(f, "could not record the new key in the journal: {cause}"),
+            GiveUp::Journal(cause) => {
+                write!(f, "could not record the new key in the journal: {cause}")
+            }
         }
     }
 }

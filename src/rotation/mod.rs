@@ -213,4 +213,3 @@ pub fn owner_id() -> String {
     };
     format!("{host}:{}", std::process::id())
 }
-

@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
+use super::state::{JournalRecord, Phase};
 use crate::handler::LogLine;
 use crate::iam::KeyStatus;
-use super::state::{JournalRecord, Phase};
 
 /// The version of the JSON report's shape; bumped on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -409,7 +409,10 @@ mod tests {
     #[test]
     fn durations_read_well() {
         use std::time::Duration;
-        assert_eq!(human_duration(Duration::from_secs(90 * 86_400 + 7200)), "90d 2h");
+        assert_eq!(
+            human_duration(Duration::from_secs(90 * 86_400 + 7200)),
+            "90d 2h"
+        );
         assert_eq!(human_duration(Duration::from_secs(3 * 3600 + 120)), "3h 2m");
         assert_eq!(human_duration(Duration::from_secs(62)), "1m 2s");
         assert_eq!(human_duration(Duration::from_millis(800)), "800ms");
