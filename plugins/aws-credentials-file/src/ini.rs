@@ -10,7 +10,10 @@
 //!   is blank; one starting with `#` or `;` in column 0 is a comment;
 //! - `[name]` starts a section (a trailing comment is allowed); in a
 //!   credentials file the section name is the profile name, and a name with
-//!   a space in it (`[profile ci]`) is ignored by the SDKs;
+//!   a space in it (`[profile ci]`) is ignored by the SDKs; in a config file
+//!   (`~/.aws/config`, [`FileKind::Config`]) a profile is `[profile NAME]`
+//!   (`[default]` for the default one), and other sections (`[sso-session
+//!   x]`, `[services x]`, a bare `[ci]`) are not profiles;
 //! - `key = value`: split at the first `=`, both sides trimmed, key names
 //!   case-insensitive, ` #` or ` ;` starts a trailing comment;
 //! - a line starting with a space or tab continues the property above it;
@@ -45,6 +48,15 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// Which of the two shared files: they name profile sections differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// `~/.aws/credentials`: `[NAME]`.
+    Credentials,
+    /// `~/.aws/config`: `[profile NAME]`, and `[default]`.
+    Config,
+}
+
 /// A parsed credentials file that borrows its text, so unedited lines are
 /// written back exactly as read.
 #[derive(Debug)]
@@ -52,6 +64,7 @@ pub struct CredentialsFile<'a> {
     lines: Vec<Line<'a>>,
     /// The file's line ending (that of its first line), used for added lines.
     eol: &'a str,
+    kind: FileKind,
 }
 
 #[derive(Debug)]
@@ -94,8 +107,13 @@ pub struct Edit {
 }
 
 impl<'a> CredentialsFile<'a> {
-    /// Parses `text`, failing where the AWS SDKs would.
+    /// Parses `text` as a credentials file, failing where the AWS SDKs would.
     pub fn parse(text: &'a str) -> Result<Self, ParseError> {
+        Self::parse_as(text, FileKind::Credentials)
+    }
+
+    /// Parses `text` as a file of `kind`, failing where the AWS SDKs would.
+    pub fn parse_as(text: &'a str, kind: FileKind) -> Result<Self, ParseError> {
         let mut lines: Vec<Line<'a>> = Vec::new();
         let mut in_section = false;
         let mut profile = None;
@@ -112,7 +130,7 @@ impl<'a> CredentialsFile<'a> {
             let kind = if is_blank(body) || body.starts_with(COMMENT) {
                 Kind::Inert
             } else if body.starts_with('[') {
-                profile = header_profile(body)
+                profile = header_profile(body, kind)
                     .ok_or_else(|| error("a section header must end with ']'"))?;
                 in_section = true;
                 open_property = None;
@@ -159,7 +177,7 @@ impl<'a> CredentialsFile<'a> {
             .map(|line| line.eol)
             .find(|eol| !eol.is_empty())
             .unwrap_or("\n");
-        Ok(Self { lines, eol })
+        Ok(Self { lines, eol, kind })
     }
 
     /// Whether a section for `profile` exists.
@@ -284,7 +302,11 @@ impl<'a> CredentialsFile<'a> {
             if self.lines.last().is_some_and(|line| !is_blank(line.body)) {
                 out.line("", self.eol);
             }
-            out.line(&format!("[{profile}]"), self.eol);
+            let header = match self.kind {
+                FileKind::Config if profile != "default" => format!("[profile {profile}]"),
+                _ => format!("[{profile}]"),
+            };
+            out.line(&header, self.eol);
             out.line(&format!("{ACCESS_KEY_ID}{separator}{key_id}"), self.eol);
             out.line(&format!("{SECRET_ACCESS_KEY}{separator}{secret}"), self.eol);
         }
@@ -384,14 +406,23 @@ fn is_blank(body: &str) -> bool {
 }
 
 /// The profile a `[...]` header names, `Some(None)` for a section the SDKs
-/// do not read as a credentials profile (`[profile ci]`), `None` if it is
-/// malformed.
-fn header_profile(body: &str) -> Option<Option<&str>> {
+/// do not read as a profile of a file of `kind` (`[profile ci]` in a
+/// credentials file, `[ci]` or `[sso-session x]` in a config file), `None`
+/// if it is malformed.
+fn header_profile(body: &str, kind: FileKind) -> Option<Option<&str>> {
     let inner = strip_comment(body, false)
         .strip_prefix('[')?
         .strip_suffix(']')?
         .trim_matches(WHITESPACE);
-    Some((!inner.contains(WHITESPACE)).then_some(inner))
+    let name = match kind {
+        FileKind::Credentials => Some(inner),
+        FileKind::Config if inner == "default" => Some(inner),
+        FileKind::Config => inner
+            .strip_prefix("profile")
+            .filter(|rest| rest.starts_with(WHITESPACE))
+            .map(|rest| rest.trim_matches(WHITESPACE)),
+    };
+    Some(name.filter(|name| !name.is_empty() && !name.contains(WHITESPACE)))
 }
 
 /// Splits a property line into its lowercased key, where the key as written
@@ -776,6 +807,36 @@ mod tests {
         let file = CredentialsFile::parse(text).unwrap();
         assert!(file.has_profile("ci"));
         assert!(file.has_profile("b"));
+    }
+
+    #[test]
+    fn a_config_file_names_profiles_profile_name() {
+        let text = "[default]\nregion = us-east-1\n\n[profile ci]\naws_access_key_id = AKIAOLD\n\
+                    aws_secret_access_key = old\n\n[ci]\naws_access_key_id = AKIANOTAPROFILE\n\n\
+                    [sso-session corp]\nsso_region = eu-west-1\n";
+        let file = CredentialsFile::parse_as(text, FileKind::Config).unwrap();
+        assert!(file.has_profile("default") && file.has_profile("ci"));
+        assert_eq!(file.access_key_ids("ci"), ["AKIAOLD"]);
+        let edit = file.set_key("ci", ID, SECRET);
+        assert_eq!(
+            edit.text,
+            text.replace("= AKIAOLD", &format!("= {ID}"))
+                .replace("= old", &format!("= {SECRET}"))
+        );
+        // A new profile is appended the config file's way; default is bare.
+        let edit = file.set_key("deploy", ID, SECRET);
+        assert!(edit.text.ends_with(&format!(
+            "\n[profile deploy]\naws_access_key_id = {ID}\naws_secret_access_key = {SECRET}\n"
+        )));
+        let file = CredentialsFile::parse_as("", FileKind::Config).unwrap();
+        assert!(
+            file.set_key("default", ID, SECRET)
+                .text
+                .starts_with("[default]\n")
+        );
+        // The same text as a credentials file: [profile ci] is no profile.
+        let file = CredentialsFile::parse(text).unwrap();
+        assert_eq!(file.access_key_ids("ci"), ["AKIANOTAPROFILE"]);
     }
 
     #[test]

@@ -349,7 +349,8 @@ bool exports_keyrot_handler_handler_preflight(rotation_t *rotation, string_t *er
         free(current);
         return fail(err, error);
     }
-    bool ok = fio_probe_dir(s.path, probe_err, sizeof probe_err);
+    bool ok = fio_probe_dir(s.path, probe_err, sizeof probe_err) &&
+              fio_probe_writable(s.path, probe_err, sizeof probe_err);
     if (!ok)
         error = format("%s", probe_err);
     ok = ok && read_file(&s, &f, &error);
@@ -418,7 +419,8 @@ bool exports_keyrot_handler_handler_handle(rotation_t *rotation, access_key_t *k
             ok = false;
         }
     }
-    if (ok && !fio_replace(s.path, out.data, out.len, io_err, sizeof io_err)) {
+    if (ok && !fio_replace(s.path, out.data, out.len, f.text.data ? f.text.data : "", f.text.len,
+                           f.exists, io_err, sizeof io_err)) {
         error = format("%s", io_err);
         ok = false;
     }
