@@ -9,6 +9,8 @@ use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_sdk_iam::config::ProvideCredentials;
 
+use serde_json::{Value, json};
+
 use crate::util::{Moto, show};
 
 /// Reads a profile's credentials the way the AWS SDK does.
@@ -216,6 +218,9 @@ async fn a_config_file_gets_profile_sections() {
         sdk_credentials_from(EnvConfigFileKind::Config, &file, "ci").await,
         (new.clone(), secret.clone())
     );
+    let profiles = botocore_reads(&file, true);
+    assert_eq!(profiles["ci"]["aws_access_key_id"], new.as_str());
+    assert_eq!(profiles["ci"]["aws_secret_access_key"], secret.as_str());
     let after = std::fs::read_to_string(&file).unwrap();
     assert_eq!(
         after,
@@ -239,4 +244,114 @@ async fn a_config_file_gets_profile_sections() {
             .0,
         newer
     );
+}
+
+/// What the AWS CLI and boto3 read from `file`: botocore's own parser
+/// (`raw_config_parse`, which uses Python's configparser) run with python3,
+/// each section's keys as JSON; for a config file the profiles
+/// (`load_config`). `{"error": NAME}` when botocore refuses the file.
+fn botocore_reads(file: &Path, config: bool) -> Value {
+    let script = "import json, sys\n\
+        from botocore.configloader import load_config, raw_config_parse\n\
+        try:\n\
+        \x20   path = sys.argv[1]\n\
+        \x20   parsed = load_config(path)['profiles'] if sys.argv[2] == 'config' else raw_config_parse(path)\n\
+        \x20   print(json.dumps(parsed))\n\
+        except Exception as e:\n\
+        \x20   print(json.dumps({'error': type(e).__name__}))\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(file)
+        .arg(if config { "config" } else { "credentials" })
+        .output()
+        .expect("python3 runs (botocore comes with moto)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("botocore's reading as JSON")
+}
+
+#[tokio::test]
+async fn the_file_is_read_and_written_as_the_aws_cli_parses_it() {
+    // Corners where configparser (botocore) and the SDKs' rules differ:
+    // `key: value`, an indented comment line, an inline `# text` that is
+    // part of the value, a section name with spaces, nested sub-properties.
+    let text = "# top\n\
+                [default]\n\
+                aws_access_key_id: AKIADEFAULTDEFAULT00\n\
+                \x20 ; an indented comment\n\
+                aws_secret_access_key = default # not a comment\n\
+                \n\
+                [ci]\n\
+                aws_access_key_id = {old} # rotated by hand\n\
+                aws_secret_access_key: old-secret\n\
+                aws_session_token = stale\n\
+                s3 =\n\
+                \x20 max_concurrent_requests = 20\n\
+                region = eu-west-1\n\
+                \n\
+                [ ci ]\n\
+                aws_access_key_id = AKIASPACEDSPACED0000\n";
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    std::fs::write(&file, text.replace("{old}", &old)).unwrap();
+    let before = botocore_reads(&file, false);
+    assert_eq!(
+        before["ci"]["aws_access_key_id"],
+        format!("{old} # rotated by hand"),
+        "botocore keeps the inline text: the key in the file is not the current one"
+    );
+
+    let out = run(&moto, dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(1), "refused: {}", show(&out));
+    let out = run(&moto, dir.path(), &["--config", "force=true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let new = moto.keys("ci-bot").await[0].0.clone();
+    let secret = moto
+        .keys_with_secrets()
+        .into_iter()
+        .find(|(id, _)| *id == new)
+        .unwrap()
+        .1;
+    let mut expected = before.clone();
+    expected["ci"]["aws_access_key_id"] = json!(new);
+    expected["ci"]["aws_secret_access_key"] = json!(secret);
+    expected["ci"]
+        .as_object_mut()
+        .unwrap()
+        .remove("aws_session_token");
+    assert_eq!(botocore_reads(&file, false), expected);
+}
+
+#[tokio::test]
+async fn a_file_the_aws_cli_refuses_is_refused_before_any_key_exists() {
+    let cases = [
+        // botocore (configparser, strict) refuses these:
+        "[ci]\naws_access_key_id = AKIAOLD\n[other]\n[ci]\nregion = x\n",
+        "[ci]\naws_access_key_id = AKIAOLD\nAWS_ACCESS_KEY_ID = AKIAOTHER\n",
+        "[ci]\ns3 =\n  not a sub property\n",
+        "no section\n[ci]\n",
+    ];
+    for text in cases {
+        let (moto, old) = Moto::start_with_user("ci-bot").await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(&file, text).unwrap();
+        assert!(
+            botocore_reads(&file, false).get("error").is_some(),
+            "botocore refuses {text:?}"
+        );
+        let out = run(&moto, dir.path(), &["--config", "force=true"]);
+        assert_eq!(out.status.code(), Some(1), "{text:?}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is not a valid credentials file"),
+            "{}",
+            show(&out)
+        );
+        moto.assert_only_key("ci-bot", &old).await;
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+    }
 }
