@@ -31,8 +31,8 @@ pub fn read(path: &Path) -> Result<Option<String>, String> {
 }
 
 /// Fails if `path` exists but is not a regular file. A symbolic link is
-/// refused because the rename would replace the link itself, silently
-/// detaching whatever it pointed to.
+/// refused: the file would be rewritten through it, somewhere the setting
+/// does not name.
 pub fn check_target(path: &Path) -> Result<(), String> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => Err(format!(
