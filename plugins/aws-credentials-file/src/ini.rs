@@ -485,7 +485,8 @@ fn property(body: &str, stripped: &str) -> Result<(String, usize, Range<usize>),
         return Err("a property has no name before '='");
     }
     let rest = &stripped[delimiter + 1..];
-    let value_start = start + delimiter + 1 + (rest.len() - rest.trim_start_matches(is_space).len());
+    let value_start =
+        start + delimiter + 1 + (rest.len() - rest.trim_start_matches(is_space).len());
     Ok((
         name.to_lowercase(),
         start + name.len(),
@@ -576,7 +577,8 @@ mod tests {
 
     #[test]
     fn reads_colon_delimiters_and_keeps_them() {
-        let text = "[ci]\naws_access_key_id: AKIAOLD\nAWS_Secret_Access_Key : old\nurl = http://x:1\n";
+        let text =
+            "[ci]\naws_access_key_id: AKIAOLD\nAWS_Secret_Access_Key : old\nurl = http://x:1\n";
         let file = CredentialsFile::parse(text).unwrap();
         assert_eq!(file.access_key_ids("ci"), ["AKIAOLD"]);
         assert_eq!(file.values("ci", "url"), ["http://x:1"]);
@@ -791,7 +793,11 @@ mod tests {
             )
         );
         // Text after the closing bracket is ignored.
-        assert!(CredentialsFile::parse("[ci] x\n").unwrap().has_profile("ci"));
+        assert!(
+            CredentialsFile::parse("[ci] x\n")
+                .unwrap()
+                .has_profile("ci")
+        );
     }
 
     #[test]
