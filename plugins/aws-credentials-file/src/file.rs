@@ -125,7 +125,9 @@ fn rewrite(path: &Path, previous: &str, content: &str) -> Result<(), String> {
         .write_all(previous.as_bytes())
         .and_then(|()| file.sync_all());
     drop(file);
-    if let Err(e) = saved.and_then(|()| sync_dir(path)) {
+    // Durability of the backup's name only; its content is synced.
+    let _ = sync_dir(path);
+    if let Err(e) = saved {
         let _ = fs::remove_file(&backup);
         return Err(format!(
             "cannot back up {} before rewriting it: {e}",
