@@ -606,7 +606,8 @@ fn answer(request: &Request, fault: &Fault, state: &State) -> Reply {
             // GitHub: 301 for GET, 307 for other methods, so the client
             // repeats the request (method and body) at the new place.
             let status = if method == "GET" { 301 } else { 307 };
-            let location = format!("http://{}{to}", request.headers["host"]);
+            let host = request.headers.get("host").map_or("", String::as_str);
+            let location = format!("http://{host}{to}");
             Reply::new(status, message_body("Moved Permanently")).header("Location", location)
         }
         ("GET", Some(Route::PublicKey)) => Reply::new(
@@ -1130,6 +1131,123 @@ mod tests {
         let started = Instant::now();
         drop(server);
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn fake_github_keeps_org_secret_visibility_as_documented() {
+        let server = FakeGitHub::start();
+        let token = Some(FakeGitHub::TOKEN);
+        let ids: Vec<u64> = (1..=150).collect();
+        server.seed_org_secret(
+            "S",
+            "old",
+            OrgSecret {
+                visibility: "selected".into(),
+                repository_ids: ids.clone(),
+            },
+        );
+        let (status, body) = send(
+            &server,
+            "GET",
+            "/orgs/octo-org/actions/secrets/S",
+            token,
+            None,
+        );
+        assert_eq!(status, 200);
+        assert!(body.contains(r#""visibility":"selected""#), "{body}");
+        assert_eq!(
+            send(
+                &server,
+                "GET",
+                "/orgs/octo-org/actions/secrets/T",
+                token,
+                None
+            )
+            .0,
+            404
+        );
+        // Pages of at most 100; the default page size is 30.
+        let page = |query: &str| -> serde_json::Value {
+            let path = format!("/orgs/octo-org/actions/secrets/S/repositories{query}");
+            serde_json::from_str(&send(&server, "GET", &path, token, None).1).unwrap()
+        };
+        assert_eq!(page("")["repositories"].as_array().unwrap().len(), 30);
+        assert_eq!(
+            page("?per_page=500")["repositories"]
+                .as_array()
+                .unwrap()
+                .len(),
+            100
+        );
+        let second = page("?per_page=100&page=2");
+        assert_eq!(second["total_count"], 150);
+        assert_eq!(second["repositories"][0]["id"], 101);
+
+        // A PUT overwrites the visibility; selected without ids selects none.
+        let key = public_key(&server, "/orgs/octo-org/actions/secrets/public-key");
+        let path = "/orgs/octo-org/actions/secrets/S";
+        let body = sealed_body(&key, "new", Some("selected"));
+        assert_eq!(send(&server, "PUT", path, token, Some(&body)).0, 204);
+        assert_eq!(
+            server.org_secret("S").unwrap().repository_ids,
+            Vec::<u64>::new()
+        );
+        let mut body: serde_json::Value =
+            serde_json::from_str(&sealed_body(&key, "new", Some("selected"))).unwrap();
+        body["selected_repository_ids"] = serde_json::json!([7, 9]);
+        assert_eq!(
+            send(&server, "PUT", path, token, Some(&body.to_string())).0,
+            204
+        );
+        assert_eq!(server.org_secret("S").unwrap().repository_ids, [7, 9]);
+        body["visibility"] = "all".into();
+        assert_eq!(
+            send(&server, "PUT", path, token, Some(&body.to_string())).0,
+            422
+        );
+    }
+
+    #[test]
+    fn fake_github_redirects_a_renamed_repository_and_limits_rates() {
+        let server = FakeGitHub::start();
+        let token = Some(FakeGitHub::TOKEN);
+        let (status, _) = send(
+            &server,
+            "GET",
+            "/repos/octo/old-app/actions/secrets/public-key",
+            token,
+            None,
+        );
+        assert_eq!(status, 301);
+        let (status, _) = send(
+            &server,
+            "PUT",
+            "/repos/octo/old-app/actions/secrets/X",
+            token,
+            Some("{}"),
+        );
+        assert_eq!(status, 307);
+        let (status, body) = send(&server, "GET", "/repositories/1296269", token, None);
+        assert_eq!(status, 200);
+        assert!(body.contains(r#""push":true"#), "{body}");
+
+        server.set_fault(Fault::RateLimit {
+            method: None,
+            limit: RateLimit {
+                status: 429,
+                retry_after: Some(5),
+                primary: false,
+                reset_in: 60,
+            },
+            times: 1,
+        });
+        let (status, body) = send(&server, "GET", "/repositories/1296269", token, None);
+        assert_eq!(status, 429);
+        assert!(body.contains("secondary rate limit"), "{body}");
+        assert_eq!(
+            send(&server, "GET", "/repositories/1296269", token, None).0,
+            200
+        );
     }
 
     #[test]
