@@ -14,6 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef __wasi__
+#include "dir_sync.h"
+#endif
+
 /* `path` is absolute with a file name (the settings check it): its
  * directory is everything before the last '/', or "/". */
 static void dir_of(const char *path, char *dir, size_t dir_len) {
@@ -166,18 +170,22 @@ bool fio_probe_writable(const char *path, char *err, size_t err_len) {
 }
 
 /* Syncs the directory holding `path`, so a rename or unlink in it is on
- * disk. Returns 0 or an errno. Callers treat it as best effort: WASI
- * preview1's fd_sync (which wasi-libc calls, through the adapter) refuses a
- * directory with EBADF, while natively it works. */
+ * disk. Returns 0 or an errno. In the sandbox through wasi:filesystem
+ * itself (dir_sync.c): WASI preview1's fd_sync, which fsync uses there,
+ * refuses a directory. */
 static int sync_dir(const char *path) {
     char dir[4096];
     dir_of(path, dir, sizeof dir);
+#ifdef __wasi__
+    return dir_sync(dir);
+#else
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd < 0)
         return errno;
     int e = fsync(fd) != 0 ? errno : 0;
     close(fd);
     return e;
+#endif
 }
 
 /* Writes all of `data` at the current offset. Returns 0 or an errno. */
@@ -244,8 +252,8 @@ static bool rewrite_file(const char *path, const char *data, size_t len, const c
         failed = errno;
     if (close(bfd) != 0 && !failed)
         failed = errno;
-    /* Best effort: see sync_dir. */
-    (void)sync_dir(path);
+    if (!failed)
+        failed = sync_dir(path);
     if (failed) {
         unlink(backup);
         snprintf(err, err_len, "cannot back up %s before rewriting it: %s", path,

@@ -10,7 +10,8 @@
  * (`.NAME.keyrot-RANDOM.bak`), removed once the new content is synced; if
  * writing fails the old content is put back, and if even that fails the
  * error names the backup. A new file is created atomically: written to
- * `.NAME.keyrot-RANDOM.tmp`, synced, renamed, and the directory synced.
+ * `.NAME.keyrot-RANDOM.tmp`, synced, renamed, and the directory synced
+ * (in the sandbox through wasi:filesystem itself, dir_sync.c).
  * Either way the grant must be the directory, not the file.
  *
  * Each function returns true on success, or false with a message in `err`.
