@@ -251,6 +251,11 @@ def check(gitlab: GitLab, current_key_id: Optional[str], log: Log) -> None:
         if variable is None:
             log("info", f"{where} does not exist yet: it will be created ({_create_flags(s)})")
             continue
+        if variable.get("hidden") and s.masked is False:
+            raise GitLabError(
+                f"{where} is masked and hidden, which GitLab does not let anyone unmask: "
+                "remove the masked=false setting"
+            )
         log("info", f"{where} exists ({_flags(variable)}): {_kept(s, variable)}")
         if variable.get("variable_type") == "file":
             log("warn", f"{where} is of type file: jobs get the path of a file that holds the "

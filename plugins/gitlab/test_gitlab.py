@@ -313,6 +313,16 @@ class CheckTest(unittest.TestCase):
         self.assertIn(("info", "variable AWS_SECRET_ACCESS_KEY (scope *) does not exist yet: it "
                                "will be created (not protected, masked, type env_var)"), logs)
 
+    def test_a_hidden_variable_cannot_be_unmasked(self):
+        fake = FakeGitLab({("AWS_SECRET_ACCESS_KEY", "*"): {"masked": True, "hidden": True}})
+        gitlab = GitLab(load(project="group/app", token=TOKEN, masked="false"), fake.send, None)
+        with self.assertRaises(GitLabError) as raised:
+            gitlab_api.check(gitlab, None, Logs())
+        self.assertIn("variable AWS_SECRET_ACCESS_KEY (scope *) is masked and hidden",
+                      str(raised.exception))
+        gitlab = GitLab(load(project="group/app", token=TOKEN), fake.send, None)
+        gitlab_api.check(gitlab, None, Logs())
+
     def test_status_errors_say_what_to_do(self):
         cases = [
             (dict(token="wrong"), "GitLab rejected the token (401 Unauthorized) while reading "
