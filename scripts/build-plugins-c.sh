@@ -9,7 +9,9 @@
 #   - the WASI preview1 reactor adapter, from the crates.io crate
 #     wasi-preview1-component-adapter-provider (matching the host's wasmtime)
 #
-# Then: bindings from wit/ (`wit-bindgen c`), the dotenv unit tests (natively,
+# Then: bindings (`wit-bindgen c`) from wit/ for c-hello and from
+# plugins/dotenv/wit (keyrot's world plus wasi:filesystem) for dotenv, the
+# dotenv unit tests (natively,
 # under ASan and UBSan), clang for wasm32-wasi (a reactor core module), and
 # `wasm-tools component new --adapt` to make the component. Idempotent: run it
 # again and it only rebuilds the plugins (a few seconds).
@@ -121,13 +123,41 @@ clang "${CFLAGS[@]}" -g -fsanitize=address,undefined -fno-sanitize-recover=all \
 
 # ---- components -------------------------------------------------------------
 
-# component NAME SOURCE...: compile, link with the bindings, wrap with the adapter.
+# dotenv's own world (plugins/dotenv/wit): keyrot's, plus wasi:filesystem,
+# whose WIT comes from the wasmtime-wasi-http crate keyrot links (found through
+# `cargo metadata`), as for the Python plugin.
+WASI_DEPS="$(cargo metadata --format-version 1 --locked | python3 -c '
+import json, os, sys
+for p in json.load(sys.stdin)["packages"]:
+    if p["name"] == "wasmtime-wasi-http":
+        print(os.path.join(os.path.dirname(p["manifest_path"]), "wit", "deps"))
+        break
+')"
+[ -f "$WASI_DEPS/filesystem.wit" ] ||
+    die "cannot find the wasi:filesystem WIT of the wasmtime-wasi-http crate (looked in '$WASI_DEPS')"
+DOTENV_WIT=$BUILD/dotenv-wit
+rm -rf "$DOTENV_WIT"
+mkdir -p "$DOTENV_WIT/deps/keyrot-handler"
+cp plugins/dotenv/wit/*.wit "$DOTENV_WIT/"
+cp wit/handler.wit "$DOTENV_WIT/deps/keyrot-handler/"
+cp -R wit/deps/. "$DOTENV_WIT/deps/"
+cp "$WASI_DEPS"/{io,clocks,filesystem}.wit "$DOTENV_WIT/deps/"
+DOTENV_BINDINGS=$BUILD/dotenv-bindings
+rm -rf "$DOTENV_BINDINGS"
+"$WIT_BINDGEN" c --world keyrot:dotenv/dotenv-handler --out-dir "$DOTENV_BINDINGS" \
+    "$DOTENV_WIT" >"$BUILD/wit-bindgen-dotenv.log" 2>&1 || {
+    cat "$BUILD/wit-bindgen-dotenv.log" >&2
+    die "wit-bindgen could not generate bindings from plugins/dotenv/wit"
+}
+
+# component NAME BINDINGS_DIR BINDINGS_NAME SOURCE...: compile, link with the
+# bindings, wrap with the adapter.
 component() {
-    local name=$1
-    shift
+    local name=$1 bindings=$2 stem=$3
+    shift 3
     local core=$BUILD/$name.core.wasm
-    clang "${WASM_CFLAGS[@]}" "${CFLAGS[@]}" -I"$BINDINGS" "$@" \
-        "$BINDINGS/new_key_handler.c" "$BINDINGS/new_key_handler_component_type.o" -o "$core"
+    clang "${WASM_CFLAGS[@]}" "${CFLAGS[@]}" -I"$bindings" "$@" \
+        "$bindings/$stem.c" "$bindings/${stem}_component_type.o" -o "$core"
     "$WASM_TOOLS" component new "$core" --adapt "wasi_snapshot_preview1=$ADAPTER" \
         -o "$BUILD/$name.wasm"
     "$WASM_TOOLS" validate "$BUILD/$name.wasm"
@@ -135,6 +165,7 @@ component() {
     say "built $OUT/$name.wasm ($(wc -c <"$OUT/$name.wasm") bytes)"
 }
 
-component dotenv -Iplugins/dotenv/src plugins/dotenv/src/dotenv.c \
-    plugins/dotenv/src/env_file.c plugins/dotenv/src/file_io.c
-component c-hello plugins/c-hello/hello.c
+component dotenv "$DOTENV_BINDINGS" dotenv_handler -Iplugins/dotenv/src \
+    plugins/dotenv/src/dotenv.c plugins/dotenv/src/env_file.c plugins/dotenv/src/file_io.c \
+    plugins/dotenv/src/dir_sync.c
+component c-hello "$BINDINGS" new_key_handler plugins/c-hello/hello.c

@@ -3,7 +3,7 @@
 //! `c-hello` (the README's C example). Both are built by
 //! `scripts/build-plugins.sh c` into `plugins/target/components`.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Output;
 
@@ -95,7 +95,11 @@ async fn dotenv_rewrites_only_the_two_values_in_place() {
         .replace("{id}", &old)
         .replace("{secret}", "old-secret");
     std::fs::write(&env, &original).unwrap();
-    std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Readable by the app's group, owned by another user where the test
+    // may chown (as root): both must survive, whatever keyrot's umask.
+    std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let _ = std::os::unix::fs::chown(&env, Some(4242), Some(4243));
+    let before_meta = std::fs::metadata(&env).unwrap();
 
     let out = rotate(
         &moto,
@@ -112,8 +116,13 @@ async fn dotenv_rewrites_only_the_two_values_in_place() {
     // quotes and the `export ` prefix kept.
     let expected = template.replace("{id}", new).replace("{secret}", &secret);
     assert_eq!(std::fs::read_to_string(&env).unwrap(), expected);
-    // Replaced by a new file, created under keyrot's umask.
-    assert_eq!(mode(&env), 0o600);
+    // Rewritten in place: the same file, mode and owner; no backup left.
+    assert_eq!(mode(&env), 0o640);
+    let after_meta = std::fs::metadata(&env).unwrap();
+    assert_eq!(
+        (after_meta.ino(), after_meta.uid(), after_meta.gid()),
+        (before_meta.ino(), before_meta.uid(), before_meta.gid())
+    );
     assert_eq!(entries(dir.path()), [".env"]);
     assert!(
         stderr(&out).contains(&format!(

@@ -8,6 +8,17 @@
 //! its `encrypted_value` opens with the matching secret key, so a stored
 //! plaintext proves the plugin's sealed box is libsodium-compatible. Faults
 //! ([`Fault`]) make it fail or hang on demand.
+//!
+//! It behaves as GitHub's REST documentation says, not as the plugin
+//! assumes: organization secrets carry a visibility and, for `selected`, a
+//! list of repository ids that a PUT overwrites (a PUT without
+//! `selected_repository_ids` leaves none selected); the list is paginated
+//! (`per_page` at most 100); `GET /repos/{owner}/{repo}` reports the token
+//! user's `permissions`; classic tokens get an `X-OAuth-Scopes` header on
+//! every answer; every answer carries `x-ratelimit-*` headers, and a rate
+//! limit is a 403 or 429 with `retry-after` and/or `x-ratelimit-remaining: 0`;
+//! a renamed repository ([`FakeGitHub::OLD_REPO`]) answers 301 (GET) or 307
+//! (other methods) pointing at `/repositories/{id}/...`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -47,6 +58,62 @@ pub enum Fault {
     /// Read the request, never answer, and hold the connection open until
     /// the fault changes or the server is dropped (for timeouts).
     Hang,
+    /// Answer the next `times` requests whose method is `method` (any if
+    /// `None`) with a rate limit, then answer normally.
+    RateLimit {
+        method: Option<String>,
+        limit: RateLimit,
+        times: u32,
+    },
+    /// Redirect every request to the same path on another origin.
+    RedirectTo(String),
+}
+
+/// A rate-limit answer, as GitHub documents them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// 403 or 429.
+    pub status: u16,
+    /// `retry-after` in seconds, if sent.
+    pub retry_after: Option<u64>,
+    /// A primary limit (`x-ratelimit-remaining: 0`, reset in
+    /// `reset_in` seconds) or a secondary one (remaining stays above 0).
+    pub primary: bool,
+    /// Seconds until `x-ratelimit-reset`.
+    pub reset_in: u64,
+}
+
+/// An organization secret's settings besides its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrgSecret {
+    /// `all`, `private` or `selected`.
+    pub visibility: String,
+    /// The selected repository ids (empty unless `selected`).
+    pub repository_ids: Vec<u64>,
+}
+
+/// The token user's role on [`FakeGitHub::REPO`] and in the organization.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// `permissions.push` of the repository.
+    pub push: bool,
+    /// `permissions.admin` of the repository.
+    pub admin: bool,
+    /// `role` of the organization membership: `admin` or `member`.
+    pub org_role: String,
+    /// `X-OAuth-Scopes` to send (a classic token), or `None` (fine-grained).
+    pub oauth_scopes: Option<String>,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            push: true,
+            admin: true,
+            org_role: "admin".into(),
+            oauth_scopes: None,
+        }
+    }
 }
 
 /// One request the fake received, in arrival order.
@@ -62,6 +129,8 @@ pub struct Recorded {
     pub headers: BTreeMap<String, String>,
     /// The body parsed as JSON, if it was JSON.
     pub body: Option<serde_json::Value>,
+    /// Whether the body came `Transfer-Encoding: chunked`.
+    pub chunked: bool,
 }
 
 /// A running fake GitHub API. See the module docs.
@@ -77,7 +146,12 @@ struct State {
     secret_key: SecretKey,
     fault: Mutex<Fault>,
     secrets: Mutex<BTreeMap<String, String>>,
+    /// Visibility of organization secrets, by name.
+    org_secrets: Mutex<BTreeMap<String, OrgSecret>>,
+    access: Mutex<Access>,
     requests: Mutex<Vec<Recorded>>,
+    /// Requests answered so far, for `x-ratelimit-used`.
+    used: Mutex<u64>,
 }
 
 impl FakeGitHub {
@@ -91,6 +165,12 @@ impl FakeGitHub {
     pub const ORG: &str = "octo-org";
     /// The `key_id` of the public key, expected back on every PUT.
     pub const KEY_ID: &str = "568250167242549743";
+    /// The former name of [`Self::REPO`]: GitHub redirects it.
+    pub const OLD_REPO: &str = "octo/old-app";
+    /// The id of [`Self::REPO`] (`/repositories/{id}/...`).
+    pub const REPO_ID: u64 = 1296269;
+    /// Repositories of the organization: ids 1000 to 1000 + this - 1.
+    pub const ORG_REPOS: u64 = 150;
 
     /// Starts the server on a free loopback port.
     pub fn start() -> FakeGitHub {
@@ -102,7 +182,10 @@ impl FakeGitHub {
             secret_key: SecretKey::generate(&mut OsRng),
             fault: Mutex::new(Fault::None),
             secrets: Mutex::new(BTreeMap::new()),
+            org_secrets: Mutex::new(BTreeMap::new()),
+            access: Mutex::new(Access::default()),
             requests: Mutex::new(Vec::new()),
+            used: Mutex::new(0),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -120,6 +203,33 @@ impl FakeGitHub {
     /// Changes how the following requests are answered.
     pub fn set_fault(&self, fault: Fault) {
         *self.state.fault.lock().unwrap() = fault;
+    }
+
+    /// Sets what the token's user may do.
+    pub fn set_access(&self, access: Access) {
+        *self.state.access.lock().unwrap() = access;
+    }
+
+    /// Creates (or replaces) an organization secret with `value` and the
+    /// given visibility, as an administrator would have set it up.
+    pub fn seed_org_secret(&self, name: &str, value: &str, secret: OrgSecret) {
+        let key = format!("orgs/{}/{name}", FakeGitHub::ORG);
+        self.state.secrets.lock().unwrap().insert(key, value.into());
+        self.state
+            .org_secrets
+            .lock()
+            .unwrap()
+            .insert(name.to_ascii_uppercase(), secret);
+    }
+
+    /// The visibility of the organization secret `name`, if it exists.
+    pub fn org_secret(&self, name: &str) -> Option<OrgSecret> {
+        self.state
+            .org_secrets
+            .lock()
+            .unwrap()
+            .get(&name.to_ascii_uppercase())
+            .cloned()
     }
 
     /// Every secret stored so far, decrypted, keyed by where it lives:
@@ -178,8 +288,33 @@ fn accept_loop(listener: TcpListener, state: Arc<State>, stop: Arc<AtomicBool>) 
 struct Request {
     method: String,
     path: String,
+    /// The query string, without `?`.
+    query: String,
     headers: BTreeMap<String, String>,
     body: Vec<u8>,
+    chunked: bool,
+}
+
+/// An answer: status, JSON body, extra headers.
+struct Reply {
+    status: u16,
+    body: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    fn new(status: u16, body: String) -> Reply {
+        Reply {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    fn header(mut self, name: &str, value: impl Into<String>) -> Reply {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
 }
 
 /// Serves one connection: one request, one answer, then close (so clients
@@ -196,7 +331,7 @@ fn serve(stream: TcpStream, state: &State, stop: &AtomicBool) {
         Ok(request) => request,
         Err(ReadError::Closed) => return,
         Err(ReadError::Bad(why)) => {
-            let _ = respond(&mut writer, 400, &message_body(&why));
+            let _ = respond(&mut writer, Reply::new(400, message_body(&why)), state);
             return;
         }
     };
@@ -207,6 +342,7 @@ fn serve(stream: TcpStream, state: &State, stop: &AtomicBool) {
         authorized: request.headers.get("authorization") == Some(&expected),
         headers: request.headers.clone(),
         body: serde_json::from_slice(&request.body).ok(),
+        chunked: request.chunked,
     });
 
     let fault = state.fault.lock().unwrap().clone();
@@ -216,8 +352,8 @@ fn serve(stream: TcpStream, state: &State, stop: &AtomicBool) {
         }
         return;
     }
-    let (status, body) = answer(&request, &fault, state);
-    let _ = respond(&mut writer, status, &body);
+    let reply = answer(&request, &fault, state);
+    let _ = respond(&mut writer, reply, state);
 }
 
 enum ReadError {
@@ -265,7 +401,9 @@ fn read_request(
         Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
         None => target,
     };
-    let path = path.split(['?', '#']).next().unwrap_or("").to_string();
+    let path = path.split('#').next().unwrap_or("");
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let (path, query) = (path.to_string(), query.to_string());
     let method = method.to_string();
 
     let mut headers = BTreeMap::new();
@@ -309,8 +447,10 @@ fn read_request(
     Ok(Request {
         method,
         path,
+        query,
         headers,
         body,
+        chunked,
     })
 }
 
@@ -356,38 +496,59 @@ enum Route {
         name: String,
         org: bool,
     },
+    /// `GET /orgs/{org}/actions/secrets/{name}/repositories`.
+    SelectedRepositories(String),
+    /// `GET /repos/{owner}/{repo}` (or `/repositories/{id}`).
+    Repository,
+    /// `GET /user/memberships/orgs/{org}`.
+    Membership,
+    /// The old name of the repository: redirect to `/repositories/{id}` + rest.
+    Moved(String),
 }
 
 /// Maps a path to a route on a known target; `None` is GitHub's 404.
 fn route(path: &str) -> Option<Route> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let (location, rest, org) = match segments.as_slice() {
-        ["repos", owner, repo, "actions", "secrets", rest]
-            if format!("{owner}/{repo}") == FakeGitHub::REPO =>
-        {
-            (format!("repos/{owner}/{repo}"), *rest, false)
+    let repo_id = FakeGitHub::REPO_ID.to_string();
+    // The repository by name or by id: the same place.
+    let (repo_segments, repo_rest): (Option<()>, &[&str]) = match segments.as_slice() {
+        ["repos", owner, repo, rest @ ..] if format!("{owner}/{repo}") == FakeGitHub::REPO => {
+            (Some(()), rest)
         }
-        [
-            "repos",
-            owner,
-            repo,
-            "environments",
-            environment,
-            "secrets",
-            rest,
-        ] if format!("{owner}/{repo}") == FakeGitHub::REPO => {
+        ["repositories", id, rest @ ..] if *id == repo_id => (Some(()), rest),
+        ["repos", owner, repo, rest @ ..]
+            if format!("{owner}/{repo}").eq_ignore_ascii_case(FakeGitHub::OLD_REPO) =>
+        {
+            let rest = rest.iter().fold(String::new(), |acc, s| acc + "/" + s);
+            return Some(Route::Moved(format!("/repositories/{repo_id}{rest}")));
+        }
+        _ => (None, &[]),
+    };
+    let location_of_repo = format!("repos/{}", FakeGitHub::REPO);
+    let (location, rest, org) = match (repo_segments, repo_rest, segments.as_slice()) {
+        (Some(()), [], _) => return Some(Route::Repository),
+        (Some(()), ["actions", "secrets", rest], _) => (location_of_repo, *rest, false),
+        (Some(()), ["environments", environment, "secrets", rest], _) => {
             let environment = percent_decode(environment)?;
             if !FakeGitHub::ENVIRONMENTS.contains(&environment.as_str()) {
                 return None;
             }
             (
-                format!("repos/{owner}/{repo}/environments/{environment}"),
+                format!("{location_of_repo}/environments/{environment}"),
                 *rest,
                 false,
             )
         }
-        ["orgs", org, "actions", "secrets", rest] if *org == FakeGitHub::ORG => {
+        (None, _, ["orgs", org, "actions", "secrets", name, "repositories"])
+            if *org == FakeGitHub::ORG =>
+        {
+            return Some(Route::SelectedRepositories(name.to_string()));
+        }
+        (None, _, ["orgs", org, "actions", "secrets", rest]) if *org == FakeGitHub::ORG => {
             (format!("orgs/{org}"), *rest, true)
+        }
+        (None, _, ["user", "memberships", "orgs", org]) if *org == FakeGitHub::ORG => {
+            return Some(Route::Membership);
         }
         _ => return None,
     };
@@ -402,25 +563,54 @@ fn route(path: &str) -> Option<Route> {
     }
 }
 
-/// The status and JSON body for a request, after the fault.
-fn answer(request: &Request, fault: &Fault, state: &State) -> (u16, String) {
+/// The status, JSON body and headers for a request, after the fault.
+fn answer(request: &Request, fault: &Fault, state: &State) -> Reply {
     let is_put = request.method == "PUT";
     match fault {
-        Fault::Status(status) => return (*status, status_body(*status)),
-        Fault::StatusOnPut(status) if is_put => return (*status, status_body(*status)),
+        Fault::Status(status) => return Reply::new(*status, status_body(*status)),
+        Fault::StatusOnPut(status) if is_put => return Reply::new(*status, status_body(*status)),
         Fault::StatusOnPutOf(name, status)
             if is_put && request.path.rsplit('/').next() == Some(name.as_str()) =>
         {
-            return (*status, status_body(*status));
+            return Reply::new(*status, status_body(*status));
+        }
+        Fault::RateLimit {
+            method,
+            limit,
+            times,
+        } if *times > 0 && method.as_ref().is_none_or(|m| *m == request.method) => {
+            let mut current = state.fault.lock().unwrap();
+            *current = match times - 1 {
+                0 => Fault::None,
+                times => Fault::RateLimit {
+                    method: method.clone(),
+                    limit: limit.clone(),
+                    times,
+                },
+            };
+            return rate_limited(limit);
+        }
+        Fault::RedirectTo(origin) => {
+            let location = format!("{origin}{}", request.path);
+            return Reply::new(301, message_body("Moved Permanently")).header("Location", location);
         }
         _ => {}
     }
     let expected = format!("Bearer {}", FakeGitHub::TOKEN);
     if request.headers.get("authorization") != Some(&expected) {
-        return (401, message_body("Bad credentials"));
+        return Reply::new(401, message_body("Bad credentials"));
     }
+    let access = state.access.lock().unwrap().clone();
     match (request.method.as_str(), route(&request.path)) {
-        ("GET", Some(Route::PublicKey)) => (
+        (method, Some(Route::Moved(to))) => {
+            // GitHub: 301 for GET, 307 for other methods, so the client
+            // repeats the request (method and body) at the new place.
+            let status = if method == "GET" { 301 } else { 307 };
+            let host = request.headers.get("host").map_or("", String::as_str);
+            let location = format!("http://{host}{to}");
+            Reply::new(status, message_body("Moved Permanently")).header("Location", location)
+        }
+        ("GET", Some(Route::PublicKey)) => Reply::new(
             200,
             serde_json::json!({
                 "key_id": FakeGitHub::KEY_ID,
@@ -428,6 +618,59 @@ fn answer(request: &Request, fault: &Fault, state: &State) -> (u16, String) {
             })
             .to_string(),
         ),
+        ("GET", Some(Route::Repository)) => Reply::new(
+            200,
+            serde_json::json!({
+                "id": FakeGitHub::REPO_ID,
+                "full_name": FakeGitHub::REPO,
+                "private": true,
+                "permissions": {
+                    "admin": access.admin,
+                    "maintain": access.admin,
+                    "push": access.push || access.admin,
+                    "triage": true,
+                    "pull": true,
+                },
+            })
+            .to_string(),
+        ),
+        ("GET", Some(Route::Membership)) => Reply::new(
+            200,
+            serde_json::json!({
+                "state": "active",
+                "role": access.org_role,
+                "organization": { "login": FakeGitHub::ORG },
+            })
+            .to_string(),
+        ),
+        (
+            "GET",
+            Some(Route::Secret {
+                name, org: true, ..
+            }),
+        ) => {
+            let secrets = state.org_secrets.lock().unwrap();
+            match secrets.get(&name.to_ascii_uppercase()) {
+                None => Reply::new(404, message_body("Not Found")),
+                Some(secret) => Reply::new(
+                    200,
+                    serde_json::json!({
+                        "name": name.to_ascii_uppercase(),
+                        "created_at": "2019-08-10T14:59:22Z",
+                        "updated_at": "2020-01-10T14:59:22Z",
+                        "visibility": secret.visibility,
+                        "selected_repositories_url": format!(
+                            "https://api.github.com/orgs/{}/actions/secrets/{name}/repositories",
+                            FakeGitHub::ORG
+                        ),
+                    })
+                    .to_string(),
+                ),
+            }
+        }
+        ("GET", Some(Route::SelectedRepositories(name))) => {
+            selected_repositories(state, &name, &request.query)
+        }
         (
             "PUT",
             Some(Route::Secret {
@@ -436,7 +679,7 @@ fn answer(request: &Request, fault: &Fault, state: &State) -> (u16, String) {
                 org,
             }),
         ) => match open_secret(&request.body, org, state) {
-            Ok(plaintext) => {
+            Ok((plaintext, scope)) => {
                 let key = format!("{location}/{name}");
                 let created = state
                     .secrets
@@ -444,30 +687,143 @@ fn answer(request: &Request, fault: &Fault, state: &State) -> (u16, String) {
                     .unwrap()
                     .insert(key, plaintext)
                     .is_none();
-                // GitHub: 201 when created, 204 when updated.
-                if created {
-                    (201, String::new())
-                } else {
-                    (204, String::new())
+                if let Some(scope) = scope {
+                    state
+                        .org_secrets
+                        .lock()
+                        .unwrap()
+                        .insert(name.to_ascii_uppercase(), scope);
                 }
+                // GitHub: 201 when created, 204 when updated.
+                Reply::new(if created { 201 } else { 204 }, String::new())
             }
-            Err(why) => (422, message_body(&why)),
+            Err(why) => Reply::new(422, message_body(&why)),
         },
-        _ => (404, message_body("Not Found")),
+        _ => Reply::new(404, message_body("Not Found")),
     }
 }
 
-/// Checks a PUT body the way GitHub does and opens the sealed value.
-fn open_secret(body: &[u8], org: bool, state: &State) -> Result<String, String> {
+/// A rate-limit answer with GitHub's headers and message.
+fn rate_limited(limit: &RateLimit) -> Reply {
+    let message = if limit.primary {
+        "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, \
+         please include the request ID."
+    } else {
+        "You have exceeded a secondary rate limit. Please wait a few minutes before you try \
+         again. If you reach out to GitHub Support for help, please include the request ID."
+    };
+    let reset = now_secs() + limit.reset_in;
+    let mut reply = Reply::new(limit.status, message_body(message))
+        .header("x-ratelimit-limit", "5000")
+        .header(
+            "x-ratelimit-remaining",
+            if limit.primary { "0" } else { "4990" },
+        )
+        .header(
+            "x-ratelimit-used",
+            if limit.primary { "5000" } else { "10" },
+        )
+        .header("x-ratelimit-reset", reset.to_string())
+        .header("x-ratelimit-resource", "core");
+    if let Some(seconds) = limit.retry_after {
+        reply = reply.header("retry-after", seconds.to_string());
+    }
+    reply
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// One page of the repositories selected for an organization secret, as
+/// GitHub pages them (`per_page` default 30, at most 100; `page` from 1).
+fn selected_repositories(state: &State, name: &str, query: &str) -> Reply {
+    let secrets = state.org_secrets.lock().unwrap();
+    let Some(secret) = secrets.get(&name.to_ascii_uppercase()) else {
+        return Reply::new(404, message_body("Not Found"));
+    };
+    if secret.visibility != "selected" {
+        return Reply::new(
+            409,
+            message_body("Conflict: the secret's visibility is not 'selected'"),
+        );
+    }
+    let param = |key: &str| {
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+    };
+    let per_page = param("per_page").unwrap_or(30).clamp(1, 100);
+    let page = param("page").unwrap_or(1).max(1);
+    let repositories: Vec<_> = secret
+        .repository_ids
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|id| {
+            serde_json::json!({
+                "id": id,
+                "name": format!("repo-{id}"),
+                "full_name": format!("{}/repo-{id}", FakeGitHub::ORG),
+            })
+        })
+        .collect();
+    Reply::new(
+        200,
+        serde_json::json!({
+            "total_count": secret.repository_ids.len(),
+            "repositories": repositories,
+        })
+        .to_string(),
+    )
+}
+
+/// Checks a PUT body the way GitHub does and opens the sealed value; for an
+/// organization secret also returns the visibility it now has (a PUT sets
+/// it: `selected` without `selected_repository_ids` selects none).
+fn open_secret(
+    body: &[u8],
+    org: bool,
+    state: &State,
+) -> Result<(String, Option<OrgSecret>), String> {
     let body: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| "Problems parsing JSON".to_string())?;
     let field = |name: &str| body.get(name).and_then(|v| v.as_str());
     if field("key_id") != Some(FakeGitHub::KEY_ID) {
         return Err("Invalid request: key_id does not match the public key".into());
     }
-    if org && !matches!(field("visibility"), Some("all" | "private" | "selected")) {
-        return Err("Invalid request: visibility must be all, private or selected".into());
-    }
+    let scope = if org {
+        let visibility = match field("visibility") {
+            Some(v @ ("all" | "private" | "selected")) => v.to_string(),
+            _ => return Err("Invalid request: visibility must be all, private or selected".into()),
+        };
+        let ids = match body.get("selected_repository_ids") {
+            None => Vec::new(),
+            Some(_) if visibility != "selected" => {
+                return Err("Invalid request: selected_repository_ids needs visibility \
+                            'selected'"
+                    .into());
+            }
+            Some(ids) => ids
+                .as_array()
+                .and_then(|ids| ids.iter().map(|id| id.as_u64()).collect::<Option<Vec<_>>>())
+                .ok_or("Invalid request: selected_repository_ids must be integers")?,
+        };
+        Some(OrgSecret {
+            visibility,
+            repository_ids: ids,
+        })
+    } else {
+        if body.get("visibility").is_some() {
+            return Err("Invalid request: visibility is not a permitted key".into());
+        }
+        None
+    };
     let sealed = field("encrypted_value")
         .and_then(|v| BASE64.decode(v).ok())
         .ok_or("Invalid request: encrypted_value is not base64")?;
@@ -475,7 +831,9 @@ fn open_secret(body: &[u8], org: bool, state: &State) -> Result<String, String> 
         .secret_key
         .unseal(&sealed)
         .map_err(|_| "Invalid request: encrypted_value could not be decrypted")?;
-    String::from_utf8(plaintext).map_err(|_| "Invalid request: secret is not UTF-8".into())
+    let plaintext =
+        String::from_utf8(plaintext).map_err(|_| "Invalid request: secret is not UTF-8")?;
+    Ok((plaintext, scope))
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -516,10 +874,13 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         204 => "No Content",
+        301 => "Moved Permanently",
+        307 => "Temporary Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
+        409 => "Conflict",
         422 => "Unprocessable Entity",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
@@ -529,9 +890,35 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Writes a complete response and closes the connection.
-fn respond(stream: &mut TcpStream, status: u16, body: &str) -> std::io::Result<()> {
+/// Writes a complete response, with GitHub's rate-limit headers (unless
+/// the reply has its own), and closes the connection.
+fn respond(stream: &mut TcpStream, reply: Reply, state: &State) -> std::io::Result<()> {
+    let Reply {
+        status,
+        body,
+        mut headers,
+    } = reply;
+    let used = {
+        let mut used = state.used.lock().unwrap();
+        *used += 1;
+        *used
+    };
+    if !headers.iter().any(|(n, _)| n.starts_with("x-ratelimit")) {
+        headers.extend([
+            ("x-ratelimit-limit".into(), "5000".into()),
+            ("x-ratelimit-remaining".into(), (5000 - used).to_string()),
+            ("x-ratelimit-used".into(), used.to_string()),
+            ("x-ratelimit-reset".into(), (now_secs() + 3600).to_string()),
+            ("x-ratelimit-resource".into(), "core".into()),
+        ]);
+    }
+    if let Some(scopes) = &state.access.lock().unwrap().oauth_scopes {
+        headers.push(("X-OAuth-Scopes".into(), scopes.clone()));
+    }
     let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (name, value) in &headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     // A 204 has no body and must not announce one.
     if status != 204 {
         head.push_str("Content-Type: application/json; charset=utf-8\r\n");
@@ -744,6 +1131,123 @@ mod tests {
         let started = Instant::now();
         drop(server);
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn fake_github_keeps_org_secret_visibility_as_documented() {
+        let server = FakeGitHub::start();
+        let token = Some(FakeGitHub::TOKEN);
+        let ids: Vec<u64> = (1..=150).collect();
+        server.seed_org_secret(
+            "S",
+            "old",
+            OrgSecret {
+                visibility: "selected".into(),
+                repository_ids: ids.clone(),
+            },
+        );
+        let (status, body) = send(
+            &server,
+            "GET",
+            "/orgs/octo-org/actions/secrets/S",
+            token,
+            None,
+        );
+        assert_eq!(status, 200);
+        assert!(body.contains(r#""visibility":"selected""#), "{body}");
+        assert_eq!(
+            send(
+                &server,
+                "GET",
+                "/orgs/octo-org/actions/secrets/T",
+                token,
+                None
+            )
+            .0,
+            404
+        );
+        // Pages of at most 100; the default page size is 30.
+        let page = |query: &str| -> serde_json::Value {
+            let path = format!("/orgs/octo-org/actions/secrets/S/repositories{query}");
+            serde_json::from_str(&send(&server, "GET", &path, token, None).1).unwrap()
+        };
+        assert_eq!(page("")["repositories"].as_array().unwrap().len(), 30);
+        assert_eq!(
+            page("?per_page=500")["repositories"]
+                .as_array()
+                .unwrap()
+                .len(),
+            100
+        );
+        let second = page("?per_page=100&page=2");
+        assert_eq!(second["total_count"], 150);
+        assert_eq!(second["repositories"][0]["id"], 101);
+
+        // A PUT overwrites the visibility; selected without ids selects none.
+        let key = public_key(&server, "/orgs/octo-org/actions/secrets/public-key");
+        let path = "/orgs/octo-org/actions/secrets/S";
+        let body = sealed_body(&key, "new", Some("selected"));
+        assert_eq!(send(&server, "PUT", path, token, Some(&body)).0, 204);
+        assert_eq!(
+            server.org_secret("S").unwrap().repository_ids,
+            Vec::<u64>::new()
+        );
+        let mut body: serde_json::Value =
+            serde_json::from_str(&sealed_body(&key, "new", Some("selected"))).unwrap();
+        body["selected_repository_ids"] = serde_json::json!([7, 9]);
+        assert_eq!(
+            send(&server, "PUT", path, token, Some(&body.to_string())).0,
+            204
+        );
+        assert_eq!(server.org_secret("S").unwrap().repository_ids, [7, 9]);
+        body["visibility"] = "all".into();
+        assert_eq!(
+            send(&server, "PUT", path, token, Some(&body.to_string())).0,
+            422
+        );
+    }
+
+    #[test]
+    fn fake_github_redirects_a_renamed_repository_and_limits_rates() {
+        let server = FakeGitHub::start();
+        let token = Some(FakeGitHub::TOKEN);
+        let (status, _) = send(
+            &server,
+            "GET",
+            "/repos/octo/old-app/actions/secrets/public-key",
+            token,
+            None,
+        );
+        assert_eq!(status, 301);
+        let (status, _) = send(
+            &server,
+            "PUT",
+            "/repos/octo/old-app/actions/secrets/X",
+            token,
+            Some("{}"),
+        );
+        assert_eq!(status, 307);
+        let (status, body) = send(&server, "GET", "/repositories/1296269", token, None);
+        assert_eq!(status, 200);
+        assert!(body.contains(r#""push":true"#), "{body}");
+
+        server.set_fault(Fault::RateLimit {
+            method: None,
+            limit: RateLimit {
+                status: 429,
+                retry_after: Some(5),
+                primary: false,
+                reset_in: 60,
+            },
+            times: 1,
+        });
+        let (status, body) = send(&server, "GET", "/repositories/1296269", token, None);
+        assert_eq!(status, 429);
+        assert!(body.contains("secondary rate limit"), "{body}");
+        assert_eq!(
+            send(&server, "GET", "/repositories/1296269", token, None).0,
+            200
+        );
     }
 
     #[test]

@@ -13,18 +13,30 @@ use crate::util::{Moto, Recorded, Reply, TestServer, plugin, show};
 
 const TOKEN: &str = "glpat-fake-0123456789abcdef";
 const TOKEN_ENV: (&str, &str) = ("GITLAB_TOKEN", TOKEN);
+/// An OAuth 2.0 access token: GitLab takes it as `Authorization: Bearer`
+/// only, never as `PRIVATE-TOKEN`.
+const OAUTH_TOKEN: &str = "0af2c7e4b9d1a8f3e6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a392817060";
 /// The one project the fake knows, as it appears in a URL path.
 const PROJECT_ID: &str = "group%2Fapp";
+/// The one group the fake knows (group-level variables).
+const GROUP_ID: &str = "group";
 
 /// Variables by (key, environment scope), as GitLab returns them.
 type Variables = BTreeMap<(String, String), Value>;
 
-/// A fake GitLab REST API v4 for project `group/app`: it checks the
-/// `PRIVATE-TOKEN` header, keeps CI/CD variables per environment scope, and
-/// answers `(method, key)` pairs listed in `faults` with that status instead.
+/// A fake GitLab REST API v4 for project `group/app` and group `group`, as
+/// GitLab documents it: it takes a personal access token as `PRIVATE-TOKEN`
+/// or `Authorization: Bearer` and an OAuth token as the latter only, keeps
+/// CI/CD variables per environment scope with every attribute GitLab has
+/// (a create leaves out what is not sent at GitLab's defaults; an update
+/// changes only what is sent), answers `(method, key)` pairs listed in
+/// `faults` with that status instead, and the first `rate_limited`
+/// requests with GitLab's 429 (`Retry-After`, `RateLimit-*`). Project and
+/// group share one set of variables (a test uses one or the other).
 struct FakeGitLab {
     server: TestServer,
     variables: Arc<Mutex<Variables>>,
+    rate_limited: Arc<Mutex<u32>>,
 }
 
 impl FakeGitLab {
@@ -44,8 +56,36 @@ impl FakeGitLab {
             .map(|(m, k, s)| (m.to_string(), k.to_string(), *s))
             .collect();
         let state = variables.clone();
-        let server = TestServer::start(move |r| answer(r, &state, &faults));
-        FakeGitLab { server, variables }
+        let rate_limited = Arc::new(Mutex::new(0));
+        let limited = rate_limited.clone();
+        let server = TestServer::start(move |r| {
+            let mut limited = limited.lock().unwrap();
+            if *limited > 0 {
+                *limited -= 1;
+                return rate_limit_reply();
+            }
+            answer(r, &state, &faults)
+        });
+        FakeGitLab {
+            server,
+            variables,
+            rate_limited,
+        }
+    }
+
+    /// Stores a variable with all its attributes, as set up in GitLab.
+    fn seed(&self, variable: Value) {
+        let key = variable["key"].as_str().unwrap().to_string();
+        let scope = variable["environment_scope"].as_str().unwrap().to_string();
+        self.variables
+            .lock()
+            .unwrap()
+            .insert((key, scope), variable);
+    }
+
+    /// Answers the next `n` requests with a 429.
+    fn rate_limit(&self, n: u32) {
+        *self.rate_limited.lock().unwrap() = n;
     }
 
     /// The variable `key` in `scope`, if it exists.
@@ -74,18 +114,54 @@ fn variable(key: &str, scope: &str, value: &str) -> Value {
     })
 }
 
+/// GitLab's answer when rate-limited (plain text, with its headers).
+fn rate_limit_reply() -> Reply {
+    let reset = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    Reply::new(429, "Retry later\n")
+        .header("content-type", "text/plain")
+        .header("retry-after", "1")
+        .header("ratelimit-name", "throttle_authenticated_api")
+        .header("ratelimit-limit", "2000")
+        .header("ratelimit-observed", "2001")
+        .header("ratelimit-remaining", "0")
+        .header("ratelimit-reset", &reset.to_string())
+}
+
 fn reply(status: u16, body: Value) -> Reply {
     Reply::new(status, body.to_string()).header("content-type", "application/json")
 }
 
 /// GitLab's answers, for the endpoints the plugin uses.
 fn answer(r: &Recorded, variables: &Mutex<Variables>, faults: &[(String, String, u16)]) -> Reply {
-    if r.header("private-token") != Some(TOKEN) {
+    let bearer = r
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let authorized = match r.header("private-token") {
+        Some(token) => token == TOKEN,
+        None => bearer == Some(TOKEN) || bearer == Some(OAUTH_TOKEN),
+    };
+    if !authorized {
         return reply(401, json!({ "message": "401 Unauthorized" }));
     }
     let (path, query) = r.path.split_once('?').unwrap_or((&r.path, ""));
-    let Some(rest) = path.strip_prefix(&format!("/api/v4/projects/{PROJECT_ID}")) else {
-        return reply(404, json!({ "message": "404 Project Not Found" }));
+    let project = path.strip_prefix(&format!("/api/v4/projects/{PROJECT_ID}"));
+    let group = path.strip_prefix(&format!("/api/v4/groups/{GROUP_ID}"));
+    let rest = match (project, group) {
+        (Some(rest), _) => rest,
+        (None, Some(rest)) if rest.is_empty() || rest.starts_with('/') => {
+            if rest.is_empty() && r.method == "GET" {
+                return reply(200, json!({ "id": 7, "full_path": "group" }));
+            }
+            rest
+        }
+        _ if path.starts_with("/api/v4/groups/") => {
+            return reply(404, json!({ "message": "404 Group Not Found" }));
+        }
+        _ => return reply(404, json!({ "message": "404 Project Not Found" })),
     };
     let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
     let key = match rest.strip_prefix("/variables/") {
@@ -137,9 +213,17 @@ fn answer(r: &Recorded, variables: &Mutex<Variables>, faults: &[(String, String,
     }
 }
 
-/// Copies the request's fields onto the stored variable.
+/// Copies the request's fields onto the stored variable; what the request
+/// leaves out stays as it was.
 fn merge(variable: &mut Value, request: &Value) {
-    for field in ["value", "masked", "protected", "variable_type"] {
+    for field in [
+        "value",
+        "masked",
+        "protected",
+        "variable_type",
+        "raw",
+        "description",
+    ] {
         if let Some(v) = request.get(field) {
             variable[field] = v.clone();
         }
@@ -186,13 +270,24 @@ fn inspect_gitlab(moto: &Moto) -> &'static Value {
 /// GITLAB_TOKEN, with `extra` flags; checks that neither a secret moto
 /// issued nor the token appears in the output.
 fn run(moto: &Moto, gitlab: &FakeGitLab, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    run_for(moto, gitlab, "project=group/app", extra, env)
+}
+
+/// [`run`] for a `project=...` or `group=...` setting.
+fn run_for(
+    moto: &Moto,
+    gitlab: &FakeGitLab,
+    target: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     inspect_gitlab(moto);
     let api = format!("api-url={}", gitlab.server.url);
     let mut args = vec![
         "--allow-host",
         &gitlab.server.url,
         "--config",
-        "project=group/app",
+        target,
         "--config",
         &api,
         "--output",
@@ -203,7 +298,7 @@ fn run(moto: &Moto, gitlab: &FakeGitLab, extra: &[&str], env: &[(&str, &str)]) -
     args.extend_from_slice(extra);
     let out = moto.rotate("gitlab", &args, env);
     assert!(
-        !show(&out).contains(TOKEN),
+        !show(&out).contains(TOKEN) && !show(&out).contains(OAUTH_TOKEN),
         "the token leaked:\n{}",
         show(&out)
     );
@@ -248,7 +343,9 @@ async fn inspect_shows_the_settings_and_the_http_import() {
         settings,
         [
             "project",
+            "group",
             "token",
+            "token-type",
             "api-url",
             "key-id-variable",
             "secret-key-variable",
@@ -257,8 +354,9 @@ async fn inspect_shows_the_settings_and_the_http_import() {
             "environment-scope"
         ]
     );
-    assert_eq!(report["settings"][0]["required"], true);
-    assert_eq!(report["settings"][1]["secret"], true);
+    // One of project and group: preflight checks that.
+    assert_eq!(report["settings"][0]["required"], false);
+    assert_eq!(report["settings"][2]["secret"], true);
     assert!(
         report["wants"].to_string().contains("outbound HTTP"),
         "{report}"
@@ -291,12 +389,19 @@ async fn new_variables_are_created_with_the_new_key_and_the_flags() {
         assert_eq!(variable["protected"], false, "{variable}");
         assert_eq!(variable["environment_scope"], "*", "{variable}");
     }
-    // preflight: project and key id variable; handle: both variables, then
+    // preflight: project and both variables; handle: both variables, then
     // create both.
     assert_eq!(
         gitlab.methods(),
-        ["GET", "GET", "GET", "GET", "POST", "POST"]
+        ["GET", "GET", "GET", "GET", "GET", "POST", "POST"]
     );
+    // A create sends what GitLab needs and masked; the rest is GitLab's
+    // documented defaults (not protected, type env_var).
+    for post in requests_of(&gitlab, "POST") {
+        let mut fields: Vec<_> = post.as_object().unwrap().keys().cloned().collect();
+        fields.sort();
+        assert_eq!(fields, ["environment_scope", "key", "masked", "value"]);
+    }
     let requests = gitlab.server.requests();
     assert!(
         requests
@@ -352,11 +457,136 @@ async fn existing_variables_are_updated_in_their_scope_only() {
         "AKIAOTHERSCOPE000000",
         "another scope's variable is untouched"
     );
-    assert_eq!(gitlab.methods(), ["GET", "GET", "GET", "GET", "PUT", "PUT"]);
+    assert_eq!(
+        gitlab.methods(),
+        ["GET", "GET", "GET", "GET", "GET", "PUT", "PUT"]
+    );
     assert!(
         stderr(&out).contains(&format!("(scope production) holds key {old}")),
         "preflight checked the current key: {}",
         show(&out)
+    );
+}
+
+/// The JSON bodies of the requests with `method`, in order.
+fn requests_of(gitlab: &FakeGitLab, method: &str) -> Vec<Value> {
+    gitlab
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == method)
+        .map(|r| serde_json::from_slice(&r.body).expect("a JSON body"))
+        .collect()
+}
+
+/// A variable as a team sets up deploy credentials: protected, masked and
+/// hidden from raw expansion, with a description; the key id as a file.
+fn deploy_variable(key: &str, value: &str, variable_type: &str) -> Value {
+    json!({
+        "variable_type": variable_type, "key": key, "value": value, "protected": true,
+        "masked": true, "hidden": false, "raw": true, "environment_scope": "*",
+        "description": "deploy credentials, rotated by keyrot",
+    })
+}
+
+#[tokio::test]
+async fn a_protected_variable_keeps_every_setting_but_its_value() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let gitlab = FakeGitLab::start(&[], &[]);
+    gitlab.seed(deploy_variable("AWS_ACCESS_KEY_ID", &old, "file"));
+    gitlab.seed(deploy_variable(
+        "AWS_SECRET_ACCESS_KEY",
+        "old-secret",
+        "env_var",
+    ));
+    let out = run(&moto, &gitlab, &WITH_TOKEN, &[TOKEN_ENV]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    let new = new_key_id(&out);
+    let mut expected = deploy_variable("AWS_ACCESS_KEY_ID", &new, "file");
+    assert_eq!(gitlab.get("AWS_ACCESS_KEY_ID", "*").unwrap(), expected);
+    expected = deploy_variable("AWS_SECRET_ACCESS_KEY", &secret_of(&moto, &new), "env_var");
+    assert_eq!(gitlab.get("AWS_SECRET_ACCESS_KEY", "*").unwrap(), expected);
+    // Only the value went out.
+    let puts = requests_of(&gitlab, "PUT");
+    assert_eq!(puts.len(), 2);
+    for put in puts {
+        assert_eq!(
+            put.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["value"]
+        );
+    }
+    let err = stderr(&out);
+    assert!(
+        err.contains("variable AWS_ACCESS_KEY_ID (scope *) is of type file"),
+        "preflight warns about a file variable: {err}"
+    );
+    assert!(
+        err.contains("exists (protected, masked, type env_var): only the value changes"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn group_variables_with_an_oauth_token() {
+    let (moto, _) = Moto::start_with_user("ci-bot").await;
+    let gitlab = FakeGitLab::start(&[], &[]);
+    gitlab.seed(deploy_variable("AWS_ACCESS_KEY_ID", "AKIAOLD", "env_var"));
+    let out = run_for(
+        &moto,
+        &gitlab,
+        "group=group",
+        &[
+            "--secret",
+            "token=env:GITLAB_TOKEN",
+            "--config",
+            "token-type=oauth",
+        ],
+        &[("GITLAB_TOKEN", OAUTH_TOKEN)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let new = new_key_id(&out);
+    assert_eq!(
+        gitlab.get("AWS_ACCESS_KEY_ID", "*").unwrap(),
+        deploy_variable("AWS_ACCESS_KEY_ID", &new, "env_var")
+    );
+    let requests = gitlab.server.requests();
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.path.starts_with("/api/v4/groups/group"))
+    );
+    let bearer = format!("Bearer {OAUTH_TOKEN}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.header("authorization") == Some(bearer.as_str())
+                && r.header("private-token").is_none())
+    );
+    assert!(
+        stderr(&out).contains("group group (id 7) is reachable"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_waited_out_as_gitlab_asks() {
+    let (moto, _) = Moto::start_with_user("ci-bot").await;
+    let gitlab = FakeGitLab::start(&[], &[]);
+    gitlab.rate_limit(1);
+    let out = run(&moto, &gitlab, &WITH_TOKEN, &[TOKEN_ENV]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        stderr(&out).contains(
+            "GitLab is rate-limiting requests (429) while reading project group/app: waiting 1 s"
+        ),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        gitlab.get("AWS_ACCESS_KEY_ID", "*").unwrap()["value"],
+        new_key_id(&out).as_str()
     );
 }
 

@@ -176,6 +176,61 @@ async fn requests_per_call_are_capped() {
 }
 
 #[tokio::test]
+async fn request_bodies_go_out_whole_with_their_length() {
+    let api = TestServer::start(|r| Reply::new(200, format!("got {}", r.body.len())));
+    let allow = api.url.clone();
+    let (moto, _, out) = http_run(
+        &format!("{}/upload", api.url),
+        &[
+            "--allow-host",
+            &allow,
+            "--config",
+            "method=PUT",
+            "--config",
+            "body-bytes=100000",
+            "--config",
+            "repeat=3",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    drop(moto);
+    let requests = api.requests();
+    assert_eq!(requests.len(), 3);
+    for request in requests {
+        assert_eq!(request.header("content-length"), Some("100000"));
+        assert_eq!(request.header("transfer-encoding"), None);
+        assert!(request.body.iter().all(|&b| b == b'x') && request.body.len() == 100_000);
+    }
+}
+
+#[tokio::test]
+async fn request_bodies_are_capped() {
+    let api = TestServer::start(|_| Reply::new(200, "ok"));
+    let allow = api.url.clone();
+    let (moto, old, out) = http_run(
+        &format!("{}/upload", api.url),
+        &[
+            "--allow-host",
+            &allow,
+            "--config",
+            "method=PUT",
+            "--config",
+            "body-bytes=16777217",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    moto.assert_only_key("ci-bot", &old).await;
+    assert!(api.requests().is_empty(), "nothing went out");
+    assert!(
+        stderr(&out).contains("its body is larger than 16 MiB"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[tokio::test]
 async fn response_bodies_are_capped() {
     let api = TestServer::start(|_| Reply::new(200, vec![b'x'; 17 * 1024 * 1024]));
     let allow = api.url.clone();

@@ -15,17 +15,78 @@ export function envvarsPath(settings) {
   return `${projectPath(settings)}/envvar`;
 }
 
-/** `GET` this for a variable's masked value (`xxxx` + its last 4 characters). */
+/** `GET` this for a variable's masked value (`xxxx` + its last 4 characters); `DELETE` it. */
 export function envvarPath(settings, name) {
   return `${envvarsPath(settings)}/${encodeURIComponent(name)}`;
+}
+
+/** `GET` this for a context (id, name). */
+export function contextPath(contextId) {
+  return `/api/v2/context/${encodeURIComponent(contextId)}`;
+}
+
+/** `GET` this for one page of an organization's contexts. */
+export function contextsPath(settings, pageToken) {
+  const { param, value } = settings.owner;
+  const page = pageToken ? `&page-token=${encodeURIComponent(pageToken)}` : '';
+  return `/api/v2/context?${param}=${encodeURIComponent(value)}${page}`;
+}
+
+/** `GET` this for one page of a context's variables (names only, never values). */
+export function contextVariablesPath(contextId, pageToken) {
+  const page = pageToken ? `?page-token=${encodeURIComponent(pageToken)}` : '';
+  return `${contextPath(contextId)}/environment-variable${page}`;
+}
+
+/** `PUT {value}` here to add or update a context variable. */
+export function contextVariablePath(contextId, name) {
+  return `${contextPath(contextId)}/environment-variable/${encodeURIComponent(name)}`;
+}
+
+/** The project or context, for messages. */
+export function where(settings) {
+  return settings.kind === 'context' ? settings.where : `project ${settings.slug}`;
 }
 
 /** What a call was doing, for error messages. */
 export const Call = {
   readProject: (settings) => `reading project ${settings.slug}`,
-  readVariable: (settings, name) => `reading variable ${name} of project ${settings.slug}`,
-  setVariable: (settings, name) => `setting variable ${name} of project ${settings.slug}`,
+  readContext: (settings) => `reading ${settings.where}`,
+  findContext: (settings) => `looking for ${settings.where}`,
+  readVariable: (settings, name) => `reading variable ${name} of ${where(settings)}`,
+  setVariable: (settings, name) => `setting variable ${name} of ${where(settings)}`,
+  deleteVariable: (settings, name) => `deleting variable ${name} of ${where(settings)}`,
 };
+
+/** The last four characters CircleCI shows of a masked value (`xxxx1234`). */
+export function maskedTail(masked) {
+  if (typeof masked !== 'string') {
+    return undefined;
+  }
+  const tail = masked.replace(/^x+/, '');
+  return tail.length >= 4 ? tail.slice(-4) : undefined;
+}
+
+/**
+ * Whether a `POST .../envvar` visibly replaced a variable's value with
+ * `value`: the masked value after ends in its last four characters, and
+ * the one before (if any) did not (else the two cannot be told apart).
+ */
+export function confirmedReplaced(before, after, value) {
+  const tail = value.slice(-4);
+  return maskedTail(after) === tail && (before === undefined || maskedTail(before) !== tail);
+}
+
+/** Seconds from a `Retry-After` header (a number of seconds), if any. */
+export function retryAfterSeconds(header) {
+  return typeof header === 'string' && /^\s*\d+\s*$/.test(header) ? Number(header) : undefined;
+}
+
+/** The error for a rate limit CircleCI would not lift in time. */
+export function rateLimitError(action, seconds) {
+  const when = seconds === undefined ? 'CircleCI did not say when to retry' : `CircleCI asks to retry in ${seconds} s`;
+  return `CircleCI is rate-limiting requests (429 Too Many Requests) while ${action}: ${when}; run keyrot again then`;
+}
 
 /**
  * Explains a non-2xx answer: the status, CircleCI's own `message` when the
@@ -45,11 +106,18 @@ export function statusError(action, settings, status, body) {
         `a valid personal API token of a user with write access to the project${source}`
       );
     }
+    case status === 404 && settings.kind === 'context':
+      return (
+        `${settings.where} not found, or the token cannot see it (404${afterStatus}) while ` +
+        `${action}: check the '${'context'}' and '${'org'}' settings and the token's organization access`
+      );
     case status === 404:
       return (
         `project ${settings.slug} not found, or the token cannot see it (404${afterStatus}) while ` +
         `${action}: check the slug (VCS/ORG/REPO) and that the token's user follows the project`
       );
+    case status === 429:
+      return `CircleCI is rate-limiting requests (429${afterStatus}) while ${action}: try again later`;
     case status >= 500 && status <= 599:
       return `CircleCI error ${status}${afterWords} while ${action}: try again later`;
     default:

@@ -18,13 +18,18 @@ export async function send(url, { method, headers, body }) {
   let response;
   try {
     // No redirects: CircleCI's API does not redirect, and a redirect
-    // elsewhere is reported rather than followed.
+    // elsewhere is reported rather than followed. fetch() sends a string
+    // body with its Content-Length.
     response = await fetch(url, { method, headers, body, redirect: 'manual' });
   } catch (error) {
     throw { code: errorCode(url), message: String(error?.message ?? error) };
   }
   try {
-    return { status: response.status, body: await response.text() };
+    return {
+      status: response.status,
+      retryAfter: response.headers.get('retry-after') ?? undefined,
+      body: await response.text(),
+    };
   } catch (error) {
     throw { code: undefined, message: `reading the response failed: ${error?.message ?? error}` };
   }

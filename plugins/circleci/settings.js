@@ -1,9 +1,11 @@
-// The plugin's settings, parsed and checked without any I/O: which project,
-// how to reach the API, and what the two variables are called. Pure, so it
+// The plugin's settings, parsed and checked without any I/O: which project
+// or context, how to reach the API, and what the two variables are called. Pure, so it
 // is unit-tested under Node (test/settings.test.js); handler.js feeds it
 // wasi:config.
 
 export const PROJECT_SLUG = 'project-slug';
+export const CONTEXT = 'context';
+export const ORG = 'org';
 export const TOKEN = 'token';
 export const API_URL = 'api-url';
 export const KEY_ID_VARIABLE = 'key-id-variable';
@@ -20,7 +22,23 @@ export const SETTINGS = [
     description:
       'CircleCI project slug VCS/ORG/REPO whose environment variables to set, e.g. gh/octo/app ' +
       '(circleci/ORG_ID/PROJECT_ID for GitLab and GitHub App projects)',
-    required: true,
+    required: false,
+    secret: false,
+  },
+  {
+    name: CONTEXT,
+    description:
+      'CircleCI context whose environment variables to set instead of a project\'s: its id ' +
+      '(a UUID), or its name together with org',
+    required: false,
+    secret: false,
+  },
+  {
+    name: ORG,
+    description:
+      'With a context name: the organization that owns it, as VCS/ORG (e.g. gh/octo) or its ' +
+      'organization id (a UUID)',
+    required: false,
     secret: false,
   },
   {
@@ -63,15 +81,33 @@ export function loadSettings(get) {
   };
 
   const slug = value(PROJECT_SLUG);
-  if (slug === undefined) {
-    throw `setting '${PROJECT_SLUG}' is missing: pass e.g. --config ${PROJECT_SLUG}=gh/octo/app`;
+  const context = value(CONTEXT);
+  const org = value(ORG);
+  if (slug !== undefined && context !== undefined) {
+    throw `settings '${PROJECT_SLUG}' and '${CONTEXT}' are both set: set exactly one`;
   }
-  const segments = slug.split('/');
-  if (segments.length !== 3 || segments.some((s) => s === '' || /[\s?#%]/.test(s))) {
+  if (slug === undefined && context === undefined) {
     throw (
-      `setting '${PROJECT_SLUG}' is '${slug}', not VCS/ORG/REPO: e.g. gh/octo/app, ` +
-      'bb/team/repo, or circleci/ORG_ID/PROJECT_ID'
+      `set '${PROJECT_SLUG}' (e.g. --config ${PROJECT_SLUG}=gh/octo/app) or '${CONTEXT}' ` +
+      `(e.g. --config ${CONTEXT}=aws-prod --config ${ORG}=gh/octo)`
     );
+  }
+  if (org !== undefined && context === undefined) {
+    throw `setting '${ORG}' applies to a context only: remove it or set '${CONTEXT}'`;
+  }
+  let target;
+  if (slug !== undefined) {
+    const segments = slug.split('/');
+    if (segments.length !== 3 || segments.some((s) => s === '' || /[\s?#%]/.test(s))) {
+      throw (
+        `setting '${PROJECT_SLUG}' is '${slug}', not VCS/ORG/REPO: e.g. gh/octo/app, ` +
+        'bb/team/repo, or circleci/ORG_ID/PROJECT_ID'
+      );
+    }
+    // Each segment encoded on its own: the slashes stay path separators.
+    target = { kind: 'project', slug, slugPath: segments.map(encodeURIComponent).join('/') };
+  } else {
+    target = contextTarget(context, org);
   }
 
   const apiUrl = parseApiUrl(value(API_URL) ?? DEFAULT_API_URL);
@@ -92,14 +128,47 @@ export function loadSettings(get) {
   }
 
   return {
-    slug,
-    // Each segment encoded on its own: the slashes stay path separators.
-    slugPath: segments.map(encodeURIComponent).join('/'),
+    ...target,
     apiUrl,
     keyIdVariable,
     secretKeyVariable,
     token,
   };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * A context by id, or by name within an organization (VCS/ORG or an
+ * organization id). `where` names it in messages.
+ */
+function contextTarget(context, org) {
+  if (UUID.test(context)) {
+    if (org !== undefined) {
+      throw `setting '${ORG}' is not needed with a context id: remove it`;
+    }
+    return { kind: 'context', contextId: context.toLowerCase(), where: `context ${context}` };
+  }
+  if (context.length > 512 || /[\u0000-\u001f]/.test(context)) {
+    throw `setting '${CONTEXT}' must be a context id or name`;
+  }
+  if (org === undefined) {
+    throw (
+      `setting '${CONTEXT}' is a name ('${context}'): also set '${ORG}' to the organization ` +
+      `that owns it (e.g. --config ${ORG}=gh/octo), or give the context's id`
+    );
+  }
+  let owner;
+  if (UUID.test(org)) {
+    owner = { param: 'owner-id', value: org.toLowerCase() };
+  } else {
+    const parts = org.split('/');
+    if (parts.length !== 2 || parts.some((s) => s === '' || /[\s?#%&]/.test(s))) {
+      throw `setting '${ORG}' is '${org}', not VCS/ORG or an organization id: e.g. gh/octo`;
+    }
+    owner = { param: 'owner-slug', value: org };
+  }
+  return { kind: 'context', contextName: context, owner, where: `context '${context}' of ${org}` };
 }
 
 /** An http(s) base URL without a trailing slash, query or fragment. */

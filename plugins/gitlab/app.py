@@ -1,6 +1,6 @@
 """keyrot handler that stores the new access key as two GitLab CI/CD
-variables of a project (the key id and the secret access key), through the
-GitLab REST API v4.
+variables of a project or group (the key id and the secret access key),
+through the GitLab REST API v4.
 
 This module is the component's `keyrot:handler/handler` export: it reads the
 settings through `wasi:config/store`, logs through `wasi:logging`, and sends
@@ -8,6 +8,7 @@ requests with `wasi_http`. The logic lives in `settings` and `gitlab_api`,
 which are plain Python and unit-tested on the host (`test_gitlab.py`).
 """
 
+import time
 from typing import Callable
 
 from componentize_py_types import Err
@@ -27,7 +28,7 @@ class Handler(exports.Handler):
         return PluginInfo(
             name="gitlab",
             version=gitlab_api.VERSION,
-            description="Stores the new key as two CI/CD variables of a GitLab project.",
+            description="Stores the new key as two CI/CD variables of a GitLab project or group.",
             settings=[Setting(*declared) for declared in settings.DECLARED],
         )
 
@@ -48,7 +49,8 @@ def _run(step: str, work: Callable) -> None:
         logging.log(_LEVELS[level], step, message)
 
     try:
-        work(gitlab_api.GitLab(settings.load(_setting), wasi_http.send), log)
+        gitlab = gitlab_api.GitLab(settings.load(_setting), wasi_http.send, time.sleep, log)
+        work(gitlab, log)
     except (settings.SettingsError, gitlab_api.GitLabError) as e:
         raise Err(str(e))
     except Err:

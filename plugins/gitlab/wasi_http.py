@@ -84,8 +84,10 @@ def send(method: str, url: str, headers: List[Tuple[str, str]],
         raise _transport_error(outcome.value.value)
     with outcome.value.value as response:
         status = response.status()
+        with response.headers() as fields:
+            headers = {name.lower(): value.decode("latin-1") for name, value in fields.entries()}
         with response.consume() as incoming, incoming.stream() as stream:
-            return Response(status, _read_all(stream))
+            return Response(status, _read_all(stream), headers)
 
 
 def _read_all(stream) -> bytes:

@@ -7,11 +7,17 @@
 //! guest's business, so a redirect to an unlisted host is just another
 //! denied request. The host adds operator-injected headers (credentials the
 //! plugin never sees) and caps timeouts, response size and request count.
+//!
+//! A request body with a declared `Content-Length` is read whole before the
+//! request goes out. Hyper stops reading such a body at its last byte and
+//! drops it, so a guest that flushes after writing (waki does) would find
+//! the stream closed and fail a request the server got; guests then had to
+//! send bodies chunked, which is not what API clients send.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::{
     Error as HttpError, RequestOptions, Result as HttpResult, WasiBody, WasiHttpCtx,
@@ -25,6 +31,8 @@ use crate::grants::{AllowList, HeaderInjection, HostRule};
 pub const MAX_REQUESTS_PER_CALL: u32 = 50;
 /// Bytes of one response body the plugin may read.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes of one request body with a declared length (held in memory).
+pub const MAX_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
 /// Upper bounds on the plugin's own timeouts (it may ask for less).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time to the first byte of the response.
@@ -149,7 +157,19 @@ impl WasiHttpHooks for HttpGuard {
         };
         let notes = self.notes.clone();
         let url = uri_without_query(request.uri());
+        let declared = declared_length(&request);
+        if declared.is_some_and(|n| n > MAX_REQUEST_BYTES) {
+            self.notes.lock().unwrap().push(format!(
+                "request to {url} denied: its body is larger than {} MiB",
+                MAX_REQUEST_BYTES >> 20
+            ));
+            return Box::new(async move { Err(HttpError::HttpRequestBodySize(declared)) });
+        }
         Box::new(async move {
+            let request = match declared {
+                Some(length) if length > 0 => read_whole_body(request).await?,
+                _ => request,
+            };
             let (response, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             let response = response.map(|body| {
@@ -174,6 +194,39 @@ impl WasiHttpHooks for HttpGuard {
             ))
         })
     }
+}
+
+/// The request's `Content-Length`, if it declares one.
+fn declared_length(request: &http::Request<WasiBody>) -> Option<u64> {
+    request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Reads the guest's whole body (wasmtime checks it matches the declared
+/// length when the guest finishes it) and puts it back as one piece, so
+/// the guest's stream stays open until the guest is done with it.
+async fn read_whole_body(
+    request: http::Request<WasiBody>,
+) -> Result<http::Request<WasiBody>, HttpError> {
+    let (parts, body) = request.into_parts();
+    let bytes = Limited::new(body, MAX_REQUEST_BYTES as usize)
+        .collect()
+        .await
+        .map_err(|err| match err.downcast::<HttpError>() {
+            Ok(err) => *err,
+            Err(_) => HttpError::HttpRequestBodySize(Some(MAX_REQUEST_BYTES)),
+        })?
+        .to_bytes();
+    let body = Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    Ok(http::Request::from_parts(parts, body))
 }
 
 impl WasiHttpView for HostState {

@@ -2,15 +2,20 @@
 //! absolute paths against the directories keyrot preopens (`--allow-dir`),
 //! and natively it runs the unit tests in a scratch directory.
 //!
-//! The file is replaced atomically: the new content goes to a temporary file
-//! beside it, is synced, and is renamed over the target, so a reader (or a
-//! crash) sees the old file or the new one, never half of either. That is
-//! why the grant must be the directory, not just the file.
+//! An existing file is rewritten in place, so it keeps its inode: its mode,
+//! owner, ACLs and hard links (WASI has no `chmod` or `chown`, so a file
+//! renamed over it would get the host's umask and keyrot's user instead).
+//! The previous content is first written to a synced backup beside it,
+//! which is removed once the new content is synced; if writing fails the
+//! previous content is put back, and if even that fails the error names
+//! the backup. A new file is created atomically: written to a temporary
+//! file beside it, synced, renamed, and the directory synced. Either way
+//! the grant must be the directory, not just the file.
 
 use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -26,8 +31,8 @@ pub fn read(path: &Path) -> Result<Option<String>, String> {
 }
 
 /// Fails if `path` exists but is not a regular file. A symbolic link is
-/// refused because the rename would replace the link itself, silently
-/// detaching whatever it pointed to.
+/// refused: the file would be rewritten through it, somewhere the setting
+/// does not name.
 pub fn check_target(path: &Path) -> Result<(), String> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => Err(format!(
@@ -70,9 +75,30 @@ pub fn probe_dir(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot remove probe file {}: {e}", probe.display()))
 }
 
-/// Atomically replaces `path` with `content` (creating it if needed). On any
-/// failure the temporary file is removed and `path` is as it was.
-pub fn replace(path: &Path, content: &str) -> Result<(), String> {
+/// Proves an existing `path` can be opened for writing (without changing
+/// it), which rewriting it in place needs.
+pub fn probe_writable(path: &Path) -> Result<(), String> {
+    match OpenOptions::new().write(true).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot write {} ({e})", path.display())),
+    }
+}
+
+/// Writes `content` to `path`. `previous` is the file's current content,
+/// or `None` if it does not exist: an existing file is rewritten in place
+/// (keeping its mode and owner), a new one is created atomically. On
+/// failure the file is as it was, or the error says where its previous
+/// content is.
+pub fn replace(path: &Path, previous: Option<&str>, content: &str) -> Result<(), String> {
+    match previous {
+        None => create(path, content),
+        Some(previous) => rewrite(path, previous, content),
+    }
+}
+
+/// Creates `path` atomically: temporary file, sync, rename, directory sync.
+fn create(path: &Path, content: &str) -> Result<(), String> {
     let (temp, mut file) = create_temp(path, "tmp")?;
     let written = file
         .write_all(content.as_bytes())
@@ -85,7 +111,71 @@ pub fn replace(path: &Path, content: &str) -> Result<(), String> {
         let _ = fs::remove_file(&temp);
         return Err(format!("cannot replace {}: {e}", path.display()));
     }
+    // Durability only: the file is in place, and failing now would make
+    // keyrot delete a key the file already holds.
+    let _ = sync_dir(path);
     Ok(())
+}
+
+/// Rewrites an existing `path` in place, with a synced backup of
+/// `previous` beside it while it does.
+fn rewrite(path: &Path, previous: &str, content: &str) -> Result<(), String> {
+    let (backup, mut file) = create_temp(path, "bak")?;
+    let saved = file
+        .write_all(previous.as_bytes())
+        .and_then(|()| file.sync_all());
+    drop(file);
+    // Durability of the backup's name only; its content is synced.
+    let _ = sync_dir(path);
+    if let Err(e) = saved {
+        let _ = fs::remove_file(&backup);
+        return Err(format!(
+            "cannot back up {} before rewriting it: {e}",
+            path.display()
+        ));
+    }
+    let mut target = match OpenOptions::new().write(true).open(path) {
+        Ok(target) => target,
+        Err(e) => {
+            let _ = fs::remove_file(&backup);
+            return Err(format!("cannot write {}: {e}", path.display()));
+        }
+    };
+    if let Err(e) = overwrite(&mut target, content) {
+        return Err(match overwrite(&mut target, previous) {
+            Ok(()) => {
+                let _ = fs::remove_file(&backup);
+                format!(
+                    "cannot replace {}: {e}; it holds its previous content again",
+                    path.display()
+                )
+            }
+            Err(_) => format!(
+                "cannot replace {}: {e}; its previous content is in {}",
+                path.display(),
+                backup.display()
+            ),
+        });
+    }
+    drop(target);
+    // The new content is synced: the backup has done its job.
+    let _ = fs::remove_file(&backup);
+    let _ = sync_dir(path);
+    Ok(())
+}
+
+/// Puts `content` at the start of `file`, cuts what follows, and syncs.
+fn overwrite(file: &mut File, content: &str) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(content.as_bytes())?;
+    file.set_len(content.len() as u64)?;
+    file.sync_all()
+}
+
+/// Syncs the directory holding `path`, so a rename or removal in it is on
+/// disk.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    File::open(parent(path))?.sync_all()
 }
 
 fn parent(path: &Path) -> &Path {
@@ -166,10 +256,34 @@ mod tests {
         let scratch = Scratch::new();
         let path = scratch.0.join("credentials");
         assert_eq!(read(&path), Ok(None));
-        replace(&path, "[a]\n").unwrap();
-        assert_eq!(read(&path), Ok(Some("[a]\n".into())));
-        replace(&path, "[b]\r\n").unwrap();
-        assert_eq!(read(&path), Ok(Some("[b]\r\n".into())));
+        replace(&path, None, "[a]\nlonger\n").unwrap();
+        assert_eq!(read(&path), Ok(Some("[a]\nlonger\n".into())));
+        replace(&path, Some("[a]\nlonger\n"), "[b]\r\n").unwrap();
+        assert_eq!(
+            read(&path),
+            Ok(Some("[b]\r\n".into())),
+            "cut to the new length"
+        );
+        assert_eq!(scratch.entries(), ["credentials"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_file_keeps_its_inode_mode_and_owner() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let scratch = Scratch::new();
+        let path = scratch.0.join("credentials");
+        fs::write(&path, "[a]\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let before = fs::metadata(&path).unwrap();
+        replace(&path, Some("[a]\n"), "[b]\n").unwrap();
+        let after = fs::metadata(&path).unwrap();
+        assert_eq!(after.mode() & 0o7777, 0o640);
+        assert_eq!(
+            (after.ino(), after.uid(), after.gid()),
+            (before.ino(), before.uid(), before.gid())
+        );
+        assert_eq!(read(&path), Ok(Some("[b]\n".into())));
         assert_eq!(scratch.entries(), ["credentials"]);
     }
 
@@ -180,9 +294,22 @@ mod tests {
         let path = scratch.0.join("credentials");
         fs::create_dir(&path).unwrap();
         fs::write(path.join("inside"), "x").unwrap();
-        let error = replace(&path, "[a]\n").unwrap_err();
+        let error = replace(&path, None, "[a]\n").unwrap_err();
         assert!(error.starts_with("cannot replace"), "{error}");
         assert_eq!(scratch.entries(), ["credentials"]);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_written_is_left_alone_without_a_backup() {
+        let scratch = Scratch::new();
+        // A directory cannot be opened for writing.
+        let path = scratch.0.join("credentials");
+        fs::create_dir(&path).unwrap();
+        assert!(probe_writable(&path).is_err());
+        let error = replace(&path, Some("[a]\n"), "[b]\n").unwrap_err();
+        assert!(error.starts_with("cannot write"), "{error}");
+        assert_eq!(scratch.entries(), ["credentials"]);
+        probe_writable(&scratch.0.join("missing")).unwrap();
     }
 
     #[test]

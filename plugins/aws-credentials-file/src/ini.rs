@@ -1,26 +1,32 @@
-//! The AWS shared credentials file as text: a parser that follows the AWS
-//! SDKs' profile-file rules, and a surgical editor that sets one profile's
-//! key pair and leaves every other byte as it was.
+//! The AWS shared credentials (or config) file as text: a parser that reads
+//! it as the AWS CLI and boto3 do, and a surgical editor that sets one
+//! profile's key pair and leaves every other byte as it was.
 //!
 //! Pure: no I/O and no WASI, so it is unit-tested natively.
 //!
-//! The rules mirror the SDKs' parser (aws-runtime `env_config/parse.rs`),
-//! so a file this module accepts is one the SDKs read the same way:
-//! - lines end in LF or CRLF; a line that is empty or only spaces and tabs
-//!   is blank; one starting with `#` or `;` in column 0 is a comment;
-//! - `[name]` starts a section (a trailing comment is allowed); in a
-//!   credentials file the section name is the profile name, and a name with
-//!   a space in it (`[profile ci]`) is ignored by the SDKs;
-//! - `key = value`: split at the first `=`, both sides trimmed, key names
-//!   case-insensitive, ` #` or ` ;` starts a trailing comment;
-//! - a line starting with a space or tab continues the property above it;
-//! - sections with the same name are merged.
+//! botocore reads these files with Python's `configparser.RawConfigParser`
+//! (`botocore.configloader.raw_config_parse`); this module follows its
+//! rules, and the end-to-end tests check the result with botocore itself:
+//! - lines end in LF or CRLF (a lone CR, or any other control character
+//!   but tab, is refused); a line that is blank, or whose first non-space
+//!   character is `#` or `;` (however indented), is skipped;
+//! - `[name]` starts a section: the name runs to the line's last `]`, as
+//!   written (spaces included), and what follows is ignored; a section that
+//!   appears twice, or `[DEFAULT]` (whose keys would apply to every
+//!   profile), is refused;
+//! - `key = value` or `key: value`: split at the first `=` or `:`, both
+//!   sides stripped, key names case-insensitive; an inline `# text` is part
+//!   of the value; a key that appears twice in a section is refused;
+//! - a line indented deeper than the key line above it continues that
+//!   value (for an empty value, botocore reads `k = v` sub-properties);
+//! - in a credentials file the section name is the profile name; in a
+//!   config file ([`FileKind::Config`]) a profile is `[profile NAME]`
+//!   (`[default]` for the default one), and other sections (`[sso-session
+//!   x]`, `[services x]`, a bare `[ci]`) are not profiles.
 
 use std::fmt;
 use std::ops::Range;
 
-/// What the SDKs count as whitespace in a profile file (not `char::is_whitespace`).
-const WHITESPACE: &[char] = &[' ', '\t'];
 const COMMENT: &[char] = &['#', ';'];
 
 pub const ACCESS_KEY_ID: &str = "aws_access_key_id";
@@ -29,7 +35,7 @@ pub const SECRET_ACCESS_KEY: &str = "aws_secret_access_key";
 /// key they would make the SDKs sign with a mismatched pair.
 const SESSION_KEYS: [&str; 2] = ["aws_session_token", "aws_security_token"];
 
-/// Why a file is not a profile file the SDKs can read.
+/// Why a file is not a profile file the AWS CLI can read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     /// 1-based line number.
@@ -45,6 +51,15 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// Which of the two shared files: they name profile sections differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// `~/.aws/credentials`: `[NAME]`.
+    Credentials,
+    /// `~/.aws/config`: `[profile NAME]`, and `[default]`.
+    Config,
+}
+
 /// A parsed credentials file that borrows its text, so unedited lines are
 /// written back exactly as read.
 #[derive(Debug)]
@@ -52,6 +67,7 @@ pub struct CredentialsFile<'a> {
     lines: Vec<Line<'a>>,
     /// The file's line ending (that of its first line), used for added lines.
     eol: &'a str,
+    kind: FileKind,
 }
 
 #[derive(Debug)]
@@ -71,7 +87,7 @@ enum Kind {
     Inert,
     Header,
     Property {
-        /// Lowercased, as the SDKs compare it.
+        /// Lowercased, as configparser stores it.
         key: String,
         /// Where the key name as written ends in `body`.
         key_end: usize,
@@ -94,14 +110,24 @@ pub struct Edit {
 }
 
 impl<'a> CredentialsFile<'a> {
-    /// Parses `text`, failing where the AWS SDKs would.
+    /// Parses `text` as a credentials file, failing where the AWS CLI would.
     pub fn parse(text: &'a str) -> Result<Self, ParseError> {
+        Self::parse_as(text, FileKind::Credentials)
+    }
+
+    /// Parses `text` as a file of `kind`, failing where the AWS CLI would.
+    pub fn parse_as(text: &'a str, kind: FileKind) -> Result<Self, ParseError> {
         let mut lines: Vec<Line<'a>> = Vec::new();
-        let mut in_section = false;
+        let mut section: Option<&'a str> = None;
         let mut profile = None;
-        // The property an indented line would continue, and whether its
-        // value was empty (then the SDKs require `k = v` sub-properties).
+        // configparser's state: whether an option is open (indented lines
+        // continue it), the indentation of the line that opened it, and
+        // whether its value was empty (then botocore reads `k = v`
+        // sub-properties).
         let mut open_property: Option<bool> = None;
+        let mut indent_level = 0;
+        let mut sections: Vec<&str> = Vec::new();
+        let mut keys: Vec<(&str, String)> = Vec::new();
 
         for (index, raw) in text.split_inclusive('\n').enumerate() {
             let (body, eol) = split_eol(raw);
@@ -109,47 +135,69 @@ impl<'a> CredentialsFile<'a> {
                 line: index + 1,
                 message,
             };
-            let kind = if is_blank(body) || body.starts_with(COMMENT) {
+            // Python reads a lone CR as a line break; other control
+            // characters have no place in these files.
+            if body.chars().any(|c| c.is_control() && c != '\t') {
+                return Err(error("a control character other than tab"));
+            }
+            let stripped = body.trim_matches(is_space);
+            let line_kind = if stripped.is_empty() || stripped.starts_with(COMMENT) {
+                // Blank lines and comment lines, however indented, neither
+                // end a value nor change the indentation level.
                 Kind::Inert
-            } else if body.starts_with('[') {
-                profile = header_profile(body)
-                    .ok_or_else(|| error("a section header must end with ']'"))?;
-                in_section = true;
-                open_property = None;
-                Kind::Header
-            } else if body.starts_with(WHITESPACE) {
-                if !in_section {
-                    return Err(error("expected a [profile] header before this line"));
-                }
-                match open_property {
-                    None => {
-                        return Err(error(
-                            "an indented line must continue a property (unindent it or remove it)",
-                        ));
-                    }
-                    Some(true) => {
-                        property(body.trim_matches(WHITESPACE))
-                            .map_err(|_| error("expected 'key = value' in a sub-property"))?;
-                    }
-                    Some(false) => {}
-                }
-                Kind::Continuation
             } else {
-                if !in_section {
-                    return Err(error("expected a [profile] header before this line"));
-                }
-                let (key, key_end, value) = property(body).map_err(error)?;
-                open_property = Some(value.is_empty());
-                Kind::Property {
-                    key,
-                    key_end,
-                    value,
+                let indent = body.chars().take_while(|&c| is_space(c)).count();
+                match open_property {
+                    Some(nested) if indent > indent_level => {
+                        if nested && !stripped.contains('=') {
+                            return Err(error("expected 'key = value' in a sub-property"));
+                        }
+                        Kind::Continuation
+                    }
+                    _ => {
+                        indent_level = indent;
+                        if let Some(name) = section_name(stripped) {
+                            if name == "DEFAULT" {
+                                return Err(error(
+                                    "a [DEFAULT] section applies to every profile for the AWS \
+                                     CLI; this plugin does not edit such a file",
+                                ));
+                            }
+                            if sections.contains(&name) {
+                                return Err(error(
+                                    "a section that appeared before (the AWS CLI refuses that)",
+                                ));
+                            }
+                            sections.push(name);
+                            section = Some(name);
+                            profile = header_profile(name, kind).map_err(error)?;
+                            open_property = None;
+                            Kind::Header
+                        } else if let Some(name) = section {
+                            let (key, key_end, value) = property(body, stripped).map_err(error)?;
+                            if keys.iter().any(|(s, k)| *s == name && *k == key) {
+                                return Err(error(
+                                    "a key that appeared before in this section (the AWS CLI \
+                                     refuses that)",
+                                ));
+                            }
+                            keys.push((name, key.clone()));
+                            open_property = Some(value.is_empty());
+                            Kind::Property {
+                                key,
+                                key_end,
+                                value,
+                            }
+                        } else {
+                            return Err(error("expected a [profile] header before this line"));
+                        }
+                    }
                 }
             };
             lines.push(Line {
                 body,
                 eol,
-                kind,
+                kind: line_kind,
                 profile,
             });
         }
@@ -159,7 +207,7 @@ impl<'a> CredentialsFile<'a> {
             .map(|line| line.eol)
             .find(|eol| !eol.is_empty())
             .unwrap_or("\n");
-        Ok(Self { lines, eol })
+        Ok(Self { lines, eol, kind })
     }
 
     /// Whether a section for `profile` exists.
@@ -195,7 +243,7 @@ impl<'a> CredentialsFile<'a> {
         values
     }
 
-    /// A property's value as the SDKs read it: continuation lines join it
+    /// A property's value as configparser reads it: continuation lines join it
     /// with newlines.
     fn value_at(&self, index: usize) -> String {
         let line = &self.lines[index];
@@ -209,7 +257,7 @@ impl<'a> CredentialsFile<'a> {
             .filter(|l| l.kind == Kind::Continuation)
         {
             out.push('\n');
-            out.push_str(next.body.trim_matches(WHITESPACE));
+            out.push_str(next.body.trim_matches(is_space));
         }
         out
     }
@@ -284,7 +332,11 @@ impl<'a> CredentialsFile<'a> {
             if self.lines.last().is_some_and(|line| !is_blank(line.body)) {
                 out.line("", self.eol);
             }
-            out.line(&format!("[{profile}]"), self.eol);
+            let header = match self.kind {
+                FileKind::Config if profile != "default" => format!("[profile {profile}]"),
+                _ => format!("[{profile}]"),
+            };
+            out.line(&header, self.eol);
             out.line(&format!("{ACCESS_KEY_ID}{separator}{key_id}"), self.eol);
             out.line(&format!("{SECRET_ACCESS_KEY}{separator}{secret}"), self.eol);
         }
@@ -380,56 +432,66 @@ fn split_eol(raw: &str) -> (&str, &str) {
 }
 
 fn is_blank(body: &str) -> bool {
-    body.trim_matches(WHITESPACE).is_empty()
+    body.trim_matches(is_space).is_empty()
 }
 
-/// The profile a `[...]` header names, `Some(None)` for a section the SDKs
-/// do not read as a credentials profile (`[profile ci]`), `None` if it is
-/// malformed.
-fn header_profile(body: &str) -> Option<Option<&str>> {
-    let inner = strip_comment(body, false)
-        .strip_prefix('[')?
-        .strip_suffix(']')?
-        .trim_matches(WHITESPACE);
-    Some((!inner.contains(WHITESPACE)).then_some(inner))
+/// What Python's `str.strip()` and configparser's indentation count as
+/// whitespace (control characters other than tab are refused earlier).
+fn is_space(c: char) -> bool {
+    c.is_whitespace()
+}
+
+/// The section a header line names, as configparser reads it: from the
+/// first `[` to the last `]` with at least one character between (anything
+/// after that `]` is ignored); `None` if the line is not a header.
+fn section_name(stripped: &str) -> Option<&str> {
+    let rest = stripped.strip_prefix('[')?;
+    let end = rest.rfind(']')?;
+    (end > 0).then(|| &rest[..end])
+}
+
+/// The profile a section of a file of `kind` holds, as botocore maps them:
+/// in a credentials file the section name as written; in a config file
+/// `default`, or the second word of `profile NAME` (any `profile…` section
+/// of exactly two words). `Ok(None)` for a section that is no profile.
+fn header_profile(name: &str, kind: FileKind) -> Result<Option<&str>, &'static str> {
+    match kind {
+        FileKind::Credentials => Ok(Some(name)),
+        FileKind::Config if name == "default" => Ok(Some(name)),
+        FileKind::Config if name.starts_with("profile") => {
+            // botocore splits it with shlex: refuse what only shlex reads.
+            if name.contains(['"', '\'', '\\']) {
+                return Err("a quoted profile section name, which this plugin does not read");
+            }
+            let words: Vec<&str> = name.split(is_space).filter(|w| !w.is_empty()).collect();
+            Ok((words.len() == 2).then_some(words[1]))
+        }
+        FileKind::Config => Ok(None),
+    }
 }
 
 /// Splits a property line into its lowercased key, where the key as written
-/// ends, and the value's range.
-fn property(body: &str) -> Result<(String, usize, Range<usize>), &'static str> {
-    let effective = strip_comment(body, true);
-    // `effective` is a sub-slice of `body`; find where it starts.
-    let start = effective.as_ptr() as usize - body.as_ptr() as usize;
-    let (key, rest) = effective
-        .split_once('=')
-        .ok_or("expected '=' in a property line")?;
-    let name = key.trim_matches(WHITESPACE);
+/// ends, and the value's range, as configparser does: the key runs to the
+/// first `=` or `:`, and the value is the rest of the line, stripped, an
+/// inline `# text` included.
+fn property(body: &str, stripped: &str) -> Result<(String, usize, Range<usize>), &'static str> {
+    // `stripped` is a sub-slice of `body`; find where it starts.
+    let start = stripped.as_ptr() as usize - body.as_ptr() as usize;
+    let delimiter = stripped
+        .find(['=', ':'])
+        .ok_or("expected 'key = value' (or 'key: value')")?;
+    let name = stripped[..delimiter].trim_end_matches(is_space);
     if name.is_empty() {
         return Err("a property has no name before '='");
     }
-    let key_end = start + key.trim_end_matches(WHITESPACE).len();
+    let rest = &stripped[delimiter + 1..];
     let value_start =
-        start + key.len() + 1 + (rest.len() - rest.trim_start_matches(WHITESPACE).len());
+        start + delimiter + 1 + (rest.len() - rest.trim_start_matches(is_space).len());
     Ok((
-        name.to_ascii_lowercase(),
-        key_end,
-        value_start..start + effective.len(),
+        name.to_lowercase(),
+        start + name.len(),
+        value_start..start + stripped.len(),
     ))
-}
-
-/// `line` without surrounding whitespace and trailing comment. In property
-/// lines a comment character must follow whitespace (`a=b#c` has value
-/// `b#c`); in headers it need not.
-fn strip_comment(line: &str, comments_need_whitespace: bool) -> &str {
-    let line = line.trim_matches(WHITESPACE);
-    let mut previous_whitespace = false;
-    for (index, c) in line.char_indices() {
-        if COMMENT.contains(&c) && (previous_whitespace || !comments_need_whitespace) {
-            return line[..index].trim_matches(WHITESPACE);
-        }
-        previous_whitespace = c.is_whitespace();
-    }
-    line
 }
 
 /// `body` with `range` replaced by `new`, keeping a space after `=` when the
@@ -439,7 +501,7 @@ fn replace_value(body: &str, range: &Range<usize>, new: &str) -> String {
     let pad = range.is_empty()
         && before
             .strip_suffix('=')
-            .is_some_and(|key| key.ends_with(WHITESPACE));
+            .is_some_and(|key| key.ends_with(is_space));
     let mut out = String::with_capacity(body.len() + new.len() + 1);
     out.push_str(before);
     if pad {
@@ -498,13 +560,32 @@ mod tests {
     }
 
     #[test]
-    fn keeps_comments_blank_lines_and_trailing_comments() {
-        let text = "# managed by hand\n\n[ci]   # the CI bot\n; keys below\naws_access_key_id = AKIAOLD   # rotated by keyrot\n\n  \naws_secret_access_key = old ; secret\n# end\n";
+    fn keeps_comment_lines_and_reads_inline_text_as_part_of_the_value() {
+        // As configparser does: `#`/`;` start a comment only at the start of
+        // a line (indented or not); after a value they are part of it.
+        let text = "# managed by hand\n\n[ci]   # the CI bot\n  ; keys below\naws_access_key_id = AKIAOLD   # rotated by keyrot\n\n  \naws_secret_access_key = old ; secret\n# end\n";
+        let file = CredentialsFile::parse(text).unwrap();
+        assert_eq!(file.access_key_ids("ci"), ["AKIAOLD   # rotated by keyrot"]);
         let out = edit(text, "ci");
         assert_eq!(
             out.text,
             format!(
-                "# managed by hand\n\n[ci]   # the CI bot\n; keys below\naws_access_key_id = {ID}   # rotated by keyrot\n\n  \naws_secret_access_key = {SECRET} ; secret\n# end\n"
+                "# managed by hand\n\n[ci]   # the CI bot\n  ; keys below\naws_access_key_id = {ID}\n\n  \naws_secret_access_key = {SECRET}\n# end\n"
+            )
+        );
+    }
+
+    #[test]
+    fn reads_colon_delimiters_and_keeps_them() {
+        let text =
+            "[ci]\naws_access_key_id: AKIAOLD\nAWS_Secret_Access_Key : old\nurl = http://x:1\n";
+        let file = CredentialsFile::parse(text).unwrap();
+        assert_eq!(file.access_key_ids("ci"), ["AKIAOLD"]);
+        assert_eq!(file.values("ci", "url"), ["http://x:1"]);
+        assert_eq!(
+            edit(text, "ci").text,
+            format!(
+                "[ci]\naws_access_key_id: {ID}\nAWS_Secret_Access_Key : {SECRET}\nurl = http://x:1\n"
             )
         );
     }
@@ -701,15 +782,21 @@ mod tests {
     }
 
     #[test]
-    fn sees_every_key_in_duplicate_sections_and_replaces_them_all() {
-        let text = "[ci]\naws_access_key_id = AKIAONE\n[x]\n[ ci ]\naws_access_key_id = AKIATWO\naws_secret_access_key = s\n";
-        assert_eq!(ids(text, "ci"), ["AKIAONE", "AKIATWO"]);
-        let out = edit(text, "ci");
+    fn a_section_name_is_read_as_written() {
+        // `[ ci ]` is section " ci ", not profile ci, for the AWS CLI.
+        let text = "[ci]\naws_access_key_id = AKIAONE\n[ ci ]\naws_access_key_id = AKIATWO\n";
+        assert_eq!(ids(text, "ci"), ["AKIAONE"]);
         assert_eq!(
-            out.text,
+            edit(text, "ci").text,
             format!(
-                "[ci]\naws_access_key_id = {ID}\n[x]\n[ ci ]\naws_access_key_id = {ID}\naws_secret_access_key = {SECRET}\n"
+                "[ci]\naws_access_key_id = {ID}\naws_secret_access_key = {SECRET}\n[ ci ]\naws_access_key_id = AKIATWO\n"
             )
+        );
+        // Text after the closing bracket is ignored.
+        assert!(
+            CredentialsFile::parse("[ci] x\n")
+                .unwrap()
+                .has_profile("ci")
         );
     }
 
@@ -721,7 +808,7 @@ mod tests {
             edit(text, "ci").text,
             format!("[ci]\naws_access_key_id = {ID}\naws_secret_access_key = {SECRET}\n")
         );
-        // A blank line does not end a continuation, for the SDKs either.
+        // A blank line does not end a continuation, for configparser either.
         let text = "[ci]\naws_access_key_id = AKIAOLD\n\n  tail\n";
         assert_eq!(ids(text, "ci"), ["AKIAOLD\ntail"]);
         assert_eq!(
@@ -744,7 +831,7 @@ mod tests {
 
     #[test]
     fn a_prefixed_section_is_not_the_profile() {
-        // The SDKs ignore `[profile ci]` in a credentials file.
+        // The AWS CLI ignores `[profile ci]` in a credentials file.
         let text = "[profile ci]\naws_access_key_id = AKIAOLD\n";
         assert!(ids(text, "ci").is_empty());
         let out = edit(text, "ci");
@@ -753,13 +840,17 @@ mod tests {
     }
 
     #[test]
-    fn rejects_what_the_sdks_reject() {
+    fn rejects_what_the_aws_cli_rejects() {
         let cases = [
             ("aws_access_key_id = x\n", 1),
             ("[ci]\nno equals sign\n", 2),
             ("[ci]\n = value\n", 2),
             ("[ci\n", 1),
-            ("[ci] x\n", 1),
+            ("[]\n", 1),
+            ("[ci]\na = 1\n[b]\n[ci]\n", 4),
+            ("[ci]\na = 1\nA = 2\n", 3),
+            ("[DEFAULT]\na = 1\n", 1),
+            ("[ci]\na = 1\rb = 2\n", 2),
             ("\n  indented before a section\n", 2),
             ("[ci]\n  indented after a header\n", 2),
             ("[ci]\ns3 =\n  not a sub property\n", 3),
@@ -776,6 +867,36 @@ mod tests {
         let file = CredentialsFile::parse(text).unwrap();
         assert!(file.has_profile("ci"));
         assert!(file.has_profile("b"));
+    }
+
+    #[test]
+    fn a_config_file_names_profiles_profile_name() {
+        let text = "[default]\nregion = us-east-1\n\n[profile ci]\naws_access_key_id = AKIAOLD\n\
+                    aws_secret_access_key = old\n\n[ci]\naws_access_key_id = AKIANOTAPROFILE\n\n\
+                    [sso-session corp]\nsso_region = eu-west-1\n";
+        let file = CredentialsFile::parse_as(text, FileKind::Config).unwrap();
+        assert!(file.has_profile("default") && file.has_profile("ci"));
+        assert_eq!(file.access_key_ids("ci"), ["AKIAOLD"]);
+        let edit = file.set_key("ci", ID, SECRET);
+        assert_eq!(
+            edit.text,
+            text.replace("= AKIAOLD", &format!("= {ID}"))
+                .replace("= old", &format!("= {SECRET}"))
+        );
+        // A new profile is appended the config file's way; default is bare.
+        let edit = file.set_key("deploy", ID, SECRET);
+        assert!(edit.text.ends_with(&format!(
+            "\n[profile deploy]\naws_access_key_id = {ID}\naws_secret_access_key = {SECRET}\n"
+        )));
+        let file = CredentialsFile::parse_as("", FileKind::Config).unwrap();
+        assert!(
+            file.set_key("default", ID, SECRET)
+                .text
+                .starts_with("[default]\n")
+        );
+        // The same text as a credentials file: [profile ci] is no profile.
+        let file = CredentialsFile::parse(text).unwrap();
+        assert_eq!(file.access_key_ids("ci"), ["AKIANOTAPROFILE"]);
     }
 
     #[test]

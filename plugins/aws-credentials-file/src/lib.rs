@@ -53,6 +53,7 @@ impl Guest for CredentialsFileHandler {
         let settings = load_settings()?;
         let path = settings.path.display();
         file::probe_dir(&settings.path)?;
+        file::probe_writable(&settings.path)?;
         let Some(text) = read(&settings)? else {
             log_info(
                 "preflight",
@@ -107,7 +108,7 @@ impl Guest for CredentialsFileHandler {
             &key.access_key_id,
             &key.secret_access_key,
         );
-        file::replace(&settings.path, &edit.text)?;
+        file::replace(&settings.path, existing.as_deref(), &edit.text)?;
 
         let (profile, path) = (&settings.profile, settings.path.display());
         for removed in &edit.removed {
@@ -150,9 +151,13 @@ fn read(settings: &Settings) -> Result<Option<String>, String> {
 }
 
 fn parse<'a>(settings: &Settings, text: &'a str) -> Result<CredentialsFile<'a>, String> {
-    CredentialsFile::parse(text).map_err(|e| {
+    CredentialsFile::parse_as(text, settings.kind).map_err(|e| {
+        let what = match settings.kind {
+            ini::FileKind::Credentials => "credentials",
+            ini::FileKind::Config => "config",
+        };
         format!(
-            "{} is not a valid credentials file ({e}): fix it or point path elsewhere",
+            "{} is not a valid {what} file ({e}): fix it or point path elsewhere",
             settings.path.display()
         )
     })

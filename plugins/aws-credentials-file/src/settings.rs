@@ -3,12 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::ini::FileKind;
+
 pub const PATH: &str = "path";
 pub const PROFILE: &str = "profile";
 pub const FORCE: &str = "force";
+pub const FILE_TYPE: &str = "file-type";
 
 /// Name, description and whether it is required, for `describe()`.
-pub const DECLARED: [(&str, &str, bool); 3] = [
+pub const DECLARED: [(&str, &str, bool); 4] = [
     (
         PATH,
         "The credentials file inside a granted directory, e.g. /aws/credentials \
@@ -26,6 +29,12 @@ pub const DECLARED: [(&str, &str, bool); 3] = [
          (default: false)",
         false,
     ),
+    (
+        FILE_TYPE,
+        "credentials ([NAME] sections) or config ([profile NAME] sections, as in \
+         ~/.aws/config); default: config if the file is named config, else credentials",
+        false,
+    ),
 ];
 
 #[derive(Debug, PartialEq, Eq)]
@@ -34,6 +43,8 @@ pub struct Settings {
     pub path: PathBuf,
     pub profile: String,
     pub force: bool,
+    /// How the file names profile sections.
+    pub kind: FileKind,
 }
 
 impl Settings {
@@ -54,10 +65,23 @@ impl Settings {
                 ));
             }
         };
+        let path = check_path(&path)?;
+        let kind = match get(FILE_TYPE)?.as_deref() {
+            Some("credentials") => FileKind::Credentials,
+            Some("config") => FileKind::Config,
+            None if path.file_name().is_some_and(|name| name == "config") => FileKind::Config,
+            None => FileKind::Credentials,
+            Some(other) => {
+                return Err(format!(
+                    "setting 'file-type' must be credentials or config, not '{other}'"
+                ));
+            }
+        };
         Ok(Self {
-            path: check_path(&path)?,
+            path,
             profile: check_profile(profile)?,
             force,
+            kind,
         })
     }
 
@@ -120,8 +144,15 @@ mod tests {
                 path: "/aws/credentials".into(),
                 profile: "default".into(),
                 force: false,
+                kind: FileKind::Credentials,
             }
         );
+        let config = load(&[("path", "/aws/config")]).unwrap();
+        assert_eq!(config.kind, FileKind::Config);
+        let forced = load(&[("path", "/aws/config"), ("file-type", "credentials")]).unwrap();
+        assert_eq!(forced.kind, FileKind::Credentials);
+        let error = load(&[("path", "/aws/c"), ("file-type", "ini")]).unwrap_err();
+        assert!(error.contains("'file-type'"), "{error}");
         assert_eq!(settings.dir(), Path::new("/aws"));
     }
 

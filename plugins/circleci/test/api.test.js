@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { Call, allowHostFlag, circleMessage, compareMasked, envvarPath, envvarsPath, projectPath, statusError, transportError } from '../api.js';
+import { Call, allowHostFlag, circleMessage, compareMasked, confirmedReplaced, contextVariablePath, contextsPath, envvarPath, envvarsPath, maskedTail, projectPath, rateLimitError, retryAfterSeconds, statusError, transportError } from '../api.js';
 import { loadSettings } from '../settings.js';
 
 const settings = (extra = {}) => loadSettings((n) => ({ 'project-slug': 'gh/octo/app', ...extra })[n]);
@@ -69,4 +69,33 @@ test('masked values tell the key only by its last four characters', () => {
   assert.equal(compareMasked('xxxx', 'AKIAEXAMPLEWXYZ'), 'unknown');
   assert.equal(compareMasked(undefined, 'AKIAEXAMPLEWXYZ'), 'unknown');
   assert.equal(compareMasked('xxxxWXYZ', undefined), 'unknown');
+});
+
+test('context paths follow API v2', () => {
+  const s = loadSettings((n) => ({ context: 'aws', org: 'gh/octo' })[n]);
+  assert.equal(contextsPath(s), '/api/v2/context?owner-slug=gh%2Focto');
+  assert.equal(contextsPath(s, 'next+1'), '/api/v2/context?owner-slug=gh%2Focto&page-token=next%2B1');
+  assert.equal(contextVariablePath('c-1', 'AWS_ACCESS_KEY_ID'), '/api/v2/context/c-1/environment-variable/AWS_ACCESS_KEY_ID');
+  assert.equal(Call.setVariable(s, 'X'), "setting variable X of context 'aws' of gh/octo");
+});
+
+test('a POST counts as a replacement only when the masked value shows it', () => {
+  assert.equal(maskedTail('xxxxAB12'), 'AB12');
+  assert.equal(maskedTail('xxxx'), undefined);
+  assert.equal(confirmedReplaced(undefined, 'xxxx5678', 'AKIA12345678'), true);
+  assert.equal(confirmedReplaced('xxxx0000', 'xxxx5678', 'AKIA12345678'), true);
+  // Still the old value.
+  assert.equal(confirmedReplaced('xxxx0000', 'xxxx0000', 'AKIA12345678'), false);
+  // The old value ended alike: cannot tell.
+  assert.equal(confirmedReplaced('xxxx5678', 'xxxx5678', 'AKIA12345678'), false);
+  assert.equal(confirmedReplaced(undefined, undefined, 'AKIA12345678'), false);
+});
+
+test('rate limits have their own message', () => {
+  assert.equal(retryAfterSeconds('3'), 3);
+  assert.equal(retryAfterSeconds('Wed, 21 Oct 2015 07:28:00 GMT'), undefined);
+  assert.equal(retryAfterSeconds(undefined), undefined);
+  assert.equal(rateLimitError('reading project gh/o/r', 120),
+    'CircleCI is rate-limiting requests (429 Too Many Requests) while reading project gh/o/r: CircleCI asks to retry in 120 s; run keyrot again then');
+  assert.match(rateLimitError('x', undefined), /did not say when/);
 });

@@ -9,6 +9,7 @@ const from = (values) => (name) => values[name];
 test('defaults fill everything but the slug', () => {
   const s = loadSettings(from({ 'project-slug': 'gh/octo/app' }));
   assert.deepEqual(s, {
+    kind: 'project',
     slug: 'gh/octo/app',
     slugPath: 'gh/octo/app',
     apiUrl: 'https://circleci.com',
@@ -18,11 +19,13 @@ test('defaults fill everything but the slug', () => {
   });
 });
 
-test('every setting read is declared, and only the slug is required', () => {
+test('every setting read is declared, none required on its own', () => {
   assert.deepEqual(
     SETTINGS.map((s) => [s.name, s.required, s.secret]),
     [
-      ['project-slug', true, false],
+      ['project-slug', false, false],
+      ['context', false, false],
+      ['org', false, false],
       ['token', false, true],
       ['api-url', false, false],
       ['key-id-variable', false, false],
@@ -56,8 +59,13 @@ test('slug segments are encoded one by one', () => {
 
 test('bad values say which setting and what fits', () => {
   const bad = [
-    [{ 'project-slug': undefined }, /'project-slug' is missing/],
-    [{ 'project-slug': '  ' }, /'project-slug' is missing/],
+    [{ 'project-slug': undefined }, /set 'project-slug'/],
+    [{ 'project-slug': '  ' }, /set 'project-slug'/],
+    [{ context: 'aws' }, /both set/],
+    [{ org: 'gh/octo' }, /'org' applies to a context only/],
+    [{ 'project-slug': undefined, context: 'aws' }, /also set 'org'/],
+    [{ 'project-slug': undefined, context: 'aws', org: 'octo' }, /not VCS\/ORG or an organization id/],
+    [{ 'project-slug': undefined, context: '6b7c3c2e-1f0a-4a55-9c2e-0d2f3e4a5b6c', org: 'gh/o' }, /not needed/],
     [{ 'project-slug': 'octo/app' }, /not VCS\/ORG\/REPO/],
     [{ 'project-slug': 'gh/octo/app/x' }, /not VCS\/ORG\/REPO/],
     [{ 'project-slug': 'gh//app' }, /not VCS\/ORG\/REPO/],
@@ -75,4 +83,15 @@ test('bad values say which setting and what fits', () => {
     const all = { 'project-slug': 'gh/octo/app', ...values };
     assert.throws(() => loadSettings(from(all)), (e) => typeof e === 'string' && expected.test(e), JSON.stringify(values));
   }
+});
+
+test('a context by id, or by name within an organization', () => {
+  const byId = loadSettings(from({ context: '6B7C3C2E-1F0A-4A55-9C2E-0D2F3E4A5B6C' }));
+  assert.equal(byId.kind, 'context');
+  assert.equal(byId.contextId, '6b7c3c2e-1f0a-4a55-9c2e-0d2f3e4a5b6c');
+  const byName = loadSettings(from({ context: 'aws prod', org: 'gh/octo' }));
+  assert.deepEqual([byName.contextName, byName.owner, byName.where],
+    ['aws prod', { param: 'owner-slug', value: 'gh/octo' }, "context 'aws prod' of gh/octo"]);
+  const byOrgId = loadSettings(from({ context: 'aws', org: '6b7c3c2e-1f0a-4a55-9c2e-0d2f3e4a5b6c' }));
+  assert.deepEqual(byOrgId.owner, { param: 'owner-id', value: '6b7c3c2e-1f0a-4a55-9c2e-0d2f3e4a5b6c' });
 });

@@ -23,9 +23,9 @@
 
 #include "env_file.h"
 #include "file_io.h"
-#include "new_key_handler.h"
+#include "dotenv_handler.h"
 
-typedef new_key_handler_string_t string_t;
+typedef dotenv_handler_string_t string_t;
 typedef exports_keyrot_handler_handler_rotation_t rotation_t;
 typedef exports_keyrot_handler_handler_access_key_t access_key_t;
 
@@ -126,8 +126,8 @@ static void log_line(wasi_logging_logging_level_t level, const char *context, co
         abort();
     utf8_sanitize(text);
     string_t c, m;
-    new_key_handler_string_set(&c, context);
-    new_key_handler_string_set(&m, text);
+    dotenv_handler_string_set(&c, context);
+    dotenv_handler_string_set(&m, text);
     wasi_logging_logging_log(level, &c, &m);
     free(text);
 }
@@ -170,8 +170,8 @@ static void settings_free(settings_t *s) {
 /* Reads one setting into *value (heap, or NULL when not set). */
 static bool get_setting(const char *name, char **value, char **error) {
     string_t key;
-    new_key_handler_string_set(&key, name);
-    new_key_handler_option_string_t got;
+    dotenv_handler_string_set(&key, name);
+    dotenv_handler_option_string_t got;
     wasi_config_store_error_t config_error;
     *value = NULL;
     if (!wasi_config_store_get(&key, &got, &config_error)) {
@@ -186,7 +186,7 @@ static bool get_setting(const char *name, char **value, char **error) {
     if (!got.is_some)
         return true;
     *value = c_string(&got.val);
-    new_key_handler_option_string_free(&got);
+    dotenv_handler_option_string_free(&got);
     if (!*value) {
         *error = format("setting '%s' contains a NUL byte", name);
         return false;
@@ -320,9 +320,9 @@ static size_t count_of(const env_doc *doc, int var) {
 /* ---- the exports --------------------------------------------------------- */
 
 void exports_keyrot_handler_handler_describe(exports_keyrot_handler_handler_plugin_info_t *ret) {
-    new_key_handler_string_dup(&ret->name, "dotenv");
-    new_key_handler_string_dup(&ret->version, VERSION);
-    new_key_handler_string_dup(&ret->description,
+    dotenv_handler_string_dup(&ret->name, "dotenv");
+    dotenv_handler_string_dup(&ret->version, VERSION);
+    dotenv_handler_string_dup(&ret->description,
                                "Writes the new key into two variables of a .env file.");
     size_t n = sizeof DECLARED / sizeof DECLARED[0];
     ret->settings.ptr = calloc(n, sizeof *ret->settings.ptr);
@@ -330,8 +330,8 @@ void exports_keyrot_handler_handler_describe(exports_keyrot_handler_handler_plug
         abort();
     ret->settings.len = n;
     for (size_t i = 0; i < n; i++) {
-        new_key_handler_string_dup(&ret->settings.ptr[i].name, DECLARED[i].name);
-        new_key_handler_string_dup(&ret->settings.ptr[i].description, DECLARED[i].description);
+        dotenv_handler_string_dup(&ret->settings.ptr[i].name, DECLARED[i].name);
+        dotenv_handler_string_dup(&ret->settings.ptr[i].description, DECLARED[i].description);
         ret->settings.ptr[i].required = DECLARED[i].required;
         ret->settings.ptr[i].secret = false;
     }
@@ -349,7 +349,8 @@ bool exports_keyrot_handler_handler_preflight(rotation_t *rotation, string_t *er
         free(current);
         return fail(err, error);
     }
-    bool ok = fio_probe_dir(s.path, probe_err, sizeof probe_err);
+    bool ok = fio_probe_dir(s.path, probe_err, sizeof probe_err) &&
+              fio_probe_writable(s.path, probe_err, sizeof probe_err);
     if (!ok)
         error = format("%s", probe_err);
     ok = ok && read_file(&s, &f, &error);
@@ -418,7 +419,8 @@ bool exports_keyrot_handler_handler_handle(rotation_t *rotation, access_key_t *k
             ok = false;
         }
     }
-    if (ok && !fio_replace(s.path, out.data, out.len, io_err, sizeof io_err)) {
+    if (ok && !fio_replace(s.path, out.data, out.len, f.text.data ? f.text.data : "", f.text.len,
+                           f.exists, io_err, sizeof io_err)) {
         error = format("%s", io_err);
         ok = false;
     }

@@ -14,6 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef __wasi__
+#include "dir_sync.h"
+#endif
+
 /* `path` is absolute with a file name (the settings check it): its
  * directory is everything before the last '/', or "/". */
 static void dir_of(const char *path, char *dir, size_t dir_len) {
@@ -153,21 +157,70 @@ bool fio_probe_dir(const char *path, char *err, size_t err_len) {
     return true;
 }
 
-bool fio_replace(const char *path, const char *data, size_t len, char *err, size_t err_len) {
-    char temp[4096 + 64];
-    int fd = create_temp(path, "tmp", temp, sizeof temp, err, err_len);
+bool fio_probe_writable(const char *path, char *err, size_t err_len) {
+    int fd = open(path, O_WRONLY);
+    if (fd >= 0) {
+        close(fd);
+        return true;
+    }
+    if (errno == ENOENT)
+        return true;
+    snprintf(err, err_len, "cannot write %s (%s)", path, strerror(errno));
+    return false;
+}
+
+/* Syncs the directory holding `path`, so a rename or unlink in it is on
+ * disk. Returns 0 or an errno. In the sandbox through wasi:filesystem
+ * itself (dir_sync.c): WASI preview1's fd_sync, which fsync uses there,
+ * refuses a directory. */
+static int sync_dir(const char *path) {
+    char dir[4096];
+    dir_of(path, dir, sizeof dir);
+#ifdef __wasi__
+    return dir_sync(dir);
+#else
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd < 0)
-        return false;
-    int failed = 0;
-    for (size_t done = 0; done < len && !failed;) {
+        return errno;
+    int e = fsync(fd) != 0 ? errno : 0;
+    close(fd);
+    return e;
+#endif
+}
+
+/* Writes all of `data` at the current offset. Returns 0 or an errno. */
+static int write_all(int fd, const char *data, size_t len) {
+    for (size_t done = 0; done < len;) {
         ssize_t n = write(fd, data + done, len - done);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            failed = n < 0 ? errno : EIO;
-        else
-            done += (size_t)n;
+            return n < 0 ? errno : EIO;
+        done += (size_t)n;
     }
+    return 0;
+}
+
+/* Puts `data` at the start of `fd`, cuts what follows, syncs. 0 or errno. */
+static int overwrite(int fd, const char *data, size_t len) {
+    if (lseek(fd, 0, SEEK_SET) < 0)
+        return errno;
+    int e = write_all(fd, data, len);
+    if (!e && ftruncate(fd, (off_t)len) != 0)
+        e = errno;
+    if (!e && fsync(fd) != 0)
+        e = errno;
+    return e;
+}
+
+/* A new file: temporary file, sync, rename, directory sync. */
+static bool create_file(const char *path, const char *data, size_t len, char *err,
+                        size_t err_len) {
+    char temp[4096 + 64];
+    int fd = create_temp(path, "tmp", temp, sizeof temp, err, err_len);
+    if (fd < 0)
+        return false;
+    int failed = write_all(fd, data, len);
     if (!failed && fsync(fd) != 0)
         failed = errno;
     /* Closed before the rename: some hosts cannot rename an open file. */
@@ -180,5 +233,63 @@ bool fio_replace(const char *path, const char *data, size_t len, char *err, size
         snprintf(err, err_len, "cannot replace %s: %s", path, strerror(failed));
         return false;
     }
+    /* Durability only: the file is in place, and failing now would make
+     * keyrot delete a key the file already holds. */
+    (void)sync_dir(path);
     return true;
+}
+
+/* An existing file, rewritten in place (same inode: mode, owner, ACLs and
+ * hard links stay), with a synced backup of `old` beside it meanwhile. */
+static bool rewrite_file(const char *path, const char *data, size_t len, const char *old,
+                         size_t old_len, char *err, size_t err_len) {
+    char backup[4096 + 64];
+    int bfd = create_temp(path, "bak", backup, sizeof backup, err, err_len);
+    if (bfd < 0)
+        return false;
+    int failed = write_all(bfd, old, old_len);
+    if (!failed && fsync(bfd) != 0)
+        failed = errno;
+    if (close(bfd) != 0 && !failed)
+        failed = errno;
+    if (!failed)
+        failed = sync_dir(path);
+    if (failed) {
+        unlink(backup);
+        snprintf(err, err_len, "cannot back up %s before rewriting it: %s", path,
+                 strerror(failed));
+        return false;
+    }
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) {
+        failed = errno;
+        unlink(backup);
+        snprintf(err, err_len, "cannot write %s: %s", path, strerror(failed));
+        return false;
+    }
+    failed = overwrite(fd, data, len);
+    if (failed) {
+        bool restored = overwrite(fd, old, old_len) == 0;
+        close(fd);
+        if (restored) {
+            unlink(backup);
+            snprintf(err, err_len, "cannot replace %s: %s; it holds its previous content again",
+                     path, strerror(failed));
+        } else {
+            snprintf(err, err_len, "cannot replace %s: %s; its previous content is in %s", path,
+                     strerror(failed), backup);
+        }
+        return false;
+    }
+    close(fd);
+    /* The new content is synced: the backup has done its job. */
+    unlink(backup);
+    (void)sync_dir(path);
+    return true;
+}
+
+bool fio_replace(const char *path, const char *data, size_t len, const char *old,
+                 size_t old_len, bool existed, char *err, size_t err_len) {
+    return existed ? rewrite_file(path, data, len, old, old_len, err, err_len)
+                   : create_file(path, data, len, err, err_len);
 }

@@ -260,8 +260,15 @@ static void files_are_replaced_atomically_leaving_nothing_behind(void) {
     CHECK(fio_check_target(path, err, sizeof err));
     CHECK(fio_read(path, &buf, &exists, err, sizeof err) && !exists && buf.len == 0);
     CHECK(fio_probe_dir(path, err, sizeof err) && entries(dir) == 0);
-    CHECK(fio_replace(path, "A=1\n", 4, err, sizeof err));
-    CHECK(fio_replace(path, "B=2\r\n", 5, err, sizeof err));
+    CHECK(fio_replace(path, "A=1\nB=22\n", 9, "", 0, false, err, sizeof err));
+    /* An existing file keeps its inode, mode and owner, and is cut short. */
+    struct stat before, after;
+    CHECK(chmod(path, 0640) == 0 && stat(path, &before) == 0);
+    CHECK(fio_probe_writable(path, err, sizeof err));
+    CHECK(fio_replace(path, "B=2\r\n", 5, "A=1\nB=22\n", 9, true, err, sizeof err));
+    CHECK(stat(path, &after) == 0 && (after.st_mode & 07777) == 0640);
+    CHECK(after.st_ino == before.st_ino && after.st_uid == before.st_uid &&
+          after.st_gid == before.st_gid);
     CHECK(fio_read(path, &buf, &exists, err, sizeof err) && exists);
     CHECK(buf.len == 5 && memcmp(buf.data, "B=2\r\n", 5) == 0);
     env_buf_free(&buf);
@@ -278,8 +285,14 @@ static void files_are_replaced_atomically_leaving_nothing_behind(void) {
     snprintf(path, sizeof path, "%s/sub", dir);
     snprintf(inner, sizeof inner, "%s/inside", path);
     CHECK(mkdir(path, 0700) == 0);
-    CHECK(fio_replace(inner, "x", 1, err, sizeof err));
-    CHECK(!fio_replace(path, "A=1\n", 4, err, sizeof err) && strstr(err, "cannot replace"));
+    CHECK(fio_replace(inner, "x", 1, "", 0, false, err, sizeof err));
+    CHECK(!fio_replace(path, "A=1\n", 4, "", 0, false, err, sizeof err) &&
+          strstr(err, "cannot replace"));
+    CHECK(entries(dir) == 2 && entries(path) == 1);
+    /* A file that cannot be opened for writing is left alone, no backup. */
+    CHECK(!fio_probe_writable(path, err, sizeof err) && strstr(err, "cannot write"));
+    CHECK(!fio_replace(path, "A=1\n", 4, "x", 1, true, err, sizeof err) &&
+          strstr(err, "cannot write"));
     CHECK(entries(dir) == 2 && entries(path) == 1);
 
     /* A missing directory names the grant. */

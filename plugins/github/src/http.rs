@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use waki::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use waki::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use waki::{Client, ErrorCode, Method};
 
 use crate::settings::Settings;
@@ -18,9 +18,21 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The API version whose request and response shapes this plugin follows.
 const API_VERSION: &str = "2022-11-28";
 
-/// A response: status and the whole (bounded) body.
+/// Response headers the plugin acts on; the others are dropped.
+const KEPT_HEADERS: [&str; 6] = [
+    "location",
+    "retry-after",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "x-oauth-scopes",
+    "x-accepted-oauth-scopes",
+];
+
+/// A response: status, the headers in [`KEPT_HEADERS`] and the whole
+/// (bounded) body.
 pub struct Response {
     pub status: u16,
+    headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
 }
 
@@ -28,19 +40,26 @@ impl Response {
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
+
+    /// A kept header's value (`name` lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
-/// Sends one request to `settings.api_url` + `path`. `Err` is a transport
-/// failure, worded to follow "cannot reach GitHub at URL: ".
+/// Sends one request to `url`. `Err` is a transport failure, worded to
+/// follow "cannot reach GitHub at URL: ".
 pub fn send(
     settings: &Settings,
     method: Method,
-    path: &str,
-    json_body: Option<Vec<u8>>,
+    url: &str,
+    json_body: Option<&[u8]>,
 ) -> Result<Response, String> {
-    let url = settings.url(path);
     let mut request = Client::new()
-        .request(method, &url)
+        .request(method, url)
         .connect_timeout(CONNECT_TIMEOUT)
         .header(ACCEPT, "application/vnd.github+json")
         .header("x-github-api-version", API_VERSION)
@@ -52,11 +71,14 @@ pub fn send(
         request = request.header(AUTHORIZATION, token.bearer());
     }
     if let Some(body) = json_body {
-        // No Content-Length on purpose, so the body goes out chunked. waki
-        // writes the body after sending the head and then flushes; with a
-        // declared length, Wasmtime's hyper drops the body stream as soon as
-        // the last byte arrives and that flush fails with `StreamError::Closed`.
-        request = request.header(CONTENT_TYPE, "application/json").body(body);
+        // With its length, as every GitHub client sends it (not chunked).
+        // keyrot's host holds a body with a declared length until the
+        // plugin has finished writing it, so waki's flush after the last
+        // byte cannot find the stream closed.
+        request = request
+            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_LENGTH, body.len().to_string())
+            .body(body.to_vec());
     }
     let response = request.send().map_err(|e| {
         transport_cause(e.downcast_ref::<ErrorCode>(), &settings.api_url, || {
@@ -64,6 +86,13 @@ pub fn send(
         })
     })?;
     let status = response.status_code();
+    let headers = KEPT_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = response.header(*name)?.to_str().ok()?;
+            Some((*name, value.to_string()))
+        })
+        .collect();
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk(64 * 1024)
@@ -76,7 +105,11 @@ pub fn send(
             ));
         }
     }
-    Ok(Response { status, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Words for a transport failure; the common ones say what to do.

@@ -27,8 +27,8 @@ const MAX_ENVIRONMENT_LEN: usize = 255;
 pub enum Visibility {
     All,
     Private,
-    /// Only the repositories selected in GitHub; the plugin sends no list, so
-    /// GitHub keeps the selection it has.
+    /// Only the selected repositories; the plugin sends back the list the
+    /// secret has.
     Selected,
 }
 
@@ -39,6 +39,16 @@ impl Visibility {
             Visibility::All => "all",
             Visibility::Private => "private",
             Visibility::Selected => "selected",
+        }
+    }
+
+    /// Parses GitHub's `visibility` field.
+    pub fn parse(value: &str) -> Option<Visibility> {
+        match value {
+            "all" => Some(Visibility::All),
+            "private" => Some(Visibility::Private),
+            "selected" => Some(Visibility::Selected),
+            _ => None,
         }
     }
 }
@@ -57,7 +67,9 @@ pub enum Target {
     },
     Org {
         org: String,
-        visibility: Visibility,
+        /// The operator's explicit choice; `None` keeps each secret's own
+        /// (and a new secret is `private`).
+        visibility: Option<Visibility>,
     },
 }
 
@@ -89,13 +101,41 @@ impl Target {
         format!("{}/{name}", self.secrets_path())
     }
 
-    /// The `visibility` an organization secret is written with; `None` for
-    /// repositories and environments, whose API has no such field.
+    /// The `visibility` the operator set explicitly; `None` when not set
+    /// (and always for repositories and environments, whose API has no such
+    /// field).
     pub fn visibility(&self) -> Option<Visibility> {
         match self {
-            Target::Org { visibility, .. } => Some(*visibility),
+            Target::Org { visibility, .. } => *visibility,
             _ => None,
         }
+    }
+
+    /// The organization, for organization secrets.
+    pub fn org(&self) -> Option<&str> {
+        match self {
+            Target::Org { org, .. } => Some(org),
+            _ => None,
+        }
+    }
+
+    /// `/repos/{owner}/{repo}` for repository and environment secrets.
+    pub fn repo_path(&self) -> Option<String> {
+        match self {
+            Target::Repo { owner, repo } | Target::Environment { owner, repo, .. } => {
+                Some(format!("/repos/{owner}/{repo}"))
+            }
+            Target::Org { .. } => None,
+        }
+    }
+
+    /// Path of the repositories selected for organization secret `name`,
+    /// one page of 100.
+    pub fn selected_repositories_path(&self, name: &str, page: u32) -> String {
+        format!(
+            "{}/{name}/repositories?per_page=100&page={page}",
+            self.secrets_path()
+        )
     }
 
     /// What the token needs on this target, for error messages.
@@ -303,11 +343,10 @@ fn parse_environment(value: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
-fn parse_visibility(value: Option<&str>) -> Result<Visibility, String> {
+fn parse_visibility(value: Option<&str>) -> Result<Option<Visibility>, String> {
     match value {
-        None | Some("private") => Ok(Visibility::Private),
-        Some("all") => Ok(Visibility::All),
-        Some("selected") => Ok(Visibility::Selected),
+        None => Ok(None),
+        Some(value) if Visibility::parse(value).is_some() => Ok(Visibility::parse(value)),
         Some(other) => Err(format!(
             "setting '{VISIBILITY}' must be all, private or selected (got '{other}')"
         )),
@@ -464,7 +503,16 @@ mod tests {
         );
         assert_eq!(s.token.unwrap().bearer(), "Bearer ghp_abc");
         let s = load(&[("org", "o")]).unwrap();
-        assert_eq!(s.target.visibility(), Some(Visibility::Private));
+        assert_eq!(
+            s.target.visibility(),
+            None,
+            "not set: each secret keeps its own"
+        );
+        assert_eq!(s.target.org(), Some("o"));
+        assert_eq!(
+            s.target.selected_repositories_path("A", 2),
+            "/orgs/o/actions/secrets/A/repositories?per_page=100&page=2"
+        );
         assert_eq!(
             s.target.public_key_path(),
             "/orgs/o/actions/secrets/public-key"
