@@ -28,6 +28,7 @@ pub mod grants;
 pub mod handler;
 pub mod host;
 pub mod iam;
+pub mod oci;
 pub mod retry;
 pub mod rotation;
 pub mod secret;

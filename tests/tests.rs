@@ -5,6 +5,7 @@
 //!   of the `Iam` seam.
 //! - `cli`: the real binary against moto with real plugin components.
 //! - `grants`: outbound HTTP, directories, secrets, caching, job files.
+//! - `oci`: plugins pushed to, pulled from and signed in a real OCI registry.
 //! - `sandbox`: hostile plugins attacking the sandbox.
 //! - `github`, `credentials_file`, `gitlab`, `circleci`, `dotenv`: each
 //!   handler against its fake destination.
@@ -19,6 +20,7 @@ mod github;
 mod github_server;
 mod gitlab;
 mod grants;
+mod oci;
 mod readme;
 mod rotation;
 mod sandbox;

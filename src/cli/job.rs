@@ -51,6 +51,12 @@ pub struct Job {
     pub secrets: BTreeMap<String, String>,
     #[serde(default)]
     pub aws: JobAws,
+    /// cosign public keys, one of which must have signed an oci:// plugin.
+    #[serde(default)]
+    pub plugin_keys: Vec<PathBuf>,
+    /// Accept an oci:// plugin named by a tag alone.
+    #[serde(default)]
+    pub allow_unpinned: bool,
 }
 
 /// The `[aws]` table.
@@ -71,8 +77,13 @@ impl Job {
         let mut job: Job = toml::from_str(&text)
             .with_context(|| format!("job file {} is not valid", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        if let Some(plugin) = &job.plugin {
+        if let Some(plugin) = &job.plugin
+            && !plugin.to_str().is_some_and(keyrot::oci::OciRef::is_oci)
+        {
             job.plugin = Some(base.join(plugin));
+        }
+        for key in &mut job.plugin_keys {
+            *key = base.join(&*key);
         }
         let relative = |p: &str| !p.starts_with('/') && !p.starts_with('~');
         for dir in &mut job.allow_dirs {

@@ -3,10 +3,10 @@
 
 pub mod args;
 mod job;
+mod oci_cmd;
 mod render;
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use keyrot::grants::{
@@ -27,7 +27,7 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 /// override per name; grants from both are combined.
 struct Plan {
     user: String,
-    plugin: PathBuf,
+    plugin: oci_cmd::PluginSource,
     load: LoadOptions,
     sandbox: Sandbox,
     aws: AwsOptions,
@@ -39,10 +39,14 @@ impl Plan {
             Some(path) => Job::load(path)?,
             None => Job::default(),
         };
-        let plugin =
-            args.plugin.clone().or(job.plugin).context(
+        let plugin = oci_cmd::PluginSource {
+            from_job: args.plugin.is_none(),
+            spec: args.plugin.clone().or(job.plugin).context(
                 "no plugin given: pass --plugin PATH (or set `plugin` in the --job file)",
-            )?;
+            )?,
+            allow_unpinned: job.allow_unpinned,
+            keys: job.plugin_keys.into_iter().chain(args.plugin_key.clone()).collect(),
+        };
         let user = args
             .user
             .clone()
@@ -161,14 +165,30 @@ fn check_user_name(user: &str) -> anyhow::Result<()> {
 pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
     match &cli.command {
         None => rotate(cli).await,
-        Some(Command::Plugin(PluginCommand::Inspect { path })) => inspect(cli, path).await,
+        Some(Command::Plugin(PluginCommand::Inspect { path, key })) if oci_cmd::is_oci(path) => {
+            let load = load_options(cli.no_cache, None)?;
+            let reference = path.to_string_lossy();
+            oci_cmd::inspect(&reference, key, &cli.insecure_registry, &load, cli.output).await
+        }
+        Some(Command::Plugin(PluginCommand::Inspect { path, .. })) => inspect(cli, path).await,
+        Some(Command::Plugin(PluginCommand::Push { file, reference })) => {
+            let load = load_options(cli.no_cache, None)?;
+            oci_cmd::push(file, reference, &cli.insecure_registry, &load, cli.output).await
+        }
+        Some(Command::Plugin(PluginCommand::Sign { reference, key })) => {
+            oci_cmd::sign(reference, key, &cli.insecure_registry).await
+        }
+        Some(Command::Plugin(PluginCommand::Verify { reference, key })) => {
+            oci_cmd::verify(reference, key, &cli.insecure_registry).await
+        }
     }
 }
 
 /// Rotates one user's key and prints the report.
 async fn rotate(cli: &Cli) -> anyhow::Result<u8> {
-    let plan = Plan::new(&cli.rotate, cli.no_cache)?;
-    let plugin = Plugin::load(&plan.plugin, &plan.load)?;
+    let mut plan = Plan::new(&cli.rotate, cli.no_cache)?;
+    let path = oci_cmd::resolve_plugin(&plan.plugin, &cli.insecure_registry, &mut plan.load).await?;
+    let plugin = Plugin::load(&path, &plan.load)?;
     let handler = WasmHandler::new(plugin, plan.sandbox).await?;
     tracing::debug!(plugin = handler.name(), version = %handler.info().version, "plugin ready");
     let iam = AwsIam::from_options(&plan.aws).await;
@@ -277,8 +297,10 @@ pub fn init_logging(cli: &Cli) {
         (true, _) => "error",
         // The SDK's credential chain warns about every source it tries;
         // keyrot reports the one error that matters itself.
-        (false, 0) => "warn,aws_config=error,keyrot=info,plugin=info",
-        (false, 1) => "warn,aws_config=error,keyrot=debug,plugin=debug",
+        // sigstore warns about each signature source it cannot read (the
+        // OCI referrers API most registries lack); keyrot says what matters.
+        (false, 0) => "warn,aws_config=error,sigstore=error,keyrot=info,plugin=info",
+        (false, 1) => "warn,aws_config=error,sigstore=error,keyrot=debug,plugin=debug",
         (false, _) => "info,keyrot=trace,plugin=trace",
     };
     let filter = EnvFilter::try_from_env("KEYROT_LOG").unwrap_or_else(|_| EnvFilter::new(default));
