@@ -99,7 +99,12 @@ impl Registry {
 
     /// Pushes an arbitrary artifact with oci-client, for layouts keyrot
     /// itself would never push; returns the manifest digest.
-    pub async fn push_raw(&self, repo_tag: &str, config_type: &str, layers: Vec<ImageLayer>) -> String {
+    pub async fn push_raw(
+        &self,
+        repo_tag: &str,
+        config_type: &str,
+        layers: Vec<ImageLayer>,
+    ) -> String {
         let client = oci_client::Client::new(ClientConfig {
             protocol: ClientProtocol::Http,
             ..Default::default()
@@ -113,7 +118,13 @@ impl Registry {
         let mut manifest = OciImageManifest::build(&layers, &config, None);
         manifest.media_type = Some(OCI_IMAGE_MEDIA_TYPE.to_string());
         client
-            .push(&reference, &layers, config, &RegistryAuth::Anonymous, Some(manifest))
+            .push(
+                &reference,
+                &layers,
+                config,
+                &RegistryAuth::Anonymous,
+                Some(manifest),
+            )
             .await
             .expect("push a raw artifact");
         client
@@ -142,13 +153,24 @@ fn push(moto: &Moto, name: &str, reference: &str) -> String {
     let out = moto.keyrot(&["plugin", "push", &wasm, reference]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let digest = text(&out).0.trim().to_string();
-    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{}", show(&out));
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{}",
+        show(&out)
+    );
     digest
 }
 
 /// Rotates `ci-bot` with an `oci://` plugin, and checks no secret leaked.
 fn rotate(moto: &Moto, reference: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut args = vec!["--plugin", reference, "--user", "ci-bot", "--endpoint-url", moto.url.as_str()];
+    let mut args = vec![
+        "--plugin",
+        reference,
+        "--user",
+        "ci-bot",
+        "--endpoint-url",
+        moto.url.as_str(),
+    ];
     args.extend_from_slice(extra);
     let out = moto.keyrot_with_env(&args, env);
     let printed = show(&out);
@@ -190,7 +212,11 @@ async fn push_then_pull_by_digest_then_rotate() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let (stdout, stderr) = text(&out);
     assert!(stdout.contains("user ci-bot: rotated"), "{}", show(&out));
-    assert!(stderr.contains(&format!("pulled plugin {tag}@{digest}")), "{}", show(&out));
+    assert!(
+        stderr.contains(&format!("pulled plugin {tag}@{digest}")),
+        "{}",
+        show(&out)
+    );
     assert!(!stderr.contains("not pinned"), "{}", show(&out));
     let keys = moto.keys("ci-bot").await;
     assert_eq!(keys.len(), 1);
@@ -203,16 +229,25 @@ async fn push_then_pull_by_digest_then_rotate() {
     assert!(blobs.join(&sha).exists());
 
     // The artifact is in the standard layout other tools read.
-    let inspect = moto.keyrot(&["plugin", "inspect", &format!("{tag}@{digest}"), "--output", "json"]);
+    let inspect = moto.keyrot(&[
+        "plugin",
+        "inspect",
+        &format!("{tag}@{digest}"),
+        "--output",
+        "json",
+    ]);
     assert_eq!(inspect.status.code(), Some(0), "{}", show(&inspect));
     let report: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(report["oci"]["manifest_digest"], digest.as_str());
     assert_eq!(report["oci"]["signatures"], 0);
     assert_eq!(report["sha256"], sha.as_str());
-    assert_eq!(report["info"]["name"], "hello");
+    assert_eq!(report["name"], "hello");
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(registry.blob_file(&digest)).unwrap()).unwrap();
-    assert_eq!(manifest["config"]["mediaType"], "application/vnd.wasm.config.v0+json");
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.wasm.config.v0+json"
+    );
     assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
     assert_eq!(manifest["layers"][0]["mediaType"], "application/wasm");
     let config_digest = manifest["config"]["digest"].as_str().unwrap();
@@ -238,8 +273,16 @@ async fn a_tag_alone_warns_on_the_command_line_and_is_refused_in_a_job_file() {
     let out = moto.keyrot(&["--job", job.to_str().unwrap(), "--endpoint-url", &moto.url]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let stderr = text(&out).1;
-    assert!(stderr.contains("names a tag, not a digest"), "{}", show(&out));
-    assert!(stderr.contains(&format!("{tag}@{digest}")), "the message gives the pin: {}", show(&out));
+    assert!(
+        stderr.contains("names a tag, not a digest"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        stderr.contains(&format!("{tag}@{digest}")),
+        "the message gives the pin: {}",
+        show(&out)
+    );
     assert!(stderr.contains("allow-unpinned = true"), "{}", show(&out));
     moto.assert_only_key("ci-bot", &old).await;
 
@@ -247,7 +290,11 @@ async fn a_tag_alone_warns_on_the_command_line_and_is_refused_in_a_job_file() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let stderr = text(&out).1;
     assert!(stderr.contains("is not pinned"), "{}", show(&out));
-    assert!(stderr.contains(&digest), "the warning prints the digest: {}", show(&out));
+    assert!(
+        stderr.contains(&digest),
+        "the warning prints the digest: {}",
+        show(&out)
+    );
 
     std::fs::write(
         &job,
@@ -271,7 +318,11 @@ async fn a_digest_the_registry_does_not_have_or_another_component_is_refused() {
     let wrong = format!("sha256:{}", "0".repeat(64));
     let out = rotate(&moto, &format!("{tag}@{wrong}"), &[], &cache_env);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(text(&out).1.contains("pulling the manifest failed"), "{}", show(&out));
+    assert!(
+        text(&out).1.contains("pulling the manifest failed"),
+        "{}",
+        show(&out)
+    );
 
     // --plugin-sha256 still pins the component bytes.
     let out = rotate(
@@ -281,7 +332,11 @@ async fn a_digest_the_registry_does_not_have_or_another_component_is_refused() {
         &cache_env,
     );
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(text(&out).1.contains("not the pinned --plugin-sha256"), "{}", show(&out));
+    assert!(
+        text(&out).1.contains("not the pinned --plugin-sha256"),
+        "{}",
+        show(&out)
+    );
     moto.assert_only_key("ci-bot", &old).await;
 }
 
@@ -295,7 +350,11 @@ async fn artifacts_of_another_layout_are_refused() {
         (
             "image",
             registry
-                .push_raw("team/image:1", "application/vnd.oci.image.config.v1+json", vec![layer("application/wasm")])
+                .push_raw(
+                    "team/image:1",
+                    "application/vnd.oci.image.config.v1+json",
+                    vec![layer("application/wasm")],
+                )
                 .await,
             "config media type is 'application/vnd.oci.image.config.v1+json'",
         ),
@@ -305,7 +364,10 @@ async fn artifacts_of_another_layout_are_refused() {
                 .push_raw(
                     "team/two:1",
                     "application/vnd.wasm.config.v0+json",
-                    vec![layer("application/wasm"), ImageLayer::new(b"x".to_vec(), "application/wasm".into(), None)],
+                    vec![
+                        layer("application/wasm"),
+                        ImageLayer::new(b"x".to_vec(), "application/wasm".into(), None),
+                    ],
                 )
                 .await,
             "it has 2 layers",
@@ -313,7 +375,11 @@ async fn artifacts_of_another_layout_are_refused() {
         (
             "tar",
             registry
-                .push_raw("team/tar:1", "application/vnd.wasm.config.v0+json", vec![layer("application/vnd.oci.image.layer.v1.tar")])
+                .push_raw(
+                    "team/tar:1",
+                    "application/vnd.wasm.config.v0+json",
+                    vec![layer("application/vnd.oci.image.layer.v1.tar")],
+                )
                 .await,
             "its layer has media type 'application/vnd.oci.image.layer.v1.tar'",
         ),
@@ -323,7 +389,11 @@ async fn artifacts_of_another_layout_are_refused() {
         let out = rotate(&moto, &reference, &[], &[]);
         assert_eq!(out.status.code(), Some(2), "{repo}: {}", show(&out));
         let stderr = text(&out).1;
-        assert!(stderr.contains("is not a Wasm component artifact"), "{repo}: {}", show(&out));
+        assert!(
+            stderr.contains("is not a Wasm component artifact"),
+            "{repo}: {}",
+            show(&out)
+        );
         assert!(stderr.contains(expected), "{repo}: {}", show(&out));
     }
     moto.assert_only_key("ci-bot", &old).await;
@@ -377,10 +447,19 @@ async fn a_cached_digest_runs_offline_and_an_uncached_one_fails_clearly() {
     // The same digest with a cold cache needs the registry, which is down.
     let before = moto.keys("ci-bot").await;
     let cold = fresh_cache();
-    let out = rotate(&moto, &pinned, &[], &[("KEYROT_CACHE_DIR", cold.path().to_str().unwrap())]);
+    let out = rotate(
+        &moto,
+        &pinned,
+        &[],
+        &[("KEYROT_CACHE_DIR", cold.path().to_str().unwrap())],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let stderr = text(&out).1;
-    assert!(stderr.contains(&format!("registry {}", registry.host)), "{}", show(&out));
+    assert!(
+        stderr.contains(&format!("registry {}", registry.host)),
+        "{}",
+        show(&out)
+    );
     assert!(stderr.contains("cannot connect"), "{}", show(&out));
     assert_eq!(moto.keys("ci-bot").await, before, "nothing changed");
 }
@@ -396,7 +475,11 @@ async fn a_signed_plugin_verifies_and_runs_with_its_key_even_offline() {
 
     let out = moto.keyrot_with_env(&["plugin", "sign", &tag, "--key", &private], &[PASSWORD]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(text(&out).0.contains(&format!("signed {tag}@{digest}")), "{}", show(&out));
+    assert!(
+        text(&out).0.contains(&format!("signed {tag}@{digest}")),
+        "{}",
+        show(&out)
+    );
     // cosign's convention: the signature sits at the sha256-<hex>.sig tag.
     let sig_tag = registry
         .dir
@@ -412,18 +495,30 @@ async fn a_signed_plugin_verifies_and_runs_with_its_key_even_offline() {
     let pinned = format!("{tag}@{digest}");
     let out = moto.keyrot(&["plugin", "inspect", &pinned, "--key", &public]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(text(&out).0.contains("1 signature(s); verified with"), "{}", show(&out));
+    assert!(
+        text(&out).0.contains("1 signature(s); verified with"),
+        "{}",
+        show(&out)
+    );
 
     let cache = fresh_cache();
     let cache_env = [("KEYROT_CACHE_DIR", cache.path().to_str().unwrap())];
     let out = rotate(&moto, &pinned, &["--plugin-key", &public], &cache_env);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(text(&out).1.contains(&format!("is signed by {public}")), "{}", show(&out));
+    assert!(
+        text(&out).1.contains(&format!("is signed by {public}")),
+        "{}",
+        show(&out)
+    );
 
     registry.stop();
     let out = rotate(&moto, &pinned, &["--plugin-key", &public], &cache_env);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(text(&out).1.contains("signature from the cache"), "{}", show(&out));
+    assert!(
+        text(&out).1.contains("signature from the cache"),
+        "{}",
+        show(&out)
+    );
 }
 
 #[tokio::test]
@@ -440,16 +535,29 @@ async fn plugin_keys_refuse_an_unsigned_plugin_or_another_keys_signature() {
     let out = rotate(&moto, &pinned, &["--plugin-key", &ours], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let stderr = text(&out).1;
-    assert!(stderr.contains("is not signed by any key given"), "{}", show(&out));
+    assert!(
+        stderr.contains("is not signed by any key given"),
+        "{}",
+        show(&out)
+    );
     assert!(stderr.contains(&ours), "names the key: {}", show(&out));
     assert!(stderr.contains("it has no signature"), "{}", show(&out));
     moto.assert_only_key("ci-bot", &old).await;
 
-    let out = moto.keyrot_with_env(&["plugin", "sign", &pinned, "--key", &theirs_private], &[PASSWORD]);
+    let out = moto.keyrot_with_env(
+        &["plugin", "sign", &pinned, "--key", &theirs_private],
+        &[PASSWORD],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let out = rotate(&moto, &pinned, &["--plugin-key", &ours], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(text(&out).1.contains("its one signature is not by any of them"), "{}", show(&out));
+    assert!(
+        text(&out)
+            .1
+            .contains("its one signature is not by any of them"),
+        "{}",
+        show(&out)
+    );
     let out = moto.keyrot(&["plugin", "verify", &pinned, "--key", &ours]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 
@@ -464,7 +572,11 @@ async fn plugin_keys_refuse_an_unsigned_plugin_or_another_keys_signature() {
     .unwrap();
     let out = moto.keyrot(&["--job", job.to_str().unwrap(), "--endpoint-url", &moto.url]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(text(&out).1.contains("is not signed by any key given"), "{}", show(&out));
+    assert!(
+        text(&out).1.contains("is not signed by any key given"),
+        "{}",
+        show(&out)
+    );
     moto.assert_only_key("ci-bot", &old).await;
 
     // The wrong password is a clear error, not a bad signature.

@@ -45,7 +45,11 @@ impl Plan {
                 "no plugin given: pass --plugin PATH (or set `plugin` in the --job file)",
             )?,
             allow_unpinned: job.allow_unpinned,
-            keys: job.plugin_keys.into_iter().chain(args.plugin_key.clone()).collect(),
+            keys: job
+                .plugin_keys
+                .into_iter()
+                .chain(args.plugin_key.clone())
+                .collect(),
         };
         let user = args
             .user
@@ -187,7 +191,8 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
 /// Rotates one user's key and prints the report.
 async fn rotate(cli: &Cli) -> anyhow::Result<u8> {
     let mut plan = Plan::new(&cli.rotate, cli.no_cache)?;
-    let path = oci_cmd::resolve_plugin(&plan.plugin, &cli.insecure_registry, &mut plan.load).await?;
+    let path =
+        oci_cmd::resolve_plugin(&plan.plugin, &cli.insecure_registry, &mut plan.load).await?;
     let plugin = Plugin::load(&path, &plan.load)?;
     let handler = WasmHandler::new(plugin, plan.sandbox).await?;
     tracing::debug!(plugin = handler.name(), version = %handler.info().version, "plugin ready");

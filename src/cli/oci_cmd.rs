@@ -86,7 +86,10 @@ pub(super) async fn resolve_plugin(
     };
     if reference.digest.is_none() && source.from_job && !source.allow_unpinned {
         let hint = match keyrot::oci::resolve(&reference, &registry).await {
-            Ok(digest) => format!("pin it as `plugin = \"{}\"`", reference.with_digest(&digest)),
+            Ok(digest) => format!(
+                "pin it as `plugin = \"{}\"`",
+                reference.with_digest(&digest)
+            ),
             Err(_) => "pin it with @sha256:DIGEST (`keyrot plugin inspect` prints it)".into(),
         };
         bail!(

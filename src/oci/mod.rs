@@ -36,7 +36,9 @@ pub const SCHEME: &str = "oci://";
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
     /// The reference cannot be parsed.
-    #[error("'{reference}' is not a valid OCI reference ({reason}); expected oci://REGISTRY/REPO:TAG[@sha256:DIGEST]")]
+    #[error(
+        "'{reference}' is not a valid OCI reference ({reason}); expected oci://REGISTRY/REPO:TAG[@sha256:DIGEST]"
+    )]
     BadReference {
         /// What was given.
         reference: String,
@@ -191,11 +193,10 @@ impl FromStr for OciRef {
         if path.is_empty() {
             return Err(bad("no repository"));
         }
-        let tag_given = path.split('@').next().is_some_and(|p| {
-            p.rsplit('/')
-                .next()
-                .is_some_and(|last| last.contains(':'))
-        });
+        let tag_given = path
+            .split('@')
+            .next()
+            .is_some_and(|p| p.rsplit('/').next().is_some_and(|last| last.contains(':')));
         Ok(OciRef {
             registry: parsed.registry().to_string(),
             repository: parsed.repository().to_string(),
@@ -252,10 +253,9 @@ impl RegistryOptions {
 /// Docker config (`auths` and `docker-credential-*` helpers), else none.
 pub fn credentials(registry: &str) -> RegistryAuth {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    if let (Some(user), Some(password)) = (
-        var("KEYROT_REGISTRY_USER"),
-        var("KEYROT_REGISTRY_PASSWORD"),
-    ) {
+    if let (Some(user), Some(password)) =
+        (var("KEYROT_REGISTRY_USER"), var("KEYROT_REGISTRY_PASSWORD"))
+    {
         return RegistryAuth::Basic(user, password);
     }
     match docker_credential::get_credential(registry) {
@@ -345,7 +345,13 @@ pub async fn push(
     let client = options.client(reference);
     let auth = credentials(&reference.registry);
     client
-        .push(&reference.tag_ref(), &[layer], config, &auth, Some(manifest))
+        .push(
+            &reference.tag_ref(),
+            &[layer],
+            config,
+            &auth,
+            Some(manifest),
+        )
         .await
         .map_err(|e| registry_error(reference, "push", e))?;
     let digest = client
@@ -524,7 +530,12 @@ pub async fn pull(
     })
 }
 
-fn check_blob(reference: &str, what: &'static str, expected: &str, bytes: &[u8]) -> Result<(), OciError> {
+fn check_blob(
+    reference: &str,
+    what: &'static str,
+    expected: &str,
+    bytes: &[u8],
+) -> Result<(), OciError> {
     let actual = sha256_digest(bytes);
     if actual != expected {
         return Err(OciError::DigestMismatch {
@@ -555,7 +566,10 @@ fn check_manifest(reference: &str, raw: &[u8]) -> Result<(String, OciImageManife
     match manifest.layers.as_slice() {
         [layer] if layer.media_type == WASM_LAYER_MEDIA_TYPE => {
             if !is_sha256_digest(&layer.digest) {
-                return Err(not_wasm(format!("its layer digest '{}' is not sha256", layer.digest)));
+                return Err(not_wasm(format!(
+                    "its layer digest '{}' is not sha256",
+                    layer.digest
+                )));
             }
             Ok((layer.digest.clone(), manifest.clone()))
         }
@@ -577,13 +591,18 @@ mod tests {
     #[test]
     fn parses_references() {
         let d = format!("sha256:{}", "a".repeat(64));
-        let r: OciRef = format!("oci://127.0.0.1:5000/team/hello:1.0@{d}").parse().unwrap();
+        let r: OciRef = format!("oci://127.0.0.1:5000/team/hello:1.0@{d}")
+            .parse()
+            .unwrap();
         assert_eq!(r.registry, "127.0.0.1:5000");
         assert_eq!(r.repository, "team/hello");
         assert_eq!(r.tag.as_deref(), Some("1.0"));
         assert_eq!(r.digest.as_deref(), Some(d.as_str()));
         assert!(r.is_loopback());
-        assert_eq!(r.to_string(), format!("oci://127.0.0.1:5000/team/hello:1.0@{d}"));
+        assert_eq!(
+            r.to_string(),
+            format!("oci://127.0.0.1:5000/team/hello:1.0@{d}")
+        );
 
         let r: OciRef = "oci://ghcr.io/octo/github".parse().unwrap();
         assert_eq!((r.tag, r.digest), (None, None));
@@ -610,8 +629,26 @@ mod tests {
         let ok = manifest(WASM_CONFIG_MEDIA_TYPE, vec![layer(WASM_LAYER_MEDIA_TYPE)]);
         assert!(check_manifest("r", &ok).is_ok());
         let err = |raw: Vec<u8>| check_manifest("r", &raw).unwrap_err().to_string();
-        assert!(err(manifest("application/vnd.oci.image.config.v1+json", vec![layer(WASM_LAYER_MEDIA_TYPE)])).contains("config media type"));
-        assert!(err(manifest(WASM_CONFIG_MEDIA_TYPE, vec![layer(WASM_LAYER_MEDIA_TYPE), layer(WASM_LAYER_MEDIA_TYPE)])).contains("2 layers"));
-        assert!(err(manifest(WASM_CONFIG_MEDIA_TYPE, vec![layer("application/octet-stream")])).contains("media type"));
+        assert!(
+            err(manifest(
+                "application/vnd.oci.image.config.v1+json",
+                vec![layer(WASM_LAYER_MEDIA_TYPE)]
+            ))
+            .contains("config media type")
+        );
+        assert!(
+            err(manifest(
+                WASM_CONFIG_MEDIA_TYPE,
+                vec![layer(WASM_LAYER_MEDIA_TYPE), layer(WASM_LAYER_MEDIA_TYPE)]
+            ))
+            .contains("2 layers")
+        );
+        assert!(
+            err(manifest(
+                WASM_CONFIG_MEDIA_TYPE,
+                vec![layer("application/octet-stream")]
+            ))
+            .contains("media type")
+        );
     }
 }

@@ -36,7 +36,9 @@ pub struct KeyPair {
 /// Generates a cosign key pair (ECDSA P-256), the private key encrypted
 /// with `password`.
 pub fn generate_key_pair(password: &[u8]) -> Result<KeyPair, OciError> {
-    let err = |e: sigstore::errors::SigstoreError| OciError::Signature(format!("cannot generate a key pair: {e}"));
+    let err = |e: sigstore::errors::SigstoreError| {
+        OciError::Signature(format!("cannot generate a key pair: {e}"))
+    };
     let signer = SCHEME.create_signer().map_err(err)?;
     let pair = signer.to_sigstore_keypair().map_err(err)?;
     Ok(KeyPair {
@@ -85,7 +87,10 @@ impl StoredSignature {
             return false;
         };
         if key
-            .verify_signature(Signature::Base64Encoded(self.signature.as_bytes()), &payload)
+            .verify_signature(
+                Signature::Base64Encoded(self.signature.as_bytes()),
+                &payload,
+            )
             .is_err()
         {
             return false;
@@ -167,9 +172,9 @@ pub async fn sign(
             "cannot decrypt the cosign private key (wrong COSIGN_PASSWORD?): {e}"
         ))
     })?;
-    let signer = pair
-        .to_sigstore_signer(&SCHEME)
-        .map_err(|e| OciError::Signature(format!("the key is not an ECDSA P-256 cosign key: {e}")))?;
+    let signer = pair.to_sigstore_signer(&SCHEME).map_err(|e| {
+        OciError::Signature(format!("the key is not an ECDSA P-256 cosign key: {e}"))
+    })?;
     let repository = format!("{}/{}", reference.registry, reference.repository);
     let image: OciReference = repository
         .parse()
@@ -278,9 +283,7 @@ fn store(path: &Path, signatures: &[StoredSignature]) {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .and_then(|()| {
-            std::fs::write(path, serde_json::to_vec(signatures).expect("serializes"))
-        });
+        .and_then(|()| std::fs::write(path, serde_json::to_vec(signatures).expect("serializes")));
     if let Err(err) = written {
         tracing::debug!(%err, "cannot cache the signatures");
     }
@@ -312,7 +315,8 @@ mod tests {
         let pair = generate_key_pair(b"pw").unwrap();
         let other = generate_key_pair(b"pw").unwrap();
         let digest = format!("sha256:{}", "a".repeat(64));
-        let keypair = SigStoreKeyPair::from_encrypted_pem(pair.private_pem.as_bytes(), b"pw").unwrap();
+        let keypair =
+            SigStoreKeyPair::from_encrypted_pem(pair.private_pem.as_bytes(), b"pw").unwrap();
         let signer = keypair.to_sigstore_signer(&SCHEME).unwrap();
         let image: OciReference = "127.0.0.1:5000/team/hello".parse().unwrap();
         let layer = SignatureLayer::new_unsigned(&image, &digest).unwrap();
@@ -324,7 +328,12 @@ mod tests {
         let key = |pem: &str| CosignVerificationKey::try_from_pem(pem.as_bytes()).unwrap();
         assert!(sig.signed_by(&key(&pair.public_pem), &digest));
         assert!(!sig.signed_by(&key(&other.public_pem), &digest));
-        assert!(!sig.signed_by(&key(&pair.public_pem), &format!("sha256:{}", "b".repeat(64))));
-        assert!(SigStoreKeyPair::from_encrypted_pem(pair.private_pem.as_bytes(), b"wrong").is_err());
+        assert!(!sig.signed_by(
+            &key(&pair.public_pem),
+            &format!("sha256:{}", "b".repeat(64))
+        ));
+        assert!(
+            SigStoreKeyPair::from_encrypted_pem(pair.private_pem.as_bytes(), b"wrong").is_err()
+        );
     }
 }
