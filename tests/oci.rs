@@ -30,6 +30,16 @@ impl Registry {
     /// Starts the registry and waits until it answers. Panics (never skips)
     /// if it is not installed.
     pub fn start() -> Registry {
+        Self::spawn(None)
+    }
+
+    /// Starts a registry that wants HTTP basic auth: `htpasswd` is one
+    /// `user:bcrypt-hash` line.
+    pub fn start_with_auth(htpasswd: &str) -> Registry {
+        Self::spawn(Some(htpasswd))
+    }
+
+    fn spawn(htpasswd: Option<&str>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -38,15 +48,20 @@ impl Registry {
             .port();
         let host = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: {host}\n",
-                dir.path().join("storage").display()
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: {host}\n",
+            dir.path().join("storage").display()
+        );
+        if let Some(line) = htpasswd {
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, format!("{line}\n")).unwrap();
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: keyrot-tests\n    path: {}\n",
+                file.display()
+            ));
+        }
+        std::fs::write(&config, yaml).unwrap();
         let mut child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
@@ -586,4 +601,92 @@ async fn plugin_keys_refuse_an_unsigned_plugin_or_another_keys_signature() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(text(&out).1.contains("COSIGN_PASSWORD"), "{}", show(&out));
+}
+
+/// User `keyrot`, password `s3cret-test`, bcrypt as the registry wants.
+const HTPASSWD: &str = "keyrot:$2b$12$G80wfzG.qRPxUwuCqWkIFemWlzZt1hncGSma00jKzoWNPeSYmAT8i";
+
+#[tokio::test]
+async fn credentials_come_from_the_environment_the_docker_config_or_a_helper() {
+    let registry = Registry::start_with_auth(HTPASSWD);
+    let (moto, _) = Moto::start_with_user("ci-bot").await;
+    let tag = registry.reference("team/hello:1.0");
+    let wasm = plugin("hello").to_string_lossy().into_owned();
+
+    let out = moto.keyrot(&["plugin", "push", &wasm, &tag]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "anonymous is refused: {}",
+        show(&out)
+    );
+    assert!(text(&out).1.contains("401"), "{}", show(&out));
+
+    let env = [
+        ("KEYROT_REGISTRY_USER", "keyrot"),
+        ("KEYROT_REGISTRY_PASSWORD", "s3cret-test"),
+    ];
+    let out = moto.keyrot_with_env(&["plugin", "push", &wasm, &tag], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let digest = text(&out).0.trim().to_string();
+    let pinned = format!("{tag}@{digest}");
+
+    // ~/.docker/config.json `auths`, as `docker login` writes it.
+    let docker = tempfile::tempdir().unwrap();
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        "keyrot:s3cret-test",
+    );
+    std::fs::write(
+        docker.path().join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.host),
+    )
+    .unwrap();
+    let cache = fresh_cache();
+    let cache_dir = cache.path().to_str().unwrap();
+    let docker_dir = docker.path().to_str().unwrap();
+    let out = rotate(
+        &moto,
+        &pinned,
+        &[],
+        &[
+            ("DOCKER_CONFIG", docker_dir),
+            ("KEYROT_CACHE_DIR", cache_dir),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(!show(&out).contains("s3cret-test"), "{}", show(&out));
+
+    // A docker-credential-* helper named in credHelpers.
+    let bin = tempfile::tempdir().unwrap();
+    let helper = bin.path().join("docker-credential-keyrot-test");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\nread server\nprintf '{\"ServerURL\":\"%s\",\"Username\":\"keyrot\",\"Secret\":\"s3cret-test\"}' \"$server\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        docker.path().join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"keyrot-test"}}}}"#, registry.host),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let cold = fresh_cache();
+    let out = rotate(
+        &moto,
+        &pinned,
+        &[],
+        &[
+            ("DOCKER_CONFIG", docker_dir),
+            ("PATH", &path),
+            ("KEYROT_CACHE_DIR", cold.path().to_str().unwrap()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(text(&out).1.contains("pulled plugin"), "{}", show(&out));
 }
