@@ -690,3 +690,21 @@ async fn credentials_come_from_the_environment_the_docker_config_or_a_helper() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(text(&out).1.contains("pulled plugin"), "{}", show(&out));
 }
+
+#[tokio::test]
+async fn plain_http_only_to_loopback_or_a_registry_named_insecure() {
+    let registry = Registry::start();
+    let (moto, _) = Moto::start_with_user("ci-bot").await;
+    let wasm = plugin("hello").to_string_lossy().into_owned();
+    // 127.1 reaches the same loopback registry, but keyrot does not know it
+    // for loopback by its name: it must speak HTTPS unless told otherwise.
+    let port = registry.host.rsplit_once(':').unwrap().1;
+    let host = format!("127.1:{port}");
+    let tag = format!("oci://{host}/team/hello:1.0");
+    let out = moto.keyrot(&["plugin", "push", &wasm, &tag]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(text(&out).1.contains("(https://"), "{}", show(&out));
+
+    let out = moto.keyrot(&["plugin", "push", &wasm, &tag, "--insecure-registry", &host]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}
