@@ -1,38 +1,105 @@
-//! The aws-sdk-iam implementation of the [`Iam`] seam, and the one place AWS
-//! options (profile, region, endpoint) become an SDK config.
+//! Everything that talks to AWS: the one place AWS options (profile,
+//! region, endpoint, retries) become an SDK config, the aws-sdk-iam
+//! implementation of the [`Iam`] seam, who the caller is
+//! (`sts:GetCallerIdentity`), and the STS check that a new key works.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::environment::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
+use aws_runtime::env_config::file::EnvConfigFiles;
 use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::Credentials;
 use aws_sdk_iam::config::retry::RetryConfig;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::StatusType;
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::timeout::TimeoutConfig;
+use aws_types::os_shim_internal::{Env, Fs};
+use serde::Deserialize;
 
-use crate::iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyStatus, NewAccessKey};
+use crate::iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyLastUsed, KeyStatus, NewAccessKey};
+use crate::rotation::CallerIdentity;
 use crate::secret::SecretAccessKey;
+use crate::verify::{KeyVerifier, VerifyError};
 
 /// IAM is global; the SDK still needs a region to sign requests.
 const FALLBACK_REGION: &str = "us-east-1";
 
-/// Where and as whom to talk to AWS. Unset fields fall back to the SDK's
-/// usual sources (`AWS_PROFILE`, `AWS_REGION`, `AWS_ENDPOINT_URL`, ...).
-#[derive(Clone, Debug, Default)]
+/// Where and as whom to talk to AWS: one struct for the flags (`clap`) and
+/// the job file's `[aws]` table (`serde`). Unset fields fall back to the
+/// SDK's usual sources (`AWS_PROFILE`, `AWS_REGION`, `AWS_ENDPOINT_URL`, ...).
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AwsOptions {
-    /// A named profile from the shared config files.
+    /// The AWS profile to use; it takes precedence over AWS_ACCESS_KEY_ID
+    /// and friends in the environment, as with the aws CLI [default:
+    /// AWS_PROFILE, then the usual credential chain].
+    #[arg(long, value_name = "NAME", help_heading = "AWS")]
     pub profile: Option<String>,
-    /// The signing region.
+
+    /// The signing region [default: AWS_REGION, the profile's, then
+    /// us-east-1].
+    #[arg(long, value_name = "REGION", help_heading = "AWS")]
     pub region: Option<String>,
-    /// A custom endpoint, e.g. a local IAM emulator.
+
+    /// A custom endpoint for every AWS service keyrot calls (IAM and STS),
+    /// e.g. a local emulator [default: AWS_ENDPOINT_URL; AWS_ENDPOINT_URL_IAM
+    /// and AWS_ENDPOINT_URL_STS also work].
+    #[arg(long, value_name = "URL", help_heading = "AWS")]
     pub endpoint_url: Option<String>,
+
+    /// Attempts per AWS call on throttling and transient errors, with
+    /// jittered backoff [default: 10].
+    #[arg(long, value_name = "N", help_heading = "AWS")]
+    pub max_attempts: Option<u32>,
 }
 
 impl AwsOptions {
+    /// Default attempts per call.
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+    /// These options, with unset fields taken from `defaults` (flags over a
+    /// job file).
+    pub fn or(self, defaults: AwsOptions) -> AwsOptions {
+        AwsOptions {
+            profile: self.profile.or(defaults.profile),
+            region: self.region.or(defaults.region),
+            endpoint_url: self.endpoint_url.or(defaults.endpoint_url),
+            max_attempts: self.max_attempts.or(defaults.max_attempts),
+        }
+    }
+
+    /// Checks what can be checked without a network call: a named profile
+    /// must exist, so a typo cannot fall back to other credentials.
+    pub async fn check(&self) -> Result<(), String> {
+        if self.max_attempts == Some(0) {
+            return Err("--max-attempts must be at least 1".into());
+        }
+        let Some(profile) = &self.profile else {
+            return Ok(());
+        };
+        let profiles = aws_config::profile::load(
+            &Fs::real(),
+            &Env::real(),
+            &EnvConfigFiles::default(),
+            None,
+        )
+        .await
+        .map_err(|e| format!("cannot read the AWS config files: {e}"))?;
+        if profiles.get_profile(profile).is_none() {
+            return Err(format!(
+                "profile '{profile}' not found in {} or {}",
+                config_file("AWS_CONFIG_FILE", ".aws/config"),
+                config_file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Loads the SDK config these options describe.
     pub async fn load(&self) -> aws_config::SdkConfig {
         // Flag, then environment, then profile; never the instance metadata
@@ -45,23 +112,106 @@ impl AwsOptions {
             .or_else(EnvironmentVariableRegionProvider::new())
             .or_else(profile_region.build())
             .or_else(Region::new(FALLBACK_REGION));
-        // Bounded so an unreachable endpoint fails instead of hanging; the SDK
-        // retries transient errors itself within these limits.
+        // Bounded so an unreachable endpoint fails instead of hanging.
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(5))
             .operation_attempt_timeout(Duration::from_secs(30))
-            .operation_timeout(Duration::from_secs(90))
+            .operation_timeout(Duration::from_secs(120))
             .build();
+        // Throttling and transient errors are retried with jittered
+        // exponential backoff, enough times that a burst never fails a run.
+        let retry = RetryConfig::standard()
+            .with_max_attempts(self.max_attempts.unwrap_or(Self::DEFAULT_MAX_ATTEMPTS))
+            .with_initial_backoff(Duration::from_millis(500))
+            .with_max_backoff(Duration::from_secs(10));
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(region)
-            .timeout_config(timeouts);
+            .timeout_config(timeouts)
+            .retry_config(retry);
         if let Some(profile) = &self.profile {
-            loader = loader.profile_name(profile);
+            // An explicit profile selects that profile's credential chain
+            // (keys, credential_process, SSO, role), not the environment's
+            // keys, as the aws CLI does.
+            let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .profile_name(profile)
+                .build();
+            loader = loader.profile_name(profile).credentials_provider(credentials);
         }
         if let Some(endpoint) = &self.endpoint_url {
             loader = loader.endpoint_url(endpoint);
         }
         loader.load().await
+    }
+}
+
+fn config_file(var: &str, default: &str) -> String {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(default)))
+        .map_or_else(|| format!("~/{default}"), |p| p.display().to_string())
+}
+
+/// Who the credentials in `config` belong to (`sts:GetCallerIdentity`,
+/// which needs no permission).
+pub async fn caller_identity(config: &aws_config::SdkConfig) -> Result<CallerIdentity, IamError> {
+    let out = aws_sdk_sts::Client::new(config)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(iam_error)?;
+    Ok(CallerIdentity {
+        account: out.account().unwrap_or_default().to_string(),
+        arn: out.arn().unwrap_or_default().to_string(),
+    })
+}
+
+/// Checks a new key with `sts:GetCallerIdentity` signed with it.
+#[derive(Clone, Debug)]
+pub struct StsVerifier {
+    config: aws_config::SdkConfig,
+}
+
+impl StsVerifier {
+    /// A verifier that reaches STS as `config` says (region, endpoint).
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self {
+            config: config.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl KeyVerifier for StsVerifier {
+    async fn caller_arn(&self, key: &NewAccessKey) -> Result<String, VerifyError> {
+        let credentials = Credentials::new(
+            &key.access_key_id,
+            key.secret_access_key.expose(),
+            None,
+            None,
+            "keyrot-new-key",
+        );
+        // One attempt per call: the rotation's own loop waits and retries.
+        let config = aws_sdk_sts::config::Builder::from(&self.config)
+            .credentials_provider(credentials)
+            .retry_config(RetryConfig::disabled())
+            .build();
+        let out = aws_sdk_sts::Client::from_conf(config)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|err| {
+                let rejected = matches!(
+                    err.code(),
+                    Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "AuthFailure")
+                );
+                let error = iam_error(err);
+                VerifyError {
+                    rejected,
+                    transient: error.is_transient(),
+                    message: error.message,
+                }
+            })?;
+        Ok(out.arn().unwrap_or_default().to_string())
     }
 }
 
@@ -77,9 +227,14 @@ impl AwsIam {
         Self { client }
     }
 
+    /// Builds a client from an SDK config.
+    pub fn from_config(config: &aws_config::SdkConfig) -> Self {
+        Self::new(aws_sdk_iam::Client::new(config))
+    }
+
     /// Builds a client from [`AwsOptions`].
     pub async fn from_options(options: &AwsOptions) -> Self {
-        Self::new(aws_sdk_iam::Client::new(&options.load().await))
+        Self::from_config(&options.load().await)
     }
 }
 
@@ -108,7 +263,8 @@ impl Iam for AwsIam {
 
     async fn create_access_key(&self, user: &str) -> Result<NewAccessKey, IamError> {
         // Not idempotent: a retry after a lost answer would make a second
-        // key. Fail instead; the rotation then checks what IAM holds.
+        // key. Fail instead; the rotation retries only what IAM definitely
+        // refused (throttling) and looks at what IAM holds otherwise.
         let once = aws_sdk_iam::config::Builder::default().retry_config(RetryConfig::disabled());
         let output = self
             .client
@@ -121,7 +277,7 @@ impl Iam for AwsIam {
             .map_err(iam_error)?;
         let key = output
             .access_key()
-            .ok_or_else(|| IamError::new(IamErrorKind::Other, "CreateAccessKey returned no key"))?;
+            .ok_or_else(|| IamError::new(IamErrorKind::NoAnswer, "CreateAccessKey returned no key"))?;
         Ok(NewAccessKey {
             user_name: key.user_name().to_string(),
             access_key_id: key.access_key_id().to_string(),
@@ -160,6 +316,69 @@ impl Iam for AwsIam {
             .map_err(iam_error)?;
         Ok(())
     }
+
+    async fn access_key_last_used(&self, key_id: &str) -> Result<KeyLastUsed, IamError> {
+        let out = self
+            .client
+            .get_access_key_last_used()
+            .access_key_id(key_id)
+            .send()
+            .await
+            .map_err(iam_error)?;
+        let used = out.access_key_last_used();
+        let known = |s: Option<&str>| s.filter(|s| *s != "N/A").map(str::to_string);
+        Ok(KeyLastUsed {
+            date: used
+                .and_then(|u| u.last_used_date())
+                .and_then(|d| d.fmt(Format::DateTime).ok()),
+            service: known(used.map(|u| u.service_name())),
+            region: known(used.map(|u| u.region())),
+        })
+    }
+
+    async fn list_user_tags(&self, user: &str) -> Result<Vec<(String, String)>, IamError> {
+        let tags: Vec<_> = self
+            .client
+            .list_user_tags()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(iam_error)?;
+        Ok(tags
+            .into_iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect())
+    }
+
+    async fn tag_user(&self, user: &str, key: &str, value: &str) -> Result<(), IamError> {
+        let tag = aws_sdk_iam::types::Tag::builder()
+            .key(key)
+            .value(value)
+            .build()
+            .map_err(|e| IamError::new(IamErrorKind::Other, e.to_string()))?;
+        self.client
+            .tag_user()
+            .user_name(user)
+            .tags(tag)
+            .send()
+            .await
+            .map_err(iam_error)?;
+        Ok(())
+    }
+
+    async fn untag_user(&self, user: &str, key: &str) -> Result<(), IamError> {
+        self.client
+            .untag_user()
+            .user_name(user)
+            .tag_keys(key)
+            .send()
+            .await
+            .map_err(iam_error)?;
+        Ok(())
+    }
 }
 
 fn key_status(status: Option<&StatusType>) -> KeyStatus {
@@ -172,19 +391,18 @@ fn key_status(status: Option<&StatusType>) -> KeyStatus {
     }
 }
 
-/// Classifies an SDK error by IAM's error code, so the rotation can tell the
-/// key limit and a missing entity from everything else.
+/// Classifies an SDK error. Only a definite error answer from AWS, or a
+/// request that was never sent, counts as "did not happen": a timeout, a
+/// dropped connection, an unreadable answer or a 5xx may hide a call that
+/// was applied.
 fn iam_error<E, R>(err: SdkError<E, R>) -> IamError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
     let kind = match &err {
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => IamErrorKind::Transient,
-        SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
-            IamErrorKind::Transient
-        }
-        SdkError::ServiceError(_) => match err.code() {
+        SdkError::ConstructionFailure(_) => IamErrorKind::Other,
+        SdkError::ServiceError(service) => match err.code() {
             Some("NoSuchEntity") => IamErrorKind::NoSuchEntity,
             Some("LimitExceeded") => IamErrorKind::LimitExceeded,
             Some(
@@ -195,12 +413,25 @@ where
                 | "ExpiredToken"
                 | "UnrecognizedClientException",
             ) => IamErrorKind::AccessDenied,
-            Some("Throttling" | "ThrottlingException" | "ServiceFailure" | "RequestExpired") => {
-                IamErrorKind::Transient
+            Some(
+                "Throttling"
+                | "ThrottlingException"
+                | "RequestLimitExceeded"
+                | "TooManyRequestsException"
+                | "RequestThrottled",
+            ) => IamErrorKind::Throttled,
+            Some("ServiceFailure" | "ServiceUnavailable" | "InternalFailure" | "RequestExpired") => {
+                IamErrorKind::NoAnswer
             }
-            _ => IamErrorKind::Other,
+            _ => match http_status(service.raw()) {
+                Some(429) => IamErrorKind::Throttled,
+                Some(500..=599) => IamErrorKind::NoAnswer,
+                _ => IamErrorKind::Other,
+            },
         },
-        _ => IamErrorKind::Other,
+        // Timeouts, dispatch failures (a reset, a closed connection),
+        // answers that could not be read, and anything new.
+        _ => IamErrorKind::NoAnswer,
     };
     let message = match (err.code(), err.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
@@ -217,6 +448,13 @@ where
         );
     }
     IamError::new(kind, message)
+}
+
+/// The HTTP status of a raw response, where the SDK's type has one.
+fn http_status<R: std::fmt::Debug + 'static>(raw: &R) -> Option<u16> {
+    let any = raw as &dyn std::any::Any;
+    any.downcast_ref::<aws_smithy_runtime_api::http::Response>()
+        .map(|r| r.status().as_u16())
 }
 
 /// Each distinct message in an error's source chain, joined: readable where

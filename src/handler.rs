@@ -3,7 +3,7 @@
 //! [`crate::host::WasmHandler`] is the sandboxed WebAssembly implementation;
 //! a Rust user of the library can supply their own.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -89,37 +89,71 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// Where one rotation's handler log lines go. Each rotation has its own, so
+/// rotations sharing a handler never mix their lines.
+#[derive(Debug, Default)]
+pub struct HandlerLog {
+    lines: Mutex<Vec<LogLine>>,
+}
+
+impl HandlerLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds lines.
+    pub fn extend(&self, lines: impl IntoIterator<Item = LogLine>) {
+        self.lines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend(lines);
+    }
+
+    /// Everything logged so far, emptying the log.
+    pub fn take(&self) -> Vec<LogLine> {
+        std::mem::take(
+            &mut *self
+                .lines
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+}
+
 /// Receives the new key and propagates it.
 #[async_trait]
 pub trait NewKeyHandler: Send + Sync {
     /// Checks, before any key is created, that [`NewKeyHandler::handle`] can
-    /// succeed. An error aborts the rotation with nothing changed.
-    async fn preflight(&self, rotation: &Rotation) -> Result<(), HandlerError> {
-        let _ = rotation;
+    /// succeed. An error aborts the rotation with nothing changed. Lines for
+    /// the report go to `log`.
+    async fn preflight(&self, rotation: &Rotation, log: &HandlerLog) -> Result<(), HandlerError> {
+        let _ = (rotation, log);
         Ok(())
     }
 
     /// Propagates the new key. Return `Ok` only once the key is stored where
     /// it is needed; an error makes the rotation delete the new key.
-    async fn handle(&self, rotation: &Rotation, key: &NewAccessKey) -> Result<(), HandlerError>;
-
-    /// Log lines produced since the last call, for the report.
-    fn take_log(&self) -> Vec<LogLine> {
-        Vec::new()
-    }
+    async fn handle(
+        &self,
+        rotation: &Rotation,
+        key: &NewAccessKey,
+        log: &HandlerLog,
+    ) -> Result<(), HandlerError>;
 }
 
 #[async_trait]
 impl<T: NewKeyHandler + ?Sized> NewKeyHandler for Arc<T> {
-    async fn preflight(&self, rotation: &Rotation) -> Result<(), HandlerError> {
-        (**self).preflight(rotation).await
+    async fn preflight(&self, rotation: &Rotation, log: &HandlerLog) -> Result<(), HandlerError> {
+        (**self).preflight(rotation, log).await
     }
 
-    async fn handle(&self, rotation: &Rotation, key: &NewAccessKey) -> Result<(), HandlerError> {
-        (**self).handle(rotation, key).await
-    }
-
-    fn take_log(&self) -> Vec<LogLine> {
-        (**self).take_log()
+    async fn handle(
+        &self,
+        rotation: &Rotation,
+        key: &NewAccessKey,
+        log: &HandlerLog,
+    ) -> Result<(), HandlerError> {
+        (**self).handle(rotation, key, log).await
     }
 }

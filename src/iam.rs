@@ -1,7 +1,10 @@
-//! The IAM seam: the four calls a rotation needs, behind one narrow trait.
+//! The IAM seam: the calls a rotation needs, behind one narrow trait.
 //!
-//! [`crate::aws::AwsIam`] implements it with aws-sdk-iam; tests implement it
-//! with a fault-injecting fake for failures a real emulator cannot produce.
+//! Four calls rotate a key (list, create, update, delete); the others are
+//! optional extras with defaults (last use for `keyrot status`, user tags
+//! for the IAM-kept journal). [`crate::aws::AwsIam`] implements it with
+//! aws-sdk-iam; tests implement it with a fault-injecting fake for failures
+//! a real emulator cannot produce.
 
 use std::sync::Arc;
 
@@ -67,9 +70,14 @@ pub enum IamErrorKind {
     LimitExceeded,
     /// The caller is not allowed to make the call.
     AccessDenied,
-    /// Throttling, a 5xx, a timeout or a dropped connection: worth retrying.
-    Transient,
-    /// Anything else.
+    /// IAM answered that it is throttling the caller: the call was not
+    /// applied, and retrying later will work.
+    Throttled,
+    /// No definite answer: a timeout, a dropped connection, an answer that
+    /// could not be read, or a 5xx. Worth retrying, and a call that is not
+    /// idempotent may have been applied all the same.
+    NoAnswer,
+    /// Anything else: a definite error answer, or a request never sent.
     Other,
 }
 
@@ -94,8 +102,39 @@ impl IamError {
 
     /// Whether retrying the same call may succeed.
     pub fn is_transient(&self) -> bool {
-        self.kind == IamErrorKind::Transient
+        matches!(self.kind, IamErrorKind::Throttled | IamErrorKind::NoAnswer)
     }
+
+    /// Whether the call may have been applied although it failed: anything
+    /// but a definite error answer from IAM. A call that is not idempotent
+    /// (`CreateAccessKey`) must then look at what IAM holds.
+    pub fn may_have_happened(&self) -> bool {
+        self.kind == IamErrorKind::NoAnswer
+    }
+}
+
+impl crate::retry::Retryable for IamError {
+    fn is_transient(&self) -> bool {
+        IamError::is_transient(self)
+    }
+}
+
+/// When and where an access key was last used, as IAM reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KeyLastUsed {
+    /// RFC 3339; `None` if the key was never used.
+    pub date: Option<String>,
+    /// The AWS service, e.g. `s3`.
+    pub service: Option<String>,
+    /// The region, e.g. `eu-west-1`.
+    pub region: Option<String>,
+}
+
+fn unsupported(call: &str) -> IamError {
+    IamError::new(
+        IamErrorKind::Other,
+        format!("{call} is not supported by this IAM implementation"),
+    )
 }
 
 /// The IAM calls a rotation makes.
@@ -117,6 +156,30 @@ pub trait Iam: Send + Sync {
 
     /// Deletes a key.
     async fn delete_access_key(&self, user: &str, key_id: &str) -> Result<(), IamError>;
+
+    /// When a key was last used (`keyrot status`).
+    async fn access_key_last_used(&self, key_id: &str) -> Result<KeyLastUsed, IamError> {
+        let _ = key_id;
+        Err(unsupported("GetAccessKeyLastUsed"))
+    }
+
+    /// The user's tags (the IAM-kept journal).
+    async fn list_user_tags(&self, user: &str) -> Result<Vec<(String, String)>, IamError> {
+        let _ = user;
+        Err(unsupported("ListUserTags"))
+    }
+
+    /// Sets one tag on the user, replacing its value.
+    async fn tag_user(&self, user: &str, key: &str, value: &str) -> Result<(), IamError> {
+        let _ = (user, key, value);
+        Err(unsupported("TagUser"))
+    }
+
+    /// Removes one tag from the user.
+    async fn untag_user(&self, user: &str, key: &str) -> Result<(), IamError> {
+        let _ = (user, key);
+        Err(unsupported("UntagUser"))
+    }
 }
 
 #[async_trait]
@@ -142,5 +205,21 @@ impl<T: Iam + ?Sized> Iam for Arc<T> {
 
     async fn delete_access_key(&self, user: &str, key_id: &str) -> Result<(), IamError> {
         (**self).delete_access_key(user, key_id).await
+    }
+
+    async fn access_key_last_used(&self, key_id: &str) -> Result<KeyLastUsed, IamError> {
+        (**self).access_key_last_used(key_id).await
+    }
+
+    async fn list_user_tags(&self, user: &str) -> Result<Vec<(String, String)>, IamError> {
+        (**self).list_user_tags(user).await
+    }
+
+    async fn tag_user(&self, user: &str, key: &str, value: &str) -> Result<(), IamError> {
+        (**self).tag_user(user, key, value).await
+    }
+
+    async fn untag_user(&self, user: &str, key: &str) -> Result<(), IamError> {
+        (**self).untag_user(user, key).await
     }
 }

@@ -28,21 +28,29 @@ pub mod grants;
 pub mod handler;
 pub mod host;
 pub mod iam;
+pub mod journal;
 pub mod oci;
 pub mod retry;
 pub mod rotation;
 pub mod secret;
+pub mod testhook;
+pub mod verify;
 
-pub use aws::{AwsIam, AwsOptions};
+pub use aws::{AwsIam, AwsOptions, StsVerifier, caller_identity};
 pub use grants::Grants;
-pub use handler::{HandlerError, HandlerErrorKind, LogLevel, LogLine, NewKeyHandler, Rotation};
+pub use handler::{
+    HandlerError, HandlerErrorKind, HandlerLog, LogLevel, LogLine, NewKeyHandler, Rotation,
+};
 pub use host::{
     CacheMode, LoadOptions, Plugin, PluginError, PluginLimits, Sandbox, Settings, WasmHandler,
 };
-pub use iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyStatus, NewAccessKey};
-pub use retry::RetryPolicy;
+pub use iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyLastUsed, KeyStatus, NewAccessKey};
+pub use journal::{FileJournal, IamTagJournal, StateDir};
+pub use retry::{RetryPolicy, Retryable};
 pub use rotation::{
-    Interrupt, KeyRotator, NewKeyState, OldKeyAction, Outcome, RotationError, RotationFailure,
+    CallerIdentity, GiveUp, Interrupt, Journal, JournalRecord, KeyRotator, NewKeyState, NoJournal,
+    OldKeyAction, Outcome, Phase, RetireMode, RotateOptions, RotationError, RotationFailure,
     RotationReport, Step,
 };
 pub use secret::SecretAccessKey;
+pub use verify::KeyVerifier;

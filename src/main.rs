@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) if cli::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            cli::report_bad_input(args.output, &err);
+            cli::report_bad_input(&args, &err);
             ExitCode::from(cli::EXIT_BAD_INPUT)
         }
     }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keyrot::{
-    AccessKeyInfo, HandlerError, Iam, IamError, IamErrorKind, KeyStatus, LogLevel, LogLine,
-    NewAccessKey, NewKeyHandler, RetryPolicy, Rotation, SecretAccessKey,
+    AccessKeyInfo, HandlerError, HandlerLog, Iam, IamError, IamErrorKind, KeyStatus, LogLevel,
+    LogLine, NewAccessKey, NewKeyHandler, RetryPolicy, Rotation, SecretAccessKey,
 };
 
 /// IAM's fixed limit on access keys per user.
@@ -400,7 +400,6 @@ pub struct FakeHandler {
     preflight: Result<(), HandlerError>,
     handle: Result<(), HandlerError>,
     seen: Mutex<Seen>,
-    log: Mutex<Vec<LogLine>>,
 }
 
 impl FakeHandler {
@@ -411,7 +410,6 @@ impl FakeHandler {
             preflight: Ok(()),
             handle: Ok(()),
             seen: Mutex::default(),
-            log: Mutex::default(),
         }
     }
 
@@ -439,7 +437,7 @@ impl FakeHandler {
 
 #[async_trait]
 impl NewKeyHandler for FakeHandler {
-    async fn preflight(&self, rotation: &Rotation) -> Result<(), HandlerError> {
+    async fn preflight(&self, rotation: &Rotation, _log: &HandlerLog) -> Result<(), HandlerError> {
         self.record(|seen| {
             seen.preflight_calls += 1;
             seen.rotation = Some(rotation.clone());
@@ -447,7 +445,12 @@ impl NewKeyHandler for FakeHandler {
         self.preflight.clone()
     }
 
-    async fn handle(&self, rotation: &Rotation, key: &NewAccessKey) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        rotation: &Rotation,
+        key: &NewAccessKey,
+        log: &HandlerLog,
+    ) -> Result<(), HandlerError> {
         let id = &key.access_key_id;
         // Checked now, not after the run: keyrot may delete the key later.
         let active = self.iam.status(&key.user_name, id) == Some(KeyStatus::Active);
@@ -459,18 +462,11 @@ impl NewKeyHandler for FakeHandler {
             seen.key_was_active = active;
             seen.secret_matched = secret.as_deref() == Some(key.secret_access_key.expose());
         });
-        self.log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(LogLine {
-                level: LogLevel::Info,
-                context: "fake".to_string(),
-                message: format!("storing {id}"),
-            });
+        log.extend([LogLine {
+            level: LogLevel::Info,
+            context: "fake".to_string(),
+            message: format!("storing {id}"),
+        }]);
         self.handle.clone()
-    }
-
-    fn take_log(&self) -> Vec<LogLine> {
-        std::mem::take(&mut self.log.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }

@@ -587,7 +587,7 @@ scenarios! {
     create_response_lost: Scenario {
         keys: &[Active],
         setup: |fake, _| {
-            let lost = keyrot::IamError::new(IamErrorKind::Transient, "connection reset");
+            let lost = keyrot::IamError::new(IamErrorKind::NoAnswer, "connection reset");
             fake.inject(Fault::new(Op::Create, lost).times(Times::N(1)).applied());
         },
         expect: Expect::Fails(Failure::CreateKey),
@@ -609,7 +609,7 @@ scenarios! {
     create_response_lost_and_stray_undeletable: Scenario {
         keys: &[Active],
         setup: |fake, _| {
-            let lost = keyrot::IamError::new(IamErrorKind::Transient, "connection reset");
+            let lost = keyrot::IamError::new(IamErrorKind::NoAnswer, "connection reset");
             fake.inject(Fault::new(Op::Create, lost).times(Times::N(1)).applied());
             let stray = fake.next_key_id();
             fake.fail(Op::Delete, Some(&stray), IamErrorKind::AccessDenied, Times::Always);
@@ -633,7 +633,7 @@ scenarios! {
     create_timeout_and_relist_fails: Scenario {
         keys: &[Active],
         setup: |fake, _| {
-            fake.fail(Op::Create, None, IamErrorKind::Transient, Times::Always);
+            fake.fail(Op::Create, None, IamErrorKind::NoAnswer, Times::Always);
             let down = keyrot::IamError::new(IamErrorKind::AccessDenied, "denied");
             fake.inject(Fault::new(Op::List, down).after(1));
         },
@@ -655,7 +655,7 @@ scenarios! {
     /// create must delete nothing, and is not retried (it might have worked).
     create_fails_otherwise_with_inactive_key: Scenario {
         keys: &[Active, Inactive],
-        setup: |fake, _| fake.fail(Op::Create, None, IamErrorKind::Transient, Times::N(1)),
+        setup: |fake, _| fake.fail(Op::Create, None, IamErrorKind::NoAnswer, Times::N(1)),
         expect: Expect::Fails(Failure::CreateKey),
         end: (1, 1),
         original: Some(Active),
@@ -701,7 +701,7 @@ scenarios! {
     make_room_delete_retried: Scenario {
         keys: &[Active, Inactive],
         setup: |fake, ids| {
-            fake.fail(Op::Delete, Some(&ids[1]), IamErrorKind::Transient, Times::N(1))
+            fake.fail(Op::Delete, Some(&ids[1]), IamErrorKind::NoAnswer, Times::N(1))
         },
         check: |run| {
             assert_eq!(run.deletes_of(run.id(1)), [false, true]);
@@ -770,7 +770,7 @@ scenarios! {
     handler_fails_and_new_key_delete_fails: Scenario {
         setup: |fake, _| {
             let new = fake.next_key_id();
-            fake.fail(Op::Delete, Some(&new), IamErrorKind::Transient, Times::Always)
+            fake.fail(Op::Delete, Some(&new), IamErrorKind::NoAnswer, Times::Always)
         },
         expect: Expect::Fails(Failure::Orphaned),
         end: (2, 0),
@@ -791,7 +791,7 @@ scenarios! {
     new_key_delete_transient_twice: Scenario {
         setup: |fake, _| {
             let new = fake.next_key_id();
-            fake.fail(Op::Delete, Some(&new), IamErrorKind::Transient, Times::N(2))
+            fake.fail(Op::Delete, Some(&new), IamErrorKind::NoAnswer, Times::N(2))
         },
         check: |run| assert_eq!(run.deletes_of(&run.new_key_id()), [false, false, true]),
         ..HANDLER_FAILS
@@ -868,7 +868,7 @@ scenarios! {
     old_key_delete_response_lost: Scenario {
         keys: &[Active],
         setup: |fake, ids| {
-            let lost = keyrot::IamError::new(IamErrorKind::Transient, "timeout");
+            let lost = keyrot::IamError::new(IamErrorKind::NoAnswer, "timeout");
             fake.inject(Fault::new(Op::Delete, lost).key(&ids[0]).times(Times::N(1)).applied());
         },
         check: |run| {
@@ -945,7 +945,7 @@ scenarios! {
     old_key_gone_while_delete_times_out: Scenario {
         keys: &[Active],
         setup: |fake, ids| {
-            let lost = keyrot::IamError::new(IamErrorKind::Transient, "timeout");
+            let lost = keyrot::IamError::new(IamErrorKind::NoAnswer, "timeout");
             fake.inject(Fault::new(Op::Delete, lost).key(&ids[0]).applied());
         },
         check: |run| {

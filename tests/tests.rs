@@ -9,6 +9,9 @@
 //! - `sandbox`: hostile plugins attacking the sandbox.
 //! - `github`, `credentials_file`, `gitlab`, `circleci`, `dotenv`: each
 //!   handler against its fake destination.
+//! - `schedule`: unattended runs: verification, kill -9 and resume, locks,
+//!   grace mode, `--older-than`, status, dry runs, and wire faults from the
+//!   `proxy` in front of moto.
 //! - `readme`: the README's handler guide is the code the tests build.
 
 mod circleci;
@@ -21,7 +24,9 @@ mod github_server;
 mod gitlab;
 mod grants;
 mod oci;
+mod proxy;
 mod readme;
 mod rotation;
 mod sandbox;
+mod schedule;
 mod util;

@@ -91,6 +91,11 @@ impl Moto {
         }
     }
 
+    /// The access key id and secret keyrot signs with.
+    pub fn credentials(&self) -> (String, String) {
+        self.credentials.clone()
+    }
+
     /// Starts moto with user `user` holding one active key; returns the key.
     pub async fn start_with_user(user: &str) -> (Moto, String) {
         let moto = Moto::start();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use keyrot::grants::{DirGrant, HostRule};
+use keyrot::{AwsOptions, RetireMode};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -20,13 +21,24 @@ Examples:
   keyrot --plugin aws_credentials_file.wasm --user ci-bot --allow-dir ~/.aws:/aws \\
          --config path=/aws/credentials --config profile=ci
 
+  # Nightly from cron: rotate only keys older than 90 days, keep the old
+  # key inactive for a while, resume any run a crash interrupted
+  keyrot rotate --job rotate-ci.toml --older-than 90d --retire deactivate
+
+  # What would happen, without changing anything
+  keyrot --job rotate-ci.toml --dry-run
+  keyrot status --user ci-bot
+
   # What is this plugin, what does it want, and what is its sha256?
   keyrot plugin inspect github.wasm
 
 Exit codes:
-  0  rotated: the new key is in place and the old keys are deleted
-  1  failed: the keys are as they were (the message says why)
-  2  bad usage, plugin, settings or grants, or an unknown user: nothing was touched
+  0  rotated: the new key is in place and the old keys are retired; or
+     skipped (--older-than), or a dry run that would rotate
+  1  failed: the keys are as they were (the message says why), or another
+     run holds the user
+  2  bad usage, plugin, settings or grants, an unknown user, or a journal
+     that IAM no longer matches: nothing was touched
   3  partial: the new key is in place, but an old key could not be deleted
      (it was deactivated)
   4  needs manual action: a key nobody holds exists, or an old key could be
@@ -72,9 +84,83 @@ pub struct Cli {
 /// Subcommands; without one, keyrot rotates.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Rotate a user's key (the same as no subcommand).
+    Rotate(Box<RotateArgs>),
+    /// Show a user's keys, their age and last use, any pending journal, and
+    /// what a rotation would do now. Needs no plugin and changes nothing.
+    Status(StatusArgs),
+    /// Show or clear the journal an interrupted run left.
+    #[command(subcommand)]
+    Journal(JournalCommand),
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+/// `keyrot status ...`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// An IAM user to show (repeatable).
+    #[arg(long, value_name = "NAME", required = true)]
+    pub user: Vec<String>,
+
+    /// Say "skip" for keys younger than this, as `rotate --older-than` would.
+    #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+    pub older_than: Option<Duration>,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub aws: AwsOptions,
+}
+
+/// `keyrot journal ...`
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Print the journal an interrupted run left for a user.
+    Show(JournalArgs),
+    /// Remove it, once the user's keys are as they should be.
+    Clear(JournalArgs),
+}
+
+/// Which user's journal.
+#[derive(Debug, Args)]
+pub struct JournalArgs {
+    /// The IAM user.
+    #[arg(long, value_name = "NAME")]
+    pub user: String,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub aws: AwsOptions,
+}
+
+/// Where runs keep their journal and locks.
+#[derive(Clone, Debug, Default, Args)]
+pub struct StateArgs {
+    /// Where journals and locks live [default: KEYROT_STATE_DIR,
+    /// $XDG_STATE_HOME/keyrot, ~/.local/state/keyrot].
+    #[arg(long, value_name = "DIR", help_heading = "Journal")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Keep the journal in the state directory (`file`) or as a tag on the
+    /// IAM user (`iam`: any machine's rerun finds it; needs iam:TagUser,
+    /// iam:UntagUser, iam:ListUserTags) [default: file].
+    #[arg(long, value_enum, value_name = "WHERE", help_heading = "Journal")]
+    pub journal: Option<JournalKind>,
+}
+
+/// Where the journal lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JournalKind {
+    /// A file per user in the state directory.
+    File,
+    /// A tag on the IAM user, which doubles as a lease across machines.
+    Iam,
 }
 
 /// `keyrot plugin ...`
@@ -162,8 +248,40 @@ pub struct RotateArgs {
     #[arg(long, value_name = "SPEC")]
     pub inject_header: Vec<String>,
 
+    /// List, describe and preflight, print what a rotation would do, and
+    /// send no write call to IAM.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Rotate only if the active key is at least this old, e.g. 90d;
+    /// otherwise do nothing (exit 0).
+    #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+    pub older_than: Option<Duration>,
+
+    /// What to do with the old keys: `delete`, or `deactivate` (grace: an
+    /// operator can re-enable one if a consumer breaks) [default: delete].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub retire: Option<RetireArg>,
+
+    /// Do not prove the new key works (sts:GetCallerIdentity signed with it)
+    /// before the handler gets it.
+    #[arg(long)]
+    pub no_verify: bool,
+
+    /// How long to wait for a new key to start working [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub verify_timeout: Option<Duration>,
+
+    /// Wait this long for another run on the same user to finish, instead
+    /// of failing at once.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait_lock: Option<Duration>,
+
     #[command(flatten)]
-    pub aws: AwsArgs,
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub aws: AwsOptions,
 
     /// Time limit for each plugin call, e.g. 30s, 2m, 500ms [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -174,20 +292,22 @@ pub struct RotateArgs {
     pub memory: Option<usize>,
 }
 
-/// Where and as whom to talk to AWS.
-#[derive(Debug, Args)]
-pub struct AwsArgs {
-    /// The AWS profile to use (default: AWS_PROFILE, then `default`).
-    #[arg(long, value_name = "NAME")]
-    pub profile: Option<String>,
+/// `--retire`, as clap parses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RetireArg {
+    /// Delete the old keys.
+    Delete,
+    /// Set them Inactive.
+    Deactivate,
+}
 
-    /// The signing region (default: AWS_REGION, the profile's, then us-east-1).
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
-
-    /// A custom IAM endpoint, e.g. a local emulator (default: AWS_ENDPOINT_URL).
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
+impl From<RetireArg> for RetireMode {
+    fn from(arg: RetireArg) -> Self {
+        match arg {
+            RetireArg::Delete => RetireMode::Delete,
+            RetireArg::Deactivate => RetireMode::Deactivate,
+        }
+    }
 }
 
 /// Report format.
@@ -208,27 +328,59 @@ pub(super) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// No plugin call needs longer; larger values would overflow deadlines.
+/// No wait keyrot does needs longer; larger values would overflow deadlines.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// No key age threshold needs more than ten years.
+const MAX_AGE: Duration = Duration::from_secs(3650 * 24 * 60 * 60);
+
+/// A time limit: `500ms`, `30s`, `2m`, `1h` (at most 24h).
 pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let duration = parse_any_duration(s)?;
+    if duration > MAX_DURATION {
+        return Err(format!("'{}' is too large: at most 24h", s.trim()));
+    }
+    Ok(duration)
+}
+
+/// A key age: `90d`, `12h`, ... (at most 3650d).
+pub(super) fn parse_age(s: &str) -> Result<Duration, String> {
+    let duration = parse_any_duration(s)?;
+    if duration > MAX_AGE {
+        return Err(format!("'{}' is too large: at most 3650d", s.trim()));
+    }
+    Ok(duration)
+}
+
+/// A number and a unit: `ms`, `s`, `m`, `h` or `d` (seconds if none).
+fn parse_any_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("expected a duration like 30s, 2m or 500ms, got '{s}'"))?;
-    let duration = match unit.trim() {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        other => return Err(format!("unknown duration unit '{other}' (use ms, s or m)")),
+        .map_err(|_| format!("expected a duration like 500ms, 30s, 2m, 1h or 90d, got '{s}'"))?;
+    let scale = match unit.trim() {
+        "ms" => return nonzero(Duration::from_millis(n)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => {
+            return Err(format!(
+                "unknown duration unit '{other}' (use ms, s, m, h or d)"
+            ));
+        }
     };
+    let secs = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("'{s}' is too large"))?;
+    nonzero(Duration::from_secs(secs))
+}
+
+fn nonzero(duration: Duration) -> Result<Duration, String> {
     if duration.is_zero() {
         return Err("the duration must be more than zero".into());
-    }
-    if duration > MAX_DURATION {
-        return Err("the duration must be at most 24h".into());
     }
     Ok(duration)
 }
@@ -270,11 +422,15 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
         assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("1h").is_err());
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("1441m").is_err());
+        assert!(parse_duration("3w").is_err());
+        assert!(parse_duration("1441m").unwrap_err().contains("too large"));
         assert!(parse_duration("18446744073709551615m").is_err());
+        assert_eq!(parse_age("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert!(parse_age("3651d").unwrap_err().contains("too large"));
     }
 
     #[test]

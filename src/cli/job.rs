@@ -12,6 +12,10 @@
 //! allow-hosts = ["api.github.com"]
 //! allow-dirs = ["~/.aws:/aws"]
 //! inject-headers = ["api.github.com=Authorization:Bearer {env:GITHUB_TOKEN}"]
+//! older-than = "90d"                # rotate only keys at least this old
+//! retire = "deactivate"             # or "delete" (the default)
+//! verify-timeout = "60s"            # verify = false to skip the check
+//! journal = "iam"                   # or "file" (the default)
 //!
 //! [config]
 //! repo = "octo/app"
@@ -27,7 +31,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use keyrot::{AwsOptions, RetireMode};
 use serde::Deserialize;
+
+use super::args::JournalKind;
 
 /// A job file, as written. Unknown keys are errors, so a typo cannot
 /// silently drop a grant or a setting.
@@ -49,23 +56,19 @@ pub struct Job {
     pub config: BTreeMap<String, String>,
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    pub older_than: Option<String>,
+    pub retire: Option<RetireMode>,
+    pub verify: Option<bool>,
+    pub verify_timeout: Option<String>,
+    pub journal: Option<JournalKind>,
     #[serde(default)]
-    pub aws: JobAws,
+    pub aws: AwsOptions,
     /// cosign public keys, one of which must have signed an oci:// plugin.
     #[serde(default)]
     pub plugin_keys: Vec<PathBuf>,
     /// Accept an oci:// plugin named by a tag alone.
     #[serde(default)]
     pub allow_unpinned: bool,
-}
-
-/// The `[aws]` table.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct JobAws {
-    pub profile: Option<String>,
-    pub region: Option<String>,
-    pub endpoint_url: Option<String>,
 }
 
 impl Job {

@@ -5,18 +5,26 @@ pub mod args;
 mod job;
 mod oci_cmd;
 mod render;
+mod status;
 
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use keyrot::grants::{
     AllowList, DirGrant, Grants, HeaderInjection, HostRule, SecretSource, parse_secret_arg,
 };
 use keyrot::host::{LoadOptions, Plugin, Sandbox, WasmHandler};
-use keyrot::{AwsIam, AwsOptions, CacheMode, Interrupt, KeyRotator, PluginLimits, Settings};
+use keyrot::{
+    AwsIam, AwsOptions, CacheMode, IamTagJournal, Interrupt, Journal, KeyRotator, Outcome,
+    PluginLimits, RotateOptions, RotationReport, Settings, StateDir, StsVerifier, caller_identity,
+};
 use tracing_subscriber::EnvFilter;
 
 pub use self::args::{Cli, Command, Output, PluginCommand, RotateArgs};
+use self::args::{JournalKind, StateArgs};
 use self::job::Job;
 
 /// Exit code for bad usage, plugin, settings or grants: nothing was touched.
@@ -31,6 +39,11 @@ struct Plan {
     load: LoadOptions,
     sandbox: Sandbox,
     aws: AwsOptions,
+    options: RotateOptions,
+    verify: bool,
+    journal: JournalKind,
+    state_dir: PathBuf,
+    wait_lock: Option<Duration>,
 }
 
 impl Plan {
@@ -115,9 +128,38 @@ impl Plan {
                 (None, None) => PluginLimits::DEFAULT_MEMORY_BYTES,
             },
         };
+        let older_than = match (args.older_than, &job.older_than) {
+            (Some(d), _) => Some(d),
+            (None, Some(d)) => {
+                Some(args::parse_age(d).map_err(|e| anyhow::anyhow!("job file older-than: {e}"))?)
+            }
+            (None, None) => None,
+        };
+        let verify_timeout = match (args.verify_timeout, &job.verify_timeout) {
+            (Some(d), _) => d,
+            (None, Some(d)) => args::parse_duration(d)
+                .map_err(|e| anyhow::anyhow!("job file verify-timeout: {e}"))?,
+            (None, None) => RotateOptions::DEFAULT_VERIFY_TIMEOUT,
+        };
+        let options = RotateOptions {
+            retire: args
+                .retire
+                .map(Into::into)
+                .or(job.retire)
+                .unwrap_or_default(),
+            older_than,
+            verify_timeout,
+            dry_run: args.dry_run,
+        };
+        let (journal, state_dir) = state_options(&args.state, job.journal)?;
         Ok(Self {
             user,
             plugin,
+            options,
+            verify: !args.no_verify && job.verify.unwrap_or(true),
+            journal,
+            state_dir,
+            wait_lock: args.wait_lock,
             load: load_options(no_cache, args.plugin_sha256.clone().or(job.plugin_sha256))?,
             sandbox: Sandbox {
                 settings: Settings::new(config).with_secrets(secrets),
@@ -128,13 +170,22 @@ impl Plan {
                 },
                 limits,
             },
-            aws: AwsOptions {
-                profile: args.aws.profile.clone().or(job.aws.profile),
-                region: args.aws.region.clone().or(job.aws.region),
-                endpoint_url: args.aws.endpoint_url.clone().or(job.aws.endpoint_url),
-            },
+            aws: args.aws.clone().or(job.aws),
         })
     }
+}
+
+/// Where the journal lives: flag, then job file, then the default.
+fn state_options(
+    state: &StateArgs,
+    job: Option<JournalKind>,
+) -> anyhow::Result<(JournalKind, PathBuf)> {
+    let dir = state
+        .state_dir
+        .clone()
+        .or_else(StateDir::default_path)
+        .context("no state directory: set --state-dir (or HOME or XDG_STATE_HOME)")?;
+    Ok((state.journal.or(job).unwrap_or(JournalKind::File), dir))
 }
 
 fn load_options(no_cache: bool, sha256: Option<String>) -> anyhow::Result<LoadOptions> {
@@ -168,7 +219,10 @@ fn check_user_name(user: &str) -> anyhow::Result<()> {
 /// touched); a failed rotation is `Ok` with its exit code.
 pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
     match &cli.command {
-        None => rotate(cli).await,
+        None => rotate(cli, &cli.rotate).await,
+        Some(Command::Rotate(args)) => rotate(cli, args).await,
+        Some(Command::Status(args)) => status::status(cli, args).await,
+        Some(Command::Journal(command)) => status::journal(cli, command).await,
         Some(Command::Plugin(PluginCommand::Inspect { path, key })) if oci_cmd::is_oci(path) => {
             let load = load_options(cli.no_cache, None)?;
             let reference = path.to_string_lossy();
@@ -189,45 +243,106 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
 }
 
 /// Rotates one user's key and prints the report.
-async fn rotate(cli: &Cli) -> anyhow::Result<u8> {
-    let mut plan = Plan::new(&cli.rotate, cli.no_cache)?;
+async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
+    let mut plan = Plan::new(args, cli.no_cache)?;
+    plan.aws.check().await.map_err(anyhow::Error::msg)?;
     let path =
         oci_cmd::resolve_plugin(&plan.plugin, &cli.insecure_registry, &mut plan.load).await?;
     let plugin = Plugin::load(&path, &plan.load)?;
     let handler = WasmHandler::new(plugin, plan.sandbox).await?;
     tracing::debug!(plugin = handler.name(), version = %handler.info().version, "plugin ready");
-    let iam = AwsIam::from_options(&plan.aws).await;
-    let interrupt = Interrupt::default();
-    stop_safely_on_signals(interrupt.clone());
-    let rotator = KeyRotator::new(iam, handler).with_interrupt(interrupt);
-    let (report, code) = match rotator.rotate_keys(&plan.user).await {
-        Ok(report) => {
-            let code = report.outcome.exit_code();
-            (report, code)
-        }
+    // A state directory that is not ours is bad input, found before AWS.
+    let state = if plan.journal == JournalKind::File || !plan.options.dry_run {
+        Some(StateDir::open(&plan.state_dir).map_err(anyhow::Error::new)?)
+    } else {
+        None
+    };
+
+    let config = plan.aws.load().await;
+    let iam = AwsIam::from_config(&config);
+    let caller = match caller_identity(&config).await {
+        Ok(caller) => caller,
         Err(err) => {
-            let code = err.exit_code();
-            (*err.report, code)
+            let report = failed_before(
+                &plan.user,
+                format!(
+                    "cannot tell which AWS account these credentials belong to                      (sts:GetCallerIdentity): {err}; nothing was changed"
+                ),
+            );
+            return Ok(print_report(cli, &report));
         }
     };
-    // The keys have changed by now: failing to print must not hide the
-    // outcome's exit code.
+    tracing::info!("acting as {} in account {}", caller.arn, caller.account);
+
+    // One run per (account, user) on this machine; the IAM-tag journal adds
+    // a lease across machines.
+    let _lock = match (&state, plan.options.dry_run) {
+        (Some(state), false) => {
+            match state.lock(Some(&caller.account), &plan.user, plan.wait_lock) {
+                Ok(lock) => Some(lock),
+                Err(err) => {
+                    let report = failed_before(&plan.user, err.to_string());
+                    return Ok(print_report(cli, &report));
+                }
+            }
+        }
+        _ => None,
+    };
+    let journal: Arc<dyn Journal> = match (plan.journal, &state) {
+        (JournalKind::File, Some(state)) => Arc::new(state.journal(Some(&caller.account))),
+        _ => Arc::new(IamTagJournal::new(
+            Arc::new(iam.clone()),
+            IamTagJournal::DEFAULT_LEASE,
+        )),
+    };
+    let interrupt = Interrupt::default();
+    stop_safely_on_signals(interrupt.clone());
+    let mut rotator = KeyRotator::new(iam, handler)
+        .with_options(plan.options)
+        .with_interrupt(interrupt)
+        .with_journal(journal)
+        .with_caller(caller);
+    if plan.verify {
+        rotator = rotator.with_verifier(Arc::new(StsVerifier::new(&config)));
+    }
+    let report = match rotator.rotate_keys(&plan.user).await {
+        Ok(report) => report,
+        Err(err) => *err.report,
+    };
+    Ok(print_report(cli, &report))
+}
+
+/// A report for a run that stopped before its first IAM call.
+fn failed_before(user: &str, error: String) -> RotationReport {
+    let mut report = RotationReport::new(user);
+    report.outcome = Outcome::Failed;
+    report.error = Some(error);
+    report
+}
+
+/// Prints the report and returns its exit code. The keys may have changed
+/// by now: failing to print must not hide the outcome's exit code.
+fn print_report(cli: &Cli, report: &RotationReport) -> u8 {
+    let code = report.outcome.exit_code();
     let mut stdout = std::io::stdout().lock();
     let printed = match cli.output {
-        Output::Text => render::text(&mut stdout, &report),
-        Output::Json => render::json(&mut stdout, &report),
+        Output::Text => render::text(&mut stdout, report),
+        Output::Json => render::json(&mut stdout, report),
     }
     .and_then(|()| stdout.flush());
     if let Err(err) = printed
         && err.kind() != std::io::ErrorKind::BrokenPipe
     {
-        eprintln!("warning: could not print the report: {err}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: could not print the report: {err}"
+        );
     }
     if let Some(error) = &report.error {
         let label = if code == 0 { "warning" } else { "error" };
-        eprintln!("{label}: {error}");
+        let _ = writeln!(std::io::stderr(), "{label}: {error}");
     }
-    Ok(code)
+    code
 }
 
 /// The first SIGINT or SIGTERM stops the rotation safely (see
@@ -274,15 +389,19 @@ async fn inspect(cli: &Cli, path: &std::path::Path) -> anyhow::Result<u8> {
 }
 
 /// Prints an error that stopped keyrot before any rotation: to stderr, and
-/// as a JSON object on stdout when JSON output was asked for.
-pub fn report_bad_input(output: Output, err: &anyhow::Error) {
+/// as a report of the usual shape on stdout when JSON output was asked for.
+pub fn report_bad_input(cli: &Cli, err: &anyhow::Error) {
     if is_broken_pipe(err) {
         return;
     }
-    eprintln!("error: {err:#}");
-    if output == Output::Json {
-        let json = serde_json::json!({ "outcome": "bad-input", "error": format!("{err:#}") });
-        let _ = writeln!(std::io::stdout(), "{json}");
+    let _ = writeln!(std::io::stderr(), "error: {err:#}");
+    if cli.output == Output::Json {
+        let user = match &cli.command {
+            Some(Command::Rotate(args)) => args.user.clone(),
+            _ => cli.rotate.user.clone(),
+        };
+        let report = RotationReport::bad_input(user.as_deref().unwrap_or(""), format!("{err:#}"));
+        let _ = render::json(&mut std::io::stdout(), &report);
     }
 }
 

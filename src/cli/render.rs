@@ -6,21 +6,48 @@ use keyrot::host::PluginReport;
 use keyrot::rotation::{NewKeyState, OldKeyAction, Outcome, RotationReport};
 use serde::Serialize;
 
-/// A short summary: outcome, keys, steps.
+/// A short summary: outcome, keys, steps, and why it failed.
 pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
     let headline = match report.outcome {
         Outcome::Rotated => "rotated",
+        Outcome::Skipped => "skipped",
+        Outcome::WouldRotate => "would rotate (dry run: nothing was changed)",
         Outcome::Failed => "not rotated",
         Outcome::Partial => "rotated, but an old key remains",
         Outcome::NeedsManualAction => "NEEDS MANUAL ACTION",
         Outcome::BadInput => "not rotated (bad input)",
     };
-    writeln!(out, "user {}: {headline}", report.user)?;
+    let account = report
+        .account
+        .as_deref()
+        .map(|a| format!(" (account {a})"))
+        .unwrap_or_default();
+    writeln!(out, "user {}{account}: {headline}", report.user)?;
+    if let Some(arn) = &report.caller_arn {
+        writeln!(out, "  acting as {arn}")?;
+    }
+    if let Some(resumed) = &report.resumed {
+        writeln!(
+            out,
+            "  resumed an interrupted run ({}, phase {}, started {}): {}",
+            resumed.owner,
+            resumed.phase.as_str(),
+            resumed.started,
+            resumed.action
+        )?;
+    }
+    if let Some(skipped) = &report.skipped {
+        writeln!(
+            out,
+            "  the active key is {} old, younger than --older-than {}",
+            skipped.age, skipped.threshold
+        )?;
+    }
     if let Some(new_key) = &report.new_key {
         let state = match new_key.state {
             NewKeyState::Propagated => "created and handed over (active)",
-            NewKeyState::Deleted => "created, handler failed, deleted",
-            NewKeyState::Orphaned => "created, handler failed, NOT deleted",
+            NewKeyState::Deleted => "created, then deleted (the run failed)",
+            NewKeyState::Orphaned => "created, NOT deleted: nobody holds it",
         };
         writeln!(out, "  new key {}  {state}", new_key.access_key_id)?;
     }
@@ -29,6 +56,7 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
             OldKeyAction::Unchanged => "unchanged",
             OldKeyAction::DeletedToMakeRoom => "deleted to make room",
             OldKeyAction::Deleted => "deleted",
+            OldKeyAction::KeptInactive => "deactivated (--retire deactivate)",
             OldKeyAction::AlreadyGone => "already gone",
             OldKeyAction::Deactivated { .. } => "could not be deleted, deactivated",
             OldKeyAction::DeleteFailed { .. } => "could not be deleted",
@@ -41,19 +69,39 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
             key.status.as_str().to_lowercase()
         )?;
     }
-    writeln!(out, "steps:")?;
+    if !report.plan.is_empty() {
+        writeln!(out, "plan:")?;
+        for (i, step) in report.plan.iter().enumerate() {
+            writeln!(out, "  {}. {step}", i + 1)?;
+        }
+    }
+    if !report.steps.is_empty() {
+        writeln!(out, "steps:")?;
+    }
     for step in &report.steps {
-        let name = serde_json::to_value(step.step)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
         let key = step.key_id.as_deref().unwrap_or("");
         let status = if step.ok { "ok" } else { "failed" };
+        let mut extra = String::new();
+        if let Some(n) = step.attempts {
+            extra.push_str(&format!("  ({n} attempts)"));
+        }
+        if let Some(note) = &step.note {
+            extra.push_str(&format!("  {note}"));
+        }
         writeln!(
             out,
-            "  {name:<18} {key:<22} {:>10.1} ms  {status}",
+            "  {:<18} {key:<22} {:>10.1} ms  {status}{extra}",
+            step.step.name(),
             step.duration_ms
         )?;
+    }
+    if let Some(error) = &report.error {
+        let label = if report.outcome.exit_code() == 0 {
+            "warning"
+        } else {
+            "error"
+        };
+        writeln!(out, "{label}: {error}")?;
     }
     Ok(())
 }

@@ -38,7 +38,7 @@ pub use self::limits::PluginLimits;
 use self::limits::{EpochTicker, MemoryLimiter};
 use self::logging::{CapturedOutput, MAX_OUTPUT_BYTES, PluginLog};
 use crate::grants::{AllowList, Grants, HeaderInjection};
-use crate::handler::{HandlerError, HandlerErrorKind, LogLevel, LogLine, NewKeyHandler, Rotation};
+use crate::handler::{HandlerError, HandlerErrorKind, HandlerLog, LogLevel, NewKeyHandler, Rotation};
 use crate::iam::NewAccessKey;
 
 /// Rust bindings for the `keyrot:handler` WIT world in `wit/`.
@@ -288,7 +288,6 @@ pub struct WasmHandler {
     sandbox: Sandbox,
     allow: Arc<AllowList>,
     headers: Arc<Vec<HeaderInjection>>,
-    log: Mutex<Vec<LogLine>>,
     _ticker: EpochTicker,
 }
 
@@ -410,9 +409,8 @@ impl WasmHandler {
                 settings: Vec::new(),
             },
             sandbox,
-            log: Mutex::new(Vec::new()),
         };
-        let info = match handler.call(Call::Describe).await {
+        let info = match handler.call(Call::Describe, &HandlerLog::new()).await {
             Ok(Returned::Info(info)) => info,
             Ok(Returned::Done(_)) => unreachable!("describe returns plugin info"),
             Err(e) => return Err(PluginError::Settings(format!("describe failed: {e}"))),
@@ -454,8 +452,9 @@ impl WasmHandler {
         secrets
     }
 
-    /// Runs one call in a fresh store, under the memory and time limits.
-    async fn call(&self, call: Call<'_>) -> Result<Returned, HandlerError> {
+    /// Runs one call in a fresh store, under the memory and time limits;
+    /// what the plugin logged goes to `sink`.
+    async fn call(&self, call: Call<'_>, sink: &HandlerLog) -> Result<Returned, HandlerError> {
         let stdout = CapturedOutput::new(MAX_OUTPUT_BYTES);
         let stderr = CapturedOutput::new(MAX_OUTPUT_BYTES);
         let limits = &self.sandbox.limits;
@@ -531,7 +530,7 @@ impl WasmHandler {
             Ok(Err(trap)) => Err(self.trap_error(&trap, exceeded_memory, &log, &stderr)),
             Err(_elapsed) => Err(self.timeout_error()),
         };
-        self.log.lock().unwrap().extend(log.finish());
+        sink.extend(log.finish());
         outcome
     }
 
@@ -621,16 +620,17 @@ fn wit_rotation(rotation: &Rotation) -> wit::Rotation {
 
 #[async_trait]
 impl NewKeyHandler for WasmHandler {
-    async fn preflight(&self, rotation: &Rotation) -> Result<(), HandlerError> {
-        self.call(Call::Preflight(rotation)).await.map(|_| ())
+    async fn preflight(&self, rotation: &Rotation, log: &HandlerLog) -> Result<(), HandlerError> {
+        self.call(Call::Preflight(rotation), log).await.map(|_| ())
     }
 
-    async fn handle(&self, rotation: &Rotation, key: &NewAccessKey) -> Result<(), HandlerError> {
-        self.call(Call::Handle(rotation, key)).await.map(|_| ())
-    }
-
-    fn take_log(&self) -> Vec<LogLine> {
-        std::mem::take(&mut *self.log.lock().unwrap())
+    async fn handle(
+        &self,
+        rotation: &Rotation,
+        key: &NewAccessKey,
+        log: &HandlerLog,
+    ) -> Result<(), HandlerError> {
+        self.call(Call::Handle(rotation, key), log).await.map(|_| ())
     }
 }
 

@@ -1,0 +1,265 @@
+//! `keyrot status` and `keyrot journal`: look, change nothing (but `journal
+//! clear`, which removes a record on the operator's word).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyrot::{
+    AccessKeyInfo, AwsIam, AwsOptions, CallerIdentity, Iam, IamErrorKind, IamTagJournal, Journal,
+    JournalRecord, KeyLastUsed, KeyStatus, StateDir, caller_identity,
+    rotation::{human_duration, parse_rfc3339, unix_now},
+};
+use serde::Serialize;
+
+use super::args::{JournalArgs, JournalCommand, JournalKind, StatusArgs};
+use super::{Cli, Output, render, state_options};
+
+/// One key as `status` shows it.
+#[derive(Debug, Serialize)]
+struct KeyView {
+    access_key_id: String,
+    status: KeyStatus,
+    create_date: Option<String>,
+    age: Option<String>,
+    last_used: Option<KeyLastUsed>,
+}
+
+/// One user as `status` shows it.
+#[derive(Debug, Serialize)]
+struct UserView {
+    user: String,
+    keys: Vec<KeyView>,
+    journal: Option<JournalRecord>,
+    /// What a rotation would do now.
+    next: String,
+    error: Option<String>,
+}
+
+/// The whole `status` document.
+#[derive(Debug, Serialize)]
+struct StatusView {
+    schema_version: u32,
+    account: String,
+    caller_arn: String,
+    users: Vec<UserView>,
+}
+
+/// The AWS side every look needs: a client, who we are, the journal.
+async fn connect(
+    aws: &AwsOptions,
+    state: &super::args::StateArgs,
+) -> anyhow::Result<(AwsIam, CallerIdentity, Arc<dyn Journal>)> {
+    aws.check().await.map_err(anyhow::Error::msg)?;
+    let (kind, dir) = state_options(state, None)?;
+    let config = aws.load().await;
+    let iam = AwsIam::from_config(&config);
+    let caller = caller_identity(&config).await.map_err(|err| {
+        anyhow::anyhow!(
+            "cannot tell which AWS account these credentials belong to \
+             (sts:GetCallerIdentity): {err}"
+        )
+    })?;
+    let journal: Arc<dyn Journal> = match kind {
+        JournalKind::File => Arc::new(StateDir::open(&dir)?.journal(Some(&caller.account))),
+        JournalKind::Iam => Arc::new(IamTagJournal::new(
+            Arc::new(iam.clone()),
+            IamTagJournal::DEFAULT_LEASE,
+        )),
+    };
+    Ok((iam, caller, journal))
+}
+
+/// `keyrot status`.
+pub(super) async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
+    for user in &args.user {
+        super::check_user_name(user)?;
+    }
+    let (iam, caller, journal) = connect(&args.aws, &args.state).await?;
+    let mut users = Vec::new();
+    for user in &args.user {
+        users.push(look(&iam, journal.as_ref(), user, args.older_than).await);
+    }
+    let code = if users.iter().any(|u| u.error.is_some()) {
+        2
+    } else {
+        0
+    };
+    let view = StatusView {
+        schema_version: keyrot::rotation::SCHEMA_VERSION,
+        account: caller.account,
+        caller_arn: caller.arn,
+        users,
+    };
+    let mut out = std::io::stdout().lock();
+    match cli.output {
+        Output::Json => render::json(&mut out, &view)?,
+        Output::Text => text(&mut out, &view)?,
+    }
+    out.flush()?;
+    Ok(code)
+}
+
+async fn look(
+    iam: &AwsIam,
+    journal: &dyn Journal,
+    user: &str,
+    older_than: Option<Duration>,
+) -> UserView {
+    let mut view = UserView {
+        user: user.to_string(),
+        keys: Vec::new(),
+        journal: None,
+        next: String::new(),
+        error: None,
+    };
+    let keys = match iam.list_access_keys(user).await {
+        Ok(keys) => keys,
+        Err(err) => {
+            view.error = Some(if err.kind == IamErrorKind::NoSuchEntity {
+                format!("iam user '{user}' does not exist")
+            } else {
+                format!("could not list the access keys: {err}")
+            });
+            view.next = "cannot tell".into();
+            return view;
+        }
+    };
+    match journal.peek(user).await {
+        Ok(record) => view.journal = record,
+        Err(err) => view.error = Some(err.to_string()),
+    }
+    for key in &keys {
+        let last_used = match iam.access_key_last_used(&key.access_key_id).await {
+            Ok(used) => Some(used),
+            Err(err) => {
+                tracing::warn!("no last use for {}: {err}", key.access_key_id);
+                None
+            }
+        };
+        view.keys.push(KeyView {
+            access_key_id: key.access_key_id.clone(),
+            status: key.status.clone(),
+            create_date: key.create_date.clone(),
+            age: age(key).map(human_duration),
+            last_used,
+        });
+    }
+    view.next = next(&keys, view.journal.as_ref(), older_than);
+    view
+}
+
+/// What a rotation would do now.
+fn next(keys: &[AccessKeyInfo], journal: Option<&JournalRecord>, older: Option<Duration>) -> String {
+    if let Some(record) = journal {
+        return format!(
+            "resume: finish the interrupted run of {} (phase {}) first",
+            record.owner,
+            record.phase.as_str()
+        );
+    }
+    let active: Vec<&AccessKeyInfo> = keys.iter().filter(|k| k.status == KeyStatus::Active).collect();
+    if active.len() >= 2 {
+        return "refuse: two active keys".into();
+    }
+    if let (Some(threshold), Some(key)) = (older, active.first())
+        && let Some(age) = age(key)
+        && age < threshold
+    {
+        return format!(
+            "skip: younger than {} (age {})",
+            human_duration(threshold),
+            human_duration(age)
+        );
+    }
+    let not_active: Vec<&str> = keys
+        .iter()
+        .filter(|k| k.status != KeyStatus::Active)
+        .map(|k| k.access_key_id.as_str())
+        .collect();
+    if keys.len() >= 2 && !not_active.is_empty() {
+        return format!("rotate, making room: delete inactive {}", not_active.join(", "));
+    }
+    "rotate".into()
+}
+
+fn age(key: &AccessKeyInfo) -> Option<Duration> {
+    let created = parse_rfc3339(key.create_date.as_deref()?)?;
+    Some(Duration::from_secs(unix_now().saturating_sub(created)))
+}
+
+fn text(out: &mut impl Write, view: &StatusView) -> std::io::Result<()> {
+    writeln!(out, "account {} (as {})", view.account, view.caller_arn)?;
+    for user in &view.users {
+        writeln!(out, "user {}", user.user)?;
+        if let Some(error) = &user.error {
+            writeln!(out, "  error: {error}")?;
+        }
+        if user.keys.is_empty() && user.error.is_none() {
+            writeln!(out, "  (no access keys)")?;
+        }
+        for key in &user.keys {
+            let used = match &key.last_used {
+                Some(KeyLastUsed {
+                    date: Some(date),
+                    service,
+                    region,
+                }) => format!(
+                    "last used {date} {} {}",
+                    service.as_deref().unwrap_or("-"),
+                    region.as_deref().unwrap_or("-")
+                ),
+                Some(_) => "never used".into(),
+                None => "last use unknown".into(),
+            };
+            writeln!(
+                out,
+                "  {}  {:<8}  created {}  age {:<8}  {used}",
+                key.access_key_id,
+                key.status.as_str(),
+                key.create_date.as_deref().unwrap_or("?"),
+                key.age.as_deref().unwrap_or("?"),
+            )?;
+        }
+        if let Some(record) = &user.journal {
+            writeln!(
+                out,
+                "  journal: phase {} by {} (new key {})",
+                record.phase.as_str(),
+                record.owner,
+                record.new_key.as_deref().unwrap_or("none yet")
+            )?;
+        }
+        writeln!(out, "  next: {}", user.next)?;
+    }
+    Ok(())
+}
+
+/// `keyrot journal show|clear`.
+pub(super) async fn journal(cli: &Cli, command: &JournalCommand) -> anyhow::Result<u8> {
+    let (JournalCommand::Show(args) | JournalCommand::Clear(args)) = command;
+    let JournalArgs { user, state, aws } = args;
+    super::check_user_name(user)?;
+    let (_iam, _caller, journal) = connect(aws, state).await?;
+    let record = journal.peek(user).await.or_else(|err| match command {
+        // A record too broken to read can still be removed.
+        JournalCommand::Clear(_) if err.is_bad_input() => Ok(None),
+        _ => Err(err),
+    })?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        JournalCommand::Show(_) => match (&record, cli.output) {
+            (_, Output::Json) => render::json(&mut out, &record)?,
+            (Some(record), Output::Text) => {
+                writeln!(out, "{}", serde_json::to_string_pretty(record)?)?
+            }
+            (None, Output::Text) => writeln!(out, "no journal for user {user}")?,
+        },
+        JournalCommand::Clear(_) => {
+            journal.clear(user).await?;
+            writeln!(out, "journal for user {user} cleared")?;
+        }
+    }
+    out.flush()?;
+    Ok(0)
+}

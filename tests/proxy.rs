@@ -1,0 +1,244 @@
+//! A small HTTP fault proxy in front of moto, for the faults moto cannot
+//! produce, seen by the real binary and the real SDK on the wire: an answer
+//! lost after IAM acted, throttling, STS rejecting a new key for a while.
+//!
+//! One request per connection (answers carry `connection: close`), so a
+//! fault hits exactly one call. Everything else is forwarded to moto as is.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+/// What the proxy does to the calls it sees.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Forward the next this many `CreateAccessKey` calls, then close the
+    /// connection without answering: IAM made the key, keyrot never hears.
+    pub drop_create_answers: u32,
+    /// Answer every `n`th IAM call `Throttling` without forwarding it.
+    pub throttle_every: Option<u32>,
+    /// Answer `sts:GetCallerIdentity` signed with any key but these
+    /// `InvalidClientTokenId`, this many times (`u32::MAX`: always).
+    pub reject_sts: u32,
+    /// Keys STS accepts whatever `reject_sts` says (the operator's).
+    pub sts_accepts: Vec<String>,
+}
+
+/// What the proxy saw.
+#[derive(Clone, Debug, Default)]
+pub struct Seen {
+    /// `(action, access key id that signed it)`, in order.
+    pub calls: Vec<(String, String)>,
+    /// Calls answered `Throttling`.
+    pub throttled: u32,
+    /// Create answers dropped.
+    pub dropped: u32,
+    /// STS calls answered `InvalidClientTokenId`.
+    pub rejected: u32,
+}
+
+#[derive(Default)]
+struct State {
+    faults: Faults,
+    seen: Seen,
+    iam_calls: u32,
+}
+
+/// The proxy, on a free loopback port; its thread ends with the tests.
+pub struct FaultProxy {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to the moto at `upstream` (`http://127.0.0.1:PORT`).
+    pub fn start(upstream: &str, faults: Faults) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let state = Arc::new(Mutex::new(State {
+            faults,
+            ..State::default()
+        }));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = shared.clone();
+                let upstream = upstream.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &upstream, &state);
+                });
+            }
+        });
+        FaultProxy { url, state }
+    }
+
+    /// Changes the faults from now on.
+    pub fn set(&self, faults: Faults) {
+        self.state.lock().unwrap().faults = faults;
+    }
+
+    /// What the proxy saw so far.
+    pub fn seen(&self) -> Seen {
+        self.state.lock().unwrap().seen.clone()
+    }
+}
+
+/// What to do with one call.
+enum Verdict {
+    Forward,
+    ForwardAndDrop,
+    Answer(u16, String),
+}
+
+fn serve(mut client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Result<()> {
+    let (head, body) = read_request(&client)?;
+    let action = form_value(&body, "Action").unwrap_or_default();
+    let key = signing_key(&head).unwrap_or_default();
+    let service = signing_service(&head).unwrap_or_default();
+    let verdict = {
+        let mut state = state.lock().unwrap();
+        state.seen.calls.push((action.clone(), key.clone()));
+        decide(&mut state, &service, &action, &key)
+    };
+    match verdict {
+        Verdict::Answer(status, xml) => {
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: text/xml\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{xml}",
+                xml.len()
+            );
+            client.write_all(reply.as_bytes())
+        }
+        Verdict::Forward | Verdict::ForwardAndDrop => {
+            let mut moto = TcpStream::connect(upstream)?;
+            moto.write_all(&close_connection(&head))?;
+            moto.write_all(&body)?;
+            let mut answer = Vec::new();
+            moto.read_to_end(&mut answer)?;
+            if matches!(verdict, Verdict::ForwardAndDrop) {
+                // IAM acted; the caller gets a closed connection instead.
+                return client.shutdown(std::net::Shutdown::Both);
+            }
+            client.write_all(&answer)
+        }
+    }
+}
+
+fn decide(state: &mut State, service: &str, action: &str, key: &str) -> Verdict {
+    if service == "iam" {
+        state.iam_calls += 1;
+        if let Some(every) = state.faults.throttle_every
+            && state.iam_calls % every == 0
+        {
+            state.seen.throttled += 1;
+            return Verdict::Answer(400, error_xml("iam", "Throttling", "Rate exceeded"));
+        }
+        if action == "CreateAccessKey" && state.faults.drop_create_answers > 0 {
+            state.faults.drop_create_answers -= 1;
+            state.seen.dropped += 1;
+            return Verdict::ForwardAndDrop;
+        }
+    }
+    if service == "sts"
+        && action == "GetCallerIdentity"
+        && state.faults.reject_sts > 0
+        && !state.faults.sts_accepts.iter().any(|k| k == key)
+    {
+        // u32::MAX means always.
+        if state.faults.reject_sts != u32::MAX {
+            state.faults.reject_sts -= 1;
+        }
+        state.seen.rejected += 1;
+        return Verdict::Answer(
+            403,
+            error_xml(
+                "sts",
+                "InvalidClientTokenId",
+                "The security token included in the request is invalid.",
+            ),
+        );
+    }
+    Verdict::Forward
+}
+
+fn error_xml(service: &str, code: &str, message: &str) -> String {
+    let ns = match service {
+        "sts" => "https://sts.amazonaws.com/doc/2011-06-15/",
+        _ => "https://iam.amazonaws.com/doc/2010-05-08/",
+    };
+    format!(
+        "<ErrorResponse xmlns=\"{ns}\"><Error><Type>Sender</Type><Code>{code}</Code>\
+         <Message>{message}</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>"
+    )
+}
+
+/// The request head (lines, without the blank line) and its body.
+fn read_request(stream: &TcpStream) -> std::io::Result<(Vec<String>, Vec<u8>)> {
+    let mut reader = BufReader::new(stream);
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        if line.is_empty() {
+            break;
+        }
+        head.push(line);
+    }
+    let length = header(&head, "content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok((head, body))
+}
+
+fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
+    head.iter().skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The head again, asking moto to close the connection after answering
+/// (so the answer can be read to its end).
+fn close_connection(head: &[String]) -> Vec<u8> {
+    let mut out = String::new();
+    for (i, line) in head.iter().enumerate() {
+        let name = line.split(':').next().unwrap_or("").trim();
+        if i > 0 && name.eq_ignore_ascii_case("connection") {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("connection: close\r\n\r\n");
+    out.into_bytes()
+}
+
+/// `Credential=AKIA.../date/region/SERVICE/aws4_request` in SigV4.
+fn credential(head: &[String]) -> Option<Vec<String>> {
+    let auth = header(head, "authorization")?;
+    let start = auth.find("Credential=")? + "Credential=".len();
+    let scope = auth[start..].split([',', ' ']).next()?;
+    Some(scope.split('/').map(str::to_string).collect())
+}
+
+fn signing_key(head: &[String]) -> Option<String> {
+    credential(head)?.first().cloned()
+}
+
+fn signing_service(head: &[String]) -> Option<String> {
+    credential(head)?.get(3).cloned()
+}
+
+fn form_value(body: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
