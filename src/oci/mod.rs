@@ -262,6 +262,9 @@ pub fn credentials(registry: &str) -> RegistryAuth {
         Ok(docker_credential::DockerCredential::UsernamePassword(user, password)) => {
             RegistryAuth::Basic(user, password)
         }
+        // `docker login` stores an identity token for registries that use
+        // OAuth; oci-client cannot exchange it, so it is sent as a bearer
+        // token, which registries that issue such tokens for direct use accept.
         Ok(docker_credential::DockerCredential::IdentityToken(token)) => {
             RegistryAuth::Bearer(token)
         }
