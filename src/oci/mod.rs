@@ -613,6 +613,13 @@ mod tests {
         assert_eq!(r.tag, None);
         assert!(!r.is_loopback());
 
+        // oci-client parses no IPv6 literals, so [::1] cannot be named.
+        for host in ["localhost:5000", "127.0.0.2"] {
+            let r: OciRef = format!("oci://{host}/a/b:1").parse().unwrap();
+            assert!(r.is_loopback(), "{host}");
+        }
+        let r: OciRef = "oci://registry.example:5000/a/b:1".parse().unwrap();
+        assert!(!r.is_loopback());
         assert!("oci://hello:1.0".parse::<OciRef>().is_err());
         assert!("oci://ghcr.io/x@sha256:abc".parse::<OciRef>().is_err());
     }
