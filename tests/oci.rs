@@ -594,6 +594,26 @@ async fn plugin_keys_refuse_an_unsigned_plugin_or_another_keys_signature() {
     );
     moto.assert_only_key("ci-bot", &old).await;
 
+    // Keys check registry signatures: a local file cannot carry one.
+    let file = plugin("hello").to_string_lossy().into_owned();
+    let out = moto.keyrot(&[
+        "--plugin",
+        &file,
+        "--plugin-key",
+        &ours,
+        "--user",
+        "ci-bot",
+        "--endpoint-url",
+        &moto.url,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out).1.contains("must be an oci:// reference"),
+        "{}",
+        show(&out)
+    );
+    moto.assert_only_key("ci-bot", &old).await;
+
     // The wrong password is a clear error, not a bad signature.
     let out = moto.keyrot_with_env(
         &["plugin", "sign", &pinned, "--key", &theirs_private],

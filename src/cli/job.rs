@@ -4,8 +4,10 @@
 //! to the file.
 //!
 //! ```toml
-//! plugin = "github.wasm"            # relative to this file
+//! plugin = "github.wasm"            # relative to this file, or oci://…@sha256:…
 //! plugin-sha256 = "4f0c…"
+//! plugin-keys = ["team.pub"]        # an oci:// plugin must be signed by one
+//! allow-unpinned = false            # refuse an oci:// tag without a digest
 //! user = "ci-bot"
 //! timeout = "60s"
 //! memory = "512MiB"

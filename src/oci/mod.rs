@@ -262,6 +262,9 @@ pub fn credentials(registry: &str) -> RegistryAuth {
         Ok(docker_credential::DockerCredential::UsernamePassword(user, password)) => {
             RegistryAuth::Basic(user, password)
         }
+        // `docker login` stores an identity token for registries that use
+        // OAuth; oci-client cannot exchange it, so it is sent as a bearer
+        // token, which registries that issue such tokens for direct use accept.
         Ok(docker_credential::DockerCredential::IdentityToken(token)) => {
             RegistryAuth::Bearer(token)
         }
@@ -610,6 +613,13 @@ mod tests {
         assert_eq!(r.tag, None);
         assert!(!r.is_loopback());
 
+        // oci-client parses no IPv6 literals, so [::1] cannot be named.
+        for host in ["localhost:5000", "127.0.0.2"] {
+            let r: OciRef = format!("oci://{host}/a/b:1").parse().unwrap();
+            assert!(r.is_loopback(), "{host}");
+        }
+        let r: OciRef = "oci://registry.example:5000/a/b:1".parse().unwrap();
+        assert!(!r.is_loopback());
         assert!("oci://hello:1.0".parse::<OciRef>().is_err());
         assert!("oci://ghcr.io/x@sha256:abc".parse::<OciRef>().is_err());
     }
