@@ -72,7 +72,7 @@ pub struct Cli {
 /// Subcommands; without one, keyrot rotates.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Work with plugins: files, and OCI registries (push, sign, verify).
+    /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
 }
