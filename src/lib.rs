@@ -31,6 +31,7 @@ pub mod host;
 pub mod iam;
 pub mod input;
 pub mod journal;
+pub mod oci;
 pub mod retry;
 pub mod rotation;
 pub mod secret;

@@ -332,7 +332,14 @@ fn run(moto: &Moto, api: &FakeCircleCi, extra: &[&str]) -> Output {
 fn run_for(moto: &Moto, api: &FakeCircleCi, target: &[&str], extra: &[&str]) -> Output {
     warm("circleci");
     let api_url = format!("api-url={}", api.url());
-    let mut args = vec!["--allow-host", api.url(), "--config", &api_url, "--plugin-log", "show"];
+    let mut args = vec![
+        "--allow-host",
+        api.url(),
+        "--config",
+        &api_url,
+        "--plugin-log",
+        "show",
+    ];
     args.extend_from_slice(target);
     args.extend_from_slice(extra);
     let out = moto.rotate("circleci", &args, &[TOKEN_ENV]);

@@ -5,6 +5,7 @@
 //!   of the `Iam` seam.
 //! - `cli`: the real binary against moto with real plugin components.
 //! - `grants`: outbound HTTP, directories, secrets, caching, job files.
+//! - `oci`: plugins pushed to, pulled from and signed in a real OCI registry.
 //! - `sandbox`: hostile plugins attacking the sandbox.
 //! - `hardening`: broken output streams, the cache, FIFOs, limits.
 //! - `github`, `credentials_file`, `gitlab`, `circleci`, `dotenv`: each
@@ -24,6 +25,7 @@ mod github_server;
 mod gitlab;
 mod grants;
 mod hardening;
+mod oci;
 mod proxy;
 mod readme;
 mod rotation;

@@ -81,6 +81,10 @@ pub struct Cli {
     /// includes them only with an explicit show.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = PluginLogMode::Auto, global = true)]
     pub plugin_log: PluginLogMode,
+
+    /// Reach this registry (HOST[:PORT]) over plain HTTP; loopback always may.
+    #[arg(long, value_name = "HOST", global = true)]
+    pub insecure_registry: Vec<String>,
 }
 
 /// When the plugin's log reaches stderr (`--plugin-log`).
@@ -181,8 +185,34 @@ pub enum JournalKind {
 pub enum PluginCommand {
     /// Show a plugin's name, version, settings, imports and sha256.
     Inspect {
-        /// The plugin component (.wasm).
+        /// The plugin component (.wasm), or oci://REGISTRY/REPO:TAG[@sha256:DIGEST].
         path: PathBuf,
+        /// For oci:// plugins: say whether this cosign public key signed it (repeatable).
+        #[arg(long, value_name = "FILE")]
+        key: Vec<PathBuf>,
+    },
+    /// Publish a plugin to an OCI registry; prints the manifest digest.
+    Push {
+        /// The plugin component (.wasm).
+        file: PathBuf,
+        /// Where to: REGISTRY/REPO:TAG (oci:// optional).
+        reference: String,
+    },
+    /// Sign a published plugin with a cosign key (password in COSIGN_PASSWORD).
+    Sign {
+        /// oci://REGISTRY/REPO:TAG[@sha256:DIGEST].
+        reference: String,
+        /// The cosign private key (cosign.key).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// Check that a published plugin is signed by one of these cosign keys.
+    Verify {
+        /// oci://REGISTRY/REPO:TAG[@sha256:DIGEST].
+        reference: String,
+        /// A cosign public key (cosign.pub); repeatable, one must match.
+        #[arg(long, value_name = "FILE", required = true)]
+        key: Vec<PathBuf>,
     },
 }
 
@@ -194,9 +224,15 @@ pub struct RotateArgs {
     #[arg(long, value_name = "FILE")]
     pub job: Option<PathBuf>,
 
-    /// The handler: a WebAssembly component built for keyrot's WIT world.
+    /// The handler: a WebAssembly component built for keyrot's WIT world,
+    /// a file or oci://REGISTRY/REPO:TAG@sha256:DIGEST.
     #[arg(long, value_name = "PATH")]
     pub plugin: Option<PathBuf>,
+
+    /// Refuse an oci:// plugin not signed by this cosign public key
+    /// (repeatable: any one of them).
+    #[arg(long, value_name = "FILE")]
+    pub plugin_key: Vec<PathBuf>,
 
     /// Refuse to run a plugin file whose sha256 is not this.
     #[arg(long, value_name = "HEX")]

@@ -77,11 +77,11 @@ pub fn init_logging(cli: &Cli) {
         // The SDK's credential chain warns about every source it tries;
         // keyrot reports the one error that matters itself.
         (false, 0) => (
-            "warn,aws_config=error,keyrot=info,plugin=info",
+            "warn,aws_config=error,sigstore=error,keyrot=info,plugin=info",
             LevelFilter::INFO,
         ),
         (false, 1) => (
-            "warn,aws_config=error,keyrot=debug,plugin=debug",
+            "warn,aws_config=error,sigstore=error,keyrot=debug,plugin=debug",
             LevelFilter::DEBUG,
         ),
         (false, _) => ("info,keyrot=trace,plugin=trace", LevelFilter::TRACE),

@@ -4,8 +4,10 @@
 //! to the file.
 //!
 //! ```toml
-//! plugin = "github.wasm"            # relative to this file
+//! plugin = "github.wasm"            # relative to this file, or oci://…@sha256:…
 //! plugin-sha256 = "4f0c…"
+//! plugin-keys = ["team.pub"]        # an oci:// plugin must be signed by one
+//! allow-unpinned = false            # refuse an oci:// tag without a digest
 //! user = "ci-bot"
 //! timeout = "60s"
 //! memory = "512MiB"
@@ -63,6 +65,12 @@ pub struct Job {
     pub journal: Option<JournalKind>,
     #[serde(default)]
     pub aws: AwsOptions,
+    /// cosign public keys, one of which must have signed an oci:// plugin.
+    #[serde(default)]
+    pub plugin_keys: Vec<PathBuf>,
+    /// Accept an oci:// plugin named by a tag alone.
+    #[serde(default)]
+    pub allow_unpinned: bool,
 }
 
 impl Job {
@@ -79,8 +87,13 @@ impl Job {
             )
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        if let Some(plugin) = &job.plugin {
+        if let Some(plugin) = &job.plugin
+            && !plugin.to_str().is_some_and(keyrot::oci::OciRef::is_oci)
+        {
             job.plugin = Some(base.join(plugin));
+        }
+        for key in &mut job.plugin_keys {
+            *key = base.join(&*key);
         }
         let relative = |p: &str| !p.starts_with('/') && !p.starts_with('~');
         for dir in &mut job.allow_dirs {

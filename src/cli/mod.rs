@@ -4,6 +4,7 @@
 pub mod args;
 mod console;
 mod job;
+mod oci_cmd;
 mod render;
 mod status;
 
@@ -35,7 +36,7 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 /// override per name; grants from both are combined.
 struct Plan {
     user: String,
-    plugin: PathBuf,
+    plugin: oci_cmd::PluginSource,
     load: LoadOptions,
     sandbox: Sandbox,
     aws: AwsOptions,
@@ -52,10 +53,18 @@ impl Plan {
             Some(path) => Job::load(path)?,
             None => Job::default(),
         };
-        let plugin =
-            args.plugin.clone().or(job.plugin).context(
+        let plugin = oci_cmd::PluginSource {
+            from_job: args.plugin.is_none(),
+            spec: args.plugin.clone().or(job.plugin).context(
                 "no plugin given: pass --plugin PATH (or set `plugin` in the --job file)",
-            )?;
+            )?,
+            allow_unpinned: job.allow_unpinned,
+            keys: job
+                .plugin_keys
+                .into_iter()
+                .chain(args.plugin_key.clone())
+                .collect(),
+        };
         let user = args
             .user
             .clone()
@@ -221,7 +230,22 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Some(Command::Rotate(args)) => rotate(cli, args).await,
         Some(Command::Status(args)) => status::status(cli, args).await,
         Some(Command::Journal(command)) => status::journal(cli, command).await,
-        Some(Command::Plugin(PluginCommand::Inspect { path })) => inspect(cli, path).await,
+        Some(Command::Plugin(PluginCommand::Inspect { path, key })) if oci_cmd::is_oci(path) => {
+            let load = load_options(cli.no_cache, None)?;
+            let reference = path.to_string_lossy();
+            oci_cmd::inspect(&reference, key, &cli.insecure_registry, &load, cli.output).await
+        }
+        Some(Command::Plugin(PluginCommand::Inspect { path, .. })) => inspect(cli, path).await,
+        Some(Command::Plugin(PluginCommand::Push { file, reference })) => {
+            let load = load_options(cli.no_cache, None)?;
+            oci_cmd::push(file, reference, &cli.insecure_registry, &load, cli.output).await
+        }
+        Some(Command::Plugin(PluginCommand::Sign { reference, key })) => {
+            oci_cmd::sign(reference, key, &cli.insecure_registry).await
+        }
+        Some(Command::Plugin(PluginCommand::Verify { reference, key })) => {
+            oci_cmd::verify(reference, key, &cli.insecure_registry).await
+        }
     };
     console::note_hidden_plugin_lines(cli);
     result
@@ -229,9 +253,11 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
 
 /// Rotates one user's key and prints the report.
 async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
-    let plan = Plan::new(args, cli.no_cache)?;
+    let mut plan = Plan::new(args, cli.no_cache)?;
     plan.aws.check().await.map_err(anyhow::Error::msg)?;
-    let plugin = Plugin::load(&plan.plugin, &plan.load)?;
+    let path =
+        oci_cmd::resolve_plugin(&plan.plugin, &cli.insecure_registry, &mut plan.load).await?;
+    let plugin = Plugin::load(&path, &plan.load)?;
     let handler = WasmHandler::new(plugin, plan.sandbox).await?;
     tracing::debug!(plugin = handler.name(), version = %handler.info().version, "plugin ready");
     // A state directory that is not ours is bad input, found before AWS.

@@ -139,6 +139,7 @@ pub struct Plugin {
     engine: Engine,
     pre: NewKeyHandlerPre<HostState>,
     imports: Vec<String>,
+    exports: Vec<String>,
     cache: CacheOutcome,
 }
 
@@ -176,6 +177,11 @@ impl Plugin {
             .imports(&engine)
             .map(|(name, _)| name.to_string())
             .collect();
+        let exports = component
+            .component_type()
+            .exports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
         let linker = linker(&engine).map_err(|e| invalid(format!("cannot link WASI: {e:#}")))?;
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
             invalid(format!(
@@ -194,6 +200,7 @@ impl Plugin {
             engine,
             pre,
             imports,
+            exports,
             cache,
         })
     }
@@ -201,6 +208,11 @@ impl Plugin {
     /// The file's sha256, hex.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// Every interface the component exports, e.g. `keyrot:handler/handler@0.1.0`.
+    pub fn exports(&self) -> &[String] {
+        &self.exports
     }
 
     /// Every interface the component imports, e.g. `wasi:http/types@0.2.4`.

@@ -1,0 +1,299 @@
+//! `oci://` plugins on the command line: resolving a reference to a cached
+//! component file before the plan loads it, and `keyrot plugin
+//! push/sign/verify/inspect` for registries. The work is in [`keyrot::oci`].
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use keyrot::host::{CacheMode, LoadOptions, Plugin, PluginReport, WasmHandler};
+use keyrot::oci::sign::{self, PublicKey};
+use keyrot::oci::{OciRef, Pulled, RegistryOptions, Store};
+use serde::Serialize;
+
+use super::args::Output;
+use super::render;
+
+/// Where a plan's plugin comes from, and what it must carry.
+#[derive(Debug, Default)]
+pub(super) struct PluginSource {
+    /// A file, or `oci://…`.
+    pub spec: PathBuf,
+    /// The reference came from a job file, where a tag alone is refused
+    /// unless `allow_unpinned`.
+    pub from_job: bool,
+    pub allow_unpinned: bool,
+    /// Public keys, one of which must have signed the artifact.
+    pub keys: Vec<PathBuf>,
+}
+
+fn oci_spec(spec: &Path) -> Option<&str> {
+    spec.to_str().filter(|s| OciRef::is_oci(s))
+}
+
+fn cache_dir() -> anyhow::Result<PathBuf> {
+    match CacheMode::user_default() {
+        CacheMode::Dir(dir) => Ok(dir),
+        CacheMode::Disabled => {
+            bail!("no cache directory for oci:// plugins: set KEYROT_CACHE_DIR (or HOME)")
+        }
+    }
+}
+
+fn read_keys(keys: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
+    Ok(keys
+        .iter()
+        .map(|k| PublicKey::read(k))
+        .collect::<Result<_, _>>()?)
+}
+
+/// The manifest digest of `reference`: its own, or the tag resolved (with
+/// a warning to pin it).
+async fn pin(reference: &OciRef, registry: &RegistryOptions) -> anyhow::Result<OciRef> {
+    if reference.digest.is_some() {
+        return Ok(reference.clone());
+    }
+    let digest = keyrot::oci::resolve(reference, registry).await?;
+    let pinned = reference.with_digest(&digest);
+    tracing::warn!(
+        "{reference} is not pinned: it resolved to {digest}; pin it as {pinned} so a re-pushed tag \
+         cannot change what runs"
+    );
+    Ok(pinned)
+}
+
+/// Turns the plan's plugin into a file to load: itself, or for `oci://`
+/// the component pulled by digest into the cache (signature checked when
+/// keys are given). Runs before any IAM call; every error is bad input.
+pub(super) async fn resolve_plugin(
+    source: &PluginSource,
+    insecure: &[String],
+    load: &mut LoadOptions,
+) -> anyhow::Result<PathBuf> {
+    let Some(spec) = oci_spec(&source.spec) else {
+        if !source.keys.is_empty() {
+            bail!(
+                "--plugin-key checks registry signatures: the plugin must be an oci:// reference, \
+                 not the file {} (pin a file with --plugin-sha256)",
+                source.spec.display()
+            );
+        }
+        return Ok(source.spec.clone());
+    };
+    let reference: OciRef = spec.parse()?;
+    let registry = RegistryOptions {
+        insecure: insecure.to_vec(),
+    };
+    if reference.digest.is_none() && source.from_job && !source.allow_unpinned {
+        let hint = match keyrot::oci::resolve(&reference, &registry).await {
+            Ok(digest) => format!(
+                "pin it as `plugin = \"{}\"`",
+                reference.with_digest(&digest)
+            ),
+            Err(_) => "pin it with @sha256:DIGEST (`keyrot plugin inspect` prints it)".into(),
+        };
+        bail!(
+            "the job file's plugin {reference} names a tag, not a digest: refusing it, since a \
+             re-pushed tag would change what runs; {hint}, or set `allow-unpinned = true`"
+        );
+    }
+    let keys = read_keys(&source.keys)?;
+    let pinned = pin(&reference, &registry).await?;
+    let cache = cache_dir()?;
+    let pulled = keyrot::oci::pull(&pinned, &registry, &Store::new(&cache)).await?;
+    if pulled.from_cache {
+        tracing::info!("plugin {} from the cache", pulled.reference);
+    } else {
+        tracing::info!("pulled plugin {}", pulled.reference);
+    }
+    if !keys.is_empty() {
+        let digest = &pulled.manifest_digest;
+        let verified = sign::verify(&pinned, digest, &keys, &registry, &cache).await?;
+        tracing::info!(
+            "plugin {} is signed by {}{}",
+            pulled.reference,
+            verified.key.display(),
+            if verified.from_cache {
+                " (signature from the cache: the registry is unreachable)"
+            } else {
+                ""
+            }
+        );
+    }
+    // Plugin::load checks the file against this digest as it reads it, so
+    // nothing can swap the cached file in between; --plugin-sha256, if
+    // given, must agree with it.
+    match &load.expected_sha256 {
+        Some(expected) if !expected.eq_ignore_ascii_case(&pulled.component_sha256) => bail!(
+            "plugin {} has component sha256 {}, not the pinned --plugin-sha256 {expected}: \
+             refusing to run it",
+            pulled.reference,
+            pulled.component_sha256
+        ),
+        _ => load.expected_sha256 = Some(pulled.component_sha256.clone()),
+    }
+    Ok(pulled.path)
+}
+
+/// `keyrot plugin push FILE REF`: prints the manifest digest.
+pub(super) async fn push(
+    file: &Path,
+    reference: &str,
+    insecure: &[String],
+    load: &LoadOptions,
+    output: Output,
+) -> anyhow::Result<u8> {
+    let reference: OciRef = reference.parse()?;
+    if reference.digest.is_some() {
+        bail!("push to a tag ({reference} names a digest): the registry computes the digest");
+    }
+    // Only a component keyrot can run is worth publishing.
+    let plugin = Plugin::load(file, load)?;
+    let wasm =
+        std::fs::read(file).with_context(|| format!("cannot read plugin '{}'", file.display()))?;
+    let registry = RegistryOptions {
+        insecure: insecure.to_vec(),
+    };
+    let digest = keyrot::oci::push(
+        wasm,
+        plugin.imports().to_vec(),
+        plugin.exports().to_vec(),
+        &reference,
+        &registry,
+    )
+    .await?;
+    let pinned = reference.with_digest(&digest);
+    let mut stdout = std::io::stdout().lock();
+    match output {
+        Output::Text => writeln!(stdout, "{digest}")?,
+        Output::Json => render::json(
+            &mut stdout,
+            &serde_json::json!({ "reference": pinned.to_string(), "manifest_digest": digest }),
+        )?,
+    }
+    tracing::info!("pushed {pinned}");
+    Ok(0)
+}
+
+/// `keyrot plugin sign REF --key cosign.key` (password in COSIGN_PASSWORD).
+pub(super) async fn sign(reference: &str, key: &Path, insecure: &[String]) -> anyhow::Result<u8> {
+    let reference: OciRef = reference.parse()?;
+    let registry = RegistryOptions {
+        insecure: insecure.to_vec(),
+    };
+    let private = zeroize::Zeroizing::new(
+        std::fs::read(key).with_context(|| format!("cannot read key {}", key.display()))?,
+    );
+    let password = zeroize::Zeroizing::new(std::env::var("COSIGN_PASSWORD").unwrap_or_default());
+    let pinned = pin(&reference, &registry).await?;
+    let digest = pinned.digest.clone().expect("pinned");
+    sign::sign(&pinned, &digest, &private, password.as_bytes(), &registry).await?;
+    println!("signed {pinned}");
+    Ok(0)
+}
+
+/// `keyrot plugin verify REF --key cosign.pub`.
+pub(super) async fn verify(
+    reference: &str,
+    keys: &[PathBuf],
+    insecure: &[String],
+) -> anyhow::Result<u8> {
+    let reference: OciRef = reference.parse()?;
+    let registry = RegistryOptions {
+        insecure: insecure.to_vec(),
+    };
+    let keys = read_keys(keys)?;
+    let pinned = pin(&reference, &registry).await?;
+    let digest = pinned.digest.clone().expect("pinned");
+    let verified = sign::verify(&pinned, &digest, &keys, &registry, &cache_dir()?).await?;
+    println!("verified {pinned}: signed by {}", verified.key.display());
+    Ok(0)
+}
+
+/// What `inspect` adds for an `oci://` plugin.
+#[derive(Serialize)]
+struct OciInspect {
+    #[serde(flatten)]
+    plugin: PluginReport,
+    oci: OciDetails,
+}
+
+#[derive(Serialize)]
+struct OciDetails {
+    reference: String,
+    manifest_digest: String,
+    /// Signatures at the `.sig` tag; `None` if the registry is unreachable.
+    signatures: Option<usize>,
+    /// Which of the `--key`s signed it.
+    signed_by: Vec<PathBuf>,
+}
+
+/// `keyrot plugin inspect oci://…`: the plugin, plus where it came from
+/// and its signature status.
+pub(super) async fn inspect(
+    reference: &str,
+    keys: &[PathBuf],
+    insecure: &[String],
+    load: &LoadOptions,
+    output: Output,
+) -> anyhow::Result<u8> {
+    let reference: OciRef = reference.parse()?;
+    let registry = RegistryOptions {
+        insecure: insecure.to_vec(),
+    };
+    let keys = read_keys(keys)?;
+    let pinned = pin(&reference, &registry).await?;
+    let pulled: Pulled = keyrot::oci::pull(&pinned, &registry, &Store::new(&cache_dir()?)).await?;
+    let (signatures, signed_by) =
+        match sign::status(&pinned, &pulled.manifest_digest, &keys, &registry).await {
+            Ok((n, by)) => (Some(n), by),
+            Err(err) => {
+                tracing::warn!("cannot read the signatures: {err}");
+                (None, Vec::new())
+            }
+        };
+    let plugin = Plugin::load(&pulled.path, load)?;
+    let report = OciInspect {
+        plugin: WasmHandler::inspect(plugin).await?,
+        oci: OciDetails {
+            reference: pulled.reference,
+            manifest_digest: pulled.manifest_digest,
+            signatures,
+            signed_by,
+        },
+    };
+    let mut stdout = std::io::stdout().lock();
+    match output {
+        Output::Text => {
+            render::inspect_text(&mut stdout, &report.plugin)?;
+            let oci = &report.oci;
+            writeln!(stdout, "registry:")?;
+            writeln!(stdout, "  reference        {}", oci.reference)?;
+            writeln!(stdout, "  manifest digest  {}", oci.manifest_digest)?;
+            let status = match (oci.signatures, oci.signed_by.as_slice()) {
+                (None, _) => "unknown (the registry did not answer)".to_string(),
+                (Some(0), _) => "unsigned".to_string(),
+                (Some(n), []) if keys.is_empty() => {
+                    format!("{n} signature(s), not checked (pass --key cosign.pub)")
+                }
+                (Some(n), []) => format!("{n} signature(s), none by the keys given"),
+                (Some(n), by) => format!(
+                    "{n} signature(s); verified with {}",
+                    by.iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            writeln!(stdout, "  signatures       {status}")?;
+        }
+        Output::Json => render::json(&mut stdout, &report)?,
+    }
+    stdout.flush()?;
+    Ok(0)
+}
+
+/// Whether `inspect`'s argument is an OCI reference.
+pub(super) fn is_oci(path: &Path) -> bool {
+    oci_spec(path).is_some()
+}
