@@ -264,34 +264,31 @@ impl Drop for Moto {
     }
 }
 
-const MOTO_HINT: &str = "the tests need the moto IAM emulator: install it with \
-     `pip install 'moto[server]'` (scripts/setup.sh, run by the README's test command, does)";
+const MOTO_HINT: &str = "the tests need the moto IAM emulator in the project virtualenv: \
+     run scripts/setup.sh (it makes .venv/ and installs moto there; the README's test command \
+     runs it)";
 
-/// `moto_server` if it is on PATH, else the same server as a Python module
-/// (pip may install the script somewhere PATH does not reach).
+/// The project virtualenv's `moto_server` (scripts/setup.sh installs it),
+/// else one on PATH. Panics with [`MOTO_HINT`] when there is neither:
+/// the end-to-end tests fail, never skip, without their emulator.
 fn spawn_moto(port: u16, no_auth_actions: Option<u32>) -> Child {
-    let port = port.to_string();
-    let args = ["-H", "127.0.0.1", "-p", port.as_str()];
-    let spawn = |program: &str, prefix: &[&str]| {
-        let mut cmd = Command::new(program);
-        if let Some(n) = no_auth_actions {
-            // moto checks signatures and IAM policies after the first n calls.
-            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
-        }
-        cmd.args(prefix)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    let program = if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("moto_server")
     };
-    match spawn("moto_server", &[]) {
-        Ok(child) => child,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            spawn("python3", &["-m", "moto.server"])
-                .unwrap_or_else(|err| panic!("cannot start moto ({err}); {MOTO_HINT}"))
-        }
-        Err(err) => panic!("cannot start moto_server ({err}); {MOTO_HINT}"),
+    let port = port.to_string();
+    let mut cmd = Command::new(&program);
+    if let Some(n) = no_auth_actions {
+        // moto checks signatures and IAM policies after the first n calls.
+        cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
     }
+    cmd.args(["-H", "127.0.0.1", "-p", port.as_str()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {} ({err}); {MOTO_HINT}", program.display()))
 }
 
 fn client(url: &str, (id, secret): &(String, String)) -> aws_sdk_iam::Client {
