@@ -9,11 +9,14 @@
 //! - `github`, `credentials_file`, `gitlab`, `circleci`, `dotenv`: each
 //!   handler against its fake destination.
 //! - `readme`: the README's handler guide is the code the tests build.
+//! - `examples`: the IAM policies in `examples/` suffice, with IAM auth on.
+//! - `usability`: help, colour, errors that say what to do, inspect, cache.
 
 mod circleci;
 mod cli;
 mod credentials_file;
 mod dotenv;
+mod examples;
 mod fake;
 mod github;
 mod github_server;
@@ -22,4 +25,5 @@ mod grants;
 mod readme;
 mod rotation;
 mod sandbox;
+mod usability;
 mod util;

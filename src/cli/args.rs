@@ -23,6 +23,18 @@ Examples:
   # What is this plugin, what does it want, and what is its sha256?
   keyrot plugin inspect github.wasm
 
+  # How much space do compiled plugins take; drop those compiled over 30 days ago
+  keyrot cache list
+  keyrot cache clean --older-than 30d
+
+Environment:
+  KEYROT_LOG        log filter; overrides -v/-q (e.g. keyrot=debug,plugin=trace)
+  KEYROT_CACHE_DIR  compiled-plugin cache (default: $XDG_CACHE_HOME/keyrot, ~/.cache/keyrot)
+  NO_COLOR          if set and not empty: no colour (as --color never), unless --color always
+  AWS_*             the AWS SDK's usual settings: AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL,
+                    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,
+                    AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE
+
 Exit codes:
   0  rotated: the new key is in place and the old keys are deleted
   1  failed: the keys are as they were (the message says why)
@@ -49,20 +61,48 @@ pub struct Cli {
     pub rotate: RotateArgs,
 
     /// How to print the report on stdout.
-    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true, help_heading = "Output")]
     pub output: Output,
 
+    /// Colour in logs on stderr: auto (only when stderr is a terminal and
+    /// NO_COLOR is unset), always, never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, global = true, help_heading = "Output")]
+    pub color: ColorChoice,
+
     /// Compile the plugin afresh instead of using the compiled-code cache.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Plugin")]
     pub no_cache: bool,
 
     /// More logging on stderr (-v debug, -vv trace).
-    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet", global = true)]
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet", global = true, help_heading = "Output")]
     pub verbose: u8,
 
     /// Only errors on stderr.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Output")]
     pub quiet: bool,
+}
+
+/// When to colour log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Only when stderr is a terminal and NO_COLOR is unset or empty.
+    Auto,
+    /// Always, even into a file or pipe.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour, given whether the stream is a terminal and the
+    /// value of NO_COLOR (set and not empty turns `auto` off).
+    pub fn enabled(self, is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => is_terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
 }
 
 /// Subcommands; without one, keyrot rotates.
@@ -71,6 +111,23 @@ pub enum Command {
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// List or clean the compiled-plugin cache (KEYROT_CACHE_DIR,
+    /// $XDG_CACHE_HOME/keyrot or ~/.cache/keyrot).
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+/// `keyrot cache ...`
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List compiled plugins: plugin sha256, size, age.
+    List,
+    /// Remove compiled plugins (each is rebuilt on its next use).
+    Clean {
+        /// Remove only entries older than this, e.g. 30d, 12h, 90m.
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        older_than: Option<Duration>,
+    },
 }
 
 /// `keyrot plugin ...`
@@ -92,11 +149,12 @@ pub struct RotateArgs {
     pub job: Option<PathBuf>,
 
     /// The handler: a WebAssembly component built for keyrot's WIT world.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Plugin")]
     pub plugin: Option<PathBuf>,
 
-    /// Refuse to run a plugin file whose sha256 is not this.
-    #[arg(long, value_name = "HEX")]
+    /// Refuse to run a plugin file whose sha256 is not this (see `keyrot
+    /// plugin inspect`).
+    #[arg(long, value_name = "SHA256_HEX", help_heading = "Plugin")]
     pub plugin_sha256: Option<String>,
 
     /// The IAM user whose access key to rotate.
@@ -104,37 +162,50 @@ pub struct RotateArgs {
     pub user: Option<String>,
 
     /// A setting for the plugin, read through wasi:config (repeatable).
-    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value, help_heading = "Plugin")]
     pub config: Vec<(String, String)>,
 
     /// A secret setting, redacted everywhere: NAME=env:VAR or NAME=file:PATH.
     // Parsed by the plan, not clap: clap would echo a mistyped secret.
-    #[arg(long, value_name = "NAME=SOURCE")]
+    #[arg(
+        long,
+        value_name = "NAME=env:VAR|NAME=file:PATH",
+        help_heading = "Plugin"
+    )]
     pub secret: Vec<String>,
 
     /// Let the plugin make HTTP requests to this exact host (https, port 443),
     /// or to http://HOST:PORT (repeatable).
-    #[arg(long, value_name = "HOST")]
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]|http://HOST:PORT",
+        help_heading = "Grants"
+    )]
     pub allow_host: Vec<HostRule>,
 
-    /// Let the plugin see a directory: HOST_PATH[:GUEST_PATH][:ro] (repeatable).
-    #[arg(long, value_name = "DIR")]
+    /// Let the plugin see a directory, read-write unless :ro (repeatable).
+    #[arg(
+        long,
+        value_name = "HOST_PATH[:GUEST_PATH][:ro]",
+        help_heading = "Grants"
+    )]
     pub allow_dir: Vec<DirGrant>,
 
     /// Add a header to requests to one host, from a secret the plugin never
-    /// sees: 'HOST=HEADER:VALUE' with one {env:VAR} or {file:PATH} in VALUE.
-    #[arg(long, value_name = "SPEC")]
+    /// sees: one {env:VAR} or {file:PATH} in VALUE; HOST spelled as in
+    /// --allow-host (repeatable).
+    #[arg(long, value_name = "HOST=HEADER:VALUE", help_heading = "Grants")]
     pub inject_header: Vec<String>,
 
     #[command(flatten)]
     pub aws: AwsArgs,
 
     /// Time limit for each plugin call, e.g. 30s, 2m, 500ms [default: 60s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
     pub timeout: Option<Duration>,
 
     /// Memory limit for the plugin, e.g. 256MiB, 1GiB [default: 512MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Limits")]
     pub memory: Option<usize>,
 }
 
@@ -142,15 +213,15 @@ pub struct RotateArgs {
 #[derive(Debug, Args)]
 pub struct AwsArgs {
     /// The AWS profile to use (default: AWS_PROFILE, then `default`).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = "AWS")]
     pub profile: Option<String>,
 
     /// The signing region (default: AWS_REGION, the profile's, then us-east-1).
-    #[arg(long, value_name = "REGION")]
+    #[arg(long, value_name = "REGION", help_heading = "AWS")]
     pub region: Option<String>,
 
     /// A custom IAM endpoint, e.g. a local emulator (default: AWS_ENDPOINT_URL).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", help_heading = "AWS")]
     pub endpoint_url: Option<String>,
 }
 
@@ -197,6 +268,23 @@ pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// An age like 30d, 12h, 90m or 45s.
+pub(super) fn parse_age(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let bad = || format!("expected an age like 30d, 12h or 90m, got '{s}'");
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 60 * 60,
+        "d" => 24 * 60 * 60,
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs(n.checked_mul(scale).ok_or_else(bad)?))
+}
+
 pub(super) fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -239,6 +327,27 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("1441m").is_err());
         assert!(parse_duration("18446744073709551615m").is_err());
+    }
+
+    #[test]
+    fn colour_follows_the_terminal_and_no_color() {
+        use std::ffi::OsStr;
+        assert!(ColorChoice::Auto.enabled(true, None));
+        assert!(ColorChoice::Auto.enabled(true, Some(OsStr::new(""))));
+        assert!(!ColorChoice::Auto.enabled(true, Some(OsStr::new("1"))));
+        assert!(!ColorChoice::Auto.enabled(false, None));
+        assert!(ColorChoice::Always.enabled(false, Some(OsStr::new("1"))));
+        assert!(!ColorChoice::Never.enabled(true, None));
+    }
+
+    #[test]
+    fn parses_ages() {
+        assert_eq!(parse_age("30d"), Ok(Duration::from_secs(30 * 86400)));
+        assert_eq!(parse_age("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_age("0s"), Ok(Duration::ZERO));
+        assert!(parse_age("30").is_err());
+        assert!(parse_age("1w").is_err());
+        assert!(parse_age("99999999999999999999d").is_err());
     }
 
     #[test]

@@ -49,13 +49,28 @@ impl Settings {
         let unknown: Vec<&str> = self.names().filter(|name| !known(name)).collect();
         if !unknown.is_empty() {
             let accepted: Vec<&str> = info.settings.iter().map(|s| s.name.as_str()).collect();
+            let suggestions: Vec<(&str, &str)> = unknown
+                .iter()
+                .filter_map(|name| Some((*name, closest(name, &accepted)?)))
+                .collect();
             let accepted = if accepted.is_empty() {
                 "it takes no settings".to_string()
             } else {
                 format!("it reads: {}", accepted.join(", "))
             };
+            let hint = match suggestions.as_slice() {
+                [] => String::new(),
+                [(_, near)] if unknown.len() == 1 => format!(" (did you mean '{near}'?)"),
+                many => {
+                    let pairs: Vec<String> = many
+                        .iter()
+                        .map(|(name, near)| format!("'{near}' for '{name}'"))
+                        .collect();
+                    format!(" (did you mean {}?)", pairs.join(", "))
+                }
+            };
             return Err(format!(
-                "plugin '{plugin}' does not read setting(s) {}; {accepted}",
+                "plugin '{plugin}' does not read setting(s) {}{hint}; {accepted}",
                 quoted(&unknown)
             ));
         }
@@ -110,6 +125,38 @@ impl Settings {
         let secrets = self.secrets.iter().map(|(k, v)| (k.clone(), v.to_string()));
         WasiConfigVariables::from_iter(self.values.clone().into_iter().chain(secrets))
     }
+}
+
+/// The accepted name closest to a mistyped one, if it is close enough to
+/// be the likely intent (a few edits, fewer than half its letters).
+fn closest<'a>(typo: &str, accepted: &[&'a str]) -> Option<&'a str> {
+    let typo = typo.to_ascii_lowercase();
+    accepted
+        .iter()
+        .map(|name| (edit_distance(&typo, &name.to_ascii_lowercase()), *name))
+        .filter(|(d, name)| *d <= 3 && *d * 2 <= name.chars().count().max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn quoted(names: &[&str]) -> String {
@@ -179,9 +226,22 @@ mod tests {
             .check("github", &info())
             .unwrap_err();
         assert!(
-            err.contains("'rpo'") && err.contains("repo, token"),
+            err.contains("'rpo' (did you mean 'repo'?)") && err.contains("repo, token"),
             "{err}"
         );
+        let far = settings(&[("repo", "o/r"), ("colour", "x")])
+            .check("github", &info())
+            .unwrap_err();
+        assert!(!far.contains("did you mean"), "{far}");
+    }
+
+    #[test]
+    fn suggests_the_closest_name() {
+        assert_eq!(closest("tokn", &["repo", "token"]), Some("token"));
+        assert_eq!(closest("Repo", &["repo", "token"]), Some("repo"));
+        assert_eq!(closest("environment", &["env", "repo"]), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

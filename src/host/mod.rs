@@ -162,8 +162,12 @@ impl Plugin {
         };
 
         let engine = engine().map_err(|e| invalid(format!("cannot start the engine: {e:#}")))?;
+        let label = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let (component, cache) =
-            cache::load_or_compile(&engine, &bytes, &sha256, &options.cache)
+            cache::load_or_compile(&engine, &bytes, &sha256, &options.cache, &label)
                 .map_err(|e| invalid(format!("is not a valid WebAssembly component: {e:#}")))?;
         tracing::debug!(?cache, plugin = %path.display(), "plugin compiled");
         let imports = component
@@ -503,20 +507,36 @@ impl WasmHandler {
         let result = tokio::time::timeout(outer, invoke(&self.plugin.pre, &mut store, &call)).await;
 
         let state = store.data_mut();
-        for note in notes.lock().unwrap().drain(..) {
-            state.log.push(LogLevel::Warn, "keyrot", &note);
+        let notes: Vec<String> = notes.lock().unwrap().drain(..).collect();
+        for note in &notes {
+            state.log.push(LogLevel::Warn, "keyrot", note);
         }
         state.log.push_output("stdout", &stdout);
         state.log.push_output("stderr", &stderr);
         let exceeded_memory = state.limiter.exceeded;
         let log = std::mem::replace(&mut state.log, PluginLog::new(&self.name, Vec::new()));
+        // What the host refused (a denied host and the flag that allows
+        // it) belongs in the error itself, not only in a log line -q hides.
+        let refused = match notes.as_slice() {
+            [] => String::new(),
+            [one] => format!(" [keyrot: {}]", log.redact(one)),
+            [first, rest @ ..] => format!(
+                " [keyrot: {}; and {} more, see the log]",
+                log.redact(first),
+                rest.len()
+            ),
+        };
         let outcome = match result {
             Ok(Ok(Returned::Done(Err(message)))) => Err(HandlerError::new(
                 HandlerErrorKind::Rejected,
-                format!("plugin '{}': {}", self.name, log.redact(&message)),
+                format!("plugin '{}': {}{refused}", self.name, log.redact(&message)),
             )),
             Ok(Ok(returned)) => Ok(returned),
-            Ok(Err(trap)) => Err(self.trap_error(&trap, exceeded_memory, &log, &stderr)),
+            Ok(Err(trap)) => {
+                let mut error = self.trap_error(&trap, exceeded_memory, &log, &stderr);
+                error.message.push_str(&refused);
+                Err(error)
+            }
             Err(_elapsed) => Err(self.timeout_error()),
         };
         self.log.lock().unwrap().extend(log.finish());
