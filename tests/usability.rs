@@ -398,3 +398,25 @@ async fn a_user_with_no_keys_gets_one() {
         [(new.to_string(), "Active".to_string())]
     );
 }
+
+/// A secret setting put under `[config]` in a job file is told to move to
+/// `[secrets]`, not to use a flag.
+#[test]
+fn a_secret_under_config_in_a_job_file_is_told_where_it_belongs() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "plugin = \"{}\"\nuser = \"ci-bot\"\nallow-hosts = [\"api.github.com\"]\n\
+             [config]\nrepo = \"o/r\"\ntoken = \"oops\"\n",
+            path("github")
+        ),
+    )
+    .unwrap();
+    let out = keyrot(&["--job", job.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(err.contains("move it from [config] to [secrets]"), "{err}");
+    assert!(!err.contains("oops"), "{err}");
+}

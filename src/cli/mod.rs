@@ -58,6 +58,12 @@ impl Plan {
 
         let mut config = job.config;
         config.extend(args.config.iter().cloned());
+        // Job-file settings the flags did not override.
+        let job_settings: Vec<String> = config
+            .keys()
+            .filter(|name| !args.config.iter().any(|(n, _)| n == *name))
+            .cloned()
+            .collect();
         let mut secret_sources = job
             .secrets
             .iter()
@@ -154,7 +160,9 @@ impl Plan {
             plugin,
             load: load_options(no_cache, sha256),
             sandbox: Sandbox {
-                settings: Settings::new(config).with_secrets(secrets),
+                settings: Settings::new(config)
+                    .with_secrets(secrets)
+                    .from_job_file(job_settings),
                 grants: Grants {
                     hosts: allowed,
                     dirs,

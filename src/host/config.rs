@@ -16,6 +16,8 @@ use super::bindings::keyrot::handler::types::PluginInfo;
 pub struct Settings {
     values: BTreeMap<String, String>,
     secrets: BTreeMap<String, Zeroizing<String>>,
+    /// Names whose value came from a job file, so errors name its tables.
+    from_job: std::collections::BTreeSet<String>,
 }
 
 impl Settings {
@@ -24,7 +26,15 @@ impl Settings {
         Self {
             values: pairs.into_iter().collect(),
             secrets: BTreeMap::new(),
+            from_job: Default::default(),
         }
+    }
+
+    /// Marks settings whose value came from a job file's `[config]` or
+    /// `[secrets]`: errors about them name the table, not the flag.
+    pub fn from_job_file(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.from_job.extend(names);
+        self
     }
 
     /// Adds secret settings, already resolved from their sources.
@@ -42,7 +52,8 @@ impl Settings {
     pub fn check(&self, plugin: &str, info: &PluginInfo) -> Result<(), String> {
         if let Some(name) = self.values.keys().find(|n| self.secrets.contains_key(*n)) {
             return Err(format!(
-                "setting '{name}' is given both with --config and --secret; keep one"
+                "setting '{name}' is given both as a plain setting (--config, or [config] in a \
+                 job file) and as a secret (--secret, or [secrets]); keep one"
             ));
         }
         let known = |name: &str| info.settings.iter().any(|s| s.name == name);
@@ -79,6 +90,13 @@ impl Settings {
             .iter()
             .find(|s| s.secret && self.values.contains_key(&s.name))
         {
+            if self.from_job.contains(&setting.name) {
+                return Err(format!(
+                    "setting '{0}' of plugin '{plugin}' is secret: move it from [config] to \
+                     [secrets] in the job file, as {0} = \"env:VARIABLE\" or {0} = \"file:PATH\"",
+                    setting.name
+                ));
+            }
             return Err(format!(
                 "setting '{0}' of plugin '{plugin}' is secret: pass it with --secret \
                  {0}=env:VARIABLE or --secret {0}=file:PATH, not --config",
@@ -254,6 +272,16 @@ mod tests {
             .with_secrets([("token".to_string(), Zeroizing::new("t0k".to_string()))]);
         assert!(ok.check("github", &info()).is_ok());
         assert_eq!(ok.secret_values().collect::<Vec<_>>(), ["t0k"]);
+    }
+
+    #[test]
+    fn a_secret_in_a_job_files_config_is_named_by_its_table() {
+        let err = settings(&[("repo", "o/r"), ("token", "t")])
+            .from_job_file(["token".to_string()])
+            .check("github", &info())
+            .unwrap_err();
+        assert!(err.contains("move it from [config] to [secrets]"), "{err}");
+        assert!(!err.contains("--config"), "{err}");
     }
 
     #[test]
