@@ -420,3 +420,29 @@ fn a_secret_under_config_in_a_job_file_is_told_where_it_belongs() {
     assert!(err.contains("move it from [config] to [secrets]"), "{err}");
     assert!(!err.contains("oops"), "{err}");
 }
+
+/// Global flags go before or after a subcommand; rotation flags are
+/// refused with one (exit 2), naming the flag.
+#[test]
+fn global_flags_go_anywhere_and_rotation_flags_not_with_a_subcommand() {
+    let hello = path("hello");
+    let before = keyrot(
+        &["-v", "--color", "never", "plugin", "inspect", &hello],
+        &[],
+    );
+    assert_eq!(before.status.code(), Some(0), "{}", show(&before));
+    assert!(stderr(&before).contains("DEBUG"), "{}", show(&before));
+    let refused = keyrot(&["--user", "ci-bot", "plugin", "inspect", &hello], &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", show(&refused));
+    assert!(
+        stderr(&refused)
+            .contains("--user is for a rotation; it cannot be used with `keyrot plugin`"),
+        "{}",
+        show(&refused)
+    );
+    let refused = keyrot(
+        &["cache", "list", "--endpoint-url", "http://127.0.0.1:9"],
+        &[],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", show(&refused));
+}

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use keyrot::grants::{DirGrant, HostRule};
 
 const AFTER_HELP: &str = "\
@@ -52,7 +52,7 @@ Exit codes:
 /// nothing but its settings unless granted: --allow-host, --allow-dir,
 /// --secret, --inject-header.
 #[derive(Debug, Parser)]
-#[command(name = "keyrot", version, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
+#[command(name = "keyrot", version, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -80,6 +80,38 @@ pub struct Cli {
     /// Only errors on stderr.
     #[arg(short, long, global = true, help_heading = "Output")]
     pub quiet: bool,
+}
+
+impl Cli {
+    /// Parses the command line, exiting with a usage error (exit 2) as clap
+    /// does. Rotation flags make no sense with a subcommand and are refused
+    /// there; global flags (`-v`, `--color`, `--output`, ...) go anywhere,
+    /// before or after it.
+    pub fn parse_args() -> Cli {
+        let mut command = Cli::command();
+        let matches = command.clone().get_matches();
+        if let Some((name, _)) = matches.subcommand() {
+            let rotation_only = RotateArgs::augment_args(clap::Command::new("keyrot"));
+            for arg in rotation_only.get_arguments() {
+                if matches.value_source(arg.get_id().as_str())
+                    == Some(clap::parser::ValueSource::CommandLine)
+                {
+                    let flag = arg
+                        .get_long()
+                        .map_or_else(|| arg.get_id().to_string(), |l| format!("--{l}"));
+                    command
+                        .error(
+                            clap::error::ErrorKind::ArgumentConflict,
+                            format!(
+                                "{flag} is for a rotation; it cannot be used with `keyrot {name}`"
+                            ),
+                        )
+                        .exit();
+                }
+            }
+        }
+        Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+    }
 }
 
 /// When to colour log lines.
