@@ -172,6 +172,15 @@ fn the_first_compile_of_a_large_plugin_says_so() {
         &[("KEYROT_CACHE_DIR", cache_dir)],
     );
     assert!(!stderr(&again).contains("compiling"), "{}", show(&again));
+    let uncached = keyrot(
+        &["plugin", "inspect", &js, "--no-cache"],
+        &[("KEYROT_CACHE_DIR", cache_dir)],
+    );
+    assert!(
+        stderr(&uncached).contains("not cached: --no-cache"),
+        "{}",
+        show(&uncached)
+    );
     // A small plugin compiles in milliseconds: nothing to announce.
     let small = keyrot(
         &["plugin", "inspect", &path("hello")],
