@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the Python plugins with componentize-py, installing it (pinned) when
-# it is missing or another version:
+# Builds the Python plugins with componentize-py, installing it (pinned) into
+# the project virtualenv .venv/ (made by scripts/setup.sh) when it is missing
+# or another version; nothing goes into the system's Python:
 #   plugins/gitlab        -> plugins/target/components/gitlab.wasm
 #   plugins/python-hello  -> plugins/target/components/python-hello.wasm
 # The WIT each one is built against is assembled under plugins/target/python/
@@ -12,20 +13,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COMPONENTIZE_PY_VERSION="0.25.1"
+py=.venv/bin/python
 
+[ -x "$py" ] || scripts/setup.sh
 installed_version() {
-    python3 -c 'import importlib.metadata as m; print(m.version("componentize-py"))' 2>/dev/null || true
+    "$py" -c 'import importlib.metadata as m; print(m.version("componentize-py"))' 2>/dev/null || true
 }
 if [ "$(installed_version)" != "$COMPONENTIZE_PY_VERSION" ]; then
-    echo "installing componentize-py $COMPONENTIZE_PY_VERSION"
-    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
+    echo "installing componentize-py $COMPONENTIZE_PY_VERSION into .venv"
+    "$py" -m pip install --quiet --disable-pip-version-check \
         "componentize-py==$COMPONENTIZE_PY_VERSION"
 fi
 
-# componentize-py through the Python that has it, so a pip script directory
-# missing from PATH does not matter.
 componentize_py() {
-    python3 -c 'import sys, componentize_py; sys.argv[0] = "componentize-py"; componentize_py.script()' \
+    "$py" -c 'import sys, componentize_py; sys.argv[0] = "componentize-py"; componentize_py.script()' \
         --quiet "$@"
 }
 
@@ -34,7 +35,7 @@ out=plugins/target/components
 mkdir -p "$work" "$out"
 
 # The WASI WIT packages of the wasmtime-wasi-http crate keyrot builds with.
-http_deps="$(cargo metadata --format-version 1 --locked | python3 -c '
+http_deps="$(cargo metadata --format-version 1 --locked | "$py" -c '
 import json, os, sys
 for p in json.load(sys.stdin)["packages"]:
     if p["name"] == "wasmtime-wasi-http":
@@ -64,8 +65,8 @@ cp wit/handler.wit "$wit/deps/keyrot-handler/"
 cp -R wit/deps/. "$wit/deps/"
 cp "$http_deps"/*.wit "$wit/deps/"
 
-echo "unit-testing plugins/gitlab on the host's Python"
-(cd plugins/gitlab && PYTHONDONTWRITEBYTECODE=1 python3 -m unittest --quiet)
+echo "unit-testing plugins/gitlab on the venv's Python"
+(cd plugins/gitlab && PYTHONDONTWRITEBYTECODE=1 "../../$py" -m unittest --quiet)
 
 build() {
     local name="$1" dir="$2" wit_dir="$3" world="$4"

@@ -4,14 +4,12 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     // Files keyrot or a plugin creates (the compiled-code cache, a rewritten
     // credentials file) hold secrets or trusted code: private by default.
     // SAFETY: umask has no preconditions and cannot fail.
     unsafe { libc::umask(0o077) };
-    let args = cli::Cli::parse();
+    let args = cli::Cli::parse_args();
     cli::init_logging(&args);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -313,7 +313,7 @@ async fn unknown_setting_is_bad_input() {
     let hello = path("hello");
     assert_bad_input(
         &["--plugin", &hello, "--config", "greting=hi"],
-        "plugin 'hello' does not read setting(s) 'greting'; it reads: greeting",
+        "plugin 'hello' does not read setting(s) 'greting' (did you mean 'greeting'?); it reads: greeting",
     )
     .await;
 }

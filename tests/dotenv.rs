@@ -185,7 +185,7 @@ async fn dotenv_refuses_to_clobber_a_file_holding_another_key() {
         stderr(&out).contains(&format!(
             "/app/.env sets AWS_ACCESS_KEY_ID to key AKIA…1234 (line 1), \
              not the key being rotated ({masked_old}): refusing to overwrite it; \
-             set force=true to replace it anyway"
+             pass --config force=true to replace it anyway"
         )),
         "{}",
         show(&out)

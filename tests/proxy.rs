@@ -124,7 +124,7 @@ fn decide(state: &mut State, service: &str, action: &str, key: &str) -> Verdict 
     if service == "iam" {
         state.iam_calls += 1;
         if let Some(every) = state.faults.throttle_every
-            && state.iam_calls % every == 0
+            && state.iam_calls.is_multiple_of(every)
         {
             state.seen.throttled += 1;
             return Verdict::Answer(400, error_xml("iam", "Throttling", "Rate exceeded"));

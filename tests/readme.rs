@@ -73,3 +73,57 @@ async fn the_rust_guide_example_rotates_a_key() {
         show(&out)
     );
 }
+
+/// Docs that cannot hurt: every `keyrot` command in a README shell block
+/// that rotates (names `--user` or `--job`) runs against the local emulator
+/// (`--endpoint-url`), uses `--dry-run`, or says right above it, in a
+/// comment, that it changes real things and how to try it first.
+#[test]
+fn every_readme_command_that_rotates_is_safe_or_says_what_it_changes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut in_sh = false;
+    let mut comments: Vec<String> = Vec::new();
+    let mut command: Option<String> = None;
+    let mut rotating = 0;
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            comments.clear();
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        if let Some(cmd) = command.as_mut() {
+            cmd.push_str(line);
+        } else if line.starts_with("keyrot ") {
+            command = Some(line.to_string());
+        } else if let Some(comment) = line.strip_prefix('#') {
+            comments.push(comment.to_string());
+            continue;
+        } else {
+            comments.clear();
+            continue;
+        }
+        if line.ends_with('\\') {
+            continue;
+        }
+        let cmd = command.take().unwrap();
+        if cmd.contains("--user") || cmd.contains("--job") {
+            rotating += 1;
+            let said = comments.join(" ");
+            let safe = cmd.contains("--endpoint-url") || cmd.contains("--dry-run");
+            let warned = said.contains("Changes real things") && said.contains("--dry-run");
+            assert!(
+                safe || warned,
+                "README command rotates for real without saying so: {cmd}"
+            );
+        }
+        comments.clear();
+    }
+    assert!(
+        rotating >= 5,
+        "found the README's rotating commands ({rotating})"
+    );
+}

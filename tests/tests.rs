@@ -14,11 +14,14 @@
 //!   grace mode, `--older-than`, status, dry runs, and wire faults from the
 //!   `proxy` in front of moto.
 //! - `readme`: the README's handler guide is the code the tests build.
+//! - `examples`: the IAM policies in `examples/` suffice, with IAM auth on.
+//! - `usability`: help, colour, errors that say what to do, inspect, cache.
 
 mod circleci;
 mod cli;
 mod credentials_file;
 mod dotenv;
+mod examples;
 mod fake;
 mod github;
 mod github_server;
@@ -31,4 +34,5 @@ mod readme;
 mod rotation;
 mod sandbox;
 mod schedule;
+mod usability;
 mod util;

@@ -30,9 +30,6 @@ impl Moto {
     /// everything but `denied_action` signs every call, keyrot's included.
     /// Returns the emulator and user `ci-bot`'s one active key.
     pub async fn start_denying(denied_action: &str) -> (Moto, String) {
-        // The setup below is exactly this many unauthenticated calls.
-        let mut moto = Self::spawn(Some(5));
-        moto.create_user("operator").await;
         let policy = serde_json::json!({
             "Version": "2012-10-17",
             "Statement": [
@@ -40,10 +37,23 @@ impl Moto {
                 { "Effect": "Deny", "Action": denied_action, "Resource": "*" },
             ],
         });
+        Self::start_with_policy("operator", &policy).await
+    }
+
+    /// Starts moto enforcing IAM policies: user `signer`, holding only the
+    /// inline `policy`, signs every call, keyrot's included. User `ci-bot`
+    /// has one active key, which is returned; when `signer` is `ci-bot`
+    /// (rotating its own key) that is also the key everything signs with.
+    pub async fn start_with_policy(signer: &str, policy: &serde_json::Value) -> (Moto, String) {
+        // The setup below is exactly this many unauthenticated calls:
+        // user, policy, key, and for another signer ci-bot and its key.
+        let calls = if signer == "ci-bot" { 3 } else { 5 };
+        let mut moto = Self::spawn(Some(calls));
+        moto.create_user(signer).await;
         moto.client
             .put_user_policy()
-            .user_name("operator")
-            .policy_name("all-but-one")
+            .user_name(signer)
+            .policy_name("keyrot")
             .policy_document(policy.to_string())
             .send()
             .await
@@ -51,13 +61,17 @@ impl Moto {
         let key = moto
             .client
             .create_access_key()
-            .user_name("operator")
+            .user_name(signer)
             .send()
             .await
-            .expect("create operator key");
+            .expect("create the signer's key");
         let key = key.access_key().unwrap();
-        moto.create_user("ci-bot").await;
-        let old = moto.create_key("ci-bot", "Active").await;
+        let old = if signer == "ci-bot" {
+            key.access_key_id().to_string()
+        } else {
+            moto.create_user("ci-bot").await;
+            moto.create_key("ci-bot", "Active").await
+        };
         moto.credentials = (
             key.access_key_id().to_string(),
             key.secret_access_key().to_string(),
@@ -149,8 +163,13 @@ impl Moto {
 
     /// The user's keys as (id, status), sorted by id.
     pub async fn keys(&self, user: &str) -> Vec<(String, String)> {
-        let out = self
-            .client
+        self.keys_as(&self.client, user).await
+    }
+
+    /// The user's keys as (id, status), sorted by id, listed with the
+    /// credentials of `signer` (see [`Moto::client_for`]).
+    pub async fn keys_as(&self, signer: &aws_sdk_iam::Client, user: &str) -> Vec<(String, String)> {
+        let out = signer
             .list_access_keys()
             .user_name(user)
             .send()
@@ -168,6 +187,11 @@ impl Moto {
             .collect();
         keys.sort();
         keys
+    }
+
+    /// A client of this emulator signing with another key.
+    pub fn client_for(&self, access_key_id: &str, secret: &str) -> aws_sdk_iam::Client {
+        client(&self.url, &(access_key_id.to_string(), secret.to_string()))
     }
 
     /// Every secret access key moto ever issued, deleted keys included (from
@@ -269,34 +293,31 @@ impl Drop for Moto {
     }
 }
 
-const MOTO_HINT: &str = "the tests need the moto IAM emulator: install it with \
-     `pip install 'moto[server]'` (scripts/setup.sh, run by the README's test command, does)";
+const MOTO_HINT: &str = "the tests need the moto IAM emulator in the project virtualenv: \
+     run scripts/setup.sh (it makes .venv/ and installs moto there; the README's test command \
+     runs it)";
 
-/// `moto_server` if it is on PATH, else the same server as a Python module
-/// (pip may install the script somewhere PATH does not reach).
+/// The project virtualenv's `moto_server` (scripts/setup.sh installs it),
+/// else one on PATH. Panics with [`MOTO_HINT`] when there is neither:
+/// the end-to-end tests fail, never skip, without their emulator.
 fn spawn_moto(port: u16, no_auth_actions: Option<u32>) -> Child {
-    let port = port.to_string();
-    let args = ["-H", "127.0.0.1", "-p", port.as_str()];
-    let spawn = |program: &str, prefix: &[&str]| {
-        let mut cmd = Command::new(program);
-        if let Some(n) = no_auth_actions {
-            // moto checks signatures and IAM policies after the first n calls.
-            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
-        }
-        cmd.args(prefix)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    let program = if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("moto_server")
     };
-    match spawn("moto_server", &[]) {
-        Ok(child) => child,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            spawn("python3", &["-m", "moto.server"])
-                .unwrap_or_else(|err| panic!("cannot start moto ({err}); {MOTO_HINT}"))
-        }
-        Err(err) => panic!("cannot start moto_server ({err}); {MOTO_HINT}"),
+    let port = port.to_string();
+    let mut cmd = Command::new(&program);
+    if let Some(n) = no_auth_actions {
+        // moto checks signatures and IAM policies after the first n calls.
+        cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
     }
+    cmd.args(["-H", "127.0.0.1", "-p", port.as_str()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {} ({err}); {MOTO_HINT}", program.display()))
 }
 
 fn client(url: &str, (id, secret): &(String, String)) -> aws_sdk_iam::Client {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use keyrot::grants::{DirGrant, HostRule};
 use keyrot::{AwsOptions, RetireMode};
 
@@ -32,6 +32,18 @@ Examples:
   # What is this plugin, what does it want, and what is its sha256?
   keyrot plugin inspect github.wasm
 
+  # How much space do compiled plugins take; drop those compiled over 30 days ago
+  keyrot cache list
+  keyrot cache clean --older-than 30d
+
+Environment:
+  KEYROT_LOG        log filter; overrides -v/-q (e.g. keyrot=debug,plugin=trace)
+  KEYROT_CACHE_DIR  compiled-plugin cache (default: $XDG_CACHE_HOME/keyrot, ~/.cache/keyrot)
+  NO_COLOR          if set and not empty: no colour (as --color never), unless --color always
+  AWS_*             the AWS SDK's usual settings: AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL,
+                    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,
+                    AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE
+
 Exit codes:
   0  rotated: the new key is in place and the old keys are retired; or
      skipped (--older-than), or a dry run that would rotate
@@ -52,7 +64,7 @@ Exit codes:
 /// nothing but its settings unless granted: --allow-host, --allow-dir,
 /// --secret, --inject-header.
 #[derive(Debug, Parser)]
-#[command(name = "keyrot", version, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
+#[command(name = "keyrot", version, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -61,19 +73,24 @@ pub struct Cli {
     pub rotate: RotateArgs,
 
     /// How to print the report on stdout.
-    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true, help_heading = "Output")]
     pub output: Output,
 
+    /// Colour in logs on stderr: auto (only when stderr is a terminal and
+    /// NO_COLOR is unset), always, never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, global = true, help_heading = "Output")]
+    pub color: ColorChoice,
+
     /// Compile the plugin afresh instead of using the compiled-code cache.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Plugin")]
     pub no_cache: bool,
 
     /// More logging on stderr (-v debug, -vv trace).
-    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet", global = true)]
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet", global = true, help_heading = "Output")]
     pub verbose: u8,
 
     /// Only errors on stderr.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Output")]
     pub quiet: bool,
 
     /// The plugin's own log lines on stderr: auto shows them when stderr is
@@ -98,6 +115,61 @@ pub enum PluginLogMode {
     Hide,
 }
 
+impl Cli {
+    /// Parses the command line, exiting with a usage error (exit 2) as clap
+    /// does. Rotation flags make no sense with a subcommand and are refused
+    /// there; global flags (`-v`, `--color`, `--output`, ...) go anywhere,
+    /// before or after it.
+    pub fn parse_args() -> Cli {
+        let mut command = Cli::command();
+        let matches = command.clone().get_matches();
+        if let Some((name, _)) = matches.subcommand() {
+            let rotation_only = RotateArgs::augment_args(clap::Command::new("keyrot"));
+            for arg in rotation_only.get_arguments() {
+                if matches.value_source(arg.get_id().as_str())
+                    == Some(clap::parser::ValueSource::CommandLine)
+                {
+                    let flag = arg
+                        .get_long()
+                        .map_or_else(|| arg.get_id().to_string(), |l| format!("--{l}"));
+                    command
+                        .error(
+                            clap::error::ErrorKind::ArgumentConflict,
+                            format!(
+                                "{flag} is for a rotation; it cannot be used with `keyrot {name}`"
+                            ),
+                        )
+                        .exit();
+                }
+            }
+        }
+        Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+    }
+}
+
+/// When to colour log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Only when stderr is a terminal and NO_COLOR is unset or empty.
+    Auto,
+    /// Always, even into a file or pipe.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour, given whether the stream is a terminal and the
+    /// value of NO_COLOR (set and not empty turns `auto` off).
+    pub fn enabled(self, is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => is_terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
+}
+
 /// Subcommands; without one, keyrot rotates.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -112,6 +184,23 @@ pub enum Command {
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// List or clean the compiled-plugin cache (KEYROT_CACHE_DIR,
+    /// $XDG_CACHE_HOME/keyrot or ~/.cache/keyrot).
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+/// `keyrot cache ...`
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List compiled plugins: plugin sha256, size, age.
+    List,
+    /// Remove compiled plugins (each is rebuilt on its next use).
+    Clean {
+        /// Remove only entries older than this, e.g. 30d, 12h, 90m.
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        older_than: Option<Duration>,
+    },
 }
 
 /// `keyrot status ...`
@@ -226,16 +315,17 @@ pub struct RotateArgs {
 
     /// The handler: a WebAssembly component built for keyrot's WIT world,
     /// a file or oci://REGISTRY/REPO:TAG@sha256:DIGEST.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Plugin")]
     pub plugin: Option<PathBuf>,
 
     /// Refuse an oci:// plugin not signed by this cosign public key
     /// (repeatable: any one of them).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Plugin")]
     pub plugin_key: Vec<PathBuf>,
 
-    /// Refuse to run a plugin file whose sha256 is not this.
-    #[arg(long, value_name = "HEX")]
+    /// Refuse to run a plugin file whose sha256 is not this (see `keyrot
+    /// plugin inspect`).
+    #[arg(long, value_name = "SHA256_HEX", help_heading = "Plugin")]
     pub plugin_sha256: Option<String>,
 
     /// The IAM user whose access key to rotate.
@@ -243,26 +333,39 @@ pub struct RotateArgs {
     pub user: Option<String>,
 
     /// A setting for the plugin, read through wasi:config (repeatable).
-    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value, help_heading = "Plugin")]
     pub config: Vec<(String, String)>,
 
     /// A secret setting, redacted everywhere: NAME=env:VAR or NAME=file:PATH.
     // Parsed by the plan, not clap: clap would echo a mistyped secret.
-    #[arg(long, value_name = "NAME=SOURCE")]
+    #[arg(
+        long,
+        value_name = "NAME=env:VAR|NAME=file:PATH",
+        help_heading = "Plugin"
+    )]
     pub secret: Vec<String>,
 
     /// Let the plugin make HTTP requests to this exact host (https, port 443),
     /// or to http://HOST:PORT (repeatable).
-    #[arg(long, value_name = "HOST")]
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]|http://HOST:PORT",
+        help_heading = "Grants"
+    )]
     pub allow_host: Vec<HostRule>,
 
-    /// Let the plugin see a directory: HOST_PATH[:GUEST_PATH][:ro] (repeatable).
-    #[arg(long, value_name = "DIR")]
+    /// Let the plugin see a directory, read-write unless :ro (repeatable).
+    #[arg(
+        long,
+        value_name = "HOST_PATH[:GUEST_PATH][:ro]",
+        help_heading = "Grants"
+    )]
     pub allow_dir: Vec<DirGrant>,
 
     /// Add a header to requests to one host, from a secret the plugin never
-    /// sees: 'HOST=HEADER:VALUE' with one {env:VAR} or {file:PATH} in VALUE.
-    #[arg(long, value_name = "SPEC")]
+    /// sees: one {env:VAR} or {file:PATH} in VALUE; HOST spelled as in
+    /// --allow-host (repeatable).
+    #[arg(long, value_name = "HOST=HEADER:VALUE", help_heading = "Grants")]
     pub inject_header: Vec<String>,
 
     /// List, describe and preflight, print what a rotation would do, and
@@ -301,11 +404,11 @@ pub struct RotateArgs {
     pub aws: AwsOptions,
 
     /// Time limit for each plugin call, e.g. 30s, 2m, 500ms [default: 60s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
     pub timeout: Option<Duration>,
 
     /// Memory limit for the plugin, e.g. 256MiB, 1GiB [default: 512MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Limits")]
     pub memory: Option<usize>,
 }
 
@@ -455,6 +558,27 @@ mod tests {
         assert!(parse_duration("18446744073709551615m").is_err());
         assert_eq!(parse_age("90d"), Ok(Duration::from_secs(90 * 86_400)));
         assert!(parse_age("3651d").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn colour_follows_the_terminal_and_no_color() {
+        use std::ffi::OsStr;
+        assert!(ColorChoice::Auto.enabled(true, None));
+        assert!(ColorChoice::Auto.enabled(true, Some(OsStr::new(""))));
+        assert!(!ColorChoice::Auto.enabled(true, Some(OsStr::new("1"))));
+        assert!(!ColorChoice::Auto.enabled(false, None));
+        assert!(ColorChoice::Always.enabled(false, Some(OsStr::new("1"))));
+        assert!(!ColorChoice::Never.enabled(true, None));
+    }
+
+    #[test]
+    fn parses_ages() {
+        assert_eq!(parse_age("30d"), Ok(Duration::from_secs(30 * 86400)));
+        assert_eq!(parse_age("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_age("0s"), Ok(Duration::ZERO));
+        assert!(parse_age("30").is_err());
+        assert!(parse_age("1w").is_err());
+        assert!(parse_age("99999999999999999999d").is_err());
     }
 
     #[test]

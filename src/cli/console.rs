@@ -92,7 +92,13 @@ pub fn init_logging(cli: &Cli) {
     if hide && let Ok(off) = "plugin=off".parse() {
         filter = filter.add_directive(off);
     }
+    // Colour only for a person at a terminal: never into files and pipes.
+    let ansi = cli.color.enabled(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
         .with_writer(|| LossyStderr)
         // Its default reports a failed write with eprintln!, which panics.
         .log_internal_errors(false)

@@ -2,6 +2,7 @@
 //! prints the report. Bad input fails here, before the first IAM call.
 
 pub mod args;
+mod cache_cmd;
 mod console;
 mod job;
 mod oci_cmd;
@@ -72,28 +73,43 @@ impl Plan {
             .context("no user given: pass --user NAME (or set `user` in the --job file)")?;
         check_user_name(&user)?;
 
+        // Values from the job file are named by their key there, not by
+        // the flag: that is where the operator has to look.
+        let job_path = args.job.as_deref().map(|p| p.display().to_string());
+        let in_job = |key: &str| format!("job file {}: {key}", job_path.as_deref().unwrap_or("?"));
+
         let mut config = job.config;
         config.extend(args.config.iter().cloned());
+        // Job-file settings the flags did not override.
+        let job_settings: Vec<String> = config
+            .keys()
+            .filter(|name| !args.config.iter().any(|(n, _)| n == *name))
+            .cloned()
+            .collect();
         let mut secret_sources = job
             .secrets
             .iter()
             .map(|(name, source)| {
-                let source: SecretSource = source
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("job file secret '{name}': {e}"))?;
-                Ok((name.clone(), source))
+                let source: SecretSource = source.parse().map_err(|e| {
+                    anyhow::anyhow!("{}: {e}", in_job(&format!("[secrets] {name}")))
+                })?;
+                Ok((name.clone(), (source, true)))
             })
             .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
         for arg in &args.secret {
             let (name, source) = parse_secret_arg(arg).map_err(anyhow::Error::msg)?;
-            secret_sources.insert(name, source);
+            secret_sources.insert(name, (source, false));
         }
         let secrets = secret_sources
             .into_iter()
-            .map(|(name, source)| {
-                let value = source
-                    .resolve()
-                    .map_err(|e| anyhow::anyhow!("secret '{name}' ({source}): {e}"))?;
+            .map(|(name, (source, from_job))| {
+                let value = source.resolve().map_err(|e| {
+                    if from_job {
+                        anyhow::anyhow!("{} ({source}): {e}", in_job(&format!("[secrets] {name}")))
+                    } else {
+                        anyhow::anyhow!("--secret {name} ({source}): {e}")
+                    }
+                })?;
                 Ok((name, value))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -101,13 +117,25 @@ impl Plan {
         let hosts = job
             .allow_hosts
             .iter()
-            .map(|h| h.parse::<HostRule>().map_err(anyhow::Error::msg))
+            .map(|h| {
+                h.parse::<HostRule>()
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("allow-hosts")))
+            })
             .chain(args.allow_host.iter().cloned().map(Ok))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let allowed = AllowList::new(hosts);
         let dirs = job
             .allow_dirs
             .iter()
-            .map(|d| d.parse::<DirGrant>().map_err(anyhow::Error::msg))
+            .map(|d| {
+                let grant = d
+                    .parse::<DirGrant>()
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("allow-dirs")))?;
+                if let Some(why) = grant.problem() {
+                    bail!("{}: {why}", in_job("allow-dirs"));
+                }
+                Ok(grant)
+            })
             .chain(args.allow_dir.iter().cloned().map(Ok))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let (journal, state_dir) = state_options(&args.state, job.journal)?;
@@ -117,22 +145,37 @@ impl Plan {
             Some(&state_dir),
         )
         .map_err(anyhow::Error::msg)?;
-        let headers = job
-            .inject_headers
-            .iter()
-            .chain(&args.inject_header)
-            .map(|spec| HeaderInjection::parse(spec).map_err(anyhow::Error::msg))
+        let job_headers = job.inject_headers.iter().map(|spec| {
+            let mut header = HeaderInjection::parse_as(spec, "inject-headers entry")
+                .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("inject-headers")))?;
+            header
+                .bind(&allowed)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("inject-headers")))?;
+            Ok(header)
+        });
+        let flag_headers = args.inject_header.iter().map(|spec| {
+            let mut header = HeaderInjection::parse(spec).map_err(anyhow::Error::msg)?;
+            header
+                .bind(&allowed)
+                .map_err(|e| anyhow::anyhow!("--inject-header: {e}"))?;
+            Ok(header)
+        });
+        let headers = job_headers
+            .chain(flag_headers)
             .collect::<anyhow::Result<Vec<_>>>()?;
 
         let limits = PluginLimits {
             timeout: match (args.timeout, &job.timeout) {
                 (Some(t), _) => t,
-                (None, Some(t)) => args::parse_duration(t).map_err(anyhow::Error::msg)?,
+                (None, Some(t)) => args::parse_duration(t)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("timeout")))?,
                 (None, None) => PluginLimits::DEFAULT_TIMEOUT,
             },
             memory_bytes: match (args.memory, &job.memory) {
                 (Some(m), _) => m,
-                (None, Some(m)) => args::parse_size(m).map_err(anyhow::Error::msg)?,
+                (None, Some(m)) => {
+                    args::parse_size(m).map_err(|e| anyhow::anyhow!("{}: {e}", in_job("memory")))?
+                }
                 (None, None) => PluginLimits::DEFAULT_MEMORY_BYTES,
             },
         };
@@ -159,6 +202,11 @@ impl Plan {
             verify_timeout,
             dry_run: args.dry_run,
         };
+        let sha256 = match (&args.plugin_sha256, job.plugin_sha256) {
+            (Some(hex), _) => Some(check_sha256(hex, "--plugin-sha256")?),
+            (None, Some(hex)) => Some(check_sha256(&hex, &in_job("plugin-sha256"))?),
+            (None, None) => None,
+        };
         Ok(Self {
             user,
             plugin,
@@ -167,11 +215,13 @@ impl Plan {
             journal,
             state_dir,
             wait_lock: args.wait_lock,
-            load: load_options(no_cache, args.plugin_sha256.clone().or(job.plugin_sha256))?,
+            load: load_options(no_cache, sha256),
             sandbox: Sandbox {
-                settings: Settings::new(config).with_secrets(secrets),
+                settings: Settings::new(config)
+                    .with_secrets(secrets)
+                    .from_job_file(job_settings),
                 grants: Grants {
-                    hosts: AllowList::new(hosts),
+                    hosts: allowed,
                     dirs,
                     headers,
                 },
@@ -195,20 +245,23 @@ fn state_options(
     Ok((state.journal.or(job).unwrap_or(JournalKind::File), dir))
 }
 
-fn load_options(no_cache: bool, sha256: Option<String>) -> anyhow::Result<LoadOptions> {
-    if let Some(hex) = &sha256
-        && (hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        bail!("--plugin-sha256 must be 64 hex digits, got '{hex}'");
+/// A pinned digest is 64 hex digits; `what` names where it came from.
+fn check_sha256(hex: &str, what: &str) -> anyhow::Result<String> {
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{what} must be 64 hex digits, got '{hex}'");
     }
-    Ok(LoadOptions {
+    Ok(hex.to_string())
+}
+
+fn load_options(no_cache: bool, sha256: Option<String>) -> LoadOptions {
+    LoadOptions {
         cache: if no_cache {
             CacheMode::Disabled
         } else {
             CacheMode::user_default()
         },
         expected_sha256: sha256,
-    })
+    }
 }
 
 /// IAM user names are 1-64 characters of letters, digits and `+=,.@_-`.
@@ -226,18 +279,27 @@ fn check_user_name(user: &str) -> anyhow::Result<()> {
 /// touched); a failed rotation is `Ok` with its exit code.
 pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
     let result = match &cli.command {
+        Some(Command::Cache(command)) => cache_cmd::run(cli, command),
         None => rotate(cli, &cli.rotate).await,
         Some(Command::Rotate(args)) => rotate(cli, args).await,
         Some(Command::Status(args)) => status::status(cli, args).await,
         Some(Command::Journal(command)) => status::journal(cli, command).await,
         Some(Command::Plugin(PluginCommand::Inspect { path, key })) if oci_cmd::is_oci(path) => {
-            let load = load_options(cli.no_cache, None)?;
+            let load = load_options(cli.no_cache, None);
             let reference = path.to_string_lossy();
-            oci_cmd::inspect(&reference, key, &cli.insecure_registry, &load, cli.output).await
+            oci_cmd::inspect(
+                &reference,
+                key,
+                &cli.insecure_registry,
+                &load,
+                cli.output,
+                cli.verbose > 0,
+            )
+            .await
         }
         Some(Command::Plugin(PluginCommand::Inspect { path, .. })) => inspect(cli, path).await,
         Some(Command::Plugin(PluginCommand::Push { file, reference })) => {
-            let load = load_options(cli.no_cache, None)?;
+            let load = load_options(cli.no_cache, None);
             oci_cmd::push(file, reference, &cli.insecure_registry, &load, cli.output).await
         }
         Some(Command::Plugin(PluginCommand::Sign { reference, key })) => {
@@ -388,11 +450,11 @@ fn stop_safely_on_signals(interrupt: Interrupt) {
 
 /// `keyrot plugin inspect`: what a plugin is and what it wants.
 async fn inspect(cli: &Cli, path: &std::path::Path) -> anyhow::Result<u8> {
-    let plugin = Plugin::load(path, &load_options(cli.no_cache, None)?)?;
+    let plugin = Plugin::load(path, &load_options(cli.no_cache, None))?;
     let report = WasmHandler::inspect(plugin).await?;
     let mut stdout = std::io::stdout().lock();
     match cli.output {
-        Output::Text => render::inspect_text(&mut stdout, &report)?,
+        Output::Text => render::inspect_text(&mut stdout, &report, cli.verbose > 0)?,
         Output::Json => render::json(&mut stdout, &report)?,
     }
     stdout.flush()?;

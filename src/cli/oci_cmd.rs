@@ -236,6 +236,7 @@ pub(super) async fn inspect(
     insecure: &[String],
     load: &LoadOptions,
     output: Output,
+    verbose: bool,
 ) -> anyhow::Result<u8> {
     let reference: OciRef = reference.parse()?;
     let registry = RegistryOptions {
@@ -265,7 +266,7 @@ pub(super) async fn inspect(
     let mut stdout = std::io::stdout().lock();
     match output {
         Output::Text => {
-            render::inspect_text(&mut stdout, &report.plugin)?;
+            render::inspect_text(&mut stdout, &report.plugin, verbose)?;
             let oci = &report.oci;
             writeln!(stdout, "registry:")?;
             writeln!(stdout, "  reference        {}", oci.reference)?;

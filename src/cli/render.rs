@@ -107,8 +107,9 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
     Ok(())
 }
 
-/// What a plugin is and wants, for people.
-pub fn inspect_text(out: &mut impl Write, report: &PluginReport) -> io::Result<()> {
+/// What a plugin is and wants, for people: columns aligned, the pin ready
+/// to paste, and the raw imports only when `verbose`.
+pub fn inspect_text(out: &mut impl Write, report: &PluginReport, verbose: bool) -> io::Result<()> {
     // Every string here is the plugin's choice: printed inert.
     let info = &report.info;
     writeln!(
@@ -124,30 +125,56 @@ pub fn inspect_text(out: &mut impl Write, report: &PluginReport) -> io::Result<(
     if info.settings.is_empty() {
         writeln!(out, "  (none)")?;
     }
-    for setting in &info.settings {
-        let mut flags = vec![if setting.required {
-            "required"
-        } else {
-            "optional"
-        }];
-        if setting.secret {
-            flags.push("secret: use --secret");
-        }
+    let rows: Vec<(String, String, String)> = info
+        .settings
+        .iter()
+        .map(|s| {
+            let mut flags = vec![if s.required { "required" } else { "optional" }];
+            flags.push(if s.secret {
+                "secret: --secret"
+            } else {
+                "--config"
+            });
+            (
+                escape_control(&s.name).into_owned(),
+                flags.join(", "),
+                escape_control(&s.description).into_owned(),
+            )
+        })
+        .collect();
+    let name_width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let flags_width = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
+    for (name, flags, description) in &rows {
         writeln!(
             out,
-            "  {:<24} {:<30} {}",
-            escape_control(&setting.name),
-            flags.join(", "),
-            escape_control(&setting.description)
+            "  {name:<name_width$}  {flags:<flags_width$}  {description}"
         )?;
     }
     writeln!(out, "wants:")?;
+    if report.wants.is_empty() {
+        writeln!(out, "  nothing beyond its settings")?;
+    }
     for want in &report.wants {
         writeln!(out, "  {want}")?;
     }
-    writeln!(out, "imports:")?;
-    for import in &report.imports {
-        writeln!(out, "  {import}")?;
+    writeln!(out, "pin it (refuse any other file):")?;
+    writeln!(out, "  --plugin-sha256 {}", report.sha256)?;
+    writeln!(
+        out,
+        "  plugin-sha256 = \"{}\"   # in a job file",
+        report.sha256
+    )?;
+    if verbose {
+        writeln!(out, "imports:")?;
+        for import in &report.imports {
+            writeln!(out, "  {import}")?;
+        }
+    } else {
+        writeln!(
+            out,
+            "imports: {} interfaces (-v lists them)",
+            report.imports.len()
+        )?;
     }
     Ok(())
 }

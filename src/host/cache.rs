@@ -102,16 +102,21 @@ pub(super) fn load_or_compile(
     wasm: &[u8],
     sha256: &str,
     mode: &CacheMode,
+    label: &str,
 ) -> wasmtime::Result<(Component, CacheOutcome)> {
     let dir = match mode {
         CacheMode::Dir(dir) => match prepare_dir(dir) {
             Ok(()) => dir,
             Err(why) => {
                 tracing::warn!("not using the plugin cache {}: {why}", dir.display());
+                announce_compile(label, wasm.len(), "not cached: the cache is unusable");
                 return Ok((Component::new(engine, wasm)?, CacheOutcome::Uncached));
             }
         },
-        CacheMode::Disabled => return Ok((Component::new(engine, wasm)?, CacheOutcome::Uncached)),
+        CacheMode::Disabled => {
+            announce_compile(label, wasm.len(), "not cached: --no-cache");
+            return Ok((Component::new(engine, wasm)?, CacheOutcome::Uncached));
+        }
     };
     let origin = Origin {
         plugin_sha256: {
@@ -144,6 +149,7 @@ pub(super) fn load_or_compile(
             entry.display()
         ),
     }
+    announce_compile(label, wasm.len(), "cached afterwards");
     let payload = engine.precompile_component(wasm)?;
     // SAFETY: just produced by this engine from the plugin's bytes.
     let component = unsafe { Component::deserialize(engine, &payload)? };
@@ -154,6 +160,20 @@ pub(super) fn load_or_compile(
         );
     }
     Ok((component, CacheOutcome::Compiled))
+}
+
+/// Components from this size on take seconds to compile.
+const SLOW_COMPILE_BYTES: usize = 1 << 20;
+
+/// Says so before a compile that takes seconds, instead of a silent pause.
+fn announce_compile(label: &str, bytes: usize, then: &str) {
+    if bytes < SLOW_COMPILE_BYTES {
+        return;
+    }
+    let mb = bytes as f64 / 1e6;
+    // About half a second per MB on a 2-core machine (the README's table).
+    let secs = (mb * 0.5).ceil().max(1.0);
+    tracing::info!("compiling {label} ({mb:.1} MB) once, ~{secs:.0} s; {then}");
 }
 
 /// The engine's compatibility hash, as a number for file names.
@@ -265,6 +285,77 @@ fn rand_suffix() -> u64 {
     hasher.finish()
 }
 
+/// One compiled plugin in the cache directory, for `keyrot cache list`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CacheEntry {
+    /// The entry's file.
+    pub path: PathBuf,
+    /// The sha256 of the plugin it was compiled from, if the file name
+    /// says (`SHA256-ENGINE.cwasm`).
+    pub plugin_sha256: Option<String>,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was written.
+    #[serde(skip)]
+    pub modified: std::time::SystemTime,
+    /// Seconds since it was written.
+    pub age_secs: u64,
+}
+
+/// The entries in `dir`, oldest first. A missing directory has none.
+/// Only regular `*.cwasm` files directly in `dir` count (never followed
+/// symlinks), plus temp files an interrupted write left behind.
+pub fn list_entries(dir: &Path) -> std::io::Result<Vec<CacheEntry>> {
+    let read = match fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let now = std::time::SystemTime::now();
+    let mut entries = Vec::new();
+    for item in read {
+        let item = item?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        let leftover = name.starts_with(".tmp-");
+        if !leftover && !name.ends_with(".cwasm") {
+            continue;
+        }
+        let meta = fs::symlink_metadata(item.path())?;
+        if !meta.is_file() {
+            continue;
+        }
+        let plugin_sha256 = name
+            .strip_suffix(".cwasm")
+            .and_then(|stem| stem.split('-').next())
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_string);
+        let modified = meta.modified()?;
+        entries.push(CacheEntry {
+            path: item.path(),
+            plugin_sha256,
+            size: meta.len(),
+            modified,
+            age_secs: now.duration_since(modified).unwrap_or_default().as_secs(),
+        });
+    }
+    entries.sort_by_key(|e| e.modified);
+    Ok(entries)
+}
+
+/// Removes these entries (from [`list_entries`]); returns the bytes freed.
+/// An entry already gone counts as removed.
+pub fn remove_entries(entries: &[CacheEntry]) -> std::io::Result<u64> {
+    let mut freed = 0;
+    for entry in entries {
+        match fs::remove_file(&entry.path) {
+            Ok(()) => freed += entry.size,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(freed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +465,28 @@ mod tests {
             read_entry(&entry_in(dir.path()), &ORIGIN)
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn lists_and_removes_entries_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = "ab".repeat(32);
+        let entry = dir.path().join(format!("{sha}-0123456789abcdef.cwasm"));
+        write_entry(dir.path(), &entry, &ORIGIN, b"compiled").unwrap();
+        fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        std::os::unix::fs::symlink(&entry, dir.path().join("link.cwasm")).unwrap();
+        let entries = list_entries(dir.path()).unwrap();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(entries[0].plugin_sha256.as_deref(), Some(sha.as_str()));
+        assert_eq!(entries[0].size, fs::metadata(&entry).unwrap().len());
+        assert_eq!(remove_entries(&entries).unwrap(), entries[0].size);
+        assert!(!entry.exists());
+        assert!(dir.path().join("notes.txt").exists());
+        assert!(
+            list_entries(&dir.path().join("missing"))
+                .unwrap()
+                .is_empty()
         );
     }
 

@@ -16,6 +16,8 @@ use super::bindings::keyrot::handler::types::PluginInfo;
 pub struct Settings {
     values: BTreeMap<String, String>,
     secrets: BTreeMap<String, Zeroizing<String>>,
+    /// Names whose value came from a job file, so errors name its tables.
+    from_job: std::collections::BTreeSet<String>,
 }
 
 impl Settings {
@@ -24,7 +26,15 @@ impl Settings {
         Self {
             values: pairs.into_iter().collect(),
             secrets: BTreeMap::new(),
+            from_job: Default::default(),
         }
+    }
+
+    /// Marks settings whose value came from a job file's `[config]` or
+    /// `[secrets]`: errors about them name the table, not the flag.
+    pub fn from_job_file(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.from_job.extend(names);
+        self
     }
 
     /// Adds secret settings, already resolved from their sources.
@@ -42,20 +52,36 @@ impl Settings {
     pub fn check(&self, plugin: &str, info: &PluginInfo) -> Result<(), String> {
         if let Some(name) = self.values.keys().find(|n| self.secrets.contains_key(*n)) {
             return Err(format!(
-                "setting '{name}' is given both with --config and --secret; keep one"
+                "setting '{name}' is given both as a plain setting (--config, or [config] in a \
+                 job file) and as a secret (--secret, or [secrets]); keep one"
             ));
         }
         let known = |name: &str| info.settings.iter().any(|s| s.name == name);
         let unknown: Vec<&str> = self.names().filter(|name| !known(name)).collect();
         if !unknown.is_empty() {
             let accepted: Vec<&str> = info.settings.iter().map(|s| s.name.as_str()).collect();
+            let suggestions: Vec<(&str, &str)> = unknown
+                .iter()
+                .filter_map(|name| Some((*name, closest(name, &accepted)?)))
+                .collect();
             let accepted = if accepted.is_empty() {
                 "it takes no settings".to_string()
             } else {
                 format!("it reads: {}", accepted.join(", "))
             };
+            let hint = match suggestions.as_slice() {
+                [] => String::new(),
+                [(_, near)] if unknown.len() == 1 => format!(" (did you mean '{near}'?)"),
+                many => {
+                    let pairs: Vec<String> = many
+                        .iter()
+                        .map(|(name, near)| format!("'{near}' for '{name}'"))
+                        .collect();
+                    format!(" (did you mean {}?)", pairs.join(", "))
+                }
+            };
             return Err(format!(
-                "plugin '{plugin}' does not read setting(s) {}; {accepted}",
+                "plugin '{plugin}' does not read setting(s) {}{hint}; {accepted}",
                 quoted(&unknown)
             ));
         }
@@ -64,6 +90,13 @@ impl Settings {
             .iter()
             .find(|s| s.secret && self.values.contains_key(&s.name))
         {
+            if self.from_job.contains(&setting.name) {
+                return Err(format!(
+                    "setting '{0}' of plugin '{plugin}' is secret: move it from [config] to \
+                     [secrets] in the job file, as {0} = \"env:VARIABLE\" or {0} = \"file:PATH\"",
+                    setting.name
+                ));
+            }
             return Err(format!(
                 "setting '{0}' of plugin '{plugin}' is secret: pass it with --secret \
                  {0}=env:VARIABLE or --secret {0}=file:PATH, not --config",
@@ -110,6 +143,38 @@ impl Settings {
         let secrets = self.secrets.iter().map(|(k, v)| (k.clone(), v.to_string()));
         WasiConfigVariables::from_iter(self.values.clone().into_iter().chain(secrets))
     }
+}
+
+/// The accepted name closest to a mistyped one, if it is close enough to
+/// be the likely intent (a few edits, fewer than half its letters).
+fn closest<'a>(typo: &str, accepted: &[&'a str]) -> Option<&'a str> {
+    let typo = typo.to_ascii_lowercase();
+    accepted
+        .iter()
+        .map(|name| (edit_distance(&typo, &name.to_ascii_lowercase()), *name))
+        .filter(|(d, name)| *d <= 3 && *d * 2 <= name.chars().count().max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn quoted(names: &[&str]) -> String {
@@ -179,9 +244,22 @@ mod tests {
             .check("github", &info())
             .unwrap_err();
         assert!(
-            err.contains("'rpo'") && err.contains("repo, token"),
+            err.contains("'rpo' (did you mean 'repo'?)") && err.contains("repo, token"),
             "{err}"
         );
+        let far = settings(&[("repo", "o/r"), ("colour", "x")])
+            .check("github", &info())
+            .unwrap_err();
+        assert!(!far.contains("did you mean"), "{far}");
+    }
+
+    #[test]
+    fn suggests_the_closest_name() {
+        assert_eq!(closest("tokn", &["repo", "token"]), Some("token"));
+        assert_eq!(closest("Repo", &["repo", "token"]), Some("repo"));
+        assert_eq!(closest("environment", &["env", "repo"]), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]
@@ -194,6 +272,16 @@ mod tests {
             .with_secrets([("token".to_string(), Zeroizing::new("t0k".to_string()))]);
         assert!(ok.check("github", &info()).is_ok());
         assert_eq!(ok.secret_values().collect::<Vec<_>>(), ["t0k"]);
+    }
+
+    #[test]
+    fn a_secret_in_a_job_files_config_is_named_by_its_table() {
+        let err = settings(&[("repo", "o/r"), ("token", "t")])
+            .from_job_file(["token".to_string()])
+            .check("github", &info())
+            .unwrap_err();
+        assert!(err.contains("move it from [config] to [secrets]"), "{err}");
+        assert!(!err.contains("--config"), "{err}");
     }
 
     #[test]

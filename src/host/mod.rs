@@ -168,8 +168,12 @@ impl Plugin {
         };
 
         let engine = engine().map_err(|e| invalid(format!("cannot start the engine: {e:#}")))?;
+        let label = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let (component, cache) =
-            cache::load_or_compile(&engine, &bytes, &sha256, &options.cache)
+            cache::load_or_compile(&engine, &bytes, &sha256, &options.cache, &label)
                 .map_err(|e| invalid(format!("is not a valid WebAssembly component: {e:#}")))?;
         tracing::debug!(?cache, plugin = %path.display(), "plugin compiled");
         let imports = component
@@ -538,8 +542,13 @@ impl WasmHandler {
         .await;
 
         let state = store.data_mut();
-        for note in notes.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-            state.log.note(&note);
+        let notes: Vec<String> = notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for note in &notes {
+            state.log.note(note);
         }
         state.log.push_output("stdout", &stdout);
         state.log.push_output("stderr", &stderr);
@@ -548,13 +557,32 @@ impl WasmHandler {
             host_failed: state.limiter.host_failed,
         };
         let log = std::mem::replace(&mut state.log, PluginLog::new(&self.name, Vec::new()));
+        // What the host refused (a denied host and the flag that allows
+        // it) belongs in the error itself, not only in a log line -q hides.
+        let refused = match notes.as_slice() {
+            [] => String::new(),
+            [one] => format!(" [keyrot: {}]", log.redact(one)),
+            [first, rest @ ..] => format!(
+                " [keyrot: {}; and {} more, see the log]",
+                log.redact(first),
+                rest.len()
+            ),
+        };
         let outcome = match result {
             Ok(Ok(Ok(Returned::Done(Err(message))))) => Err(HandlerError::new(
                 HandlerErrorKind::Rejected,
-                format!("plugin '{}': {}", self.name, plugin_text(&log, &message)),
+                format!(
+                    "plugin '{}': {}{refused}",
+                    self.name,
+                    plugin_text(&log, &message)
+                ),
             )),
             Ok(Ok(Ok(returned))) => Ok(returned),
-            Ok(Ok(Err(trap))) => Err(self.trap_error(&trap, memory, &log, &stderr)),
+            Ok(Ok(Err(trap))) => {
+                let mut error = self.trap_error(&trap, memory, &log, &stderr);
+                error.message.push_str(&refused);
+                Err(error)
+            }
             Ok(Err(panic)) => Err(self.host_panic_error(&*panic, &log)),
             Err(_elapsed) => Err(self.timeout_error()),
         };

@@ -56,7 +56,7 @@ pub fn check(
     };
     Err(format!(
         "profile '{profile}' holds {holds}, {why}: refusing to overwrite it; \
-         set force=true to replace it anyway"
+         pass --config force=true to replace it anyway"
     ))
 }
 
@@ -102,7 +102,7 @@ mod tests {
         assert_eq!(
             error,
             "profile 'ci' holds key AKIA…1234, not the key being rotated (AKIA…5678): \
-             refusing to overwrite it; set force=true to replace it anyway"
+             refusing to overwrite it; pass --config force=true to replace it anyway"
         );
     }
 

@@ -372,12 +372,12 @@ bool env_guard(const char *text, const env_doc *doc, const char *var_name, const
     if (current)
         snprintf(why, why_len,
                  "%s, not the key being rotated (%s): refusing to overwrite it; "
-                 "set force=true to replace it anyway",
+                 "pass --config force=true to replace it anyway",
                  holds, current_shown);
     else
         snprintf(why, why_len,
                  "%s, and the user has no active key being rotated: refusing to overwrite it; "
-                 "set force=true to replace it anyway",
+                 "pass --config force=true to replace it anyway",
                  holds);
     return false;
 }

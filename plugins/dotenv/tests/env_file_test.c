@@ -188,7 +188,7 @@ static void the_guard_refuses_another_key(void) {
     CHECK(!guard("X=1\nAWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n", cur, false, why, sizeof why));
     CHECK(strcmp(why, "/app/.env sets AWS_ACCESS_KEY_ID to key AKIA\xe2\x80\xa6" "1234 (line 2), "
                       "not the key being rotated (AKIA\xe2\x80\xa6" "5678): refusing to "
-                      "overwrite it; set force=true to replace it anyway") == 0);
+                      "overwrite it; pass --config force=true to replace it anyway") == 0);
     CHECK(!guard("AWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n", NULL, false, why, sizeof why));
     CHECK(strstr(why, "no active key"));
     /* Disagreeing duplicates are refused even if one is current. */
