@@ -82,7 +82,9 @@ async fn start(path: &Path, cache: CacheMode) -> Duration {
         current_key_id: None,
     };
     // Handlers' preflight may check settings; only the call itself matters.
-    let _ = handler.preflight(&rotation, &keyrot::HandlerLog::new()).await;
+    let _ = handler
+        .preflight(&rotation, &keyrot::HandlerLog::new())
+        .await;
     begin.elapsed()
 }
 
