@@ -36,7 +36,7 @@ async fn success_replaces_the_active_key() {
         show(&out)
     );
     assert!(
-        stdout(&out).contains("user ci-bot: rotated"),
+        stdout(&out).contains("user ci-bot (account 123456789012): rotated"),
         "{}",
         show(&out)
     );
@@ -77,6 +77,8 @@ async fn json_report_says_what_happened_to_each_key() {
             "list-keys",
             "preflight",
             "create-key",
+            "check-keys",
+            "verify-key",
             "handle",
             "delete-old-key"
         ]
@@ -134,9 +136,11 @@ async fn two_active_keys_are_refused_and_left_alone() {
     assert_eq!(moto.keys("ci-bot").await, before);
     let err = stderr(&out);
     assert!(err.contains("two active access keys"), "{err}");
-    // Both named, masked.
-    assert!(err.contains(&first[first.len() - 4..]) && err.contains(&second[second.len() - 4..]));
-    assert!(!err.contains(&first) && !err.contains(&second), "{err}");
+    // Both named in full (ids are not secret, and the fix needs them),
+    // with their creation dates.
+    for id in [&first, &second] {
+        assert!(err.contains(&format!("{id}, created ")), "{err}");
+    }
     assert!(!err.contains("[hello]"), "the handler must not run: {err}");
 }
 

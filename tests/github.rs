@@ -19,6 +19,8 @@ fn run(moto: &Moto, github: &FakeGitHub, extra: &[&str]) -> std::process::Output
         &api,
         "--output",
         "json",
+        "--plugin-log",
+        "show",
     ];
     args.extend_from_slice(extra);
     let out = moto.rotate("github", &args, &[TOKEN_ENV]);
