@@ -338,17 +338,12 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
         let mut made_room = Vec::new();
         for key in not_active {
             let id = &key.access_key_id;
-            let retry = self.rot.retry;
-            self.step(
-                Step::MakeRoom,
-                Some(id),
-                retry.run(|| delete_tolerating_missing(&self.rot.iam, user, id)),
-            )
-            .await
-            .map_err(|cause| RotationFailure::MakeRoom {
-                user: user.to_string(),
-                key: id.clone(),
-                cause,
+            self.delete_key(Step::MakeRoom, id).await.map_err(|cause| {
+                RotationFailure::MakeRoom {
+                    user: user.to_string(),
+                    key: id.clone(),
+                    cause,
+                }
             })?;
             self.report.set_old_key(id, OldKeyAction::DeletedToMakeRoom);
             made_room.push(id.clone());
@@ -423,13 +418,7 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
             let known = |id: &str| keys.iter().any(|k| k.access_key_id == id);
             for stray in now.iter().filter(|k| !known(&k.access_key_id)) {
                 let id = &stray.access_key_id;
-                let deleted = self
-                    .step(
-                        Step::DeleteNewKey,
-                        Some(id),
-                        retry.run(|| delete_tolerating_missing(&self.rot.iam, user, id)),
-                    )
-                    .await;
+                let deleted = self.delete_key(Step::DeleteNewKey, id).await;
                 let state = if deleted.is_ok() {
                     NewKeyState::Deleted
                 } else {
@@ -583,14 +572,7 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
             .filter(|k| k.action == OldKeyAction::DeletedToMakeRoom)
             .map(|k| k.access_key_id.clone())
             .collect();
-        let retry = self.rot.retry;
-        let deleted = self
-            .step(
-                Step::DeleteNewKey,
-                Some(key),
-                retry.run(|| delete_tolerating_missing(&self.rot.iam, user, key)),
-            )
-            .await;
+        let deleted = self.delete_key(Step::DeleteNewKey, key).await;
         match deleted {
             Ok(()) => {
                 self.report.new_key = Some(NewKeyReport {
@@ -631,13 +613,7 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
             if *status != KeyStatus::Active {
                 return OldKeyAction::KeptInactive;
             }
-            let deactivated = self
-                .step(
-                    Step::DeactivateOldKey,
-                    Some(id),
-                    retry.run(|| iam.update_access_key_status(user, id, KeyStatus::Inactive)),
-                )
-                .await;
+            let deactivated = self.deactivate(id).await;
             match deactivated {
                 Ok(()) => return OldKeyAction::KeptInactive,
                 Err(err) if err.kind == IamErrorKind::NoSuchEntity => {
@@ -664,13 +640,7 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
         if *status != KeyStatus::Active {
             return OldKeyAction::DeleteFailed { delete_error };
         }
-        let deactivated = self
-            .step(
-                Step::DeactivateOldKey,
-                Some(id),
-                retry.run(|| iam.update_access_key_status(user, id, KeyStatus::Inactive)),
-            )
-            .await;
+        let deactivated = self.deactivate(id).await;
         match deactivated {
             Ok(()) => OldKeyAction::Deactivated { delete_error },
             // The delete went through after all (its answer was lost).
@@ -680,6 +650,34 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
                 deactivate_error: err.to_string(),
             },
         }
+    }
+
+    /// Deletes a key this run (or the run it resumes) made or must remove,
+    /// retrying transient errors; `NoSuchEntity` counts as deleted.
+    async fn delete_key(&mut self, step: Step, id: &str) -> Result<(), IamError> {
+        let (rot, user) = (self.rot, self.user);
+        let retry = rot.retry;
+        self.step(
+            step,
+            Some(id),
+            retry.run(|| delete_tolerating_missing(&rot.iam, user, id)),
+        )
+        .await
+    }
+
+    /// Sets an old key `Inactive`, retrying transient errors.
+    async fn deactivate(&mut self, id: &str) -> Result<(), IamError> {
+        let (rot, user) = (self.rot, self.user);
+        let retry = rot.retry;
+        self.step(
+            Step::DeactivateOldKey,
+            Some(id),
+            retry.run(|| {
+                rot.iam
+                    .update_access_key_status(user, id, KeyStatus::Inactive)
+            }),
+        )
+        .await
     }
 
     // ---- resuming an interrupted run ----------------------------------------
@@ -762,13 +760,7 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
                 let mut deleted = Vec::new();
                 for stray in strays {
                     let id = stray.access_key_id.clone();
-                    let result = self
-                        .step(
-                            Step::DeleteNewKey,
-                            Some(&id),
-                            retry.run(|| delete_tolerating_missing(&self.rot.iam, user, &id)),
-                        )
-                        .await;
+                    let result = self.delete_key(Step::DeleteNewKey, &id).await;
                     if let Err(delete) = result {
                         self.keep_journal = true;
                         self.report.new_key = Some(NewKeyReport {
