@@ -12,6 +12,7 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_runtime::env_config::file::EnvConfigFiles;
 use aws_sdk_iam::config::retry::RetryConfig;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
@@ -58,6 +59,20 @@ pub struct AwsOptions {
     /// jittered backoff [default: 10].
     #[arg(long, value_name = "N", help_heading = "AWS")]
     pub max_attempts: Option<u32>,
+
+    /// Assume this IAM role (in another account, say) through STS and act
+    /// as it; the session is refreshed as it nears expiry.
+    #[arg(long, value_name = "ARN", help_heading = "AWS")]
+    pub role_arn: Option<String>,
+
+    /// The external id the role's trust policy requires (with --role-arn).
+    #[arg(long, value_name = "ID", requires = "role_arn", help_heading = "AWS")]
+    pub external_id: Option<String>,
+
+    /// The session name CloudTrail records for the assumed role [default:
+    /// keyrot].
+    #[arg(long, value_name = "NAME", requires = "role_arn", help_heading = "AWS")]
+    pub role_session_name: Option<String>,
 }
 
 impl AwsOptions {
@@ -72,6 +87,9 @@ impl AwsOptions {
             region: self.region.or(defaults.region),
             endpoint_url: self.endpoint_url.or(defaults.endpoint_url),
             max_attempts: self.max_attempts.or(defaults.max_attempts),
+            role_arn: self.role_arn.or(defaults.role_arn),
+            external_id: self.external_id.or(defaults.external_id),
+            role_session_name: self.role_session_name.or(defaults.role_session_name),
         }
     }
 
@@ -80,6 +98,25 @@ impl AwsOptions {
     pub async fn check(&self) -> Result<(), String> {
         if self.max_attempts == Some(0) {
             return Err("--max-attempts must be at least 1".into());
+        }
+        if let Some(arn) = &self.role_arn
+            && !is_role_arn(arn)
+        {
+            return Err(format!(
+                "--role-arn '{arn}' is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+            ));
+        }
+        if self.role_arn.is_none()
+            && (self.external_id.is_some() || self.role_session_name.is_some())
+        {
+            return Err("external-id and role-session-name need a role-arn".into());
+        }
+        if let Some(name) = &self.role_session_name
+            && !is_session_name(name)
+        {
+            return Err(format!(
+                "--role-session-name '{name}' must be 2-64 letters, digits and =,.@- characters"
+            ));
         }
         let Some(profile) = &self.profile else {
             return Ok(());
@@ -140,8 +177,54 @@ impl AwsOptions {
         if let Some(endpoint) = &self.endpoint_url {
             loader = loader.endpoint_url(endpoint);
         }
-        loader.load().await
+        let base = loader.load().await;
+        let Some(role) = &self.role_arn else {
+            return base;
+        };
+        // The SDK's own provider: it assumes the role with the base
+        // credentials and refreshes the session before it expires, so a
+        // long fleet run never signs with stale credentials.
+        let mut assume = aws_config::sts::AssumeRoleProvider::builder(role)
+            .session_name(
+                self.role_session_name
+                    .as_deref()
+                    .unwrap_or(DEFAULT_SESSION_NAME),
+            )
+            .configure(&base);
+        if let Some(id) = &self.external_id {
+            assume = assume.external_id(id);
+        }
+        let provider = assume.build().await;
+        base.into_builder()
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .build()
     }
+}
+
+/// Retry tokens per IAM client (a retry costs 5) and how many come back a
+/// second: 400 retries in a burst, then one every half second or so.
+const RETRY_BUDGET: usize = 2000;
+const RETRY_REFILL_PER_SECOND: f32 = 10.0;
+
+/// The session name an assumed role gets unless `--role-session-name` says.
+const DEFAULT_SESSION_NAME: &str = "keyrot";
+
+/// `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`.
+fn is_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
+        if !partition.is_empty()
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && resource.strip_prefix("role/").is_some_and(|name| !name.is_empty()))
+}
+
+/// STS role session names: 2-64 of `[\w+=,.@-]`.
+fn is_session_name(name: &str) -> bool {
+    (2..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
 }
 
 fn config_file(var: &str, default: &str) -> String {
@@ -227,9 +310,45 @@ impl AwsIam {
         Self { client }
     }
 
-    /// Builds a client from an SDK config.
+    /// Builds a client from an SDK config, with its own retry budget.
+    ///
+    /// The SDK gates retries with a token bucket shared, by default, by
+    /// every IAM client in the process: a fleet run's throttling across
+    /// accounts would drain it and turn later throttles into failures. Each
+    /// client (one per account or target) gets its own, larger bucket that
+    /// refills over time, so a burst is waited out and a storm still ends.
     pub fn from_config(config: &aws_config::SdkConfig) -> Self {
-        Self::new(aws_sdk_iam::Client::new(config))
+        use aws_sdk_iam::config::retry::{RetryPartition, TokenBucket};
+        let budget = TokenBucket::builder()
+            .capacity(RETRY_BUDGET)
+            .refill_rate(RETRY_REFILL_PER_SECOND)
+            .build();
+        let conf = aws_sdk_iam::config::Builder::from(config)
+            .retry_partition(
+                RetryPartition::custom("keyrot-iam")
+                    .token_bucket(budget)
+                    .build(),
+            )
+            .build();
+        Self::new(aws_sdk_iam::Client::from_conf(conf))
+    }
+
+    /// Every IAM user whose path starts with `path_prefix` (`/` for all),
+    /// across all pages of `ListUsers`, sorted by name.
+    pub async fn list_users(&self, path_prefix: &str) -> Result<Vec<String>, IamError> {
+        let users: Vec<_> = self
+            .client
+            .list_users()
+            .path_prefix(path_prefix)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(iam_error)?;
+        let mut names: Vec<String> = users.iter().map(|u| u.user_name().to_string()).collect();
+        names.sort();
+        Ok(names)
     }
 
     /// Builds a client from [`AwsOptions`].

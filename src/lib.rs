@@ -51,9 +51,9 @@ pub use iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyLastUsed, KeyStatus
 pub use journal::{FileJournal, IamTagJournal, StateDir};
 pub use retry::{RetryPolicy, Retryable};
 pub use rotation::{
-    CallerIdentity, GiveUp, Interrupt, Journal, JournalRecord, KeyRotator, NewKeyState, NoJournal,
-    OldKeyAction, Outcome, Phase, RetireMode, RotateOptions, RotationError, RotationFailure,
-    RotationReport, Step,
+    CallerIdentity, FleetSummary, GiveUp, Interrupt, Journal, JournalRecord, KeyRotator,
+    NewKeyState, NoJournal, OldKeyAction, Outcome, Phase, RetireMode, RotateOptions, RotationError,
+    RotationFailure, RotationReport, Step,
 };
 pub use secret::SecretAccessKey;
 pub use verify::KeyVerifier;

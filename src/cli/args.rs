@@ -25,6 +25,13 @@ Examples:
   # key inactive for a while, resume any run a crash interrupted
   keyrot rotate --job rotate-ci.toml --older-than 90d --retire deactivate
 
+  # A fleet: every user under /ci/, 8 at a time, only keys due
+  keyrot --job rotate-ci.toml --all-users --path-prefix /ci/ --concurrency 8 --older-than 90d
+
+  # Users of another account, through a role there
+  keyrot --job rotate-ci.toml --users-file users.txt \\
+         --role-arn arn:aws:iam::210987654321:role/keyrot
+
   # What would happen, without changing anything
   keyrot --job rotate-ci.toml --dry-run
   keyrot status --user ci-bot
@@ -44,7 +51,7 @@ Environment:
                     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,
                     AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE
 
-Exit codes:
+Exit codes (for a fleet, the first that applies to any user: 4, 3, 1, 2, 0):
   0  rotated: the new key is in place and the old keys are retired; or
      skipped (--older-than), or a dry run that would rotate
   1  failed: the keys are as they were (the message says why), or another
@@ -328,9 +335,31 @@ pub struct RotateArgs {
     #[arg(long, value_name = "SHA256_HEX", help_heading = "Plugin")]
     pub plugin_sha256: Option<String>,
 
-    /// The IAM user whose access key to rotate.
-    #[arg(long, value_name = "NAME")]
-    pub user: Option<String>,
+    /// An IAM user whose access key to rotate (repeatable).
+    #[arg(long, value_name = "NAME", help_heading = "Users")]
+    pub user: Vec<String>,
+
+    /// Rotate the users named in FILE: one a line; `#` comments and blank
+    /// lines are ignored.
+    #[arg(long, value_name = "FILE", help_heading = "Users")]
+    pub users_file: Option<PathBuf>,
+
+    /// Rotate every IAM user of the account (paginated ListUsers).
+    #[arg(long, conflicts_with_all = ["user", "users_file"], help_heading = "Users")]
+    pub all_users: bool,
+
+    /// With --all-users: only users whose IAM path starts with this, e.g. /ci/.
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "all_users",
+        help_heading = "Users"
+    )]
+    pub path_prefix: Option<String>,
+
+    /// Rotate this many users at a time [default: 4].
+    #[arg(long, value_name = "N", value_parser = parse_concurrency, help_heading = "Users")]
+    pub concurrency: Option<usize>,
 
     /// A setting for the plugin, read through wasi:config (repeatable).
     #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value, help_heading = "Plugin")]
@@ -410,6 +439,20 @@ pub struct RotateArgs {
     /// Memory limit for the plugin, e.g. 256MiB, 1GiB [default: 512MiB].
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Limits")]
     pub memory: Option<usize>,
+}
+
+/// Most users rotated at a time: beyond this, IAM throttles more than it
+/// serves.
+pub const MAX_CONCURRENCY: usize = 64;
+
+/// `--concurrency`: 1 to [`MAX_CONCURRENCY`].
+pub(super) fn parse_concurrency(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a concurrency: give a number of users from 1 to {MAX_CONCURRENCY}"
+        )),
+    }
 }
 
 /// `--retire`, as clap parses it.

@@ -10,7 +10,10 @@
 //! (`--plugin-log`), and counts the ones it hides.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use indicatif::ProgressBar;
 
 use tracing::Subscriber;
 use tracing::level_filters::LevelFilter;
@@ -21,12 +24,35 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use super::args::{Cli, PluginLogMode};
 
+/// The fleet's progress bar while one is drawn: stderr output goes above
+/// it instead of through it.
+static PROGRESS_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Sets (or, with `None`, removes) the progress bar stderr writes go around.
+pub fn set_progress_bar(bar: Option<ProgressBar>) {
+    *PROGRESS_BAR.lock().unwrap_or_else(|e| e.into_inner()) = bar;
+}
+
+/// Runs `write` with the progress bar, if any, out of the way.
+fn around_bar(write: impl FnOnce()) {
+    let bar = PROGRESS_BAR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match bar {
+        Some(bar) => bar.suspend(write),
+        None => write(),
+    }
+}
+
 /// Writes one line to stderr; a failed write is ignored (there is nowhere
 /// left to report it).
 pub fn stderr_line(line: impl std::fmt::Display) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{line}");
-    let _ = stderr.flush();
+    around_bar(|| {
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "{line}");
+        let _ = stderr.flush();
+    });
 }
 
 /// Stderr for the log: every write "succeeds", whatever became of it.
@@ -34,7 +60,7 @@ struct LossyStderr;
 
 impl Write for LossyStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = std::io::stderr().write_all(buf);
+        around_bar(|| drop(std::io::stderr().write_all(buf)));
         Ok(buf.len())
     }
 

@@ -1,14 +1,20 @@
-//! Job files: one reviewed TOML definition of a rotation (plugin, user,
+//! Job files: one reviewed TOML definition of a rotation (plugin, users,
 //! settings, grants, limits) that a team can share; flags override it.
-//! Relative paths in it (plugin, directories, `file:` secrets) are relative
-//! to the file.
+//! Relative paths in it (plugin, users file, directories, `file:` secrets)
+//! are relative to the file.
+//!
+//! A fleet job has `[[target]]` blocks, each a set of users with their own
+//! plugin, settings, grants and `[aws]` options (another account through
+//! `role-arn`, say). Top-level values are defaults for every target: a
+//! target's own value replaces a default, and the `config`, `secrets` and
+//! `aws` tables are merged key by key.
 //!
 //! ```toml
 //! plugin = "github.wasm"            # relative to this file, or oci://…@sha256:…
 //! plugin-sha256 = "4f0c…"
 //! plugin-keys = ["team.pub"]        # an oci:// plugin must be signed by one
 //! allow-unpinned = false            # refuse an oci:// tag without a digest
-//! user = "ci-bot"
+//! user = "ci-bot"                  # or users = [...], users-file, all-users
 //! timeout = "60s"
 //! memory = "512MiB"
 //! allow-hosts = ["api.github.com"]
@@ -28,6 +34,24 @@
 //! [aws]
 //! profile = "security"
 //! ```
+//!
+//! ```toml
+//! plugin = "github.wasm"            # the default for every target
+//! concurrency = 8
+//!
+//! [[target]]
+//! name = "prod"
+//! users-file = "prod-users.txt"
+//! [target.config]
+//! repo = "octo/prod"
+//!
+//! [[target]]
+//! name = "staging"
+//! all-users = true
+//! path-prefix = "/ci/"
+//! [target.aws]
+//! role-arn = "arn:aws:iam::210987654321:role/keyrot"
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,12 +64,21 @@ use super::args::JournalKind;
 
 /// A job file, as written. Unknown keys are errors, so a typo cannot
 /// silently drop a grant or a setting.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Job {
     pub plugin: Option<PathBuf>,
     pub plugin_sha256: Option<String>,
+    /// A label for a `[[target]]`, used in messages.
+    pub name: Option<String>,
     pub user: Option<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    pub users_file: Option<PathBuf>,
+    pub all_users: Option<bool>,
+    pub path_prefix: Option<String>,
+    /// Users rotated at a time (top level only).
+    pub concurrency: Option<usize>,
     pub timeout: Option<String>,
     pub memory: Option<String>,
     #[serde(default)]
@@ -71,6 +104,9 @@ pub struct Job {
     /// Accept an oci:// plugin named by a tag alone.
     #[serde(default)]
     pub allow_unpinned: bool,
+    /// `[[target]]` blocks (top level only).
+    #[serde(default)]
+    pub target: Vec<Job>,
 }
 
 impl Job {
@@ -87,6 +123,109 @@ impl Job {
             )
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        job.resolve_paths(base);
+        let mut targets = std::mem::take(&mut job.target);
+        for (i, target) in targets.iter_mut().enumerate() {
+            let which = target.name.clone().unwrap_or_else(|| format!("#{}", i + 1));
+            for (key, set) in [
+                ("[[target]]", !target.target.is_empty()),
+                ("concurrency", target.concurrency.is_some()),
+                ("journal", target.journal.is_some()),
+            ] {
+                if set {
+                    anyhow::bail!(
+                        "job file {}: target {which}: `{key}` belongs at the top level, not \
+                         in a [[target]]",
+                        path.display()
+                    );
+                }
+            }
+            target.resolve_paths(base);
+        }
+        job.target = targets;
+        Ok(job)
+    }
+
+    /// The targets this job describes, each with the top-level defaults
+    /// filled in; a job without `[[target]]` blocks is its own one target.
+    pub fn targets(&self) -> Vec<Job> {
+        if self.target.is_empty() {
+            let mut only = self.clone();
+            only.target.clear();
+            return vec![only];
+        }
+        self.target.iter().map(|t| t.over(self)).collect()
+    }
+
+    /// This target's values over `defaults`.
+    fn over(&self, defaults: &Job) -> Job {
+        fn list<T: Clone>(own: &[T], default: &[T]) -> Vec<T> {
+            if own.is_empty() { default } else { own }.to_vec()
+        }
+        fn table(
+            own: &BTreeMap<String, String>,
+            default: &BTreeMap<String, String>,
+        ) -> BTreeMap<String, String> {
+            let mut merged = default.clone();
+            merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+            merged
+        }
+        // A target that names its users does not inherit the defaults'.
+        let selects = self.user.is_some()
+            || !self.users.is_empty()
+            || self.users_file.is_some()
+            || self.all_users.is_some();
+        let d = defaults;
+        Job {
+            plugin: self.plugin.clone().or_else(|| d.plugin.clone()),
+            plugin_sha256: self
+                .plugin_sha256
+                .clone()
+                .or_else(|| d.plugin_sha256.clone()),
+            name: self.name.clone(),
+            user: if selects {
+                self.user.clone()
+            } else {
+                d.user.clone()
+            },
+            users: if selects {
+                self.users.clone()
+            } else {
+                d.users.clone()
+            },
+            users_file: if selects {
+                self.users_file.clone()
+            } else {
+                d.users_file.clone()
+            },
+            all_users: if selects { self.all_users } else { d.all_users },
+            path_prefix: self.path_prefix.clone().or_else(|| d.path_prefix.clone()),
+            concurrency: None,
+            timeout: self.timeout.clone().or_else(|| d.timeout.clone()),
+            memory: self.memory.clone().or_else(|| d.memory.clone()),
+            allow_hosts: list(&self.allow_hosts, &d.allow_hosts),
+            allow_dirs: list(&self.allow_dirs, &d.allow_dirs),
+            inject_headers: list(&self.inject_headers, &d.inject_headers),
+            config: table(&self.config, &d.config),
+            secrets: table(&self.secrets, &d.secrets),
+            older_than: self.older_than.clone().or_else(|| d.older_than.clone()),
+            retire: self.retire.or(d.retire),
+            verify: self.verify.or(d.verify),
+            verify_timeout: self
+                .verify_timeout
+                .clone()
+                .or_else(|| d.verify_timeout.clone()),
+            journal: d.journal,
+            aws: self.aws.clone().or(d.aws.clone()),
+            plugin_keys: list(&self.plugin_keys, &d.plugin_keys),
+            allow_unpinned: self.allow_unpinned || d.allow_unpinned,
+            target: Vec::new(),
+        }
+    }
+
+    /// Makes relative paths relative to `base`, the job file's directory.
+    fn resolve_paths(&mut self, base: &Path) {
+        let job = self;
         if let Some(plugin) = &job.plugin
             && !plugin.to_str().is_some_and(keyrot::oci::OciRef::is_oci)
         {
@@ -94,6 +233,9 @@ impl Job {
         }
         for key in &mut job.plugin_keys {
             *key = base.join(&*key);
+        }
+        if let Some(file) = &job.users_file {
+            job.users_file = Some(base.join(file));
         }
         let relative = |p: &str| !p.starts_with('/') && !p.starts_with('~');
         for dir in &mut job.allow_dirs {
@@ -119,7 +261,6 @@ impl Job {
                 }
             }
         }
-        Ok(job)
     }
 }
 
@@ -171,13 +312,14 @@ fn in_secret_entry(text: &str, offset: usize) -> bool {
         }
         let key = trimmed.split(['=', '.', ' ']).next().unwrap_or("").trim();
         let key = key.trim_matches('"');
-        if table.is_empty() && key == "inject-headers" {
+        if (table.is_empty() || table == "target") && key == "inject-headers" {
             in_headers = true;
         }
         let sensitive = in_headers
             || table == "secrets"
             || table.starts_with("secrets.")
-            || (table.is_empty() && key == "secrets");
+            || table == "target.secrets"
+            || ((table.is_empty() || table == "target") && key == "secrets");
         if offset < start + line.len() || start + line.len() == text.len() {
             return sensitive;
         }

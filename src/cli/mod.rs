@@ -4,6 +4,7 @@
 pub mod args;
 mod cache_cmd;
 mod console;
+mod fleet;
 mod job;
 mod oci_cmd;
 mod render;
@@ -20,8 +21,9 @@ use keyrot::grants::{
 };
 use keyrot::host::{LoadOptions, Plugin, Sandbox, WasmHandler};
 use keyrot::{
-    AwsIam, AwsOptions, CacheMode, IamTagJournal, Interrupt, Journal, KeyRotator, Outcome,
-    PluginLimits, RotateOptions, RotationReport, Settings, StateDir, StsVerifier, caller_identity,
+    AwsIam, AwsOptions, CacheMode, FleetSummary, IamTagJournal, Interrupt, Journal, KeyRotator,
+    Outcome, PluginLimits, RotateOptions, RotationReport, Settings, StateDir, StsVerifier,
+    caller_identity,
 };
 
 pub use self::args::{Cli, Command, Output, PluginCommand, PluginLogMode, RotateArgs};
@@ -33,20 +35,47 @@ use self::job::Job;
 pub const EXIT_BAD_INPUT: u8 = 2;
 
 /// What to do, checked: everything that can be known wrong before touching
-/// AWS is rejected here. Flags override the job file; settings and secrets
-/// override per name; grants from both are combined.
+/// AWS is rejected here. Flags override the job file (every target of it);
+/// settings and secrets override per name; grants from both are combined.
 struct Plan {
-    user: String,
+    targets: Vec<Target>,
+    /// With a job file's `[[target]]` blocks, `--user`/`--users-file` pick
+    /// which of their users to rotate.
+    only: Option<Vec<String>>,
+    journal: JournalKind,
+    state_dir: PathBuf,
+    wait_lock: Option<Duration>,
+    concurrency: usize,
+    /// One user named once (`--user` or the job's `user`): today's report
+    /// shape, not the fleet's.
+    single: bool,
+}
+
+/// Who a target rotates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Users {
+    /// These users, in order, each once.
+    Named(Vec<String>),
+    /// Every user whose IAM path starts with this (`/` for all).
+    All { path_prefix: String },
+}
+
+/// One set of users and everything their rotations share: plugin,
+/// sandbox, AWS options and rotation options.
+struct Target {
+    /// How messages name it: empty for a job without `[[target]]` blocks.
+    label: String,
+    users: Users,
     plugin: oci_cmd::PluginSource,
     load: LoadOptions,
     sandbox: Sandbox,
     aws: AwsOptions,
     options: RotateOptions,
     verify: bool,
-    journal: JournalKind,
-    state_dir: PathBuf,
-    wait_lock: Option<Duration>,
 }
+
+/// Users rotated at a time unless `--concurrency` says.
+const DEFAULT_CONCURRENCY: usize = 4;
 
 impl Plan {
     fn new(args: &RotateArgs, no_cache: bool) -> anyhow::Result<Self> {
@@ -54,29 +83,106 @@ impl Plan {
             Some(path) => Job::load(path)?,
             None => Job::default(),
         };
+        let job_path = args.job.as_deref().map(|p| p.display().to_string());
+        let (journal, state_dir) = state_options(&args.state, job.journal)?;
+        let flag_users = fleet::flag_users(args)?;
+        let fleet_job = !job.target.is_empty();
+        let only = match (&flag_users, fleet_job) {
+            (Some(Users::All { .. }), true) => bail!(
+                "--all-users cannot pick users from the job file's [[target]] blocks: each \
+                 target selects its own (all-users = true in a target)"
+            ),
+            (Some(Users::Named(names)), true) => Some(names.clone()),
+            _ => None,
+        };
+        let targets = job
+            .targets()
+            .into_iter()
+            .enumerate()
+            .map(|(i, target)| {
+                let label = match (&target.name, fleet_job) {
+                    (_, false) => String::new(),
+                    (Some(name), true) => format!("target {name}"),
+                    (None, true) => format!("target #{}", i + 1),
+                };
+                let users = if fleet_job { None } else { flag_users.clone() };
+                Target::new(args, target, label, &job_path, users, &state_dir, no_cache)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let concurrency = match (args.concurrency, job.concurrency) {
+            (Some(n), _) => n,
+            (None, Some(n)) => args::parse_concurrency(&n.to_string()).map_err(|e| {
+                anyhow::anyhow!(
+                    "job file {}: concurrency: {e}",
+                    job_path.as_deref().unwrap_or("?")
+                )
+            })?,
+            (None, None) => DEFAULT_CONCURRENCY,
+        };
+        let single = !fleet_job
+            && args.users_file.is_none()
+            && !args.all_users
+            && match args.user.len() {
+                0 => {
+                    job.user.is_some()
+                        && job.users.is_empty()
+                        && job.users_file.is_none()
+                        && job.all_users.is_none()
+                }
+                n => n == 1,
+            };
+        Ok(Self {
+            targets,
+            only,
+            journal,
+            state_dir,
+            wait_lock: args.wait_lock,
+            concurrency,
+            single,
+        })
+    }
+}
+
+impl Target {
+    fn new(
+        args: &RotateArgs,
+        job: Job,
+        label: String,
+        job_path: &Option<String>,
+        flag_users: Option<Users>,
+        state_dir: &std::path::Path,
+        no_cache: bool,
+    ) -> anyhow::Result<Self> {
         let plugin = oci_cmd::PluginSource {
             from_job: args.plugin.is_none(),
-            spec: args.plugin.clone().or(job.plugin).context(
+            spec: args.plugin.clone().or(job.plugin.clone()).context(
                 "no plugin given: pass --plugin PATH (or set `plugin` in the --job file)",
             )?,
             allow_unpinned: job.allow_unpinned,
             keys: job
                 .plugin_keys
-                .into_iter()
+                .iter()
+                .cloned()
                 .chain(args.plugin_key.clone())
                 .collect(),
         };
-        let user = args
-            .user
-            .clone()
-            .or(job.user)
-            .context("no user given: pass --user NAME (or set `user` in the --job file)")?;
-        check_user_name(&user)?;
-
         // Values from the job file are named by their key there, not by
         // the flag: that is where the operator has to look.
-        let job_path = args.job.as_deref().map(|p| p.display().to_string());
-        let in_job = |key: &str| format!("job file {}: {key}", job_path.as_deref().unwrap_or("?"));
+        let where_ = if label.is_empty() {
+            String::new()
+        } else {
+            format!("{label}: ")
+        };
+        let in_job = |key: &str| {
+            format!(
+                "job file {}: {where_}{key}",
+                job_path.as_deref().unwrap_or("?")
+            )
+        };
+        let users = match flag_users {
+            Some(users) => users,
+            None => fleet::job_users(&job).map_err(|e| anyhow::anyhow!("{}", in_job(&e)))?,
+        };
 
         let mut config = job.config;
         config.extend(args.config.iter().cloned());
@@ -138,11 +244,10 @@ impl Plan {
             })
             .chain(args.allow_dir.iter().cloned().map(Ok))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let (journal, state_dir) = state_options(&args.state, job.journal)?;
         keyrot::grants::check_private_dirs(
             &dirs,
             keyrot::dirs::cache_dir().as_deref(),
-            Some(&state_dir),
+            Some(state_dir),
         )
         .map_err(anyhow::Error::msg)?;
         let job_headers = job.inject_headers.iter().map(|spec| {
@@ -181,15 +286,15 @@ impl Plan {
         };
         let older_than = match (args.older_than, &job.older_than) {
             (Some(d), _) => Some(d),
-            (None, Some(d)) => {
-                Some(args::parse_age(d).map_err(|e| anyhow::anyhow!("job file older-than: {e}"))?)
-            }
+            (None, Some(d)) => Some(
+                args::parse_age(d).map_err(|e| anyhow::anyhow!("{}: {e}", in_job("older-than")))?,
+            ),
             (None, None) => None,
         };
         let verify_timeout = match (args.verify_timeout, &job.verify_timeout) {
             (Some(d), _) => d,
             (None, Some(d)) => args::parse_duration(d)
-                .map_err(|e| anyhow::anyhow!("job file verify-timeout: {e}"))?,
+                .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("verify-timeout")))?,
             (None, None) => RotateOptions::DEFAULT_VERIFY_TIMEOUT,
         };
         let options = RotateOptions {
@@ -208,13 +313,11 @@ impl Plan {
             (None, None) => None,
         };
         Ok(Self {
-            user,
+            label,
+            users,
             plugin,
             options,
             verify: !args.no_verify && job.verify.unwrap_or(true),
-            journal,
-            state_dir,
-            wait_lock: args.wait_lock,
             load: load_options(no_cache, sha256),
             sandbox: Sandbox {
                 settings: Settings::new(config)
@@ -229,6 +332,15 @@ impl Plan {
             },
             aws: args.aws.clone().or(job.aws),
         })
+    }
+
+    /// `"target prod: "`, or nothing for a job without targets.
+    fn prefix(&self) -> String {
+        if self.label.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", self.label)
+        }
     }
 }
 
@@ -313,79 +425,215 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
     result
 }
 
-/// Rotates one user's key and prints the report.
+/// Rotates every selected user's key and prints the report(s).
 async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
+    let started = std::time::Instant::now();
     let mut plan = Plan::new(args, cli.no_cache)?;
-    plan.aws.check().await.map_err(anyhow::Error::msg)?;
-    let path =
-        oci_cmd::resolve_plugin(&plan.plugin, &cli.insecure_registry, &mut plan.load).await?;
-    let plugin = Plugin::load(&path, &plan.load)?;
-    let handler = WasmHandler::new(plugin, plan.sandbox).await?;
-    tracing::debug!(plugin = handler.name(), version = %handler.info().version, "plugin ready");
+    // Every plugin is loaded and checked, and every AWS option, before the
+    // first IAM call: bad input anywhere touches nothing anywhere.
+    let mut handlers = Vec::with_capacity(plan.targets.len());
+    for target in &mut plan.targets {
+        let prefix = target.prefix();
+        target
+            .aws
+            .check()
+            .await
+            .map_err(|e| anyhow::anyhow!("{prefix}{e}"))?;
+        let path =
+            oci_cmd::resolve_plugin(&target.plugin, &cli.insecure_registry, &mut target.load)
+                .await?;
+        let plugin = Plugin::load(&path, &target.load)?;
+        let handler = WasmHandler::new(plugin, std::mem::take(&mut target.sandbox)).await?;
+        tracing::debug!(plugin = handler.name(), version = %handler.info().version, "plugin ready");
+        handlers.push(Arc::new(handler));
+    }
+    let any_dry_run = plan.targets.iter().any(|t| t.options.dry_run);
     // A state directory that is not ours is bad input, found before AWS.
-    let state = if plan.journal == JournalKind::File || !plan.options.dry_run {
-        Some(StateDir::open(&plan.state_dir).map_err(anyhow::Error::new)?)
+    let state = if plan.journal == JournalKind::File || !any_dry_run {
+        Some(Arc::new(
+            StateDir::open(&plan.state_dir).map_err(anyhow::Error::new)?,
+        ))
     } else {
         None
     };
+    let interrupt = Interrupt::default();
+    stop_safely_on_signals(interrupt.clone());
 
-    let config = plan.aws.load().await;
-    let iam = AwsIam::from_config(&config);
-    let caller = match caller_identity(&config).await {
-        Ok(caller) => caller,
-        Err(err) => {
-            let report = failed_before(
-                &plan.user,
-                format!(
-                    "cannot tell which AWS account these credentials belong to                      (sts:GetCallerIdentity): {err}; nothing was changed"
-                ),
-            );
-            return Ok(print_report(cli, &report));
+    // Each target's account, and its users.
+    let mut turns = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (target, handler) in plan.targets.into_iter().zip(handlers) {
+        let prefix = target.prefix();
+        let config = target.aws.load().await;
+        let iam = AwsIam::from_config(&config);
+        let caller = match caller_identity(&config).await {
+            Ok(caller) => caller,
+            Err(err) => {
+                let why = format!(
+                    "{prefix}cannot tell which AWS account these credentials belong to \
+                     (sts:GetCallerIdentity): {err}; nothing was changed"
+                );
+                let Users::Named(users) = &target.users else {
+                    bail!(why);
+                };
+                for user in users {
+                    turns.push(fleet::Turn::Done(failed_before(user, None, why.clone())));
+                }
+                continue;
+            }
+        };
+        tracing::info!(
+            "{prefix}acting as {} in account {}",
+            caller.arn,
+            caller.account
+        );
+        let mut users = match &target.users {
+            Users::Named(users) => users.clone(),
+            Users::All { path_prefix } => {
+                let users = iam.list_users(path_prefix).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "{prefix}cannot list the users under {path_prefix} in account {} \
+                         (iam:ListUsers): {e}",
+                        caller.account
+                    )
+                })?;
+                if users.is_empty() {
+                    tracing::warn!(
+                        "{prefix}account {} has no IAM user under path {path_prefix}",
+                        caller.account
+                    );
+                }
+                users
+            }
+        };
+        if let Some(only) = &plan.only {
+            users.retain(|user| only.contains(user));
         }
-    };
-    tracing::info!("acting as {} in account {}", caller.arn, caller.account);
+        for user in &users {
+            // Two rotations of one user would fight over its keys.
+            if !seen.insert((caller.account.clone(), user.clone())) {
+                bail!(
+                    "user {user} of account {} is selected twice (by two targets?): each \
+                     user may be rotated once per run",
+                    caller.account
+                );
+            }
+        }
 
-    // One run per (account, user) on this machine; the IAM-tag journal adds
-    // a lease across machines.
-    let _lock = match (&state, plan.options.dry_run) {
-        (Some(state), false) => {
-            match state.lock(Some(&caller.account), &plan.user, plan.wait_lock) {
-                Ok(lock) => Some(lock),
+        let journal: Arc<dyn Journal> = match (plan.journal, &state) {
+            (JournalKind::File, Some(state)) => Arc::new(state.journal(Some(&caller.account))),
+            _ => Arc::new(IamTagJournal::new(
+                Arc::new(iam.clone()),
+                IamTagJournal::DEFAULT_LEASE,
+            )),
+        };
+        let dry_run = target.options.dry_run;
+        let account = caller.account.clone();
+        let mut rotator = KeyRotator::new(iam, handler)
+            .with_options(target.options)
+            .with_interrupt(interrupt.clone())
+            .with_journal(journal)
+            .with_caller(caller);
+        if target.verify {
+            rotator = rotator.with_verifier(Arc::new(StsVerifier::new(&config)));
+        }
+        let rotator = Arc::new(rotator);
+        for user in users {
+            let lock_in = (!dry_run).then(|| state.clone()).flatten();
+            turns.push(fleet::Turn::Run {
+                account: account.clone(),
+                user: user.clone(),
+                rotate: Box::pin(rotate_user(
+                    rotator.clone(),
+                    lock_in,
+                    plan.wait_lock,
+                    account.clone(),
+                    user,
+                )),
+            });
+        }
+    }
+    if let Some(only) = &plan.only {
+        let missing: Vec<&String> = only
+            .iter()
+            .filter(|name| !seen.iter().any(|(_, user)| user == *name))
+            .collect();
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+            bail!(
+                "not in any of the job file's targets: {} (nothing was rotated)",
+                names.join(", ")
+            );
+        }
+    }
+
+    let progress = fleet::Progress::new(cli, turns.len(), !plan.single);
+    let reports = fleet::run(turns, plan.concurrency, &interrupt, &progress).await;
+    progress.finish();
+    if plan.single && reports.len() == 1 {
+        return Ok(print_report(cli, &reports[0]));
+    }
+    let summary = FleetSummary::of(&reports, started.elapsed().as_millis() as u64);
+    Ok(print_fleet(cli, &reports, &summary))
+}
+
+/// One user's rotation: under the (account, user) lock on this machine
+/// (the IAM-tag journal adds a lease across machines).
+async fn rotate_user(
+    rotator: Arc<KeyRotator<AwsIam, Arc<WasmHandler>>>,
+    state: Option<Arc<StateDir>>,
+    wait_lock: Option<Duration>,
+    account: String,
+    user: String,
+) -> RotationReport {
+    let _lock = match state {
+        Some(state) => {
+            let (a, u) = (account.clone(), user.clone());
+            // Waiting for a lock blocks: not on the runtime's threads.
+            let locked =
+                tokio::task::spawn_blocking(move || state.lock(Some(&a), &u, wait_lock)).await;
+            match locked {
+                Ok(Ok(lock)) => Some(lock),
+                Ok(Err(err)) => return failed_before(&user, Some(&account), err.to_string()),
                 Err(err) => {
-                    let report = failed_before(&plan.user, err.to_string());
-                    return Ok(print_report(cli, &report));
+                    return failed_before(&user, Some(&account), format!("lock failed: {err}"));
                 }
             }
         }
-        _ => None,
+        None => None,
     };
-    let journal: Arc<dyn Journal> = match (plan.journal, &state) {
-        (JournalKind::File, Some(state)) => Arc::new(state.journal(Some(&caller.account))),
-        _ => Arc::new(IamTagJournal::new(
-            Arc::new(iam.clone()),
-            IamTagJournal::DEFAULT_LEASE,
-        )),
-    };
-    let interrupt = Interrupt::default();
-    stop_safely_on_signals(interrupt.clone());
-    let mut rotator = KeyRotator::new(iam, handler)
-        .with_options(plan.options)
-        .with_interrupt(interrupt)
-        .with_journal(journal)
-        .with_caller(caller);
-    if plan.verify {
-        rotator = rotator.with_verifier(Arc::new(StsVerifier::new(&config)));
-    }
-    let report = match rotator.rotate_keys(&plan.user).await {
+    match rotator.rotate_keys(&user).await {
         Ok(report) => report,
         Err(err) => *err.report,
-    };
-    Ok(print_report(cli, &report))
+    }
+}
+
+/// Prints a fleet's report and returns its exit code.
+fn print_fleet(cli: &Cli, reports: &[RotationReport], summary: &FleetSummary) -> u8 {
+    let mut stdout = std::io::stdout().lock();
+    let printed = match cli.output {
+        Output::Text => render::fleet_text(&mut stdout, reports, summary),
+        Output::Json => render::fleet_json(
+            &mut stdout,
+            reports,
+            summary,
+            cli.plugin_log == PluginLogMode::Show,
+        ),
+    }
+    .and_then(|()| stdout.flush());
+    drop(stdout);
+    if let Err(err) = printed
+        && err.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        stderr_line(format_args!("warning: could not print the report: {err}"));
+    }
+    summary.exit_code
 }
 
 /// A report for a run that stopped before its first IAM call.
-fn failed_before(user: &str, error: String) -> RotationReport {
+fn failed_before(user: &str, account: Option<&str>, error: String) -> RotationReport {
     let mut report = RotationReport::new(user);
+    report.account = account.map(str::to_string);
     report.outcome = Outcome::Failed;
     report.error = Some(error);
     report
@@ -469,11 +717,17 @@ pub fn report_bad_input(cli: &Cli, err: &anyhow::Error) {
     }
     stderr_line(format_args!("error: {err:#}"));
     if cli.output == Output::Json {
-        let user = match &cli.command {
-            Some(Command::Rotate(args)) => args.user.clone(),
-            _ => cli.rotate.user.clone(),
+        let users = match &cli.command {
+            Some(Command::Rotate(args)) => &args.user,
+            _ => &cli.rotate.user,
         };
-        let report = RotationReport::bad_input(user.as_deref().unwrap_or(""), format!("{err:#}"));
+        // One user: a report of the usual shape; several: the user is not
+        // one name, so it is left empty.
+        let user = match users.as_slice() {
+            [one] => one.as_str(),
+            _ => "",
+        };
+        let report = RotationReport::bad_input(user, format!("{err:#}"));
         let _ = render::json(&mut std::io::stdout(), &report);
     }
 }

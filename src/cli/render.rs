@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use keyrot::host::PluginReport;
-use keyrot::rotation::{NewKeyState, OldKeyAction, Outcome, RotationReport};
+use keyrot::rotation::{FleetSummary, NewKeyState, OldKeyAction, Outcome, RotationReport};
 use keyrot::text::escape_control;
 use serde::Serialize;
 
@@ -179,6 +179,127 @@ pub fn inspect_text(out: &mut impl Write, report: &PluginReport, verbose: bool) 
     Ok(())
 }
 
+/// A fleet outcome in a word or two.
+fn fleet_outcome(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Rotated => "rotated",
+        Outcome::Skipped => "skipped",
+        Outcome::WouldRotate => "would-rotate",
+        Outcome::Failed => "failed",
+        Outcome::Partial => "partial",
+        Outcome::NeedsManualAction => "NEEDS-ACTION",
+        Outcome::BadInput => "bad-input",
+    }
+}
+
+/// One user of a fleet on one line: account, user, outcome, new key,
+/// duration.
+pub fn fleet_line(report: &RotationReport) -> String {
+    let new_key = match &report.new_key {
+        Some(key) if key.state == NewKeyState::Propagated => key.access_key_id.as_str(),
+        Some(key) => match key.state {
+            NewKeyState::Orphaned => "orphaned",
+            _ => "-",
+        },
+        None => "-",
+    };
+    let took = report
+        .duration_ms
+        .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+        .unwrap_or_else(|| "-".into());
+    format!(
+        "{:<12}  {:<24}  {:<12}  {:<20}  {took}",
+        report.account.as_deref().unwrap_or("?"),
+        report.user,
+        fleet_outcome(report.outcome),
+        new_key
+    )
+}
+
+/// A fleet's text report: a line per user, the reasons for every user not
+/// rotated cleanly, and a summary.
+pub fn fleet_text(
+    out: &mut impl Write,
+    reports: &[RotationReport],
+    summary: &FleetSummary,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<12}  {:<24}  {:<12}  {:<20}  TIME",
+        "ACCOUNT", "USER", "OUTCOME", "NEW KEY"
+    )?;
+    for report in reports {
+        writeln!(out, "{}", fleet_line(report))?;
+    }
+    let troubled: Vec<&RotationReport> = reports.iter().filter(|r| r.error.is_some()).collect();
+    if !troubled.is_empty() {
+        writeln!(out)?;
+    }
+    for report in troubled {
+        writeln!(
+            out,
+            "{} (account {}): {}: {}",
+            report.user,
+            report.account.as_deref().unwrap_or("?"),
+            fleet_outcome(report.outcome),
+            escape_control(report.error.as_deref().unwrap_or_default())
+        )?;
+    }
+    let mut counts = Vec::new();
+    for (n, what) in [
+        (summary.rotated, "rotated"),
+        (summary.skipped, "skipped"),
+        (summary.would_rotate, "would rotate"),
+        (summary.partial, "partial"),
+        (summary.failed, "failed"),
+        (summary.bad_input, "bad input"),
+        (summary.needs_manual_action, "NEED MANUAL ACTION"),
+    ] {
+        if n > 0 {
+            counts.push(format!("{n} {what}"));
+        }
+    }
+    let accounts = match summary.accounts.len() {
+        1 => " in 1 account".to_string(),
+        n => format!(" in {n} accounts"),
+    };
+    writeln!(
+        out,
+        "\n{} users{accounts} in {:.1}s: {}",
+        summary.users,
+        summary.duration_ms as f64 / 1000.0,
+        counts.join(", ")
+    )
+}
+
+/// A fleet's JSON report: `{ "summary": {...}, "runs": [report, ...] }`,
+/// each run as [`rotation_json`] shows it.
+pub fn fleet_json(
+    out: &mut impl Write,
+    reports: &[RotationReport],
+    summary: &FleetSummary,
+    with_log: bool,
+) -> io::Result<()> {
+    let runs = reports
+        .iter()
+        .map(|report| run_value(report, with_log))
+        .collect::<io::Result<Vec<_>>>()?;
+    json(
+        out,
+        &serde_json::json!({ "summary": summary, "runs": runs }),
+    )
+}
+
+/// One report as a JSON value, the handler's log only if `with_log`.
+fn run_value(report: &RotationReport, with_log: bool) -> io::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(report)?;
+    if !with_log && let Some(object) = value.as_object_mut() {
+        object.remove("handler_log");
+        object.insert("handler_log_hidden".into(), report.handler_log.len().into());
+    }
+    Ok(value)
+}
+
 /// The rotation report as one JSON object; without the handler's log
 /// unless `with_log` (then only how many lines it had).
 pub fn rotation_json(
@@ -186,15 +307,7 @@ pub fn rotation_json(
     report: &RotationReport,
     with_log: bool,
 ) -> io::Result<()> {
-    if with_log {
-        return json(out, report);
-    }
-    let mut value = serde_json::to_value(report)?;
-    if let Some(object) = value.as_object_mut() {
-        object.remove("handler_log");
-        object.insert("handler_log_hidden".into(), report.handler_log.len().into());
-    }
-    json(out, &value)
+    json(out, &run_value(report, with_log)?)
 }
 
 /// Any report as one JSON object.

@@ -530,7 +530,7 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
         let start = Instant::now();
         let attempts = tokio::select! {
             attempts = policy.run_counted(|| verifier.caller_arn(key)) => attempts,
-            () = self.rot.interrupt.wait() => {
+            () = self.rot.interrupt.stopped() => {
                 return Err(GiveUp::Handler(Interrupt::error()));
             }
         };
@@ -937,7 +937,7 @@ impl<I: Iam, H: NewKeyHandler> KeyRotator<I, H> {
                 HandlerErrorKind::Trapped,
                 format!("the handler call crashed keyrot's host side: {}", panic_message(&panic)),
             ))),
-            () = self.interrupt.wait() => Err(Interrupt::error()),
+            () = self.interrupt.stopped() => Err(Interrupt::error()),
         }
     }
 }

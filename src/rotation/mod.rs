@@ -38,9 +38,9 @@ use tokio::sync::Notify;
 
 pub use self::failure::{GiveUp, RotationError, RotationFailure};
 pub use self::report::{
-    NewKeyReport, NewKeyState, OldKeyAction, OldKeyReport, Outcome, ResumeReport, RotationReport,
-    SCHEMA_VERSION, SkipReport, Step, StepRecord, human_duration, now_rfc3339, parse_rfc3339,
-    rfc3339, unix_now,
+    FleetSummary, NewKeyReport, NewKeyState, OldKeyAction, OldKeyReport, Outcome, ResumeReport,
+    RotationReport, SCHEMA_VERSION, SkipReport, Step, StepRecord, fleet_exit_code, human_duration,
+    now_rfc3339, parse_rfc3339, rfc3339, unix_now,
 };
 pub use self::state::{Journal, JournalError, JournalRecord, NoJournal, Phase, RetireMode};
 use crate::handler::{HandlerError, HandlerErrorKind, NewKeyHandler};
@@ -180,7 +180,7 @@ impl Interrupt {
     }
 
     /// Resolves once triggered.
-    async fn wait(&self) {
+    pub async fn stopped(&self) {
         loop {
             // Registered before the check, so a trigger in between is seen.
             let notified = self.notify.notified();
