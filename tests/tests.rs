@@ -13,6 +13,8 @@
 //! - `schedule`: unattended runs: verification, kill -9 and resume, locks,
 //!   grace mode, `--older-than`, status, dry runs, and wire faults from the
 //!   `proxy` in front of moto.
+//! - `fleet`: many users in one run: users files, `--all-users`, two
+//!   accounts, a job file's targets, throttling, Ctrl-C.
 //! - `readme`: the README's handler guide is the code the tests build.
 //! - `examples`: the IAM policies in `examples/` suffice, with IAM auth on.
 //! - `usability`: help, colour, errors that say what to do, inspect, cache.
@@ -22,6 +24,7 @@ mod cli;
 mod credentials_file;
 mod dotenv;
 mod examples;
+mod fleet;
 mod fake;
 mod github;
 mod github_server;
