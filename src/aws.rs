@@ -590,3 +590,41 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
     parts.join(": ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arns_and_session_names_are_checked() {
+        assert!(is_role_arn("arn:aws:iam::210987654321:role/keyrot"));
+        assert!(is_role_arn("arn:aws-cn:iam::210987654321:role/ci/keyrot"));
+        assert!(!is_role_arn("arn:aws:iam::210987654321:user/keyrot"));
+        assert!(!is_role_arn("arn:aws:iam::2109:role/keyrot"));
+        assert!(!is_role_arn("arn:aws:iam::210987654321:role/"));
+        assert!(!is_role_arn("keyrot"));
+        assert!(is_session_name("keyrot-nightly@ci"));
+        assert!(!is_session_name("k"));
+        assert!(!is_session_name("has space"));
+    }
+
+    #[tokio::test]
+    async fn role_options_need_a_role() {
+        let options = AwsOptions {
+            external_id: Some("x".into()),
+            ..AwsOptions::default()
+        };
+        assert!(options.check().await.unwrap_err().contains("role-arn"));
+        let options = AwsOptions {
+            role_arn: Some("arn:aws:iam::1:role/x".into()),
+            ..AwsOptions::default()
+        };
+        assert!(
+            options
+                .check()
+                .await
+                .unwrap_err()
+                .contains("not an IAM role ARN")
+        );
+    }
+}

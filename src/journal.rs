@@ -490,8 +490,11 @@ fn read_private_file(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Write to a temp file, fsync, rename over `path`, fsync the directory: a
 /// crash leaves the old record or the new one, never half of one.
+/// The temp file is named after the record's own file: one process writes
+/// many users' records at once in a fleet run, each under its user's lock.
 fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)

@@ -64,14 +64,16 @@ fn fleet_args(endpoint: &str, state: &std::path::Path, extra: &[&str]) -> Vec<St
         endpoint,
         "--state-dir",
         state.to_str().unwrap(),
-        "--output",
-        "json",
         "--plugin-log",
         "show",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    // JSON unless the test asks for another output.
+    if !extra.contains(&"--output") {
+        args.extend(["--output".to_string(), "json".to_string()]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
@@ -104,7 +106,11 @@ async fn assert_rotated(iam: &aws_sdk_iam::Client, run: &Value, user: &str, old:
     let new = run["new_key"]["access_key_id"].as_str().unwrap();
     assert_ne!(new, old);
     let keys = keys(iam, user).await;
-    assert_eq!(keys, vec![(new.to_string(), "Active".to_string())], "{user}");
+    assert_eq!(
+        keys,
+        vec![(new.to_string(), "Active".to_string())],
+        "{user}"
+    );
     let log = run["handler_log"].to_string();
     assert!(log.contains(new), "{user}: the handler got {new}: {log}");
 }
@@ -203,8 +209,9 @@ async fn several_user_flags_rotate_each_user_and_report_a_fleet() {
     let text = String::from_utf8_lossy(&out.stdout);
     for (user, _) in &made {
         assert!(
-            text.lines()
-                .any(|l| l.starts_with(ACCOUNT) && l.contains(user.as_str()) && l.contains("rotated")),
+            text.lines().any(|l| l.starts_with(ACCOUNT)
+                && l.contains(user.as_str())
+                && l.contains("rotated")),
             "{text}"
         );
     }
@@ -417,8 +424,11 @@ async fn a_job_file_with_two_targets_in_two_accounts() {
     let ours = users(&home, "app", "/", 2).await;
     let theirs = users(&other, "ci", "/ci/", 3).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("home.txt"), format!("{}\n{}\n", ours[0].0, ours[1].0))
-        .unwrap();
+    std::fs::write(
+        dir.path().join("home.txt"),
+        format!("{}\n{}\n", ours[0].0, ours[1].0),
+    )
+    .unwrap();
     std::fs::copy(plugin("hello"), dir.path().join("hello.wasm")).unwrap();
     let job = dir.path().join("fleet.toml");
     std::fs::write(
@@ -501,7 +511,9 @@ greeting = "howdy"
         "{}",
         show(&out)
     );
-    let rotated = runs[&ours[0].0]["new_key"]["access_key_id"].as_str().unwrap();
+    let rotated = runs[&ours[0].0]["new_key"]["access_key_id"]
+        .as_str()
+        .unwrap();
     assert_eq!(
         keys(&home, &ours[0].0).await,
         vec![(rotated.to_string(), "Active".into())],
@@ -588,7 +600,11 @@ async fn ctrl_c_in_a_fleet_starts_no_new_user_and_reports_every_user() {
     assert_eq!(runs.len(), 60, "every user is reported");
     let not_started = runs
         .values()
-        .filter(|r| r["error"].as_str().is_some_and(|e| e.contains("not started")))
+        .filter(|r| {
+            r["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not started"))
+        })
         .count();
     assert!(not_started > 0, "{}", doc["summary"]);
     for (user, old) in &made {
@@ -600,5 +616,105 @@ async fn ctrl_c_in_a_fleet_starts_no_new_user_and_reports_every_user() {
             "rotated" => assert_ne!(&active[0].0, old),
             _ => assert_eq!(&active[0].0, old, "{user}: {}", runs[user]),
         }
+    }
+}
+
+#[tokio::test]
+async fn a_terminal_gets_a_progress_bar_and_quiet_gets_nothing() {
+    let moto = Moto::start();
+    let iam = admin(&moto);
+    let made = users(&iam, "ci", "/", 3).await;
+    let state = tempfile::tempdir().unwrap();
+    let mut extra = vec!["--output", "text"];
+    for (user, _) in &made {
+        extra.extend(["--user", user.as_str()]);
+    }
+    let args = fleet_args(&moto.url, state.path(), &extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (cmd, _home) = moto.command(&args, &[("TERM", "xterm")]);
+    // `script` runs keyrot on a pseudo-terminal, as a person would.
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut script = std::process::Command::new("script");
+    script.env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            script.env(k, v);
+        }
+    }
+    let out = script
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .expect("run script(1)");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(
+        screen.contains("rotated 3  skipped 0  failed 0"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("[3/3]"),
+        "no plain lines on a terminal: {screen}"
+    );
+
+    let quiet = run(
+        &moto,
+        &moto.url,
+        state.path(),
+        &[&extra[..], &["-q"]].concat(),
+    );
+    assert_eq!(quiet.status.code(), Some(0), "{}", show(&quiet));
+    assert!(
+        !String::from_utf8_lossy(&quiet.stderr).contains("[3/3]"),
+        "{}",
+        show(&quiet)
+    );
+}
+
+#[tokio::test]
+async fn with_older_than_a_nightly_run_rotates_exactly_the_keys_that_are_due() {
+    let moto = Moto::start();
+    let iam = admin(&moto);
+    let made = users(&iam, "ci", "/", 6).await;
+    let state = tempfile::tempdir().unwrap();
+    let all: Vec<&str> = made
+        .iter()
+        .flat_map(|(u, _)| ["--user", u.as_str()])
+        .collect();
+    // Half the fleet got new keys a moment ago; the other half's are older.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let fresh: Vec<&str> = made[..3]
+        .iter()
+        .flat_map(|(u, _)| ["--user", u.as_str()])
+        .collect();
+    let out = run(&moto, &moto.url, state.path(), &fresh);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let first = runs(&json(&out));
+
+    let out = run(
+        &moto,
+        &moto.url,
+        state.path(),
+        &[&all[..], &["--older-than", "2s"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let doc = json(&out);
+    assert_eq!(doc["summary"]["skipped"], 3, "{}", doc["summary"]);
+    assert_eq!(doc["summary"]["rotated"], 3, "{}", doc["summary"]);
+    let runs = runs(&doc);
+    for (user, _) in &made[..3] {
+        assert_eq!(runs[user]["outcome"], "skipped", "{user}");
+        let kept = first[user]["new_key"]["access_key_id"].as_str().unwrap();
+        assert_eq!(
+            keys(&iam, user).await,
+            vec![(kept.to_string(), "Active".into())]
+        );
+    }
+    for (user, old) in &made[3..] {
+        assert_rotated(&iam, &runs[user], user, old).await;
     }
 }

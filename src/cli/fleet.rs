@@ -130,7 +130,7 @@ pub(super) enum Turn {
         user: String,
         rotate: Pin<Box<dyn Future<Output = RotationReport> + Send>>,
     },
-    Done(RotationReport),
+    Done(Box<RotationReport>),
 }
 
 /// Runs every turn, `concurrency` at a time, in order of start; returns the
@@ -150,7 +150,7 @@ pub(super) async fn run(
         match turn {
             Turn::Done(report) => {
                 progress.finished(&report);
-                reports[index] = Some(report);
+                reports[index] = Some(*report);
             }
             Turn::Run {
                 account,
@@ -170,7 +170,12 @@ pub(super) async fn run(
                     continue;
                 }
                 progress.started(&user);
-                let span = tracing::info_span!("rotate", %account, %user);
+                // In a fleet, log lines say whose rotation they are about.
+                let span = if progress.fleet {
+                    tracing::info_span!("rotate", %account, %user)
+                } else {
+                    tracing::Span::none()
+                };
                 tasks.spawn(tracing::Instrument::instrument(
                     async move {
                         let started = Instant::now();
@@ -229,6 +234,7 @@ fn not_started(account: &str, user: &str) -> RotationReport {
 /// What the operator sees while a fleet rotates: a progress bar when stderr
 /// is a terminal, a line per finished user when it is not, nothing with -q.
 pub(super) struct Progress {
+    fleet: bool,
     bar: Option<ProgressBar>,
     lines: bool,
     total: usize,
@@ -246,11 +252,16 @@ struct Counts {
 impl Progress {
     pub(super) fn new(cli: &Cli, total: usize, fleet: bool) -> Self {
         let show = fleet && !cli.quiet;
-        let bar = (show && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(
-                Some(total as u64),
-                ProgressDrawTarget::stderr_with_hz(4),
-            );
+        let bar = (show && std::io::stderr().is_terminal())
+            .then(|| {
+                ProgressBar::with_draw_target(
+                    Some(total as u64),
+                    ProgressDrawTarget::stderr_with_hz(4),
+                )
+            })
+            // A terminal indicatif cannot draw on (TERM=dumb): plain lines.
+            .filter(|bar| !bar.is_hidden());
+        if let Some(bar) = &bar {
             bar.set_style(
                 ProgressStyle::with_template(
                     "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} users  {msg}  ETA {eta}",
@@ -259,9 +270,9 @@ impl Progress {
             );
             bar.enable_steady_tick(Duration::from_millis(250));
             super::console::set_progress_bar(Some(bar.clone()));
-            bar
-        });
+        }
         Self {
+            fleet,
             lines: show && bar.is_none(),
             bar,
             total,
@@ -297,10 +308,11 @@ impl Progress {
         }
     }
 
-    /// Removes the bar before the report is printed.
+    /// Draws the bar one last time, with the final counts, and lets go of
+    /// stderr before the report is printed.
     pub(super) fn finish(&self) {
         if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+            bar.finish();
             super::console::set_progress_bar(None);
         }
     }

@@ -477,7 +477,11 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
                     bail!(why);
                 };
                 for user in users {
-                    turns.push(fleet::Turn::Done(failed_before(user, None, why.clone())));
+                    turns.push(fleet::Turn::Done(Box::new(failed_before(
+                        user,
+                        None,
+                        why.clone(),
+                    ))));
                 }
                 continue;
             }
@@ -717,17 +721,31 @@ pub fn report_bad_input(cli: &Cli, err: &anyhow::Error) {
     }
     stderr_line(format_args!("error: {err:#}"));
     if cli.output == Output::Json {
-        let users = match &cli.command {
-            Some(Command::Rotate(args)) => &args.user,
-            _ => &cli.rotate.user,
+        let args = match &cli.command {
+            Some(Command::Rotate(args)) => args,
+            _ => &cli.rotate,
         };
-        // One user: a report of the usual shape; several: the user is not
-        // one name, so it is left empty.
-        let user = match users.as_slice() {
-            [one] => one.as_str(),
-            _ => "",
+        let error = format!("{err:#}");
+        if let [one] = args.user.as_slice()
+            && args.users_file.is_none()
+        {
+            let report = RotationReport::bad_input(one, error);
+            let _ = render::json(&mut std::io::stdout(), &report);
+            return;
+        }
+        if args.user.is_empty() && args.users_file.is_none() && !args.all_users {
+            // No fleet asked for by flags (a job file may have been): the
+            // usual single report, with no user to name.
+            let report = RotationReport::bad_input("", error);
+            let _ = render::json(&mut std::io::stdout(), &report);
+            return;
+        }
+        // A fleet's shape: a summary that says exit 2, no runs, the error.
+        let summary = FleetSummary {
+            exit_code: EXIT_BAD_INPUT,
+            ..FleetSummary::default()
         };
-        let report = RotationReport::bad_input(user, format!("{err:#}"));
+        let report = serde_json::json!({ "summary": summary, "runs": [], "error": error });
         let _ = render::json(&mut std::io::stdout(), &report);
     }
 }
