@@ -51,7 +51,7 @@ Environment:
                     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,
                     AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE
 
-Exit codes (for a fleet, the first that applies to any user: 4, 3, 1, 2, 0):
+Exit codes:
   0  rotated: the new key is in place and the old keys are retired; or
      skipped (--older-than), or a dry run that would rotate
   1  failed: the keys are as they were (the message says why), or another
@@ -61,7 +61,8 @@ Exit codes (for a fleet, the first that applies to any user: 4, 3, 1, 2, 0):
   3  partial: the new key is in place, but an old key could not be deleted
      (it was deactivated)
   4  needs manual action: a key nobody holds exists, or an old key could be
-     neither deleted nor deactivated; the message names the key and the command";
+     neither deleted nor deactivated; the message names the key and the command
+  A fleet exits with the first of 4, 3, 1, 2, 0 that any of its users has.";
 
 /// Rotate an IAM user's access keys through a sandboxed WebAssembly handler.
 ///

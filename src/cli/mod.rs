@@ -1,5 +1,6 @@
-//! The `keyrot` command: checks its input, loads the plugin, rotates, and
-//! prints the report. Bad input fails here, before the first IAM call.
+//! The `keyrot` command: checks its input, loads the plugin(s), rotates
+//! one user or a fleet ([`fleet`]), and prints the report. Bad input fails
+//! here, before the first IAM call of any user.
 
 pub mod args;
 mod cache_cmd;
