@@ -145,6 +145,7 @@ pub(super) async fn run(
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
     let mut reports: Vec<Option<RotationReport>> = Vec::with_capacity(turns.len());
+    let mut whose = std::collections::HashMap::new();
     for (index, turn) in turns.into_iter().enumerate() {
         reports.push(None);
         match turn {
@@ -176,7 +177,8 @@ pub(super) async fn run(
                 } else {
                     tracing::Span::none()
                 };
-                tasks.spawn(tracing::Instrument::instrument(
+                let (a, u) = (account.clone(), user.clone());
+                let task = tasks.spawn(tracing::Instrument::instrument(
                     async move {
                         let started = Instant::now();
                         let mut report = rotate.await;
@@ -186,15 +188,16 @@ pub(super) async fn run(
                     },
                     span,
                 ));
+                whose.insert(task.id(), (index, a, u));
             }
         }
         // Reap what has finished, so progress is live.
         while let Some(done) = tasks.try_join_next() {
-            collect(done, &mut reports, progress);
+            collect(done, &whose, &mut reports, progress);
         }
     }
     while let Some(done) = tasks.join_next().await {
-        collect(done, &mut reports, progress);
+        collect(done, &whose, &mut reports, progress);
     }
     reports
         .into_iter()
@@ -204,20 +207,31 @@ pub(super) async fn run(
 
 fn collect(
     done: Result<(usize, RotationReport), tokio::task::JoinError>,
+    whose: &std::collections::HashMap<tokio::task::Id, (usize, String, String)>,
     reports: &mut [Option<RotationReport>],
     progress: &Progress,
 ) {
-    match done {
-        Ok((index, report)) => {
-            progress.finished(&report);
-            reports[index] = Some(report);
-        }
+    let (index, report) = match done {
+        Ok(done) => done,
         // The engine catches panics of its own steps; a task that still
-        // died is a bug, and its user must not vanish from the report.
+        // died is a bug, and its user must not vanish from the report: its
+        // keys are in a state nobody checked.
         Err(err) => {
-            tracing::error!("a rotation task failed: {err} (a bug in keyrot, please report it)")
+            let Some((index, account, user)) = whose.get(&err.id()) else {
+                return;
+            };
+            let mut report = RotationReport::new(user);
+            report.account = Some(account.clone());
+            report.outcome = Outcome::NeedsManualAction;
+            report.error = Some(format!(
+                "keyrot's rotation of {user} failed unexpectedly ({err}; a bug in keyrot, please \
+                 report it): check the user's keys with `keyrot status --user {user}`"
+            ));
+            (*index, report)
         }
-    }
+    };
+    progress.finished(&report);
+    reports[index] = Some(report);
 }
 
 /// A user whose turn never came.
