@@ -286,6 +286,30 @@ async fn all_users_under_a_path_prefix_are_rotated_and_no_one_else() {
     for (user, old) in &people {
         assert_eq!(keys(&iam, user).await, vec![(old.clone(), "Active".into())]);
     }
+
+    // `status` looks at the same selection.
+    let out = moto.keyrot(&[
+        "status",
+        "--all-users",
+        "--path-prefix",
+        "/ci/",
+        "--endpoint-url",
+        &moto.url,
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let doc = json(&out);
+    let shown: Vec<&str> = doc["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = ci.iter().map(|(u, _)| u.as_str()).collect();
+    assert_eq!(shown, expected);
 }
 
 #[tokio::test]

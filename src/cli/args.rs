@@ -215,8 +215,20 @@ pub enum CacheCommand {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// An IAM user to show (repeatable).
-    #[arg(long, value_name = "NAME", required = true)]
+    #[arg(long, value_name = "NAME", required_unless_present_any = ["users_file", "all_users"])]
     pub user: Vec<String>,
+
+    /// Show the users named in FILE (one a line, as for a rotation).
+    #[arg(long, value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
+
+    /// Show every IAM user of the account (paginated ListUsers).
+    #[arg(long, conflicts_with_all = ["user", "users_file"])]
+    pub all_users: bool,
+
+    /// With --all-users: only users whose IAM path starts with this.
+    #[arg(long, value_name = "PATH", requires = "all_users")]
+    pub path_prefix: Option<String>,
 
     /// Say "skip" for keys younger than this, as `rotate --older-than` would.
     #[arg(long, value_name = "DURATION", value_parser = parse_age)]

@@ -100,7 +100,7 @@ pub(super) fn read_users_file(path: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 /// IAM paths start and end with `/` and hold printable ASCII.
-fn check_path_prefix(prefix: &str) -> Result<(), String> {
+pub(super) fn check_path_prefix(prefix: &str) -> Result<(), String> {
     if !prefix.starts_with('/')
         || prefix.len() > 512
         || !prefix.bytes().all(|b| (0x21..0x7f).contains(&b))

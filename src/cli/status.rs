@@ -72,12 +72,27 @@ async fn connect(
 
 /// `keyrot status`.
 pub(super) async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
+    let mut names = Vec::new();
     for user in &args.user {
         super::check_user_name(user)?;
+        names.push(user.clone());
+    }
+    if let Some(file) = &args.users_file {
+        names.extend(super::fleet::read_users_file(file)?);
+    }
+    let prefix = args.path_prefix.as_deref().unwrap_or("/");
+    if args.all_users {
+        super::fleet::check_path_prefix(prefix)
+            .map_err(|e| anyhow::anyhow!("--path-prefix: {e}"))?;
     }
     let (iam, caller, journal) = connect(&args.aws, &args.state).await?;
+    if args.all_users {
+        names = iam.list_users(prefix).await.map_err(|e| {
+            anyhow::anyhow!("cannot list the users under {prefix} (iam:ListUsers): {e}")
+        })?;
+    }
     let mut users = Vec::new();
-    for user in &args.user {
+    for user in &names {
         users.push(look(&iam, journal.as_ref(), user, args.older_than).await);
     }
     let code = if users.iter().any(|u| u.error.is_some()) {
