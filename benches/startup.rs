@@ -80,6 +80,7 @@ async fn start(path: &Path, cache: CacheMode) -> Duration {
     let rotation = Rotation {
         user_name: "bench".into(),
         current_key_id: None,
+        account_id: None,
     };
     // Handlers' preflight may check settings; only the call itself matters.
     let _ = handler

@@ -12,7 +12,8 @@
 #     wasi-preview1-component-adapter-provider (matching the host's wasmtime)
 #
 # Then: bindings (`wit-bindgen c`) from wit/ for c-hello and from
-# plugins/dotenv/wit (keyrot's world plus wasi:filesystem) for dotenv, the
+# plugins/dotenv/wit (keyrot's world plus wasi:filesystem; it includes the
+# 0.1.0 contract, taken from wit/0.1.0/) for dotenv, the
 # dotenv unit tests (natively,
 # under ASan and UBSan), clang for wasm32-wasi (a reactor core module), and
 # `wasm-tools component new --adapt` to make the component. Idempotent: run it
@@ -144,12 +145,28 @@ for p in json.load(sys.stdin)["packages"]:
 ')"
 [ -f "$WASI_DEPS/filesystem.wit" ] ||
     die "cannot find the wasi:filesystem WIT of the wasmtime-wasi-http crate (looked in '$WASI_DEPS')"
+# keyrot_wit WORLD_FILE: keyrot's WIT folder for the contract version the
+# world includes: wit/ for the current one, its frozen copy wit/VERSION/ for
+# an older one keyrot still loads.
+keyrot_wit() {
+    local want have
+    want="$(sed -n 's|.*include keyrot:handler/new-key-handler@\([0-9.]*\);.*|\1|p' "$1")"
+    have="$(sed -n 's|^package keyrot:handler@\(.*\);|\1|p' wit/handler.wit)"
+    if [ "$want" = "$have" ]; then
+        echo wit
+    elif [ -n "$want" ] && [ -f "wit/$want/handler.wit" ]; then
+        echo "wit/$want"
+    else
+        die "$1 includes keyrot:handler@${want:-?}, which is neither wit/ ($have) nor in wit/VERSION/"
+    fi
+}
+DOTENV_KEYROT_WIT="$(keyrot_wit plugins/dotenv/wit/world.wit)"
 DOTENV_WIT=$BUILD/dotenv-wit
 rm -rf "$DOTENV_WIT"
 mkdir -p "$DOTENV_WIT/deps/keyrot-handler"
 cp plugins/dotenv/wit/*.wit "$DOTENV_WIT/"
-cp wit/handler.wit "$DOTENV_WIT/deps/keyrot-handler/"
-cp -R wit/deps/. "$DOTENV_WIT/deps/"
+cp "$DOTENV_KEYROT_WIT/handler.wit" "$DOTENV_WIT/deps/keyrot-handler/"
+cp -R "$DOTENV_KEYROT_WIT/deps/." "$DOTENV_WIT/deps/"
 cp "$WASI_DEPS"/{io,clocks,filesystem}.wit "$DOTENV_WIT/deps/"
 DOTENV_BINDINGS=$BUILD/dotenv-bindings
 rm -rf "$DOTENV_BINDINGS"

@@ -54,15 +54,32 @@ if ! grep -qx "package wasi:http@$want;" "$http_deps/http.wit"; then
     exit 1
 fi
 
+# keyrot's WIT folder for the contract version a world includes: wit/ for
+# the current one, its frozen copy wit/VERSION/ for an older one.
+keyrot_wit() {
+    local want have
+    want="$(sed -n 's|.*include keyrot:handler/new-key-handler@\([0-9.]*\);.*|\1|p' "$1")"
+    have="$(sed -n 's|^package keyrot:handler@\(.*\);|\1|p' wit/handler.wit)"
+    if [ "$want" = "$have" ]; then
+        echo wit
+    elif [ -n "$want" ] && [ -f "wit/$want/handler.wit" ]; then
+        echo "wit/$want"
+    else
+        echo "$1 includes keyrot:handler@${want:-?}, which is neither wit/ ($have) nor in wit/VERSION/" >&2
+        exit 1
+    fi
+}
+
 # plugins/target/python/gitlab-wit: the plugin's world; keyrot's contract and
 # its deps; the WASI packages (one file each: cli, clocks, filesystem, http,
 # io, random, sockets).
+keyrot="$(keyrot_wit plugins/gitlab/wit/world.wit)"
 wit="$work/gitlab-wit"
 rm -rf "$wit"
 mkdir -p "$wit/deps/keyrot-handler"
 cp plugins/gitlab/wit/*.wit "$wit/"
-cp wit/handler.wit "$wit/deps/keyrot-handler/"
-cp -R wit/deps/. "$wit/deps/"
+cp "$keyrot/handler.wit" "$wit/deps/keyrot-handler/"
+cp -R "$keyrot/deps/." "$wit/deps/"
 cp "$http_deps"/*.wit "$wit/deps/"
 
 echo "unit-testing plugins/gitlab on the venv's Python"
@@ -93,5 +110,5 @@ build() {
 
 start=$SECONDS
 build gitlab plugins/gitlab "$wit" keyrot:gitlab/gitlab-handler@0.1.0
-build python-hello plugins/python-hello wit keyrot:handler/new-key-handler@0.1.0
+build python-hello plugins/python-hello wit keyrot:handler/new-key-handler
 echo "Python plugins ready in plugins/target/components ($((SECONDS - start))s)"

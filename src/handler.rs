@@ -17,6 +17,9 @@ pub struct Rotation {
     pub user_name: String,
     /// The user's active key being replaced, if there is one.
     pub current_key_id: Option<String>,
+    /// The AWS account the user belongs to (12 digits), when known: the
+    /// caller identity's account. Plugins of contract 0.1.0 never see it.
+    pub account_id: Option<String>,
 }
 
 /// How a handler failed.

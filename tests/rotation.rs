@@ -430,6 +430,8 @@ scenarios! {
             let rotation = seen.rotation.expect("handler called");
             assert_eq!(rotation.user_name, USER);
             assert_eq!(rotation.current_key_id.as_deref(), Some(run.id(0)));
+            // A library caller that names no caller identity: no account.
+            assert_eq!(rotation.account_id, None);
             // The second list is the check that no other process acted.
             assert_eq!(run.ops(), [Op::List, Op::Create, Op::List, Op::Delete]);
             let new = run.new_key_id();

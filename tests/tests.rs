@@ -15,12 +15,15 @@
 //!   `proxy` in front of moto.
 //! - `fleet`: many users in one run: users files, `--all-users`, two
 //!   accounts, a job file's targets, throttling, Ctrl-C.
+//! - `contract`: plugins of contract 0.2.0 (told the account id) and 0.1.0
+//!   (still loaded) through the same binary, and `inspect` naming each.
 //! - `readme`: the README's handler guide is the code the tests build.
 //! - `examples`: the IAM policies in `examples/` suffice, with IAM auth on.
 //! - `usability`: help, colour, errors that say what to do, inspect, cache.
 
 mod circleci;
 mod cli;
+mod contract;
 mod credentials_file;
 mod dotenv;
 mod examples;

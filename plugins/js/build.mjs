@@ -72,18 +72,22 @@ for (const name of names.length > 0 ? names : Object.keys(plugins)) {
 /**
  * A WIT folder for a plugin that imports more than keyrot's world: the
  * plugin's own world (plugins/NAME/wit/world.wit, which includes
- * keyrot:handler/new-key-handler) at the top, keyrot's public wit/ and the
- * WASI packages it adds under deps/. The WASI packages are jco's copies
- * (pinned by package-lock.json), relabelled to the engine's version: the
- * interfaces are the same across 0.2.x releases.
+ * keyrot:handler/new-key-handler) at the top, keyrot's public WIT and the
+ * WASI packages it adds under deps/. keyrot's WIT is the contract version
+ * the world includes: wit/ for the current one, its frozen copy
+ * wit/VERSION/ for an older one keyrot still loads. The WASI packages are
+ * jco's copies (pinned by package-lock.json), relabelled to the engine's
+ * version: the interfaces are the same across 0.2.x releases.
  */
 async function assembleWit(name) {
   const dir = join(work, name);
+  const world = join(root, 'plugins', name, 'wit/world.wit');
+  const keyrot = await keyrotWit(world);
   await rm(dir, { recursive: true, force: true });
   await mkdir(join(dir, 'deps/keyrot-handler'), { recursive: true });
-  await cp(join(root, 'plugins', name, 'wit/world.wit'), join(dir, 'world.wit'));
-  await cp(join(root, 'wit/handler.wit'), join(dir, 'deps/keyrot-handler/handler.wit'));
-  await cp(join(root, 'wit/deps'), join(dir, 'deps'), { recursive: true });
+  await cp(world, join(dir, 'world.wit'));
+  await cp(join(keyrot, 'handler.wit'), join(dir, 'deps/keyrot-handler/handler.wit'));
+  await cp(join(keyrot, 'deps'), join(dir, 'deps'), { recursive: true });
   const jcoWit = join(here, 'node_modules/@bytecodealliance/jco/lib/wit/builtin/0.2.12');
   for (const pkg of await readdir(jcoWit)) {
     const text = await readFile(join(jcoWit, pkg, 'package.wit'), 'utf8');
@@ -91,4 +95,20 @@ async function assembleWit(name) {
     await writeFile(join(dir, 'deps', pkg, 'package.wit'), text.replaceAll('@0.2.12', `@${ENGINE_WASI}`));
   }
   return dir;
+}
+
+/** keyrot's WIT folder for the contract version the world file includes. */
+async function keyrotWit(world) {
+  const want = /include keyrot:handler\/new-key-handler@([0-9.]+);/.exec(await readFile(world, 'utf8'))?.[1];
+  const current = /^package keyrot:handler@([0-9.]+);/m.exec(
+    await readFile(join(root, 'wit/handler.wit'), 'utf8'),
+  )?.[1];
+  if (want === current) return join(root, 'wit');
+  const frozen = join(root, 'wit', want ?? '?');
+  try {
+    await readFile(join(frozen, 'handler.wit'));
+  } catch {
+    throw new Error(`${world} includes keyrot:handler@${want}, which is neither wit/ (${current}) nor in wit/VERSION/`);
+  }
+  return frozen;
 }

@@ -119,8 +119,17 @@ pub fn inspect_text(out: &mut impl Write, report: &PluginReport, verbose: bool) 
         escape_control(&info.version),
         escape_control(&info.description)
     )?;
-    writeln!(out, "  file    {}", report.path.display())?;
-    writeln!(out, "  sha256  {}", report.sha256)?;
+    writeln!(out, "  file      {}", report.path.display())?;
+    writeln!(out, "  sha256    {}", report.sha256)?;
+    // The WIT contract version it was built against: an older one still
+    // loads, but its plugin gets nothing added since (wit/handler.wit says
+    // what).
+    let contract_note = if report.contract == keyrot::host::CURRENT_CONTRACT {
+        "current"
+    } else {
+        "older, still loaded"
+    };
+    writeln!(out, "  contract  {} ({contract_note})", report.contract)?;
     writeln!(out, "settings:")?;
     if info.settings.is_empty() {
         writeln!(out, "  (none)")?;

@@ -46,7 +46,7 @@ use crate::handler::{HandlerError, HandlerErrorKind, HandlerLog, NewKeyHandler, 
 use crate::iam::NewAccessKey;
 use crate::text::{cap_error, escape_control};
 
-/// Rust bindings for the `keyrot:handler` WIT world in `wit/`.
+/// Rust bindings for the current `keyrot:handler` world, in `wit/`.
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "wit",
@@ -56,12 +56,69 @@ pub mod bindings {
     });
 }
 
+/// Rust bindings for the 0.1.0 world, frozen in `wit/0.1.0/`, so plugins
+/// built against it keep working. It imports the same WASI interfaces as the
+/// current world, which are linked once.
+mod bindings_v0_1 {
+    wasmtime::component::bindgen!({
+        path: "wit/0.1.0",
+        world: "keyrot:handler/new-key-handler",
+        exports: { default: async },
+        with: {
+            "wasi:config/store": super::bindings::wasi::config::store,
+            "wasi:logging/logging": super::bindings::wasi::logging::logging,
+        },
+    });
+}
+
 use bindings::keyrot::handler::types as wit;
 pub use bindings::keyrot::handler::types::{PluginInfo, Setting};
-use bindings::{NewKeyHandler as Bindings, NewKeyHandlerPre};
+use bindings_v0_1::keyrot::handler::types as wit_v0_1;
 
-/// The WIT world a plugin must target, for error messages.
-const WORLD: &str = "keyrot:handler/new-key-handler@0.1.0";
+/// The contract version plugins built from `wit/` speak.
+pub const CURRENT_CONTRACT: &str = "keyrot:handler@0.2.0";
+
+/// A version of the `keyrot:handler` contract that keyrot loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Contract {
+    /// The current one, in `wit/`.
+    V0_2,
+    /// The first one, frozen in `wit/0.1.0/`: no account id.
+    V0_1,
+}
+
+impl Contract {
+    /// Newest first: a plugin exporting several speaks the newest.
+    const ALL: [Contract; 2] = [Contract::V0_2, Contract::V0_1];
+
+    /// The package, e.g. `keyrot:handler@0.2.0`.
+    fn name(self) -> &'static str {
+        match self {
+            Contract::V0_2 => CURRENT_CONTRACT,
+            Contract::V0_1 => "keyrot:handler@0.1.0",
+        }
+    }
+
+    /// The interface a plugin of this version exports.
+    fn export(self) -> &'static str {
+        match self {
+            Contract::V0_2 => "keyrot:handler/handler@0.2.0",
+            Contract::V0_1 => "keyrot:handler/handler@0.1.0",
+        }
+    }
+}
+
+/// The world a plugin must target, in both accepted versions, for error
+/// messages.
+const WORLD: &str = "keyrot:handler/new-key-handler@0.2.0 (or the older @0.1.0)";
+
+/// A linked plugin, by the contract version it speaks.
+enum HandlerPre {
+    /// `keyrot:handler@0.2.0`, the current contract.
+    V0_2(bindings::NewKeyHandlerPre<HostState>),
+    /// `keyrot:handler@0.1.0`: no account id.
+    V0_1(bindings_v0_1::NewKeyHandlerPre<HostState>),
+}
 
 /// Resource handles (streams, requests, ...) one call may hold at once.
 const MAX_TABLE_ENTRIES: usize = 10_000;
@@ -137,7 +194,7 @@ pub struct Plugin {
     path: PathBuf,
     sha256: String,
     engine: Engine,
-    pre: NewKeyHandlerPre<HostState>,
+    pre: HandlerPre,
     imports: Vec<String>,
     exports: Vec<String>,
     cache: CacheOutcome,
@@ -181,23 +238,60 @@ impl Plugin {
             .imports(&engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        let exports = component
+        let exports: Vec<String> = component
             .component_type()
             .exports(&engine)
             .map(|(name, _)| name.to_string())
             .collect();
+        // Which contract it speaks, by the `handler` interface it exports:
+        // the newest when it exports several.
+        let Some(contract) = Contract::ALL
+            .into_iter()
+            .find(|c| exports.iter().any(|e| e == c.export()))
+        else {
+            let speaks = exports
+                .iter()
+                .find(|e| e.starts_with("keyrot:handler/handler@"));
+            // Export names are the plugin's choice: printed inert.
+            return Err(invalid(match speaks {
+                // A plugin built for a newer keyrot.
+                Some(export) => format!(
+                    "exports {}, a contract version this keyrot does not know: it loads \
+                     {WORLD}; upgrade keyrot, or build the plugin against one of those",
+                    escape_control(export)
+                ),
+                None => format!(
+                    "is not a keyrot handler: it must export the `handler` interface of the \
+                     world {WORLD}, and it exports {}",
+                    if exports.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        escape_control(&exports.join(", ")).into_owned()
+                    }
+                ),
+            }));
+        };
         let linker = linker(&engine).map_err(|e| invalid(format!("cannot link WASI: {e:#}")))?;
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
             invalid(format!(
                 "needs an import keyrot does not provide (is it built for {WORLD}?): {e:#}"
             ))
         })?;
-        let pre = NewKeyHandlerPre::new(instance_pre).map_err(|e| {
+        let not_a_handler = |e: wasmtime::Error| {
             invalid(format!(
-                "is not a keyrot handler: it must export the {WORLD} world's `handler` \
-                 interface ({e:#})"
+                "is not a keyrot handler: its {} `handler` interface does not match the \
+                 contract ({e:#})",
+                contract.export()
             ))
-        })?;
+        };
+        let pre = match contract {
+            Contract::V0_2 => HandlerPre::V0_2(
+                bindings::NewKeyHandlerPre::new(instance_pre).map_err(not_a_handler)?,
+            ),
+            Contract::V0_1 => HandlerPre::V0_1(
+                bindings_v0_1::NewKeyHandlerPre::new(instance_pre).map_err(not_a_handler)?,
+            ),
+        };
         Ok(Self {
             path: path.to_path_buf(),
             sha256,
@@ -214,9 +308,18 @@ impl Plugin {
         &self.sha256
     }
 
-    /// Every interface the component exports, e.g. `keyrot:handler/handler@0.1.0`.
+    /// Every interface the component exports, e.g. `keyrot:handler/handler@0.2.0`.
     pub fn exports(&self) -> &[String] {
         &self.exports
+    }
+
+    /// The contract version the plugin speaks, e.g. `keyrot:handler@0.2.0`.
+    pub fn contract(&self) -> &'static str {
+        match self.pre {
+            HandlerPre::V0_2(_) => Contract::V0_2,
+            HandlerPre::V0_1(_) => Contract::V0_1,
+        }
+        .name()
     }
 
     /// Every interface the component imports, e.g. `wasi:http/types@0.2.4`.
@@ -280,6 +383,8 @@ pub struct PluginReport {
     pub path: PathBuf,
     /// Its sha256, for `--plugin-sha256`.
     pub sha256: String,
+    /// The contract version it speaks, e.g. `keyrot:handler@0.2.0`.
+    pub contract: &'static str,
     /// What `describe()` said.
     #[serde(flatten)]
     pub info: PluginInfo,
@@ -388,12 +493,14 @@ impl WasmHandler {
     pub async fn inspect(plugin: Plugin) -> Result<PluginReport, PluginError> {
         let path = plugin.path.clone();
         let sha256 = plugin.sha256.clone();
+        let contract = plugin.contract();
         let wants = plugin.capabilities();
         let imports = plugin.imports.clone();
         let handler = Self::unchecked(plugin, Sandbox::default()).await?;
         Ok(PluginReport {
             path,
             sha256,
+            contract,
             info: handler.info,
             wants,
             imports,
@@ -710,46 +817,96 @@ impl<F: Future> Future for CatchUnwind<F> {
     }
 }
 
-/// Instantiates the component and makes one call.
+/// Instantiates the component and makes one call, in the contract version
+/// the plugin speaks.
 async fn invoke(
-    pre: &NewKeyHandlerPre<HostState>,
+    pre: &HandlerPre,
     store: &mut Store<HostState>,
     call: &Call<'_>,
 ) -> wasmtime::Result<Returned> {
-    let instance: Bindings = pre.instantiate_async(&mut *store).await?;
-    let handler = instance.keyrot_handler_handler();
-    Ok(match call {
-        Call::Describe => Returned::Info(handler.call_describe(&mut *store).await?),
-        Call::Preflight(rotation) => Returned::Done(
-            handler
-                .call_preflight(&mut *store, &wit_rotation(rotation))
-                .await?,
-        ),
-        Call::Handle(rotation, key) => {
-            crate::testhook::hit("host-handle");
-            // The guest gets its own copy; the host's is wiped however the
-            // call ends (returned, trapped, timed out, cancelled, panicked).
-            let key = WipeOnDrop(wit::AccessKey {
-                user_name: key.user_name.clone(),
-                access_key_id: key.access_key_id.clone(),
-                secret_access_key: key.secret_access_key.expose().to_string(),
-                create_date: key.create_date.clone(),
-            });
-            Returned::Done(
-                handler
-                    .call_handle(&mut *store, &wit_rotation(rotation), &key.0)
-                    .await?,
-            )
+    match pre {
+        HandlerPre::V0_2(pre) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let handler = instance.keyrot_handler_handler();
+            Ok(match call {
+                Call::Describe => Returned::Info(handler.call_describe(&mut *store).await?),
+                Call::Preflight(rotation) => Returned::Done(
+                    handler
+                        .call_preflight(&mut *store, &wit_rotation(rotation))
+                        .await?,
+                ),
+                Call::Handle(rotation, key) => {
+                    crate::testhook::hit("host-handle");
+                    // The guest gets its own copy; the host's is wiped however
+                    // the call ends (returned, trapped, timed out, cancelled,
+                    // panicked).
+                    let key = WipeOnDrop(wit::AccessKey {
+                        user_name: key.user_name.clone(),
+                        access_key_id: key.access_key_id.clone(),
+                        secret_access_key: key.secret_access_key.expose().to_string(),
+                        create_date: key.create_date.clone(),
+                    });
+                    Returned::Done(
+                        handler
+                            .call_handle(&mut *store, &wit_rotation(rotation), &key.0)
+                            .await?,
+                    )
+                }
+            })
         }
-    })
+        HandlerPre::V0_1(pre) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let handler = instance.keyrot_handler_handler();
+            Ok(match call {
+                Call::Describe => Returned::Info(handler.call_describe(&mut *store).await?.into()),
+                Call::Preflight(rotation) => Returned::Done(
+                    handler
+                        .call_preflight(&mut *store, &wit_v0_1_rotation(rotation))
+                        .await?,
+                ),
+                Call::Handle(rotation, key) => {
+                    crate::testhook::hit("host-handle");
+                    // As above: a copy for the guest, the host's wiped.
+                    let key = WipeOnDrop(wit_v0_1::AccessKey {
+                        user_name: key.user_name.clone(),
+                        access_key_id: key.access_key_id.clone(),
+                        secret_access_key: key.secret_access_key.expose().to_string(),
+                        create_date: key.create_date.clone(),
+                    });
+                    Returned::Done(
+                        handler
+                            .call_handle(&mut *store, &wit_v0_1_rotation(rotation), &key.0)
+                            .await?,
+                    )
+                }
+            })
+        }
+    }
 }
 
-/// The WIT copy of the new key, its secret zeroized when dropped.
-struct WipeOnDrop(wit::AccessKey);
+/// A WIT copy of the new key, its secret zeroized when dropped.
+struct WipeOnDrop<K: Secret>(K);
 
-impl Drop for WipeOnDrop {
+/// A WIT record holding the secret access key.
+trait Secret {
+    fn secret(&mut self) -> &mut String;
+}
+
+impl Secret for wit::AccessKey {
+    fn secret(&mut self) -> &mut String {
+        &mut self.secret_access_key
+    }
+}
+
+impl Secret for wit_v0_1::AccessKey {
+    fn secret(&mut self) -> &mut String {
+        &mut self.secret_access_key
+    }
+}
+
+impl<K: Secret> Drop for WipeOnDrop<K> {
     fn drop(&mut self) {
-        self.0.secret_access_key.zeroize();
+        self.0.secret().zeroize();
     }
 }
 
@@ -757,6 +914,35 @@ fn wit_rotation(rotation: &Rotation) -> wit::Rotation {
     wit::Rotation {
         user_name: rotation.user_name.clone(),
         current_key_id: rotation.current_key_id.clone(),
+        account_id: rotation.account_id.clone(),
+    }
+}
+
+/// 0.1.0 has no account id: the plugin simply does not get it.
+fn wit_v0_1_rotation(rotation: &Rotation) -> wit_v0_1::Rotation {
+    wit_v0_1::Rotation {
+        user_name: rotation.user_name.clone(),
+        current_key_id: rotation.current_key_id.clone(),
+    }
+}
+
+impl From<wit_v0_1::PluginInfo> for PluginInfo {
+    fn from(info: wit_v0_1::PluginInfo) -> Self {
+        PluginInfo {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            settings: info
+                .settings
+                .into_iter()
+                .map(|s| Setting {
+                    name: s.name,
+                    description: s.description,
+                    required: s.required,
+                    secret: s.secret,
+                })
+                .collect(),
+        }
     }
 }
 

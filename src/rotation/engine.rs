@@ -195,6 +195,8 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
         let rotation = Rotation {
             user_name: user.to_string(),
             current_key_id: current.map(|k| k.access_key_id.clone()),
+            // IAM users live in the caller's account.
+            account_id: self.rot.caller.as_ref().map(|c| c.account.clone()),
         };
 
         // Preflight: the last point where failing changes nothing.
