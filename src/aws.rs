@@ -103,7 +103,8 @@ impl AwsOptions {
             && !is_role_arn(arn)
         {
             return Err(format!(
-                "--role-arn '{arn}' is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+                "role ARN '{arn}' (--role-arn, role-arn) is not an IAM role ARN \
+                 (arn:aws:iam::ACCOUNT:role/NAME)"
             ));
         }
         if self.role_arn.is_none()
@@ -115,7 +116,7 @@ impl AwsOptions {
             && !is_session_name(name)
         {
             return Err(format!(
-                "--role-session-name '{name}' must be 2-64 letters, digits and =,.@- characters"
+                "role session name '{name}' must be 2-64 letters, digits and =,.@- characters"
             ));
         }
         let Some(profile) = &self.profile else {

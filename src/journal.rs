@@ -85,7 +85,8 @@ impl StateDir {
         wait: Option<Duration>,
     ) -> Result<UserLock, JournalError> {
         let dir = self.root.join("locks").join(account.unwrap_or("unknown"));
-        let path = dir.join(format!("{user}.lock"));
+        // IAM user names ignore case: `CI-Bot` and `ci-bot` share one lock.
+        let path = dir.join(format!("{}.lock", user.to_ascii_lowercase()));
         let io = |cause: std::io::Error| JournalError::Io {
             location: path.display().to_string(),
             cause: cause.to_string(),

@@ -81,7 +81,11 @@ fn fleet_args(endpoint: &str, state: &std::path::Path, extra: &[&str]) -> Vec<St
 fn run(moto: &Moto, endpoint: &str, state: &std::path::Path, extra: &[&str]) -> Output {
     let args = fleet_args(endpoint, state, extra);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = moto.keyrot(&args);
+    checked(moto, moto.keyrot(&args))
+}
+
+/// `out`, once proven to hold no secret moto ever issued.
+fn checked(moto: &Moto, out: Output) -> Output {
     let printed = show(&out);
     for secret in moto.all_secrets() {
         assert!(!printed.contains(&secret), "a secret leaked:\n{printed}");
@@ -487,16 +491,19 @@ greeting = "howdy"
     )
     .unwrap();
     let state = dir.path().join("state");
-    let out = moto.keyrot(&[
-        "--job",
-        job.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--output",
-        "json",
-        "--plugin-log",
-        "show",
-    ]);
+    let out = checked(
+        &moto,
+        moto.keyrot(&[
+            "--job",
+            job.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--output",
+            "json",
+            "--plugin-log",
+            "show",
+        ]),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let doc = json(&out);
     assert_eq!(
@@ -616,8 +623,11 @@ async fn ctrl_c_in_a_fleet_starts_no_new_user_and_reports_every_user() {
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-    let out = child.wait_with_output().unwrap();
+    let out = checked(&moto, child.wait_with_output().unwrap());
     let stderr = drain.join().unwrap().join("\n");
+    for secret in moto.all_secrets() {
+        assert!(!stderr.contains(&secret), "a secret leaked:\n{stderr}");
+    }
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let runs = runs(&doc);
@@ -710,7 +720,7 @@ async fn with_older_than_a_nightly_run_rotates_exactly_the_keys_that_are_due() {
         .flat_map(|(u, _)| ["--user", u.as_str()])
         .collect();
     // Half the fleet got new keys a moment ago; the other half's are older.
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    std::thread::sleep(std::time::Duration::from_secs(5));
     let fresh: Vec<&str> = made[..3]
         .iter()
         .flat_map(|(u, _)| ["--user", u.as_str()])
@@ -723,7 +733,7 @@ async fn with_older_than_a_nightly_run_rotates_exactly_the_keys_that_are_due() {
         &moto,
         &moto.url,
         state.path(),
-        &[&all[..], &["--older-than", "2s"]].concat(),
+        &[&all[..], &["--older-than", "3s"]].concat(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let doc = json(&out);
@@ -741,4 +751,148 @@ async fn with_older_than_a_nightly_run_rotates_exactly_the_keys_that_are_due() {
     for (user, old) in &made[3..] {
         assert_rotated(&iam, &runs[user], user, old).await;
     }
+}
+
+#[tokio::test]
+async fn bad_input_in_any_target_or_user_rotates_no_one() {
+    let moto = Moto::start();
+    let iam = admin(&moto);
+    let made = users(&iam, "ci", "/", 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(plugin("hello"), dir.path().join("hello.wasm")).unwrap();
+    let state = dir.path().join("state");
+    let job = |name: &str, second: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "plugin = \"hello.wasm\"\nverify = false\n[aws]\nendpoint-url = \"{}\"\n\
+                 [[target]]\nusers = [\"{}\", \"{}\"]\n[[target]]\n{second}\n",
+                moto.url, made[0].0, made[1].0
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let cases = [
+        // The second target's secret cannot be read.
+        (
+            job(
+                "secret.toml",
+                &format!(
+                    "users = [\"{}\"]\n[target.secrets]\ngreeting = \"env:NOT_SET_ANYWHERE\"",
+                    made[2].0
+                ),
+            ),
+            "NOT_SET_ANYWHERE",
+        ),
+        // The second target names a user of the first again.
+        (
+            job(
+                "twice.toml",
+                &format!("users = [\"{}\"]", made[0].0.to_uppercase()),
+            ),
+            "selected twice",
+        ),
+        // A user that does not exist.
+        (
+            job("unknown.toml", "users = [\"no-such-user\"]"),
+            "no-such-user",
+        ),
+    ];
+    for (path, why) in &cases {
+        let out = checked(
+            &moto,
+            moto.keyrot(&[
+                "--job",
+                path.to_str().unwrap(),
+                "--state-dir",
+                state.to_str().unwrap(),
+            ]),
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{}",
+            show(&out)
+        );
+    }
+    for (user, old) in &made {
+        assert_eq!(
+            keys(&iam, user).await,
+            vec![(old.clone(), "Active".into())],
+            "{user}"
+        );
+    }
+
+    // One user in two spellings on the command line is one user.
+    let out = run(
+        &moto,
+        &moto.url,
+        &state,
+        &[
+            "--user",
+            &made[0].0,
+            "--user",
+            &made[0].0.to_uppercase(),
+            "--user",
+            &made[1].0,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(json(&out)["runs"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_target_that_cannot_be_reached_fails_alone() {
+    let moto = Moto::start();
+    let iam = admin(&moto);
+    let made = users(&iam, "ci", "/", 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(plugin("hello"), dir.path().join("hello.wasm")).unwrap();
+    // Nothing listens here: the second target's AWS cannot be reached.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let job = dir.path().join("fleet.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "plugin = \"hello.wasm\"\nverify = false\n[aws]\nendpoint-url = \"{}\"\n\
+             [[target]]\nname = \"up\"\nusers = [\"{}\", \"{}\"]\n\
+             [[target]]\nname = \"down\"\nusers = [\"{}\"]\n\
+             [target.aws]\nendpoint-url = \"{dead}\"\nmax-attempts = 1\n",
+            moto.url, made[0].0, made[1].0, made[2].0
+        ),
+    )
+    .unwrap();
+    let out = checked(
+        &moto,
+        moto.keyrot(&[
+            "--job",
+            job.to_str().unwrap(),
+            "--state-dir",
+            dir.path().join("state").to_str().unwrap(),
+            "--output",
+            "json",
+        ]),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let doc = json(&out);
+    let runs = runs(&doc);
+    assert_eq!(runs[&made[0].0]["outcome"], "rotated");
+    assert_eq!(runs[&made[1].0]["outcome"], "rotated");
+    let down = &runs[&made[2].0];
+    assert_eq!(down["outcome"], "failed", "{down}");
+    assert!(
+        down["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("target down: cannot tell which AWS account"),
+        "{down}"
+    );
+    assert_eq!(
+        keys(&iam, &made[2].0).await,
+        vec![(made[2].1.clone(), "Active".into())]
+    );
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use keyrot::{Interrupt, Outcome, RotationReport};
+use keyrot::{AwsIam, Iam, IamErrorKind, Interrupt, Outcome, RotationReport};
 use tokio::sync::Semaphore;
 
 use super::Users;
@@ -113,13 +113,37 @@ pub(super) fn check_path_prefix(prefix: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `names` without repeats, first occurrence kept.
+/// `names` without repeats, first spelling kept: IAM user names ignore
+/// case, so `ci-bot` and `CI-Bot` are one user.
 fn dedup(names: Vec<String>) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     names
         .into_iter()
-        .filter(|name| seen.insert(name.clone()))
+        .filter(|name| seen.insert(name.to_ascii_lowercase()))
         .collect()
+}
+
+/// Which of `users` IAM says do not exist (`ListAccessKeys`, the call a
+/// rotation starts with, so no other permission is needed), asked
+/// `concurrency` at a time. Other errors are left for each rotation to
+/// report.
+pub(super) async fn unknown_users(
+    iam: &AwsIam,
+    users: &[String],
+    concurrency: usize,
+) -> Vec<String> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(users)
+        .map(|user| async move {
+            match iam.list_access_keys(user).await {
+                Err(err) if err.kind == IamErrorKind::NoSuchEntity => Some(user.clone()),
+                _ => None,
+            }
+        })
+        .buffered(concurrency)
+        .filter_map(|unknown| async move { unknown })
+        .collect()
+        .await
 }
 
 /// One user's turn: a rotation to run, or a report already known (the
@@ -340,9 +364,9 @@ mod tests {
     fn users_files_skip_comments_and_blank_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.txt");
-        std::fs::write(&path, "# CI users\nci-a\n\n  ci-b  # deploys\nci-a\n").unwrap();
+        std::fs::write(&path, "# CI users\nci-a\n\n  ci-b  # deploys\nCI-A\n").unwrap();
         let names = read_users_file(&path).unwrap();
-        assert_eq!(names, ["ci-a", "ci-b", "ci-a"]);
+        assert_eq!(names, ["ci-a", "ci-b", "CI-A"]);
         assert_eq!(dedup(names), ["ci-a", "ci-b"]);
     }
 

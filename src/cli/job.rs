@@ -199,7 +199,11 @@ impl Job {
                 d.users_file.clone()
             },
             all_users: if selects { self.all_users } else { d.all_users },
-            path_prefix: self.path_prefix.clone().or_else(|| d.path_prefix.clone()),
+            path_prefix: if selects {
+                self.path_prefix.clone()
+            } else {
+                d.path_prefix.clone()
+            },
             concurrency: None,
             timeout: self.timeout.clone().or_else(|| d.timeout.clone()),
             memory: self.memory.clone().or_else(|| d.memory.clone()),

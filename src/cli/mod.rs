@@ -120,18 +120,7 @@ impl Plan {
             })?,
             (None, None) => DEFAULT_CONCURRENCY,
         };
-        let single = !fleet_job
-            && args.users_file.is_none()
-            && !args.all_users
-            && match args.user.len() {
-                0 => {
-                    job.user.is_some()
-                        && job.users.is_empty()
-                        && job.users_file.is_none()
-                        && job.all_users.is_none()
-                }
-                n => n == 1,
-            };
+        let single = is_single(args, &job);
         Ok(Self {
             targets,
             only,
@@ -345,6 +334,23 @@ impl Target {
     }
 }
 
+/// Whether a run is about one user named once (`--user`, or the job's
+/// `user`, and no fleet selection): it keeps the single report's shape.
+fn is_single(args: &RotateArgs, job: &Job) -> bool {
+    job.target.is_empty()
+        && args.users_file.is_none()
+        && !args.all_users
+        && match args.user.len() {
+            0 => {
+                job.user.is_some()
+                    && job.users.is_empty()
+                    && job.users_file.is_none()
+                    && job.all_users.is_none()
+            }
+            n => n == 1,
+        }
+}
+
 /// Where the journal lives: flag, then job file, then the default.
 fn state_options(
     state: &StateArgs,
@@ -460,30 +466,57 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
     let interrupt = Interrupt::default();
     stop_safely_on_signals(interrupt.clone());
 
-    // Each target's account, and its users.
+    // Each target's account, and its users. Nothing runs yet (a turn is a
+    // future not yet polled): an error here still leaves every key as it is.
     let mut turns = Vec::new();
+    // (account, user) in lower case: IAM user names ignore case.
     let mut seen = std::collections::HashSet::new();
+    let mut matched = std::collections::HashSet::new();
+    let mut unlisted = false;
+    let wanted = |user: &str| {
+        plan.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|o| o.eq_ignore_ascii_case(user)))
+    };
     for (target, handler) in plan.targets.into_iter().zip(handlers) {
         let prefix = target.prefix();
+        let named: Option<Vec<String>> = match &target.users {
+            Users::Named(users) => Some(users.iter().filter(|u| wanted(u)).cloned().collect()),
+            Users::All { .. } => None,
+        };
+        for user in named.iter().flatten() {
+            matched.insert(user.to_ascii_lowercase());
+        }
+        // A target that cannot be reached fails its own users, not the run.
+        let known_account = target.aws.role_arn.as_deref().and_then(account_of_role);
+        let failed_users = named.clone();
+        let failed = |why: String| -> Vec<fleet::Turn> {
+            let users = match (&failed_users, &target.users) {
+                (Some(users), _) => users.clone(),
+                (None, Users::All { path_prefix }) => vec![format!("{path_prefix}*")],
+                (None, Users::Named(_)) => Vec::new(),
+            };
+            users
+                .iter()
+                .map(|user| {
+                    fleet::Turn::Done(Box::new(failed_before(
+                        user,
+                        known_account.as_deref(),
+                        why.clone(),
+                    )))
+                })
+                .collect()
+        };
         let config = target.aws.load().await;
         let iam = AwsIam::from_config(&config);
         let caller = match caller_identity(&config).await {
             Ok(caller) => caller,
             Err(err) => {
-                let why = format!(
+                unlisted |= named.is_none();
+                turns.extend(failed(format!(
                     "{prefix}cannot tell which AWS account these credentials belong to \
                      (sts:GetCallerIdentity): {err}; nothing was changed"
-                );
-                let Users::Named(users) = &target.users else {
-                    bail!(why);
-                };
-                for user in users {
-                    turns.push(fleet::Turn::Done(Box::new(failed_before(
-                        user,
-                        None,
-                        why.clone(),
-                    ))));
-                }
+                )));
                 continue;
             }
         };
@@ -492,35 +525,54 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
             caller.arn,
             caller.account
         );
-        let mut users = match &target.users {
-            Users::Named(users) => users.clone(),
-            Users::All { path_prefix } => {
-                let users = iam.list_users(path_prefix).await.map_err(|e| {
-                    anyhow::anyhow!(
-                        "{prefix}cannot list the users under {path_prefix} in account {} \
-                         (iam:ListUsers): {e}",
-                        caller.account
-                    )
-                })?;
-                if users.is_empty() {
-                    tracing::warn!(
-                        "{prefix}account {} has no IAM user under path {path_prefix}",
-                        caller.account
-                    );
+        let users = match (named, &target.users) {
+            (Some(users), _) => users,
+            (None, Users::All { path_prefix }) => match iam.list_users(path_prefix).await {
+                Ok(users) => {
+                    if users.is_empty() {
+                        tracing::warn!(
+                            "{prefix}account {} has no IAM user under path {path_prefix}",
+                            caller.account
+                        );
+                    }
+                    let users: Vec<String> = users.into_iter().filter(|u| wanted(u)).collect();
+                    for user in &users {
+                        matched.insert(user.to_ascii_lowercase());
+                    }
+                    users
                 }
-                users
-            }
+                Err(err) => {
+                    unlisted = true;
+                    turns.extend(failed(format!(
+                        "{prefix}cannot list the users under {path_prefix} in account {} \
+                         (iam:ListUsers): {err}; nothing was changed",
+                        caller.account
+                    )));
+                    continue;
+                }
+            },
+            (None, Users::Named(_)) => Vec::new(),
         };
-        if let Some(only) = &plan.only {
-            users.retain(|user| only.contains(user));
-        }
         for user in &users {
             // Two rotations of one user would fight over its keys.
-            if !seen.insert((caller.account.clone(), user.clone())) {
+            if !seen.insert((caller.account.clone(), user.to_ascii_lowercase())) {
                 bail!(
-                    "user {user} of account {} is selected twice (by two targets?): each \
-                     user may be rotated once per run",
+                    "user {user} of account {} is selected twice (by two targets, or in two \
+                     spellings: IAM user names ignore case); each user may be rotated once per \
+                     run (nothing was rotated)",
                     caller.account
+                );
+            }
+        }
+        // In a fleet, a user that does not exist is bad input, found before
+        // any user's key changes.
+        if !plan.single {
+            let unknown = fleet::unknown_users(&iam, &users, plan.concurrency).await;
+            if !unknown.is_empty() {
+                bail!(
+                    "{prefix}no such IAM user in account {}: {} (nothing was rotated)",
+                    caller.account,
+                    unknown.join(", ")
                 );
             }
         }
@@ -558,16 +610,20 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
             });
         }
     }
-    if let Some(only) = &plan.only {
-        let missing: Vec<&String> = only
+    // A name `--user` picked that no target has (unless a target could not
+    // be listed: it may be there).
+    if let Some(only) = &plan.only
+        && !unlisted
+    {
+        let missing: Vec<&str> = only
             .iter()
-            .filter(|name| !seen.iter().any(|(_, user)| user == *name))
+            .filter(|name| !matched.contains(&name.to_ascii_lowercase()))
+            .map(String::as_str)
             .collect();
         if !missing.is_empty() {
-            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
             bail!(
                 "not in any of the job file's targets: {} (nothing was rotated)",
-                names.join(", ")
+                missing.join(", ")
             );
         }
     }
@@ -633,6 +689,11 @@ fn print_fleet(cli: &Cli, reports: &[RotationReport], summary: &FleetSummary) ->
         stderr_line(format_args!("warning: could not print the report: {err}"));
     }
     summary.exit_code
+}
+
+/// The account id in a role ARN (`arn:aws:iam::ACCOUNT:role/NAME`).
+fn account_of_role(arn: &str) -> Option<String> {
+    arn.split(':').nth(4).map(str::to_string)
 }
 
 /// A report for a run that stopped before its first IAM call.
@@ -727,17 +788,24 @@ pub fn report_bad_input(cli: &Cli, err: &anyhow::Error) {
             _ => &cli.rotate,
         };
         let error = format!("{err:#}");
-        if let [one] = args.user.as_slice()
-            && args.users_file.is_none()
-        {
-            let report = RotationReport::bad_input(one, error);
-            let _ = render::json(&mut std::io::stdout(), &report);
-            return;
-        }
-        if args.user.is_empty() && args.users_file.is_none() && !args.all_users {
-            // No fleet asked for by flags (a job file may have been): the
-            // usual single report, with no user to name.
-            let report = RotationReport::bad_input("", error);
+        // The shape the run would have printed. A job file that cannot be
+        // read cannot say: then only the flags decide.
+        let job = args
+            .job
+            .as_deref()
+            .and_then(|path| Job::load(path).ok())
+            .unwrap_or_default();
+        let fleet = !is_single(args, &job)
+            && (args.user.len() > 1
+                || args.users_file.is_some()
+                || args.all_users
+                || !job.target.is_empty()
+                || !job.users.is_empty()
+                || job.users_file.is_some()
+                || job.all_users.is_some());
+        if !fleet {
+            let user = args.user.first().or(job.user.as_ref());
+            let report = RotationReport::bad_input(user.map_or("", |u| u.as_str()), error);
             let _ = render::json(&mut std::io::stdout(), &report);
             return;
         }

@@ -269,13 +269,15 @@ pub fn fleet_text(
         }
     }
     let accounts = match summary.accounts.len() {
+        0 => String::new(),
         1 => " in 1 account".to_string(),
         n => format!(" in {n} accounts"),
     };
     writeln!(
         out,
-        "\n{} users{accounts} in {:.1}s: {}",
+        "\n{} user{}{accounts} in {:.1}s: {}",
         summary.users,
+        if summary.users == 1 { "" } else { "s" },
         summary.duration_ms as f64 / 1000.0,
         counts.join(", ")
     )
