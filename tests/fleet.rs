@@ -653,6 +653,30 @@ async fn ctrl_c_in_a_fleet_starts_no_new_user_and_reports_every_user() {
     }
 }
 
+/// Runs `cmd` (plus `extra`) on a pseudo-terminal with `script(1)`, as a
+/// person would; returns what the terminal showed.
+fn on_a_terminal(cmd: &std::process::Command, extra: &str) -> Output {
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let mut line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" ");
+    line.push(' ');
+    line.push_str(extra);
+    let mut script = std::process::Command::new("script");
+    script.env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            script.env(k, v);
+        }
+    }
+    script
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .expect("run script(1)")
+}
+
 #[tokio::test]
 async fn a_terminal_gets_a_progress_bar_and_quiet_gets_nothing() {
     let moto = Moto::start();
@@ -666,24 +690,7 @@ async fn a_terminal_gets_a_progress_bar_and_quiet_gets_nothing() {
     let args = fleet_args(&moto.url, state.path(), &extra);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (cmd, _home) = moto.command(&args, &[("TERM", "xterm")]);
-    // `script` runs keyrot on a pseudo-terminal, as a person would.
-    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
-    let line = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(quote)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut script = std::process::Command::new("script");
-    script.env_clear();
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            script.env(k, v);
-        }
-    }
-    let out = script
-        .args(["-qec", &line, "/dev/null"])
-        .output()
-        .expect("run script(1)");
+    let out = checked(&moto, on_a_terminal(&cmd, ""));
     let screen = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{screen}");
     assert!(
@@ -694,7 +701,18 @@ async fn a_terminal_gets_a_progress_bar_and_quiet_gets_nothing() {
         !screen.contains("[3/3]"),
         "no plain lines on a terminal: {screen}"
     );
+    // The report follows the bar.
+    assert!(screen.contains("3 users in 1 account"), "{screen}");
 
+    // -q: neither the bar on a terminal nor lines off one.
+    let out = checked(&moto, on_a_terminal(&cmd, "-q"));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(
+        !screen.contains("skipped 0  failed 0"),
+        "-q shows no bar: {screen}"
+    );
+    assert!(screen.contains("3 users in 1 account"), "{screen}");
     let quiet = run(
         &moto,
         &moto.url,
