@@ -703,10 +703,7 @@ mod tests {
 
     /// What `Cache::lookup` would hand Wasmtime: the artifact's bytes.
     fn read_entry(path: &Path, expected: &Origin) -> Result<Option<Vec<u8>>, String> {
-        Ok(match open_entry(path, expected)? {
-            Some((file, len)) => Some(read_payload(&file, len).unwrap()),
-            None => None,
-        })
+        Ok(open_entry(path, expected)?.map(|(file, len)| read_payload(&file, len).unwrap()))
     }
 
     #[test]
