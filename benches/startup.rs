@@ -1,5 +1,7 @@
 //! Plugin start-up, cold and warm: load (compile, or read the compiled-code
-//! cache) + instantiate + call `describe` + call a no-op `preflight`.
+//! cache) + instantiate + call `describe` + call a no-op `preflight`. Warm
+//! starts are measured unpinned (the cache knows the file's sha256) and
+//! pinned with `--plugin-sha256` (the file is hashed at every start).
 //!
 //! A benchmark, not a test: it prints numbers and asserts nothing.
 //!
@@ -31,21 +33,27 @@ async fn main() {
     };
     let cache = tempfile::tempdir().expect("temp cache dir");
     println!(
-        "{:<24} {:>9} {:>12} {:>12} {:>8}",
-        "plugin", "size", "cold (ms)", "warm (ms)", "speedup"
+        "{:<24} {:>9} {:>12} {:>12} {:>12} {:>8}",
+        "plugin", "size", "cold (ms)", "warm (ms)", "pinned (ms)", "speedup"
     );
     for path in plugins {
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let cold = median(RUNS, || start(&path, CacheMode::Disabled)).await;
+        let cold = median(RUNS, || start(&path, CacheMode::Disabled, None)).await;
         let warm_cache = CacheMode::Dir(cache.path().to_path_buf());
-        start(&path, warm_cache.clone()).await; // prime the cache
-        let warm = median(RUNS, || start(&path, warm_cache.clone())).await;
+        // Prime the cache; its sha256 is the pin.
+        let (_, sha256) = start(&path, warm_cache.clone(), None).await;
+        let warm = median(RUNS, || start(&path, warm_cache.clone(), None)).await;
+        let pinned = median(RUNS, || {
+            start(&path, warm_cache.clone(), Some(sha256.clone()))
+        })
+        .await;
         println!(
-            "{:<24} {:>8.1}M {:>12.1} {:>12.1} {:>7.0}x",
+            "{:<24} {:>8.1}M {:>12.1} {:>12.1} {:>12.1} {:>7.0}x",
             path.file_name().unwrap().to_string_lossy(),
             size as f64 / 1e6,
             ms(cold),
             ms(warm),
+            ms(pinned),
             cold.as_secs_f64() / warm.as_secs_f64()
         );
     }
@@ -67,13 +75,15 @@ fn default_plugins() -> Vec<PathBuf> {
 }
 
 /// One start: load, instantiate + describe, instantiate + preflight.
-async fn start(path: &Path, cache: CacheMode) -> Duration {
+/// Returns how long it took and the plugin's sha256.
+async fn start(path: &Path, cache: CacheMode, pin: Option<String>) -> (Duration, String) {
     let begin = Instant::now();
     let options = LoadOptions {
         cache,
-        expected_sha256: None,
+        expected_sha256: pin,
     };
     let plugin = Plugin::load(path, &options).expect("load plugin");
+    let sha256 = plugin.sha256().to_string();
     let handler = WasmHandler::new(plugin, Sandbox::default())
         .await
         .expect("plugin starts");
@@ -86,17 +96,17 @@ async fn start(path: &Path, cache: CacheMode) -> Duration {
     let _ = handler
         .preflight(&rotation, &keyrot::HandlerLog::new())
         .await;
-    begin.elapsed()
+    (begin.elapsed(), sha256)
 }
 
 async fn median<F, Fut>(runs: usize, mut f: F) -> Duration
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Duration>,
+    Fut: Future<Output = (Duration, String)>,
 {
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
-        times.push(f().await);
+        times.push(f().await.0);
     }
     times.sort();
     times[runs / 2]

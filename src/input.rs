@@ -3,7 +3,8 @@
 //! A FIFO or a device in place of a file would block keyrot or feed it
 //! without end. [`read_regular`] opens without blocking, checks the opened
 //! handle (not the path, which could change in between) is a regular file,
-//! and reads at most a given size.
+//! and reads at most a given size; [`open_regular`] does the same checks
+//! and leaves the reading to the caller.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -13,6 +14,29 @@ use std::path::Path;
 /// Reads the regular file at `path`, refusing FIFOs, devices, sockets and
 /// directories, and files over `max_bytes` (when given).
 pub fn read_regular(path: &Path, max_bytes: Option<u64>) -> io::Result<Vec<u8>> {
+    let file = open_regular(path)?;
+    let mut bytes = Vec::new();
+    match max_bytes {
+        Some(max) => {
+            file.take(max + 1).read_to_end(&mut bytes)?;
+            if bytes.len() as u64 > max {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("larger than {}", human_size(max)),
+                ));
+            }
+        }
+        None => {
+            let mut file = file;
+            file.read_to_end(&mut bytes)?;
+        }
+    }
+    Ok(bytes)
+}
+
+/// Opens the regular file at `path` for reading, refusing FIFOs, devices,
+/// sockets and directories; the checks are on the opened handle.
+pub fn open_regular(path: &Path) -> io::Result<File> {
     // O_NONBLOCK: opening a FIFO with no writer would otherwise wait
     // forever. It changes nothing for a regular file.
     let file = File::options()
@@ -37,23 +61,7 @@ pub fn read_regular(path: &Path, max_bytes: Option<u64>) -> io::Result<Vec<u8>> 
             format!("{what}, not a regular file"),
         ));
     }
-    let mut bytes = Vec::new();
-    match max_bytes {
-        Some(max) => {
-            file.take(max + 1).read_to_end(&mut bytes)?;
-            if bytes.len() as u64 > max {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("larger than {}", human_size(max)),
-                ));
-            }
-        }
-        None => {
-            let mut file = file;
-            file.read_to_end(&mut bytes)?;
-        }
-    }
-    Ok(bytes)
+    Ok(file)
 }
 
 /// Reads a regular UTF-8 text file of at most `max_bytes`.

@@ -196,6 +196,63 @@ async fn a_cache_entry_copied_over_another_plugins_name_is_not_run() {
     assert!(!stderr(&out).contains("another plugin"), "{}", show(&out));
 }
 
+/// The cache remembers the sha256 of a plugin file that has not changed
+/// (same inode, size, mtime and ctime), so an unpinned warm start need not
+/// read it. A pin is always checked against the bytes read now: a record
+/// naming another plugin (only someone who can write the private cache
+/// could plant one, as they could plant compiled code) is believed
+/// unpinned and ignored pinned.
+#[tokio::test]
+async fn a_pinned_plugin_is_hashed_even_when_the_cache_remembers_its_sha256() {
+    use std::os::unix::fs::MetadataExt;
+    let (moto, _) = Moto::start_with_user("ci-bot").await;
+    let cache = tempfile::tempdir().unwrap();
+    let env = [("KEYROT_CACHE_DIR", cache.path().to_str().unwrap())];
+    let (hello, hostile) = (path("hello"), path("fixture_hostile"));
+    for plugin in [&hello, &hostile] {
+        let out = moto.keyrot_with_env(&["plugin", "inspect", plugin], &env);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    }
+    let (_, hello_sha) = cache_entry(cache.path(), &hello);
+    let (_, hostile_sha) = cache_entry(cache.path(), &hostile);
+    let meta = std::fs::metadata(&hello).unwrap();
+    let record = format!(
+        "{} {} {} {}.{} {}.{} {hostile_sha}\n",
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec()
+    );
+    let seen = cache.path().join("seen");
+    std::fs::create_dir_all(&seen).unwrap();
+    std::fs::write(
+        seen.join(format!("{:x}-{:x}", meta.dev(), meta.ino())),
+        record,
+    )
+    .unwrap();
+
+    let out = moto.keyrot_with_env(&["plugin", "inspect", &hello, "--output", "json"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["name"], "hostile", "the record is used: {report}");
+
+    let out = moto.rotate(
+        "hello",
+        &["--plugin-sha256", &hello_sha, "--plugin-log", "show"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let new = &moto.keys("ci-bot").await[0].0;
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("[hello] hello, new key {new}")),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn grants_over_keyrots_cache_or_state_directory_are_refused() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;

@@ -3,31 +3,57 @@
 //! Compiling a large component (a Python one is ~18 MB) takes seconds;
 //! loading its compiled form takes milliseconds. Entries are keyed by the
 //! plugin's sha256 and the engine's compatibility hash (Wasmtime version and
-//! settings), live in a 0700 directory, and record in their header the
-//! plugin sha256 and engine hash they were compiled for, under a digest that
-//! covers header and payload. Loading compiled code is trusting it, so an
-//! entry is used only if the directory and file belong to this user, are
-//! writable by nobody else, the digest matches, and the header names the
-//! plugin and engine being loaded (so an entry copied over another's name is
-//! refused); anything else is rebuilt, never loaded blindly.
+//! settings) and live in a 0700 directory. An entry is Wasmtime's compiled
+//! artifact (an ELF file) followed by a keyrot trailer that records the
+//! plugin sha256 and engine hash it was compiled for and the artifact's
+//! length. Loading compiled code is trusting it, so an entry is used only if
+//! the directory and file belong to this user and are writable by nobody
+//! else, the trailer is there and its length matches the file (a truncated
+//! or extended entry is refused), the trailer names the plugin and engine
+//! being loaded (so an entry copied over another's name is refused), and
+//! Wasmtime accepts the artifact's headers (its ELF structure, and its own
+//! record of the Wasmtime version and settings). Anything else is rebuilt,
+//! never loaded blindly.
 //!
-//! The digest detects accidents, not forgery: anyone who can write the
-//! directory can write a valid entry. That is why the directory must be
-//! private, and why no plugin may be granted write access to it
-//! ([`crate::grants::check_private_dirs`]).
+//! A valid entry is mapped into memory, not read: Wasmtime pages in only the
+//! code a plugin runs, and its initial memory images come straight from the
+//! file (copy-on-write). That is what makes a warm start of a 37 MB entry
+//! take milliseconds, and it is why there is no digest over the whole
+//! artifact any more (computing one meant reading every byte on every
+//! start). The trade-off, stated plainly: the checks above catch a truncated
+//! entry, a partial write (entries are written to a temp file, synced, then
+//! renamed, so one never appears under its final name), a file of another
+//! kind, an entry from another plugin, engine or Wasmtime version, and
+//! damage to the artifact's headers; they do not catch bytes flipped inside
+//! the compiled code by a failing disk. Neither check ever stopped forgery:
+//! anyone who can write the directory can write a valid entry. That is why
+//! the directory must be private, and why no plugin may be granted write
+//! access to it ([`crate::grants::check_private_dirs`]).
+//!
+//! Finding the entry needs the plugin's sha256, and hashing an 18 MB plugin
+//! costs more than the rest of a warm start. So the cache also records, in
+//! `seen/`, the sha256 of each plugin file it hashed, with the file's
+//! [`FileStamp`] (device, inode, size, mtime, ctime); while the stamp is
+//! unchanged the file is not read again. Every write moves a file's ctime
+//! and nothing can set it back (short of changing the system clock), and
+//! only files left alone for a few seconds are recorded, so a changed file
+//! is always hashed again. A record is trusted like an entry (private, or
+//! ignored), and it is never used for a pinned plugin: `--plugin-sha256` is
+//! always checked against the bytes read at that start. The worst a wrong
+//! record can do unpinned is what a wrong entry can do.
 
 use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// Marks a keyrot cache entry, and its format version.
-const MAGIC: &[u8; 8] = b"KEYROTC2";
+/// Marks the end of a keyrot cache entry, and its format version.
+const MAGIC: &[u8; 8] = b"KEYROTC3";
 
 /// What an entry was compiled from: the plugin's sha256 and the engine's
 /// compatibility hash.
@@ -37,34 +63,41 @@ struct Origin {
     engine_hash: u64,
 }
 
-impl Origin {
-    const LEN: usize = 32 + 8;
+/// The trailer after the artifact: origin, artifact length, magic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Trailer {
+    origin: Origin,
+    payload_len: u64,
+}
+
+impl Trailer {
+    const LEN: usize = 32 + 8 + 8 + MAGIC.len();
 
     fn to_bytes(self) -> [u8; Self::LEN] {
         let mut bytes = [0; Self::LEN];
-        bytes[..32].copy_from_slice(&self.plugin_sha256);
-        bytes[32..].copy_from_slice(&self.engine_hash.to_le_bytes());
+        bytes[..32].copy_from_slice(&self.origin.plugin_sha256);
+        bytes[32..40].copy_from_slice(&self.origin.engine_hash.to_le_bytes());
+        bytes[40..48].copy_from_slice(&self.payload_len.to_le_bytes());
+        bytes[48..].copy_from_slice(MAGIC);
         bytes
     }
 
-    fn from_bytes(bytes: &[u8]) -> Self {
+    /// `None` if the bytes do not end with the magic.
+    fn from_bytes(bytes: &[u8; Self::LEN]) -> Option<Self> {
+        if &bytes[48..] != MAGIC {
+            return None;
+        }
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let mut plugin_sha256 = [0; 32];
         plugin_sha256.copy_from_slice(&bytes[..32]);
-        let mut hash = [0; 8];
-        hash.copy_from_slice(&bytes[32..Self::LEN]);
-        Self {
-            plugin_sha256,
-            engine_hash: u64::from_le_bytes(hash),
-        }
+        Some(Self {
+            origin: Origin {
+                plugin_sha256,
+                engine_hash: word(32),
+            },
+            payload_len: word(40),
+        })
     }
-}
-
-/// The entry's digest: over its origin and its payload.
-fn entry_digest(origin: &Origin, payload: &[u8]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(origin.to_bytes());
-    hasher.update(payload);
-    hasher.finalize().into()
 }
 
 /// Where compiled plugins are kept, if anywhere.
@@ -95,71 +128,308 @@ pub enum CacheOutcome {
     Uncached,
 }
 
-/// Loads the compiled form of `wasm` from the cache, or compiles it (and
-/// stores the result).
-pub(super) fn load_or_compile(
-    engine: &Engine,
-    wasm: &[u8],
-    sha256: &str,
-    mode: &CacheMode,
-    label: &str,
-) -> wasmtime::Result<(Component, CacheOutcome)> {
-    let dir = match mode {
-        CacheMode::Dir(dir) => match prepare_dir(dir) {
-            Ok(()) => dir,
+/// The cache as one load sees it: checked once, then looked up and, on a
+/// miss, filled.
+pub(super) enum Cache {
+    /// `--no-cache`.
+    Disabled,
+    /// The directory is not safe to use; why was logged.
+    Unusable,
+    /// A private directory.
+    Dir(PathBuf),
+}
+
+impl Cache {
+    /// Checks (or creates, 0700) the directory `mode` names.
+    pub(super) fn open(mode: &CacheMode) -> Self {
+        match mode {
+            CacheMode::Disabled => Cache::Disabled,
+            CacheMode::Dir(dir) => match prepare_dir(dir) {
+                Ok(()) => Cache::Dir(dir.clone()),
+                Err(why) => {
+                    tracing::warn!("not using the plugin cache {}: {why}", dir.display());
+                    Cache::Unusable
+                }
+            },
+        }
+    }
+
+    /// The compiled plugin whose sha256 (hex) is `sha256`, if a valid
+    /// entry holds it. A bad entry is logged and treated as missing.
+    pub(super) fn lookup(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+        let Cache::Dir(dir) = self else {
+            return None;
+        };
+        let origin = origin(engine, sha256)?;
+        let path = entry_path(dir, sha256, &origin);
+        let (file, payload_len) = match open_entry(&path, &origin) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return None,
             Err(why) => {
-                tracing::warn!("not using the plugin cache {}: {why}", dir.display());
-                announce_compile(label, wasm.len(), "not cached: the cache is unusable");
+                tracing::warn!(
+                    "ignoring cache entry {}: {why}; compiling the plugin afresh",
+                    path.display()
+                );
+                return None;
+            }
+        };
+        // SAFETY: Wasmtime maps the file and runs its code. The file is the
+        // one just checked (reopened through its descriptor, so nothing can
+        // be swapped in under the same name): ours and writable by nobody
+        // else (owner and mode checked), complete (trailer and length
+        // checked), and compiled by `precompile_component` for this plugin's
+        // sha256 and this engine's compatibility hash (trailer checked);
+        // Wasmtime checks its own headers and version again. keyrot never
+        // modifies an entry in place (see `write_entry`), which the mapping
+        // requires.
+        let loaded = match fd_path(&file) {
+            Some(fd_path) => unsafe { Component::deserialize_file(engine, fd_path) },
+            // No /proc or /dev/fd: read the artifact instead (slower; the
+            // same checks hold, on the bytes read from the checked file).
+            None => match read_payload(&file, payload_len) {
+                Ok(bytes) => unsafe { Component::deserialize(engine, bytes) },
+                Err(err) => Err(err.into()),
+            },
+        };
+        match loaded {
+            Ok(component) => Some(component),
+            Err(err) => {
+                tracing::warn!(
+                    "ignoring cache entry {}: Wasmtime refused it ({err:#}); compiling the \
+                     plugin afresh",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Compiles `wasm` (whose sha256 is `sha256`) and stores the result.
+    pub(super) fn compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        sha256: &str,
+        label: &str,
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
+        let dir = match self {
+            Cache::Dir(dir) => dir,
+            Cache::Disabled | Cache::Unusable => {
+                let why = if matches!(self, Cache::Disabled) {
+                    "not cached: --no-cache"
+                } else {
+                    "not cached: the cache is unusable"
+                };
+                announce_compile(label, wasm.len(), why);
                 return Ok((Component::new(engine, wasm)?, CacheOutcome::Uncached));
             }
-        },
-        CacheMode::Disabled => {
-            announce_compile(label, wasm.len(), "not cached: --no-cache");
-            return Ok((Component::new(engine, wasm)?, CacheOutcome::Uncached));
-        }
-    };
-    let origin = Origin {
-        plugin_sha256: {
-            let mut bytes = [0; 32];
-            // The caller hashed the file already; hash again only if its hex
-            // is somehow malformed.
-            if hex::decode_to_slice(sha256, &mut bytes).is_err() {
-                bytes = Sha256::digest(wasm).into();
+        };
+        announce_compile(label, wasm.len(), "cached afterwards");
+        let payload = engine.precompile_component(wasm)?;
+        // SAFETY: just produced by this engine from the plugin's bytes.
+        let component = unsafe { Component::deserialize(engine, &payload)? };
+        match origin(engine, sha256) {
+            Some(origin) => {
+                let path = entry_path(dir, sha256, &origin);
+                if let Err(err) = write_entry(dir, &path, &origin, &payload) {
+                    tracing::warn!(
+                        "could not cache the compiled plugin in {}: {err}",
+                        dir.display()
+                    );
+                }
             }
-            bytes
-        },
+            None => tracing::warn!("not caching the plugin: malformed sha256 {sha256:?}"),
+        }
+        Ok((component, CacheOutcome::Compiled))
+    }
+}
+
+impl Cache {
+    /// The sha256 a plugin file with exactly this stamp was found to have,
+    /// if this cache hashed it before (see [`FileStamp`]).
+    pub(super) fn known_sha256(&self, stamp: &FileStamp) -> Option<String> {
+        let Cache::Dir(dir) = self else {
+            return None;
+        };
+        let path = dir.join(SEEN_DIR).join(stamp.file_name());
+        match read_seen(&path) {
+            Ok(Some((seen, sha256))) if seen == *stamp => Some(sha256),
+            Ok(_) => None,
+            Err(why) => {
+                tracing::debug!("ignoring {}: {why}", path.display());
+                None
+            }
+        }
+    }
+
+    /// Records that the plugin file with this stamp has this sha256, if
+    /// the stamp is settled (see [`FileStamp::settled`]). Best effort.
+    pub(super) fn remember_sha256(
+        &self,
+        stamp: &FileStamp,
+        sha256: &str,
+        hashing_began: SystemTime,
+    ) {
+        let Cache::Dir(dir) = self else {
+            return;
+        };
+        if !stamp.settled(hashing_began) {
+            return;
+        }
+        let seen = dir.join(SEEN_DIR);
+        let result = prepare_dir(&seen)
+            .map_err(std::io::Error::other)
+            .and_then(|()| {
+                let text = format!("{} {sha256}\n", stamp.to_text());
+                write_atomically(&seen, &seen.join(stamp.file_name()), &[text.as_bytes()])
+            });
+        if let Err(err) = result {
+            tracing::debug!(
+                "could not record the plugin's sha256 in {}: {err}",
+                seen.display()
+            );
+        }
+    }
+}
+
+/// Where [`Cache::remember_sha256`] keeps what it knows, one small file per
+/// plugin file (named by device and inode).
+const SEEN_DIR: &str = "seen";
+
+/// What identifies one version of a plugin file without reading it: its
+/// device and inode, size, and modification and change times. Any write
+/// to a file moves its change time (ctime) to the current time, and no
+/// call can set ctime back, so a file whose stamp is unchanged since it
+/// was hashed still has that hash. That lets a warm start skip hashing an
+/// 18 MB plugin (~14 ms) when nothing pins it; a pinned plugin is always
+/// hashed (see `Plugin::load`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// How long a file must have been left alone before its stamp is trusted:
+/// file times come from a clock that advances in ticks (milliseconds on
+/// Linux, up to 2 s on some file systems), so a write in the same tick as
+/// the hash could leave the stamp unchanged. (git calls this "racy".)
+const SETTLE: Duration = Duration::from_secs(2);
+
+impl FileStamp {
+    /// The stamp of an open file.
+    pub(super) fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file was last changed well before `hashing_began`, so
+    /// that any later change is certain to give it another stamp.
+    fn settled(&self, hashing_began: SystemTime) -> bool {
+        let Ok(began) = hashing_began.duration_since(UNIX_EPOCH) else {
+            return false;
+        };
+        let latest = self.mtime.max(self.ctime);
+        let Ok(secs) = u64::try_from(latest.0) else {
+            return false;
+        };
+        let changed = Duration::new(secs, latest.1.clamp(0, 999_999_999) as u32);
+        changed + SETTLE < began
+    }
+
+    fn file_name(&self) -> String {
+        format!("{:x}-{:x}", self.dev, self.ino)
+    }
+
+    fn to_text(self) -> String {
+        format!(
+            "{} {} {} {}.{} {}.{}",
+            self.dev, self.ino, self.size, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1
+        )
+    }
+
+    fn from_text(text: &str) -> Option<Self> {
+        let mut words = text.split(' ');
+        let mut number = || words.next()?.parse::<u64>().ok();
+        let (dev, ino, size) = (number()?, number()?, number()?);
+        let mut time = || {
+            let (secs, nanos) = words.next()?.split_once('.')?;
+            Some((secs.parse().ok()?, nanos.parse().ok()?))
+        };
+        let (mtime, ctime) = (time()?, time()?);
+        Some(Self {
+            dev,
+            ino,
+            size,
+            mtime,
+            ctime,
+        })
+    }
+}
+
+/// The stamp and sha256 a `seen` file records, `None` if there is none,
+/// or why it is bad. Trusted like an entry: ours and private, or ignored.
+fn read_seen(path: &Path) -> Result<Option<(FileStamp, String)>, String> {
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    check_private(&meta, "file")?;
+    let mut text = String::new();
+    file.take(512)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    let (stamp, sha256) = text
+        .trim_end()
+        .rsplit_once(' ')
+        .ok_or("not a record of a plugin's sha256")?;
+    let stamp = FileStamp::from_text(stamp).ok_or("not a record of a plugin's sha256")?;
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("not a record of a plugin's sha256".into());
+    }
+    Ok(Some((stamp, sha256.to_ascii_lowercase())))
+}
+
+/// The origin of an entry for this plugin (sha256 in hex) and engine.
+fn origin(engine: &Engine, sha256: &str) -> Option<Origin> {
+    let mut plugin_sha256 = [0; 32];
+    hex::decode_to_slice(sha256, &mut plugin_sha256).ok()?;
+    Some(Origin {
+        plugin_sha256,
         engine_hash: engine_hash(engine),
-    };
-    let entry = dir.join(format!("{sha256}-{:016x}.cwasm", origin.engine_hash));
-    match read_entry(&entry, &origin) {
-        Ok(Some(payload)) => {
-            // SAFETY: the payload is what `precompile_component` produced for
-            // this plugin and engine configuration: the file is ours (owner
-            // and mode checked), unmodified (digest checked), and its header
-            // names this plugin's sha256 and this engine's compatibility
-            // hash. Wasmtime checks the version again.
-            match unsafe { Component::deserialize(engine, &payload) } {
-                Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(err) => tracing::debug!("cache entry {} unusable: {err}", entry.display()),
-            }
-        }
-        Ok(None) => {}
-        Err(why) => tracing::warn!(
-            "ignoring cache entry {}: {why}; compiling the plugin afresh",
-            entry.display()
-        ),
-    }
-    announce_compile(label, wasm.len(), "cached afterwards");
-    let payload = engine.precompile_component(wasm)?;
-    // SAFETY: just produced by this engine from the plugin's bytes.
-    let component = unsafe { Component::deserialize(engine, &payload)? };
-    if let Err(err) = write_entry(dir, &entry, &origin, &payload) {
-        tracing::warn!(
-            "could not cache the compiled plugin in {}: {err}",
-            dir.display()
-        );
-    }
-    Ok((component, CacheOutcome::Compiled))
+    })
+}
+
+fn entry_path(dir: &Path, sha256: &str, origin: &Origin) -> PathBuf {
+    dir.join(format!("{sha256}-{:016x}.cwasm", origin.engine_hash))
+}
+
+/// A path that opens exactly this open file, whatever its name points to
+/// by then (Wasmtime's component loader takes a path, not a file); `None`
+/// where the system offers none.
+fn fd_path(file: &fs::File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    [format!("/proc/self/fd/{fd}"), format!("/dev/fd/{fd}")]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
 }
 
 /// Components from this size on take seconds to compile.
@@ -212,13 +482,14 @@ fn check_private(meta: &fs::Metadata, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The payload of a valid entry compiled from `expected`, `None` if there
-/// is none, or why it is bad.
-fn read_entry(path: &Path, expected: &Origin) -> Result<Option<Vec<u8>>, String> {
-    // Check and read the same open file, never following a symlink, so
-    // nothing can be swapped in between the check and the read; O_NONBLOCK
+/// The open file of a valid entry compiled from `expected` and its
+/// artifact's length, `None` if there is none, or why it is bad. Reads only
+/// the trailer, never the artifact.
+fn open_entry(path: &Path, expected: &Origin) -> Result<Option<(fs::File, u64)>, String> {
+    // Check and load the same open file, never following a symlink, so
+    // nothing can be swapped in between the check and the load; O_NONBLOCK
     // so a FIFO planted here cannot block the open.
-    let mut file = match fs::OpenOptions::new()
+    let file = match fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
@@ -232,18 +503,25 @@ fn read_entry(path: &Path, expected: &Origin) -> Result<Option<Vec<u8>>, String>
         return Err("not a regular file".into());
     }
     check_private(&meta, "file")?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    let header = MAGIC.len() + Origin::LEN + 32;
-    if bytes.len() < header || &bytes[..MAGIC.len()] != MAGIC {
-        return Err("not a keyrot cache entry (or from another keyrot version)".into());
+    let not_ours = || "not a keyrot cache entry (or from another keyrot version)".to_string();
+    let len = meta.len();
+    let Some(payload_len) = len.checked_sub(Trailer::LEN as u64) else {
+        return Err(not_ours());
+    };
+    let mut bytes = [0; Trailer::LEN];
+    file.read_exact_at(&mut bytes, payload_len)
+        .map_err(|e| e.to_string())?;
+    // A truncated entry has lost its trailer; one with bytes appended ends
+    // in them. Either way the last bytes are not a trailer that counts
+    // exactly the bytes before it.
+    let trailer = Trailer::from_bytes(&bytes).ok_or_else(not_ours)?;
+    if trailer.payload_len != payload_len {
+        return Err(format!(
+            "truncated or extended: it records {} bytes of compiled code, the file has {}",
+            trailer.payload_len, payload_len
+        ));
     }
-    let (origin, rest) = bytes[MAGIC.len()..].split_at(Origin::LEN);
-    let (digest, payload) = rest.split_at(32);
-    let origin = Origin::from_bytes(origin);
-    if entry_digest(&origin, payload) != digest {
-        return Err("corrupted (digest mismatch)".into());
-    }
+    let origin = trailer.origin;
     if origin.plugin_sha256 != expected.plugin_sha256 {
         return Err(format!(
             "it was compiled from another plugin (sha256 {}), not this one",
@@ -253,11 +531,35 @@ fn read_entry(path: &Path, expected: &Origin) -> Result<Option<Vec<u8>>, String>
     if origin.engine_hash != expected.engine_hash {
         return Err("it was compiled for another engine configuration".into());
     }
-    Ok(Some(payload.to_vec()))
+    Ok(Some((file, payload_len)))
 }
 
-/// Writes an entry atomically: a private temp file, then a rename.
+/// Reads the artifact of an entry [`open_entry`] accepted, for systems
+/// where the open file cannot be reopened by path to be mapped.
+fn read_payload(mut file: &fs::File, payload_len: u64) -> std::io::Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut bytes = Vec::with_capacity(payload_len as usize);
+    file.take(payload_len).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 != payload_len {
+        return Err(std::io::Error::other("the entry shrank while being read"));
+    }
+    Ok(bytes)
+}
+
+/// Writes an entry atomically: a private temp file, synced, then renamed
+/// over the final name. An entry is never changed in place, so a mapped one
+/// never changes under a running plugin.
 fn write_entry(dir: &Path, path: &Path, origin: &Origin, payload: &[u8]) -> std::io::Result<()> {
+    let trailer = Trailer {
+        origin: *origin,
+        payload_len: payload.len() as u64,
+    };
+    write_atomically(dir, path, &[payload, &trailer.to_bytes()])
+}
+
+/// Writes `parts` to `path` in `dir`: a private temp file, synced, then
+/// renamed over the final name.
+fn write_atomically(dir: &Path, path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), rand_suffix()));
     let result = (|| {
         let mut file = fs::OpenOptions::new()
@@ -265,10 +567,9 @@ fn write_entry(dir: &Path, path: &Path, origin: &Origin, payload: &[u8]) -> std:
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        file.write_all(MAGIC)?;
-        file.write_all(&origin.to_bytes())?;
-        file.write_all(&entry_digest(origin, payload))?;
-        file.write_all(payload)?;
+        for part in parts {
+            file.write_all(part)?;
+        }
         file.sync_all()?;
         fs::rename(&tmp, path)
     })();
@@ -344,6 +645,8 @@ pub fn list_entries(dir: &Path) -> std::io::Result<Vec<CacheEntry>> {
 
 /// Removes these entries (from [`list_entries`]); returns the bytes freed.
 /// An entry already gone counts as removed.
+/// The records of which plugin file had which sha256 (`seen/`) that name
+/// a removed entry's plugin go too, and `seen/` itself once empty.
 pub fn remove_entries(entries: &[CacheEntry]) -> std::io::Result<u64> {
     let mut freed = 0;
     for entry in entries {
@@ -353,7 +656,36 @@ pub fn remove_entries(entries: &[CacheEntry]) -> std::io::Result<u64> {
             Err(e) => return Err(e),
         }
     }
+    let removed: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e.plugin_sha256.as_deref())
+        .collect();
+    if let Some(dir) = entries.first().and_then(|e| e.path.parent()) {
+        forget_seen(&dir.join(SEEN_DIR), &removed);
+    }
     Ok(freed)
+}
+
+/// Removes the `seen` records that name one of these sha256s (best effort:
+/// a record left behind only points at a missing entry).
+fn forget_seen(seen: &Path, sha256s: &[&str]) {
+    let Ok(records) = fs::read_dir(seen) else {
+        return;
+    };
+    for record in records.flatten() {
+        let path = record.path();
+        let named = match read_seen(&path) {
+            Ok(Some((_, sha256))) => sha256s.contains(&sha256.as_str()),
+            Ok(None) => false,
+            // Not a valid record (never trusted): nothing keeps it.
+            Err(_) => true,
+        };
+        if named {
+            let _ = fs::remove_file(&path);
+        }
+    }
+    // Only succeeds when empty.
+    let _ = fs::remove_dir(seen);
 }
 
 #[cfg(test)]
@@ -369,6 +701,11 @@ mod tests {
         engine_hash: 42,
     };
 
+    /// What `Cache::lookup` would hand Wasmtime: the artifact's bytes.
+    fn read_entry(path: &Path, expected: &Origin) -> Result<Option<Vec<u8>>, String> {
+        Ok(open_entry(path, expected)?.map(|(file, len)| read_payload(&file, len).unwrap()))
+    }
+
     #[test]
     fn round_trips_an_entry() {
         let dir = tempfile::tempdir().unwrap();
@@ -380,18 +717,33 @@ mod tests {
     }
 
     #[test]
-    fn detects_corruption_and_foreign_files() {
+    fn detects_truncation_and_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = entry_in(dir.path());
         write_entry(dir.path(), &path, &ORIGIN, b"compiled").unwrap();
-        let mut bytes = fs::read(&path).unwrap();
-        *bytes.last_mut().unwrap() ^= 1;
-        fs::write(&path, &bytes).unwrap();
-        assert!(
-            read_entry(&path, &ORIGIN)
-                .unwrap_err()
-                .contains("corrupted")
-        );
+        let whole = fs::read(&path).unwrap();
+        for cut in [1, Trailer::LEN, whole.len() - 3] {
+            fs::write(&path, &whole[..whole.len() - cut]).unwrap();
+            let err = read_entry(&path, &ORIGIN).unwrap_err();
+            assert!(err.contains("not a keyrot cache entry"), "cut {cut}: {err}");
+        }
+        // Bytes lost from the artifact, or added to it, with the trailer
+        // intact: the recorded length no longer matches.
+        let mut shorter = whole.clone();
+        shorter.remove(0);
+        fs::write(&path, &shorter).unwrap();
+        let err = read_entry(&path, &ORIGIN).unwrap_err();
+        assert!(err.contains("truncated or extended"), "{err}");
+        let mut longer = b"x".to_vec();
+        longer.extend_from_slice(&whole);
+        fs::write(&path, &longer).unwrap();
+        let err = read_entry(&path, &ORIGIN).unwrap_err();
+        assert!(err.contains("truncated or extended"), "{err}");
+        let mut appended = whole.clone();
+        appended.extend_from_slice(b"junk");
+        fs::write(&path, &appended).unwrap();
+        let err = read_entry(&path, &ORIGIN).unwrap_err();
+        assert!(err.contains("not a keyrot cache entry"), "{err}");
 
         fs::write(&path, b"\0asm junk").unwrap();
         assert!(
@@ -426,12 +778,111 @@ mod tests {
         };
         let err = read_entry(&path, &other_engine).unwrap_err();
         assert!(err.contains("another engine"), "{err}");
-        // Rewriting the header to claim another origin breaks the digest.
+    }
+
+    /// The smallest component: just the header.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    #[test]
+    fn a_stored_component_is_mapped_back_and_a_damaged_one_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&CacheMode::Dir(dir.path().to_path_buf()));
+        let engine = Engine::default();
+        let sha = "ab".repeat(32);
+        assert!(cache.lookup(&engine, &sha).is_none(), "empty cache");
+        let (_, outcome) = cache
+            .compile(&engine, EMPTY_COMPONENT, &sha, "empty")
+            .unwrap();
+        assert_eq!(outcome, CacheOutcome::Compiled);
+        // Wasmtime maps the entry, trailer and all.
+        assert!(cache.lookup(&engine, &sha).is_some());
+        // Another plugin's name finds nothing.
+        assert!(cache.lookup(&engine, &"cd".repeat(32)).is_none());
+
+        // Damage to the artifact's ELF header: trailer and length still
+        // check out, Wasmtime refuses it, and the lookup misses.
+        let path = list_entries(dir.path()).unwrap().remove(0).path;
         let mut bytes = fs::read(&path).unwrap();
-        bytes[MAGIC.len()] = 8;
+        bytes[1] ^= 0xff;
         fs::write(&path, &bytes).unwrap();
-        let err = read_entry(&path, &other_plugin).unwrap_err();
-        assert!(err.contains("corrupted"), "{err}");
+        assert!(open_entry(&path, &origin(&engine, &sha).unwrap()).is_ok());
+        assert!(cache.lookup(&engine, &sha).is_none());
+
+        // The entry copied over another plugin's name is refused.
+        cache
+            .compile(&engine, EMPTY_COMPONENT, &sha, "empty")
+            .unwrap();
+        let other = "cd".repeat(32);
+        let other_path = entry_path(dir.path(), &other, &origin(&engine, &other).unwrap());
+        fs::copy(&path, &other_path).unwrap();
+        assert!(cache.lookup(&engine, &other).is_none());
+        assert!(cache.lookup(&engine, &sha).is_some());
+    }
+
+    #[test]
+    fn remembers_a_settled_files_sha256_until_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&CacheMode::Dir(dir.path().join("cache")));
+        let plugin = dir.path().join("plugin.wasm");
+        fs::write(&plugin, b"version 1").unwrap();
+        let stamp = |path: &Path| FileStamp::of(&fs::metadata(path).unwrap());
+        let sha = "ab".repeat(32);
+
+        // Just written: not settled, so not remembered.
+        cache.remember_sha256(&stamp(&plugin), &sha, SystemTime::now());
+        assert_eq!(cache.known_sha256(&stamp(&plugin)), None);
+        // Hashed well after its last change: remembered.
+        let later = SystemTime::now() + SETTLE + Duration::from_secs(1);
+        cache.remember_sha256(&stamp(&plugin), &sha, later);
+        assert_eq!(cache.known_sha256(&stamp(&plugin)), Some(sha.clone()));
+
+        // Any write moves ctime (and here the size): forgotten.
+        fs::write(&plugin, b"version 2, longer").unwrap();
+        assert_eq!(cache.known_sha256(&stamp(&plugin)), None);
+        // Same size, mtime set back to the old one: ctime still moved.
+        let old = stamp(&plugin);
+        cache.remember_sha256(&old, &sha, later);
+        // Past the file clock's tick (at most 10 ms on Linux), as a file
+        // that has settled is by definition.
+        std::thread::sleep(Duration::from_millis(50));
+        fs::write(&plugin, b"version 3, longer").unwrap();
+        let mtime = fs::metadata(&plugin).unwrap().modified().unwrap();
+        let file = fs::File::options().write(true).open(&plugin).unwrap();
+        file.set_modified(mtime).unwrap();
+        drop(file);
+        let new = stamp(&plugin);
+        assert_ne!(new, old, "ctime moved");
+        assert_eq!(cache.known_sha256(&new), None);
+
+        // A record others could write is not trusted.
+        cache.remember_sha256(&new, &sha, later);
+        let record = dir
+            .path()
+            .join("cache")
+            .join(SEEN_DIR)
+            .join(new.file_name());
+        fs::set_permissions(&record, fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(cache.known_sha256(&new), None);
+        // Nor a malformed one.
+        fs::write(&record, "1 2 3 junk").unwrap();
+        fs::set_permissions(&record, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(cache.known_sha256(&new), None);
+        // And with caching off nothing is remembered.
+        Cache::Disabled.remember_sha256(&new, &sha, later);
+        assert_eq!(Cache::Disabled.known_sha256(&new), None);
+    }
+
+    #[test]
+    fn a_stamp_round_trips_as_text() {
+        let stamp = FileStamp {
+            dev: 2049,
+            ino: 77,
+            size: 18_300_000,
+            mtime: (1_700_000_000, 5),
+            ctime: (1_700_000_001, 999_999_999),
+        };
+        assert_eq!(FileStamp::from_text(&stamp.to_text()), Some(stamp));
+        assert_eq!(FileStamp::from_text("1 2 3 4.5"), None);
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Hard limits on a plugin call: memory, guest CPU time, wall-clock time.
 //!
-//! Guest CPU is bounded by Wasmtime's epoch interruption: a ticker thread
-//! advances the engine's epoch, and every few ticks the store checks the
+//! Guest CPU is bounded by Wasmtime's epoch interruption: one ticker thread
+//! per process advances the engine's epoch, and every few ticks the store checks the
 //! call's deadline (trapping past it) and yields. Time spent in host calls is
 //! bounded by an outer tokio timeout around the whole call.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::Duration;
 
@@ -146,7 +146,22 @@ pub(super) struct EpochTicker {
 }
 
 impl EpochTicker {
-    pub(super) fn start(engine: &Engine) -> Self {
+    /// The process's one ticker, for the process's one engine: started by
+    /// the first handler that needs it, shared by every handler alive at
+    /// the same time, and stopped when the last of them is dropped (so an
+    /// idle process, a scheduler between runs, does not tick).
+    pub(super) fn shared(engine: &Engine) -> Arc<Self> {
+        static SHARED: Mutex<Weak<EpochTicker>> = Mutex::new(Weak::new());
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ticker) = shared.upgrade() {
+            return ticker;
+        }
+        let ticker = Arc::new(Self::start(engine));
+        *shared = Arc::downgrade(&ticker);
+        ticker
+    }
+
+    fn start(engine: &Engine) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let engine = engine.clone();
         let flag = stop.clone();
