@@ -341,6 +341,7 @@ impl AwsIam {
             .client
             .list_users()
             .path_prefix(path_prefix)
+            .max_items(1000)
             .into_paginator()
             .items()
             .send()

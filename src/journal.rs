@@ -197,20 +197,30 @@ impl Journal for FileJournal {
 
     async fn save(&self, record: &JournalRecord) -> Result<(), JournalError> {
         let path = self.path(&record.user);
-        let io = |cause: std::io::Error| JournalError::Io {
+        let dir = self.dir.clone();
+        let json = serde_json::to_vec_pretty(record).map_err(|e| JournalError::Io {
             location: path.display().to_string(),
-            cause: cause.to_string(),
-        };
-        let json = serde_json::to_vec_pretty(record).map_err(|e| io(std::io::Error::other(e)))?;
-        create_private_dir(&self.dir).map_err(io)?;
-        write_durably(&self.dir, &path, &json).map_err(io)
+            cause: e.to_string(),
+        })?;
+        // fsync takes milliseconds: off the async threads, so the other
+        // rotations of a fleet go on meanwhile.
+        off_runtime(move || {
+            let io = |cause: std::io::Error| JournalError::Io {
+                location: path.display().to_string(),
+                cause: cause.to_string(),
+            };
+            create_private_dir(&dir).map_err(io)?;
+            write_durably(&dir, &path, &json).map_err(io)
+        })
+        .await
     }
 
     async fn clear(&self, user: &str) -> Result<(), JournalError> {
         let path = self.path(user);
-        match fs::remove_file(&path) {
-            Ok(()) => sync_dir(&self.dir).map_err(|cause| JournalError::Io {
-                location: self.dir.display().to_string(),
+        let dir = self.dir.clone();
+        off_runtime(move || match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&dir).map_err(|cause| JournalError::Io {
+                location: dir.display().to_string(),
                 cause: cause.to_string(),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -218,8 +228,21 @@ impl Journal for FileJournal {
                 location: path.display().to_string(),
                 cause: e.to_string(),
             }),
-        }
+        })
+        .await
     }
+}
+
+/// Runs blocking file work on Tokio's blocking threads.
+async fn off_runtime(
+    work: impl FnOnce() -> Result<(), JournalError> + Send + 'static,
+) -> Result<(), JournalError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(JournalError::Io {
+            location: "journal".into(),
+            cause: format!("the journal write did not finish: {e}"),
+        })
+    })
 }
 
 /// The journal as a tag on the IAM user, doubling as a lease.

@@ -914,3 +914,34 @@ async fn a_target_that_cannot_be_reached_fails_alone() {
         vec![(made[2].1.clone(), "Active".into())]
     );
 }
+
+#[tokio::test]
+async fn an_unknown_user_in_a_large_users_file_rotates_no_one() {
+    let moto = Moto::start();
+    let iam = admin(&moto);
+    // Enough users that keyrot asks ListUsers once instead of each user.
+    let made = users(&iam, "ci", "/", 24).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.txt");
+    let mut names: Vec<&str> = made.iter().map(|(u, _)| u.as_str()).collect();
+    names.insert(12, "ghost-user");
+    std::fs::write(&file, names.join("\n")).unwrap();
+    let out = run(
+        &moto,
+        &moto.url,
+        &dir.path().join("state"),
+        &["--users-file", file.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no such IAM user in account 123456789012: ghost-user"),
+        "{}",
+        show(&out)
+    );
+    // The fleet's JSON shape, saying exit 2.
+    assert_eq!(json(&out)["summary"]["exit_code"], 2);
+    for (user, old) in &made {
+        assert_eq!(keys(&iam, user).await, vec![(old.clone(), "Active".into())]);
+    }
+}

@@ -123,16 +123,28 @@ fn dedup(names: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-/// Which of `users` IAM says do not exist (`ListAccessKeys`, the call a
-/// rotation starts with, so no other permission is needed), asked
-/// `concurrency` at a time. Other errors are left for each rotation to
-/// report.
+/// Which of `users` IAM says do not exist. For a large fleet, one
+/// `ListUsers` (a page per 1000 users) answers for all; without that
+/// permission, or for a few users, `ListAccessKeys` per user (the call a
+/// rotation starts with), `concurrency` at a time. Other errors are left
+/// for each rotation to report.
 pub(super) async fn unknown_users(
     iam: &AwsIam,
     users: &[String],
     concurrency: usize,
 ) -> Vec<String> {
     use futures_util::StreamExt;
+    if users.len() >= LIST_ALL_FROM
+        && let Ok(all) = iam.list_users("/").await
+    {
+        let known: std::collections::HashSet<String> =
+            all.iter().map(|u| u.to_ascii_lowercase()).collect();
+        return users
+            .iter()
+            .filter(|u| !known.contains(&u.to_ascii_lowercase()))
+            .cloned()
+            .collect();
+    }
     futures_util::stream::iter(users)
         .map(|user| async move {
             match iam.list_access_keys(user).await {
@@ -145,6 +157,9 @@ pub(super) async fn unknown_users(
         .collect()
         .await
 }
+
+/// From this many users on, one `ListUsers` beats a call per user.
+const LIST_ALL_FROM: usize = 20;
 
 /// One user's turn: a rotation to run, or a report already known (the
 /// account could not be reached, say).
