@@ -439,6 +439,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
     // Every plugin is loaded and checked, and every AWS option, before the
     // first IAM call: bad input anywhere touches nothing anywhere.
     let mut handlers = Vec::with_capacity(plan.targets.len());
+    let mut loaded = std::collections::HashMap::new();
     for target in &mut plan.targets {
         let prefix = target.prefix();
         target
@@ -449,7 +450,16 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
         let path =
             oci_cmd::resolve_plugin(&target.plugin, &cli.insecure_registry, &mut target.load)
                 .await?;
-        let plugin = Plugin::load(&path, &target.load)?;
+        // Targets that share a plugin share its compiled, linked form.
+        let key = (path.clone(), target.load.expected_sha256.clone());
+        let plugin = match loaded.get(&key) {
+            Some(plugin) => Plugin::clone(plugin),
+            None => {
+                let plugin = Plugin::load(&path, &target.load)?;
+                loaded.insert(key, plugin.clone());
+                plugin
+            }
+        };
         let handler = WasmHandler::new(plugin, std::mem::take(&mut target.sandbox)).await?;
         tracing::debug!(plugin = handler.name(), version = %handler.info().version, "plugin ready");
         handlers.push(Arc::new(handler));

@@ -116,6 +116,7 @@ impl Contract {
 const WORLD: &str = "keyrot:handler/new-key-handler@0.2.0 (or the older @0.1.0)";
 
 /// A linked plugin, by the contract version it speaks.
+#[derive(Clone)]
 enum HandlerPre {
     /// `keyrot:handler@0.2.0`, the current contract.
     V0_2(bindings::NewKeyHandlerPre<HostState>),
@@ -192,7 +193,9 @@ impl Default for LoadOptions {
     }
 }
 
-/// A compiled, linked component, not yet configured or called.
+/// A compiled, linked component, not yet configured or called. Clones are
+/// cheap and share the compiled code and the linked `InstancePre`.
+#[derive(Clone)]
 pub struct Plugin {
     path: PathBuf,
     sha256: String,
