@@ -131,6 +131,8 @@ pub enum Step {
     CheckKeys,
     /// Prove the new key works (`sts:GetCallerIdentity` signed with it).
     VerifyKey,
+    /// Before retiring the old keys: the new key must still be there.
+    ConfirmNewKey,
     /// Give the new key to the handler.
     Handle,
     /// Delete the new key after a later step failed.
@@ -151,6 +153,7 @@ impl Step {
             Step::MakeRoom => "make-room",
             Step::CheckKeys => "check-keys",
             Step::VerifyKey => "verify-key",
+            Step::ConfirmNewKey => "confirm-new-key",
             Step::Handle => "handle",
             Step::DeleteNewKey => "delete-new-key",
             Step::DeleteOldKey => "delete-old-key",
@@ -192,6 +195,9 @@ pub enum NewKeyState {
     Deleted,
     /// A later step failed and the key could not be deleted: nobody holds it.
     Orphaned,
+    /// The handler stored it, and someone else deleted or deactivated it
+    /// before the old keys were retired.
+    Gone,
 }
 
 /// The new key, by id (never its secret).
@@ -313,6 +319,9 @@ pub struct RotationReport {
     pub handler_log: Vec<LogLine>,
     /// Why the run failed or is partial, with what to do next.
     pub error: Option<String>,
+    /// Whether the journal was kept for the next run, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
     /// How long the run took, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
@@ -338,6 +347,7 @@ impl RotationReport {
             steps: Vec::new(),
             handler_log: Vec::new(),
             error: None,
+            journal: None,
             duration_ms: None,
         }
     }
@@ -429,11 +439,13 @@ pub fn now_rfc3339() -> String {
     rfc3339(unix_now())
 }
 
-/// Seconds since the Unix epoch.
+/// Seconds since the Unix epoch, by this machine's clock (which tests may
+/// move: [`crate::testhook::now_offset`]).
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_secs());
+    now.saturating_add_signed(crate::testhook::now_offset())
 }
 
 /// A Unix time as RFC 3339 in UTC.
