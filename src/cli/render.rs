@@ -49,6 +49,7 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
             NewKeyState::Propagated => "created and handed over (active)",
             NewKeyState::Deleted => "created, then deleted (the run failed)",
             NewKeyState::Orphaned => "created, NOT deleted: nobody holds it",
+            NewKeyState::Gone => "handed over, then deleted by someone else",
         };
         writeln!(out, "  new key {}  {state}", new_key.access_key_id)?;
     }
@@ -103,6 +104,8 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
             "error"
         };
         writeln!(out, "{label}: {error}")?;
+    } else if let Some(journal) = &report.journal {
+        writeln!(out, "note: {journal}")?;
     }
     Ok(())
 }

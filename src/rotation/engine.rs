@@ -5,6 +5,11 @@
 //! [`Run::advance`] (written to the journal before the side effect it
 //! announces). Failure edges are explicit: each returns the
 //! [`RotationFailure`] that says what state the keys are in.
+//!
+//! The journal outlives any run that does not know how IAM stands: it is
+//! removed only when the run ends in a state it saw ([`Run::settle_journal`]
+//! and [`RotationFailure::finished`]); every other ending keeps it, and the
+//! report says so.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -16,10 +21,10 @@ use futures_util::FutureExt;
 use super::failure::{GiveUp, RotationError, RotationFailure};
 use super::report::{
     NewKeyReport, NewKeyState, OldKeyAction, OldKeyReport, Outcome, RotationReport, SkipReport,
-    Step, StepRecord, human_duration, parse_rfc3339, unix_now,
+    Step, StepRecord, human_duration, parse_rfc3339, rfc3339, unix_now,
 };
-use super::state::{JournalError, JournalRecord, Phase, RetireMode};
-use super::{Interrupt, KeyRotator};
+use super::state::{CREATE_LANDS_WITHIN, JournalError, JournalRecord, Phase, RetireMode};
+use super::{Interrupt, KeyRotator, resume};
 use crate::handler::{HandlerError, HandlerErrorKind, HandlerLog, NewKeyHandler, Rotation};
 use crate::iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyStatus, NewAccessKey};
 use crate::retry::RetryPolicy;
@@ -30,9 +35,6 @@ use crate::verify::arn_is_user;
 /// so trying again cannot make a second key.
 const CREATE_THROTTLE_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Keys created this long before the interrupted run started cannot be its.
-const CLOCK_SKEW: u64 = 300;
-
 /// How a resumed journal ended.
 enum Resumed {
     /// The interrupted rotation is complete now.
@@ -41,16 +43,30 @@ enum Resumed {
     Afresh,
 }
 
+/// What the journal holds for the user, as far as this run knows.
+enum Held {
+    /// Not known (reading it failed), or not this run's (another run holds
+    /// the user): never touched.
+    Unknown,
+    /// Nothing a later run needs: no record, or only this run's claim.
+    Nothing,
+    /// A record a later run needs unless this run ends in a state it saw.
+    Record(JournalRecord),
+}
+
 /// One run on one user.
 pub(super) struct Run<'a, I, H> {
     rot: &'a KeyRotator<I, H>,
     user: &'a str,
     report: RotationReport,
     log: std::sync::Arc<HandlerLog>,
-    /// The journal record, as last written.
+    /// The journal record, as this run last wrote it.
     record: Option<JournalRecord>,
-    /// Leave the journal for the next run to finish (a key may be left).
-    keep_journal: bool,
+    /// What the journal holds now.
+    held: Held,
+    /// The start of an interrupted run whose create may still be applied:
+    /// this run's record keeps it, so that a key it makes is recognised.
+    window: Option<u64>,
 }
 
 impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
@@ -67,19 +83,15 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
             report,
             log: std::sync::Arc::new(HandlerLog::new()),
             record: None,
-            keep_journal: false,
+            held: Held::Unknown,
+            window: None,
         }
     }
 
     pub(super) async fn execute(mut self) -> Result<RotationReport, RotationError> {
         let result = self.run().await;
-        if !self.keep_journal
-            && !self.rot.options.dry_run
-            && let Err(err) = self.rot.journal.clear(self.user).await
-        {
-            // The run itself is over; a rerun finds the record and, since
-            // IAM matches it, finishes the same way.
-            tracing::warn!("could not remove the journal: {err}");
+        if !self.rot.options.dry_run {
+            self.settle_journal(&result).await;
         }
         self.report.handler_log.extend(self.log.take());
         match result {
@@ -88,11 +100,19 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
                     self.report.outcome = self.report.retire_outcome();
                     self.report.error = self.report.retire_problems();
                 }
+                if let (Some(error), Some(journal)) = (&mut self.report.error, &self.report.journal)
+                {
+                    error.push_str(&format!("; {journal}"));
+                }
                 Ok(self.report)
             }
             Err(failure) => {
                 self.report.outcome = failure.outcome();
-                self.report.error = Some(failure.to_string());
+                let mut error = failure.to_string();
+                if let Some(journal) = &self.report.journal {
+                    error.push_str(&format!("; {journal}"));
+                }
+                self.report.error = Some(error);
                 Err(RotationError {
                     failure,
                     report: Box::new(self.report),
@@ -108,53 +128,134 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
             self.rot.journal.begin(self.user).await
         }
         .map_err(|cause| self.journal_failure(cause))?;
-        if let Some(record) = pending.filter(|r| r.phase != Phase::Claimed) {
-            if self.rot.options.dry_run {
-                self.report.plan.push(format!(
-                    "finish the interrupted run from {} (phase {}) first",
-                    record.owner,
-                    record.phase.as_str()
-                ));
-            } else if let Resumed::Finished = self.resume(record).await? {
-                return Ok(());
-            }
+        let Some(record) = pending.filter(|r| r.phase != Phase::Claimed) else {
+            self.held = Held::Nothing;
+            return self.rotate(None).await;
+        };
+        self.held = Held::Record(record.clone());
+        if self.rot.options.dry_run {
+            return self.plan_resume(record).await;
         }
-        self.rotate().await
+        match self.resume(record).await? {
+            Resumed::Finished => Ok(()),
+            Resumed::Afresh => self.rotate(None).await,
+        }
     }
 
     fn journal_failure(&mut self, cause: JournalError) -> RotationFailure {
+        // Whatever the journal holds is not known, or not ours: untouched.
+        self.held = Held::Unknown;
         if cause.is_bad_input() {
-            self.keep_journal = true;
             RotationFailure::JournalMismatch {
                 user: self.user.to_string(),
                 what: cause.to_string(),
             }
         } else {
-            if matches!(cause, JournalError::Busy { .. }) {
-                // Not ours to clear.
-                self.keep_journal = true;
-            }
             RotationFailure::Journal { cause }
         }
     }
 
+    /// Removes the journal only when the run ended in a state it saw; keeps
+    /// it (and lets go of any lease) otherwise, and says so in the report.
+    async fn settle_journal(&mut self, result: &Result<(), RotationFailure>) {
+        let user = self.user;
+        let finished = match result {
+            Ok(()) => self.report.retire_outcome() != Outcome::NeedsManualAction,
+            Err(failure) => failure.finished(),
+        };
+        let lost = matches!(result, Err(failure) if failure.is_lost());
+        match std::mem::replace(&mut self.held, Held::Unknown) {
+            Held::Unknown => {}
+            // Another run took the record over: it is that run's now.
+            _ if lost => {}
+            Held::Nothing => self.clear_journal().await,
+            Held::Record(record) if finished => {
+                let since = self
+                    .window
+                    .filter(|&since| unix_now() < since + CREATE_LANDS_WITHIN);
+                match since {
+                    Some(since) => self.watch(since, record).await,
+                    None => self.clear_journal().await,
+                }
+            }
+            Held::Record(record) => {
+                self.rot.journal.release(user).await;
+                self.report.journal = Some(format!(
+                    "the journal is kept (phase {}): the next keyrot run on user '{user}' \
+                     finishes this",
+                    record.phase.as_str()
+                ));
+            }
+        }
+    }
+
+    async fn clear_journal(&mut self) {
+        if let Err(err) = self.rot.journal.clear(self.user).await {
+            // The run itself is over; a rerun finds the record and, since
+            // IAM matches it, finishes the same way.
+            tracing::warn!("could not remove the journal: {err}");
+        }
+    }
+
+    /// The run is over, but a create of an interrupted run may still be
+    /// applied: keep a record of the keys as they are now and of that run's
+    /// window, so that the next run recognises the key and deletes it.
+    async fn watch(&mut self, since: u64, current: JournalRecord) {
+        let user = self.user;
+        let retry = self.rot.retry;
+        let keys = match retry.run(|| self.rot.iam.list_access_keys(user)).await {
+            Ok(keys) => keys,
+            Err(err) => {
+                // The record as it stands is still true: keep it.
+                tracing::warn!("could not list the keys to keep watching: {err}");
+                self.rot.journal.release(user).await;
+                return;
+            }
+        };
+        let record = JournalRecord {
+            phase: Phase::CreateSent,
+            keys_before: keys.iter().map(|k| k.access_key_id.clone()).collect(),
+            active_before: keys
+                .iter()
+                .find(|k| k.status == KeyStatus::Active)
+                .map(|k| k.access_key_id.clone()),
+            new_key: None,
+            started: since,
+            ..current
+        };
+        if let Err(err) = self.rot.journal.save(&record).await {
+            tracing::warn!("could not write the journal to keep watching: {err}");
+        }
+        self.rot.journal.release(user).await;
+        let until = rfc3339(since + CREATE_LANDS_WITHIN);
+        self.report.journal = Some(format!(
+            "the journal is kept until {until}: an interrupted run's CreateAccessKey may still be \
+             applied by IAM, and the next keyrot run deletes the key it makes"
+        ));
+    }
+
     // ---- a fresh rotation ---------------------------------------------------
 
-    async fn rotate(&mut self) -> Result<(), RotationFailure> {
+    /// Rotates afresh. `listed`: keys already known (a dry run's picture of
+    /// the keys after a resume), instead of listing them.
+    async fn rotate(&mut self, listed: Option<Vec<AccessKeyInfo>>) -> Result<(), RotationFailure> {
         let user = self.user;
         // List. An unknown user is an input error, not an IAM outage.
-        let keys = self
-            .step(Step::ListKeys, None, self.rot.iam.list_access_keys(user))
-            .await
-            .map_err(|cause| match cause.kind {
-                IamErrorKind::NoSuchEntity => RotationFailure::UnknownUser {
-                    user: user.to_string(),
-                },
-                _ => RotationFailure::ListKeys {
-                    user: user.to_string(),
-                    cause,
-                },
-            })?;
+        let keys = match listed {
+            Some(keys) => keys,
+            None => self
+                .step(Step::ListKeys, None, self.rot.iam.list_access_keys(user))
+                .await
+                .map_err(|cause| match cause.kind {
+                    IamErrorKind::NoSuchEntity => RotationFailure::UnknownUser {
+                        user: user.to_string(),
+                    },
+                    _ => RotationFailure::ListKeys {
+                        user: user.to_string(),
+                        cause,
+                    },
+                })?,
+        };
         self.report.old_keys = keys
             .iter()
             .map(|k| OldKeyReport {
@@ -203,9 +304,15 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
         let log = self.log.clone();
         let preflight = self.rot.handler.preflight(&rotation, &log);
         let preflight = self
-            .step(Step::Preflight, None, self.rot.guarded(preflight))
+            .step(Step::Preflight, None, self.rot.guarded(user, preflight))
             .await;
-        preflight.map_err(|cause| RotationFailure::Preflight { cause })?;
+        preflight.map_err(|stop| match stop {
+            Stop::Handler(cause) => RotationFailure::Preflight { cause },
+            Stop::Lost(cause) => RotationFailure::Lost {
+                cause,
+                stored: None,
+            },
+        })?;
         if self.rot.interrupt.is_triggered() {
             return Err(RotationFailure::Preflight {
                 cause: Interrupt::error(),
@@ -220,6 +327,7 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
 
         // Create, journaled first so a kill from here on can be repaired.
         let keys_before: Vec<String> = keys.iter().map(|k| k.access_key_id.clone()).collect();
+        let started = self.window.unwrap_or_else(unix_now);
         self.advance(JournalRecord {
             version: JournalRecord::VERSION,
             account: self.rot.caller.as_ref().map(|c| c.account.clone()),
@@ -229,12 +337,18 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
             active_before: current.map(|k| k.access_key_id.clone()),
             new_key: None,
             retire: self.rot.options.retire,
-            started: unix_now(),
-            owner: super::owner_id(),
+            started,
+            owner: super::owner_id().to_string(),
             lease_until: 0,
         })
         .await
-        .map_err(|cause| RotationFailure::Journal { cause })?;
+        .map_err(|cause| match cause {
+            JournalError::Lost { .. } => RotationFailure::Lost {
+                cause,
+                stored: None,
+            },
+            cause => RotationFailure::Journal { cause },
+        })?;
         let new_key = self.create_key(&keys).await?;
         let new_key_id = new_key.access_key_id.clone();
         // Said now, so that even a killed keyrot leaves the id behind.
@@ -242,7 +356,11 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
         testhook::hit("created-key");
 
         if let Err(cause) = self.advance_to(Phase::Created, Some(&new_key_id)).await {
-            return Err(self.give_up(&new_key_id, GiveUp::Journal(cause)).await);
+            let why = match cause {
+                JournalError::Lost { .. } => GiveUp::Lost(cause),
+                cause => GiveUp::Journal(cause),
+            };
+            return Err(self.give_up(&new_key_id, why).await);
         }
         if let Err(why) = self.check_keys(&keys, &new_key_id, current).await {
             return Err(self.give_up(&new_key_id, why).await);
@@ -254,21 +372,48 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
         // Handle, exactly once.
         let handle = self.rot.handler.handle(&rotation, &new_key, &log);
         let handled = self
-            .step(Step::Handle, Some(&new_key_id), self.rot.guarded(handle))
+            .step(
+                Step::Handle,
+                Some(&new_key_id),
+                self.rot.guarded(user, handle),
+            )
             .await;
         drop(new_key);
-        if let Err(cause) = handled {
-            return Err(self.give_up(&new_key_id, GiveUp::Handler(cause)).await);
+        match handled {
+            Ok(()) => {}
+            Err(Stop::Handler(cause)) => {
+                return Err(self.give_up(&new_key_id, GiveUp::Handler(cause)).await);
+            }
+            Err(Stop::Lost(cause)) => {
+                return Err(self.give_up(&new_key_id, GiveUp::Lost(cause)).await);
+            }
         }
         self.report.new_key = Some(NewKeyReport {
             access_key_id: new_key_id.clone(),
             state: NewKeyState::Propagated,
         });
-        if let Err(err) = self.advance_to(Phase::Propagated, Some(&new_key_id)).await {
-            // Retiring now still ends the run in a good state; only a crash
-            // in the next few calls would need an operator.
-            tracing::warn!("could not record that the new key is propagated: {err}");
+        match self.advance_to(Phase::Propagated, Some(&new_key_id)).await {
+            Ok(()) => {}
+            // Another run holds the user now: its keys are its to retire.
+            Err(cause @ JournalError::Lost { .. }) => {
+                return Err(RotationFailure::Lost {
+                    cause,
+                    stored: Some(new_key_id),
+                });
+            }
+            Err(err) => {
+                // Retiring now still ends the run in a good state; only a
+                // crash in the next few calls would need an operator.
+                tracing::warn!("could not record that the new key is propagated: {err}");
+            }
         }
+        if let Some(cause) = self.lost_now() {
+            return Err(RotationFailure::Lost {
+                cause,
+                stored: Some(new_key_id),
+            });
+        }
+        self.confirm_new_key(&new_key_id, &keys).await?;
 
         // Retire every old key not already deleted to make room.
         for key in &keys {
@@ -283,6 +428,101 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
             }
         }
         Ok(())
+    }
+
+    /// Before retiring anything: this run's new key must still exist and be
+    /// active. If someone deleted it meanwhile, the destination holds a key
+    /// that does not work, and retiring the old keys would leave none.
+    async fn confirm_new_key(
+        &mut self,
+        new_key: &str,
+        before: &[AccessKeyInfo],
+    ) -> Result<(), RotationFailure> {
+        let (rot, user) = (self.rot, self.user);
+        let retry = rot.retry;
+        let listed = self
+            .step(
+                Step::ConfirmNewKey,
+                Some(new_key),
+                retry.run(|| rot.iam.list_access_keys(user)),
+            )
+            .await;
+        let old: Vec<String> = before.iter().map(|k| k.access_key_id.clone()).collect();
+        let now = listed.map_err(|cause| RotationFailure::Unconfirmed {
+            user: user.to_string(),
+            key: new_key.to_string(),
+            cause,
+        })?;
+        let active = now
+            .iter()
+            .any(|k| k.access_key_id == new_key && k.status == KeyStatus::Active);
+        if active {
+            return Ok(());
+        }
+        if let Some(report) = &mut self.report.new_key {
+            report.state = NewKeyState::Gone;
+        }
+        Err(RotationFailure::NewKeyGone {
+            user: user.to_string(),
+            key: new_key.to_string(),
+            old,
+        })
+    }
+
+    /// Whether this run has stopped holding the user (never, without a
+    /// lease).
+    fn lost_now(&self) -> Option<JournalError> {
+        use futures_util::FutureExt;
+        self.rot
+            .journal
+            .lost(self.user)
+            .now_or_never()
+            .map(|()| lost_error(self.user))
+    }
+
+    /// A dry run's answer for an interrupted run: what the real run would do
+    /// about it, then what it would do next.
+    async fn plan_resume(&mut self, record: JournalRecord) -> Result<(), RotationFailure> {
+        let keys = self.list_for_resume().await?;
+        let plan = resume::plan(&record, &keys, unix_now()).map_err(|what| self.mismatch(what))?;
+        let mut lines = vec![format!(
+            "finish the interrupted run of {} (phase {}, started {})",
+            record.owner,
+            record.phase.as_str(),
+            rfc3339(record.started)
+        )];
+        for id in &plan.delete {
+            lines.push(format!(
+                "delete key {id}, which it created and never confirmed handed over"
+            ));
+        }
+        for key in &plan.retire {
+            lines.push(format!(
+                "{} its old key {}",
+                record.retire.as_str(),
+                key.access_key_id
+            ));
+        }
+        if let Some(new) = &plan.keep {
+            lines.push(format!(
+                "keep its new key {new}, which the destination holds"
+            ));
+        }
+        if !plan.afresh {
+            lines.push("then stop: that rotation is complete".into());
+            self.report.plan = lines;
+            self.report.outcome = Outcome::WouldRotate;
+            return Ok(());
+        }
+        self.window = plan.carry_window;
+        let after: Vec<AccessKeyInfo> = keys
+            .into_iter()
+            .filter(|k| !plan.delete.contains(&k.access_key_id))
+            .collect();
+        let result = self.rotate(Some(after)).await;
+        lines.append(&mut self.report.plan);
+        self.report.plan = lines;
+        result
     }
 
     /// What a rotation would do now, for a dry run.
@@ -385,8 +625,10 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
 
     /// The failure for a create that did not return a key. `CreateAccessKey`
     /// is not idempotent: after a timeout or a dropped connection IAM may
-    /// have made the key all the same, and nobody would hold it. So look,
-    /// and delete any key that was not there before.
+    /// have made the key all the same, or may still make it, and nobody would
+    /// hold it. So look: delete the key the call made if it is there, and
+    /// otherwise keep the journal (`create-sent`) so that the next run
+    /// deletes it once it appears.
     async fn create_failed(
         &mut self,
         keys: &[AccessKeyInfo],
@@ -394,59 +636,88 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
         made_room: Vec<String>,
     ) -> RotationFailure {
         let user = self.user;
-        let mut removed = Vec::new();
-        if cause.may_have_happened() {
-            let retry = self.rot.retry;
-            let now = match self
-                .step(
-                    Step::ListKeys,
-                    None,
-                    retry.run(|| self.rot.iam.list_access_keys(user)),
-                )
-                .await
-            {
-                Ok(now) => now,
-                Err(list) => {
-                    // The journal still says `create-sent`: a rerun lists
-                    // and deletes what this call made.
-                    self.keep_journal = true;
-                    return RotationFailure::CreateUncertain {
-                        user: user.to_string(),
-                        cause,
-                        list,
-                    };
-                }
+        if !cause.may_have_happened() {
+            return RotationFailure::CreateKey {
+                user: user.to_string(),
+                cause,
+                made_room,
+                removed: Vec::new(),
             };
-            let known = |id: &str| keys.iter().any(|k| k.access_key_id == id);
-            for stray in now.iter().filter(|k| !known(&k.access_key_id)) {
-                let id = &stray.access_key_id;
-                let deleted = self.delete_key(Step::DeleteNewKey, id).await;
-                let state = if deleted.is_ok() {
-                    NewKeyState::Deleted
-                } else {
-                    NewKeyState::Orphaned
-                };
-                self.report.new_key = Some(NewKeyReport {
-                    access_key_id: id.clone(),
-                    state,
-                });
-                if let Err(delete) = deleted {
-                    self.keep_journal = true;
-                    return RotationFailure::StrayKey {
-                        user: user.to_string(),
-                        key: id.clone(),
-                        cause,
-                        delete,
-                    };
-                }
-                removed.push(id.clone());
-            }
         }
-        RotationFailure::CreateKey {
-            user: user.to_string(),
-            cause,
-            made_room,
-            removed,
+        let retry = self.rot.retry;
+        let listed = self
+            .step(
+                Step::ListKeys,
+                None,
+                retry.run(|| self.rot.iam.list_access_keys(user)),
+            )
+            .await;
+        let now = match listed {
+            Ok(now) => now,
+            // The journal still says `create-sent`: a rerun lists and
+            // deletes what this call made.
+            Err(list) => {
+                return RotationFailure::CreateUncertain {
+                    user: user.to_string(),
+                    cause,
+                    list,
+                };
+            }
+        };
+        let known = |id: &str| keys.iter().any(|k| k.access_key_id == id);
+        let strays: Vec<&AccessKeyInfo> = now.iter().filter(|k| !known(&k.access_key_id)).collect();
+        let stray = match strays.as_slice() {
+            [] => {
+                let started = self.record.as_ref().map_or_else(unix_now, |r| r.started);
+                return RotationFailure::CreateUnanswered {
+                    user: user.to_string(),
+                    cause,
+                    until: rfc3339(started + CREATE_LANDS_WITHIN),
+                };
+            }
+            [one] => one.access_key_id.clone(),
+            // Another process made keys too: which one is this call's?
+            several => {
+                let list = IamError::new(
+                    IamErrorKind::Other,
+                    format!(
+                        "keys {} appeared, and keyrot cannot tell which one the call made",
+                        several
+                            .iter()
+                            .map(|k| k.access_key_id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                return RotationFailure::CreateUncertain {
+                    user: user.to_string(),
+                    cause,
+                    list,
+                };
+            }
+        };
+        let deleted = self.delete_key(Step::DeleteNewKey, &stray).await;
+        self.report.new_key = Some(NewKeyReport {
+            access_key_id: stray.clone(),
+            state: if deleted.is_ok() {
+                NewKeyState::Deleted
+            } else {
+                NewKeyState::Orphaned
+            },
+        });
+        match deleted {
+            Ok(()) => RotationFailure::CreateKey {
+                user: user.to_string(),
+                cause,
+                made_room,
+                removed: vec![stray],
+            },
+            Err(delete) => RotationFailure::StrayKey {
+                user: user.to_string(),
+                key: stray,
+                cause,
+                delete,
+            },
         }
     }
 
@@ -535,6 +806,9 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
             () = self.rot.interrupt.stopped() => {
                 return Err(GiveUp::Handler(Interrupt::error()));
             }
+            () = self.rot.journal.lost(self.user) => {
+                return Err(GiveUp::Lost(lost_error(self.user)));
+            }
         };
         let account = self.rot.caller.as_ref().map(|c| c.account.as_str());
         let result = match attempts.result {
@@ -593,7 +867,6 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
                     state: NewKeyState::Orphaned,
                 });
                 // The journal says `created`: a rerun deletes the key.
-                self.keep_journal = true;
                 RotationFailure::Orphaned {
                     user: user.to_string(),
                     key: key.to_string(),
@@ -685,8 +958,8 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
     // ---- resuming an interrupted run ----------------------------------------
 
     /// Finishes what an interrupted run left, from its journal and what IAM
-    /// holds now. Never deletes a key the journal did not create, never the
-    /// only active key; if IAM does not match the journal, stops (exit 2).
+    /// holds now ([`resume::plan`]). If IAM does not match the journal,
+    /// stops (exit 2) and keeps the journal.
     async fn resume(&mut self, record: JournalRecord) -> Result<Resumed, RotationFailure> {
         let user = self.user;
         tracing::info!(
@@ -694,152 +967,78 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
             record.owner,
             record.phase.as_str()
         );
+        let keys = self.list_for_resume().await?;
+        let plan = resume::plan(&record, &keys, unix_now()).map_err(|what| self.mismatch(what))?;
+        for id in &plan.delete {
+            if let Err(delete) = self.delete_key(Step::DeleteNewKey, id).await {
+                self.report.new_key = Some(NewKeyReport {
+                    access_key_id: id.clone(),
+                    state: NewKeyState::Orphaned,
+                });
+                return Err(RotationFailure::Orphaned {
+                    user: user.to_string(),
+                    why: GiveUp::Concurrent(format!(
+                        "an interrupted run had created key {id} and not handed it over"
+                    )),
+                    key: id.clone(),
+                    delete,
+                    made_room: Vec::new(),
+                });
+            }
+        }
+        self.report.resumed_from(&record, plan.summary.clone());
+        if plan.afresh {
+            self.window = plan.carry_window;
+            return Ok(Resumed::Afresh);
+        }
+        let find = |id: &str| keys.iter().find(|k| k.access_key_id == id);
+        self.report.old_keys = record
+            .keys_before
+            .iter()
+            .map(|id| OldKeyReport {
+                access_key_id: id.clone(),
+                status: find(id).map_or(KeyStatus::Inactive, |k| k.status.clone()),
+                create_date: find(id).and_then(|k| k.create_date.clone()),
+                action: OldKeyAction::AlreadyGone,
+            })
+            .collect();
+        for key in &plan.retire {
+            let action = self
+                .retire(&key.access_key_id, &key.status, record.retire)
+                .await;
+            self.report.set_old_key(&key.access_key_id, action);
+        }
+        self.report.new_key = plan.keep.map(|new| NewKeyReport {
+            access_key_id: new,
+            state: NewKeyState::Propagated,
+        });
+        Ok(Resumed::Finished)
+    }
+
+    /// Lists the keys to resume against. An unknown user no longer matches
+    /// the journal; any other failure keeps it for the next run.
+    async fn list_for_resume(&mut self) -> Result<Vec<AccessKeyInfo>, RotationFailure> {
+        let user = self.user;
         let retry = self.rot.retry;
-        let keys = self
+        let listed = self
             .step(
                 Step::ListKeys,
                 None,
                 retry.run(|| self.rot.iam.list_access_keys(user)),
             )
-            .await
-            .map_err(|cause| match cause.kind {
-                IamErrorKind::NoSuchEntity => self.mismatch(format!(
-                    "the journal of an interrupted run names user '{user}', which no longer exists"
-                )),
-                _ => RotationFailure::ListKeys {
-                    user: user.to_string(),
-                    cause,
-                },
-            })?;
-        let find = |id: &str| keys.iter().find(|k| k.access_key_id == id);
-        let is_active = |id: &str| find(id).is_some_and(|k| k.status == KeyStatus::Active);
-        let new_key = record.new_key.clone();
-        let ours =
-            |id: &str| record.keys_before.iter().any(|k| k == id) || new_key.as_deref() == Some(id);
-
-        match record.phase {
-            Phase::Claimed => Ok(Resumed::Afresh),
-            Phase::CreateSent | Phase::Created => {
-                if let Some(active) = &record.active_before
-                    && !is_active(active)
-                {
-                    return Err(self.mismatch(format!(
-                        "an interrupted run on user '{user}' (phase {}) found key {active} \
-                         active, and it no longer is",
-                        record.phase.as_str()
-                    )));
-                }
-                let strays: Vec<&AccessKeyInfo> = match &new_key {
-                    Some(id) => find(id).into_iter().collect(),
-                    None => keys.iter().filter(|k| !ours(&k.access_key_id)).collect(),
-                };
-                let foreign: Vec<&AccessKeyInfo> =
-                    keys.iter().filter(|k| !ours(&k.access_key_id)).collect();
-                if new_key.is_some() && !foreign.is_empty() {
-                    return Err(self.mismatch(format!(
-                        "user '{user}' has key(s) {} that the interrupted run did not know",
-                        ids(&foreign)
-                    )));
-                }
-                if new_key.is_none() {
-                    // The create's answer never reached the journal: a key
-                    // made after the run started is its; more than one, or
-                    // an older one, is someone else's doing.
-                    let older = strays.iter().any(|k| {
-                        k.create_date
-                            .as_deref()
-                            .and_then(parse_rfc3339)
-                            .is_some_and(|t| t + CLOCK_SKEW < record.started)
-                    });
-                    if strays.len() > 1 || older {
-                        return Err(self.mismatch(format!(
-                            "user '{user}' has key(s) {} that the interrupted run did not know, \
-                             and cannot tell which one it created",
-                            ids(&strays)
-                        )));
-                    }
-                }
-                let mut deleted = Vec::new();
-                for stray in strays {
-                    let id = stray.access_key_id.clone();
-                    let result = self.delete_key(Step::DeleteNewKey, &id).await;
-                    if let Err(delete) = result {
-                        self.keep_journal = true;
-                        self.report.new_key = Some(NewKeyReport {
-                            access_key_id: id.clone(),
-                            state: NewKeyState::Orphaned,
-                        });
-                        return Err(RotationFailure::Orphaned {
-                            user: user.to_string(),
-                            why: GiveUp::Concurrent(format!(
-                                "an interrupted run had created key {id} and not handed it over"
-                            )),
-                            key: id,
-                            delete,
-                            made_room: Vec::new(),
-                        });
-                    }
-                    deleted.push(id);
-                }
-                let action = if deleted.is_empty() {
-                    "nothing to undo; rotating afresh".to_string()
-                } else {
-                    format!(
-                        "deleted key {} that it had created but not confirmed propagated; \
-                         rotating afresh",
-                        deleted.join(", ")
-                    )
-                };
-                self.report.resumed_from(&record, action);
-                self.rot
-                    .journal
-                    .clear(user)
-                    .await
-                    .map_err(|cause| RotationFailure::Journal { cause })?;
-                Ok(Resumed::Afresh)
-            }
-            Phase::Propagated => {
-                let Some(new) = new_key.filter(|id| is_active(id)) else {
-                    return Err(self.mismatch(format!(
-                        "an interrupted run on user '{user}' propagated key {}, which is no \
-                         longer active: retiring the old keys would leave none",
-                        record.new_key.as_deref().unwrap_or("?")
-                    )));
-                };
-                self.report.old_keys = record
-                    .keys_before
-                    .iter()
-                    .map(|id| OldKeyReport {
-                        access_key_id: id.clone(),
-                        status: find(id).map_or(KeyStatus::Inactive, |k| k.status.clone()),
-                        create_date: find(id).and_then(|k| k.create_date.clone()),
-                        action: OldKeyAction::AlreadyGone,
-                    })
-                    .collect();
-                for id in &record.keys_before {
-                    if let Some(key) = find(id) {
-                        let action = self.retire(id, &key.status, record.retire).await;
-                        self.report.set_old_key(id, action);
-                    }
-                }
-                self.report.new_key = Some(NewKeyReport {
-                    access_key_id: new.clone(),
-                    state: NewKeyState::Propagated,
-                });
-                self.report.resumed_from(
-                    &record,
-                    format!(
-                        "its new key {new} was propagated: retired the old keys ({})",
-                        record.retire.as_str()
-                    ),
-                );
-                Ok(Resumed::Finished)
-            }
-        }
+            .await;
+        listed.map_err(|cause| match cause.kind {
+            IamErrorKind::NoSuchEntity => self.mismatch(format!(
+                "the journal of an interrupted run names user '{user}', which no longer exists"
+            )),
+            _ => RotationFailure::ListKeys {
+                user: user.to_string(),
+                cause,
+            },
+        })
     }
 
-    fn mismatch(&mut self, what: String) -> RotationFailure {
-        self.keep_journal = true;
+    fn mismatch(&self, what: String) -> RotationFailure {
         RotationFailure::JournalMismatch {
             user: self.user.to_string(),
             what,
@@ -883,10 +1082,12 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
         });
     }
 
-    /// Writes the journal before the side effect it announces.
+    /// Writes the journal before the side effect it announces. If the write
+    /// fails, the journal holds what it held before, which announced less.
     async fn advance(&mut self, record: JournalRecord) -> Result<(), JournalError> {
         self.rot.journal.save(&record).await?;
         testhook::hit(&format!("saved-{}", record.phase.as_str()));
+        self.held = Held::Record(record.clone());
         self.record = Some(record);
         Ok(())
     }
@@ -924,23 +1125,52 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
     }
 }
 
+/// Why a guarded handler call did not succeed.
+enum Stop {
+    /// The handler failed, crashed, or the operator interrupted it.
+    Handler(HandlerError),
+    /// This run stopped holding the user while the call ran.
+    Lost(JournalError),
+}
+
+impl Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Handler(err) => err.fmt(f),
+            Stop::Lost(err) => err.fmt(f),
+        }
+    }
+}
+
 impl<I: Iam, H: NewKeyHandler> KeyRotator<I, H> {
-    /// Runs a handler call unless the operator interrupts first (then the
-    /// call is dropped, the sandbox stops with it, and it counts as
-    /// failed), and turns a panic inside it into a handler failure so the
-    /// run still ends safely.
+    /// Runs a handler call unless the operator interrupts first, or this
+    /// run stops holding the user (then the call is dropped, the sandbox
+    /// stops with it, and it counts as failed), and turns a panic inside it
+    /// into a handler failure so the run still ends safely.
     async fn guarded(
         &self,
+        user: &str,
         call: impl Future<Output = Result<(), HandlerError>>,
-    ) -> Result<(), HandlerError> {
+    ) -> Result<(), Stop> {
         let call = AssertUnwindSafe(call).catch_unwind();
         tokio::select! {
             result = call => result.unwrap_or_else(|panic| Err(HandlerError::new(
                 HandlerErrorKind::Trapped,
                 format!("the handler call crashed keyrot's host side: {}", panic_message(&panic)),
-            ))),
-            () = self.interrupt.stopped() => Err(Interrupt::error()),
+            ))).map_err(Stop::Handler),
+            () = self.interrupt.stopped() => Err(Stop::Handler(Interrupt::error())),
+            () = self.journal.lost(user) => Err(Stop::Lost(lost_error(user))),
         }
+    }
+}
+
+/// The error for a run whose lease on `user` ran out or was taken over.
+fn lost_error(user: &str) -> JournalError {
+    JournalError::Lost {
+        user: user.to_string(),
+        why: "its lease could not be renewed before it ran out, or another run took the user \
+              over"
+            .into(),
     }
 }
 
@@ -985,11 +1215,4 @@ async fn delete_tolerating_missing(
 fn key_age(key: &AccessKeyInfo) -> Option<Duration> {
     let created = parse_rfc3339(key.create_date.as_deref()?)?;
     Some(Duration::from_secs(unix_now().saturating_sub(created)))
-}
-
-fn ids(keys: &[&AccessKeyInfo]) -> String {
-    keys.iter()
-        .map(|k| k.access_key_id.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -22,6 +22,9 @@ pub enum GiveUp {
     /// The journal could not record the key, so a crash could not be
     /// recovered from.
     Journal(JournalError),
+    /// This run stopped holding the user (its lease ran out, or another run
+    /// took the user over), so it must not go on.
+    Lost(JournalError),
 }
 
 impl fmt::Display for GiveUp {
@@ -37,6 +40,7 @@ impl fmt::Display for GiveUp {
             GiveUp::Journal(cause) => {
                 write!(f, "could not record the new key in the journal: {cause}")
             }
+            GiveUp::Lost(cause) => write!(f, "{cause}, so this run stopped"),
         }
     }
 }
@@ -130,6 +134,21 @@ pub enum RotationFailure {
         /// Keys the failed call made anyway (its answer was lost), deleted.
         removed: Vec<String>,
     },
+    /// Creating the new key got no answer and no key is there yet: IAM may
+    /// still apply the call. The journal is kept so the next run deletes it.
+    #[error(
+        "could not create a new access key for user '{user}': {cause}; no new key is there yet, \
+         but IAM may still apply the call until {until}: the journal is kept, and the next \
+         keyrot run deletes that key if it appears; the active key is unchanged"
+    )]
+    CreateUnanswered {
+        /// The user.
+        user: String,
+        /// Why the create failed.
+        cause: IamError,
+        /// Until when the call may be applied, RFC 3339.
+        until: String,
+    },
     /// Creating the new key failed in a way that may have created it, and
     /// the key found afterwards could not be deleted.
     #[error(
@@ -196,6 +215,48 @@ pub enum RotationFailure {
         /// Non-active keys deleted to make room for the new key.
         made_room: Vec<String>,
     },
+    /// This run stopped holding the user: another run took it over, someone
+    /// removed the record, or the lease could not be renewed in time.
+    #[error("{}", lost_message(cause, stored))]
+    Lost {
+        /// Why.
+        cause: JournalError,
+        /// The new key, if the handler had already stored it.
+        stored: Option<String>,
+    },
+    /// The handler stored the new key, and then it was gone (or inactive)
+    /// before the old keys were retired: someone else deleted it.
+    #[error(
+        "the handler stored the new key {key}, but it no longer exists or is not active \
+         (someone else deleted or deactivated it): the destination holds a key that does not \
+         work. The old key(s) {} were not retired and still work; run keyrot again to give the \
+         destination a working key",
+        if old.is_empty() { "(none)".to_string() } else { old.join(", ") }
+    )]
+    NewKeyGone {
+        /// The user.
+        user: String,
+        /// The new key.
+        key: String,
+        /// The old keys, left as they were.
+        old: Vec<String>,
+    },
+    /// The handler stored the new key, and listing the keys to confirm it
+    /// is still there failed: the old keys were not retired.
+    #[error(
+        "the handler stored the new key {key}, but listing the keys of user '{user}' to confirm \
+         it still exists failed: {cause}; the old keys were not retired, so two keys work: \
+         the journal is kept, and the next keyrot run retires them (or, once the new key is \
+         known to work, `aws iam delete-access-key --user-name {user} --access-key-id OLD`)"
+    )]
+    Unconfirmed {
+        /// The user.
+        user: String,
+        /// The new key.
+        key: String,
+        /// IAM's error.
+        cause: IamError,
+    },
 }
 
 impl RotationFailure {
@@ -205,12 +266,61 @@ impl RotationFailure {
         match self {
             RotationFailure::Orphaned { .. }
             | RotationFailure::StrayKey { .. }
-            | RotationFailure::CreateUncertain { .. } => Outcome::NeedsManualAction,
+            | RotationFailure::CreateUncertain { .. }
+            | RotationFailure::NewKeyGone { .. }
+            | RotationFailure::Unconfirmed { .. }
+            | RotationFailure::Lost {
+                stored: Some(_), ..
+            } => Outcome::NeedsManualAction,
             RotationFailure::UnknownUser { .. } | RotationFailure::JournalMismatch { .. } => {
                 Outcome::BadInput
             }
             _ => Outcome::Failed,
         }
+    }
+
+    /// Whether a run that failed this way saw how IAM stands, with nothing
+    /// of its own left to finish: only then may its journal go. Any failure
+    /// that may have left a key nobody holds, or did not see the keys,
+    /// keeps the journal for the next run.
+    pub(super) fn finished(&self) -> bool {
+        match self {
+            // Seen, and nothing of the run's is outstanding.
+            RotationFailure::UnknownUser { .. }
+            | RotationFailure::TwoActiveKeys { .. }
+            | RotationFailure::Preflight { .. }
+            | RotationFailure::MakeRoom { .. }
+            | RotationFailure::CreateKey { .. }
+            | RotationFailure::NewKeyDeleted { .. }
+            | RotationFailure::NewKeyGone { .. } => true,
+            // Not seen, or a key may be (or still appear) that nobody holds.
+            RotationFailure::ListKeys { .. }
+            | RotationFailure::Journal { .. }
+            | RotationFailure::JournalMismatch { .. }
+            | RotationFailure::CreateUnanswered { .. }
+            | RotationFailure::StrayKey { .. }
+            | RotationFailure::CreateUncertain { .. }
+            | RotationFailure::Orphaned { .. }
+            | RotationFailure::Unconfirmed { .. }
+            | RotationFailure::Lost { .. } => false,
+        }
+    }
+
+    /// Whether another run holds the user now: its journal is not this
+    /// run's to touch.
+    pub(super) fn is_lost(&self) -> bool {
+        matches!(self, RotationFailure::Lost { .. })
+    }
+}
+
+fn lost_message(cause: &JournalError, stored: &Option<String>) -> String {
+    match stored {
+        None => format!("{cause}; this run stopped before creating a key: nothing was changed"),
+        Some(key) => format!(
+            "{cause}; the handler had already stored the new key {key}, so this run did not \
+             retire the old keys: the run that holds the user now finishes the rotation (check \
+             with `keyrot status`)"
+        ),
     }
 }
 

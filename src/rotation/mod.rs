@@ -17,17 +17,22 @@
 //! 8. **Verify** the new key with a call signed with it, retrying while IAM
 //!    catches up, until `--verify-timeout`.
 //! 9. **Handle**: give the handler the new key, once.
-//! 10. **Retire** every old key: delete (or deactivate, `--retire
+//! 10. **Confirm** the new key still exists and is active: someone may have
+//!     deleted it, and then retiring the old keys would leave none.
+//! 11. **Retire** every old key: delete (or deactivate, `--retire
 //!     deactivate`). A key that cannot be deleted is deactivated, so the
 //!     user never keeps two active keys, and the run is partial.
 //!
 //! From step 7 on, any failure gives the new key up: it is deleted
 //! (retrying transient errors), or named for manual deletion if that fails.
-//! Whatever happens, the [`RotationReport`] says what was done to each key.
+//! Whatever happens, the [`RotationReport`] says what was done to each key,
+//! and the journal is removed only if the run saw how IAM stands (see
+//! [`state`] and [`resume`]).
 
 mod engine;
 mod failure;
 mod report;
+pub mod resume;
 pub mod state;
 
 use std::sync::Arc;
@@ -199,17 +204,47 @@ impl Interrupt {
     }
 }
 
-/// This process, for journals and lock messages: `host:pid`.
-pub fn owner_id() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at
-    // most that many bytes.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let host = if ok {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "localhost".into()
-    };
-    format!("{host}:{}", std::process::id())
+/// This run, for journals, leases and messages: `host:pid:RANDOM`. The
+/// host and pid are for people; the random part makes it unique, since two
+/// containers can share a hostname and both be PID 1. At most 64
+/// characters, in the characters an IAM tag allows.
+pub fn owner_id() -> &'static str {
+    static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OWNER.get_or_init(|| {
+        let place = crate::testhook::owner().unwrap_or_else(|| {
+            let mut buf = [0u8; 256];
+            // SAFETY: the buffer is valid for its length; gethostname
+            // writes at most that many bytes.
+            let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+            let host = if ok {
+                let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+                String::from_utf8_lossy(&buf[..end]).into_owned()
+            } else {
+                "localhost".into()
+            };
+            format!("{host}:{}", std::process::id())
+        });
+        let place: String = place
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "_.:/=+-@".contains(*c))
+            .take(46)
+            .collect();
+        format!("{place}:{}", random_hex())
+    })
+}
+
+/// 16 random hex digits from the kernel's generator.
+fn random_hex() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if read.is_err() {
+        // No /dev/urandom (a bare chroot): time and pid still differ
+        // between runs that could meet.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        bytes = (nanos ^ (u64::from(std::process::id()) << 32)).to_le_bytes();
+    }
+    hex::encode(bytes)
 }

@@ -9,13 +9,30 @@
 //! | `created`     | right after the create answer  | deletes the new key, rotates afresh            |
 //! | `propagated`  | once the handler stored it     | retires the old keys as planned                |
 //!
-//! The record is removed when the run ends. Storage lives elsewhere
+//! The record is removed only when the run knows IAM is in a finished
+//! state: it saw the keys in a listing, or IAM definitely refused the create.
+//! Every other ending keeps it for the next run. Storage lives elsewhere
 //! ([`crate::journal`]: a file per user, or a tag on the IAM user).
+//!
+//! A record is evidence, not an order: anyone who can write the file or the
+//! tag can write one. [`JournalRecord::check`] refuses records that are
+//! incomplete or contradict themselves, and [`super::resume`] attributes a
+//! key to the run only when IAM's own creation time puts it inside the
+//! window in which that run's `CreateAccessKey` could have been applied.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::iam::IamError;
+
+/// How far this machine's clock and IAM's may disagree, in seconds.
+pub const CLOCK_SKEW: u64 = 300;
+
+/// How long after a run starts its `CreateAccessKey` can still be applied by
+/// IAM, in seconds: throttled creates are retried for two minutes, and AWS
+/// refuses a SigV4 request more than five minutes after it was signed. The
+/// rest is margin.
+pub const CREATE_LANDS_WITHIN: u64 = 15 * 60;
 
 /// What to do with the old keys once the new one is propagated.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,9 +102,11 @@ pub struct JournalRecord {
     pub new_key: Option<String>,
     /// What the run was to do with the old keys.
     pub retire: RetireMode,
-    /// When the run started, Unix seconds.
+    /// When the run started, Unix seconds: the start of the window in
+    /// which its `CreateAccessKey` may be applied. A run that finishes an
+    /// interrupted one whose create may still land keeps that run's start.
     pub started: u64,
-    /// Which process: `host:pid`.
+    /// Which run: `host:pid:RANDOM`, unique per run.
     pub owner: String,
     /// For a lease (IAM tags): after this Unix time another run may take
     /// over. 0 when a local lock guards the record instead.
@@ -97,6 +116,93 @@ pub struct JournalRecord {
 impl JournalRecord {
     /// The current format.
     pub const VERSION: u32 = 1;
+
+    /// Refuses a record that is incomplete or contradicts itself: a rerun
+    /// acts on it, so it must say exactly one consistent thing.
+    pub fn check(&self, now: u64) -> Result<(), String> {
+        if self.version != Self::VERSION {
+            return Err(format!("unknown version {}", self.version));
+        }
+        if self.owner.is_empty() {
+            return Err("it names no owner".into());
+        }
+        if self.started == 0 {
+            return Err("it has no start time".into());
+        }
+        if self.started > now + CLOCK_SKEW {
+            return Err(format!(
+                "it started at {}, in the future (a clock moved, or the record was edited)",
+                super::rfc3339(self.started)
+            ));
+        }
+        if self.lease_until != 0 && self.lease_until < self.started {
+            return Err("its lease ends before the run started".into());
+        }
+        if let Some(account) = &self.account
+            && !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(format!("'{account}' is not an AWS account id"));
+        }
+        if self.keys_before.len() > 2 {
+            return Err("it lists more keys than IAM allows a user".into());
+        }
+        for (i, key) in self.keys_before.iter().enumerate() {
+            if !is_key_id(key) {
+                return Err(format!("'{key}' is not an access key id"));
+            }
+            if self.keys_before[..i].contains(key) {
+                return Err(format!("it lists key {key} twice"));
+            }
+        }
+        if let Some(active) = &self.active_before
+            && !self.keys_before.contains(active)
+        {
+            return Err(format!(
+                "its active key {active} is not among the keys it lists"
+            ));
+        }
+        match (self.phase, &self.new_key) {
+            (Phase::Claimed, _) if !self.keys_before.is_empty() || self.new_key.is_some() => {
+                Err("a claim with keys in it".into())
+            }
+            (Phase::Claimed | Phase::CreateSent, Some(new)) => Err(format!(
+                "phase {} with a new key {new}",
+                self.phase.as_str()
+            )),
+            (Phase::Created | Phase::Propagated, None) => {
+                Err(format!("phase {} without a new key", self.phase.as_str()))
+            }
+            (_, Some(new)) if !is_key_id(new) => Err(format!("'{new}' is not an access key id")),
+            (_, Some(new)) if self.keys_before.contains(new) => Err(format!(
+                "its new key {new} is also one of the keys from before the run"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The window, by IAM's clock, in which a key this run created was
+    /// created: from its start to the last moment its create could have been
+    /// applied, widened by the clock skew.
+    pub fn create_window(&self) -> (u64, u64) {
+        (
+            self.started.saturating_sub(CLOCK_SKEW),
+            self.started + CREATE_LANDS_WITHIN + CLOCK_SKEW,
+        )
+    }
+
+    /// Whether a create of this run could still be applied at `now`.
+    pub fn create_may_still_land(&self, now: u64) -> bool {
+        now < self.started + CREATE_LANDS_WITHIN
+    }
+}
+
+/// An access key id as IAM makes them: 16 to 128 upper-case letters and
+/// digits.
+pub fn is_key_id(id: &str) -> bool {
+    (16..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// Why the journal could not be read or written.
@@ -142,6 +248,15 @@ pub enum JournalError {
         /// IAM's error.
         cause: IamError,
     },
+    /// This run no longer holds the user: another run took its record over,
+    /// someone removed it, or its lease could not be renewed in time.
+    #[error("this run no longer holds user '{user}': {why}")]
+    Lost {
+        /// The user.
+        user: String,
+        /// What happened.
+        why: String,
+    },
 }
 
 impl JournalError {
@@ -167,8 +282,23 @@ pub trait Journal: Send + Sync {
     /// Writes the record durably, replacing the previous one.
     async fn save(&self, record: &JournalRecord) -> Result<(), JournalError>;
 
-    /// Removes the record: the run has ended.
+    /// Removes the record: the run has ended and IAM is in a finished
+    /// state. A record another run owns is left alone.
     async fn clear(&self, user: &str) -> Result<(), JournalError>;
+
+    /// The run ends and keeps its record for the next run: lets go of any
+    /// lease, so that run need not wait for it to expire.
+    async fn release(&self, user: &str) {
+        let _ = user;
+    }
+
+    /// Resolves if this run stops holding `user` (its lease could not be
+    /// renewed in time, or another run took the record over): the run must
+    /// stop acting on the user's keys. Never, for a journal without a lease.
+    async fn lost(&self, user: &str) {
+        let _ = user;
+        std::future::pending::<()>().await
+    }
 }
 
 /// No journal: a run killed midway is not resumed (the library default).
