@@ -246,7 +246,8 @@ pub struct StatusArgs {
 pub enum JournalCommand {
     /// Print the journal an interrupted run left for a user.
     Show(JournalArgs),
-    /// Remove it, once the user's keys are as they should be.
+    /// Remove it, once the user's keys are as they should be. Refused while
+    /// a run holds the user (its lock, or a live lease) unless --force.
     Clear(JournalArgs),
 }
 
@@ -256,6 +257,11 @@ pub struct JournalArgs {
     /// The IAM user.
     #[arg(long, value_name = "NAME")]
     pub user: String,
+
+    /// `clear`: remove the record even while a run holds the user (its
+    /// lock, or a live lease): only when that run is known to be gone.
+    #[arg(long)]
+    pub force: bool,
 
     #[command(flatten)]
     pub state: StateArgs,

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyrot::{
-    AccessKeyInfo, AwsIam, AwsOptions, CallerIdentity, Iam, IamErrorKind, IamTagJournal, Journal,
-    JournalRecord, KeyLastUsed, KeyStatus, StateDir, caller_identity,
-    rotation::{human_duration, parse_rfc3339, unix_now},
+    AccessKeyInfo, AwsIam, AwsOptions, CallerIdentity, FileJournal, Iam, IamErrorKind,
+    IamTagJournal, Journal, JournalRecord, KeyLastUsed, KeyStatus, StateDir, caller_identity,
+    rotation::{human_duration, parse_rfc3339, resume, unix_now},
 };
 use serde::Serialize;
 
@@ -45,11 +45,26 @@ struct StatusView {
     users: Vec<UserView>,
 }
 
+/// Where the journal is kept, for the commands that look at it.
+enum Store {
+    File(StateDir, Arc<FileJournal>),
+    Iam(Arc<IamTagJournal>),
+}
+
+impl Store {
+    fn journal(&self) -> Arc<dyn Journal> {
+        match self {
+            Store::File(_, journal) => journal.clone(),
+            Store::Iam(journal) => journal.clone(),
+        }
+    }
+}
+
 /// The AWS side every look needs: a client, who we are, the journal.
 async fn connect(
     aws: &AwsOptions,
     state: &super::args::StateArgs,
-) -> anyhow::Result<(AwsIam, CallerIdentity, Arc<dyn Journal>)> {
+) -> anyhow::Result<(AwsIam, CallerIdentity, Store)> {
     aws.check().await.map_err(anyhow::Error::msg)?;
     let (kind, dir) = state_options(state, None)?;
     let config = aws.load().await;
@@ -60,14 +75,18 @@ async fn connect(
              (sts:GetCallerIdentity): {err}"
         )
     })?;
-    let journal: Arc<dyn Journal> = match kind {
-        JournalKind::File => Arc::new(StateDir::open(&dir)?.journal(Some(&caller.account))),
-        JournalKind::Iam => Arc::new(IamTagJournal::new(
+    let store = match kind {
+        JournalKind::File => {
+            let state = StateDir::open(&dir)?;
+            let journal = Arc::new(state.journal(Some(&caller.account)));
+            Store::File(state, journal)
+        }
+        JournalKind::Iam => Store::Iam(Arc::new(IamTagJournal::new(
             Arc::new(iam.clone()),
             IamTagJournal::DEFAULT_LEASE,
-        )),
+        ))),
     };
-    Ok((iam, caller, journal))
+    Ok((iam, caller, store))
 }
 
 /// `keyrot status`.
@@ -85,7 +104,8 @@ pub(super) async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
         super::fleet::check_path_prefix(prefix)
             .map_err(|e| anyhow::anyhow!("--path-prefix: {e}"))?;
     }
-    let (iam, caller, journal) = connect(&args.aws, &args.state).await?;
+    let (iam, caller, store) = connect(&args.aws, &args.state).await?;
+    let journal = store.journal();
     if args.all_users {
         names = iam.list_users(prefix).await.map_err(|e| {
             anyhow::anyhow!("cannot list the users under {prefix} (iam:ListUsers): {e}")
@@ -170,9 +190,28 @@ fn next(
     journal: Option<&JournalRecord>,
     older: Option<Duration>,
 ) -> String {
-    if let Some(record) = journal {
+    if let Some(record) = journal.filter(|r| r.phase != keyrot::Phase::Claimed) {
+        let then = match resume::plan(record, keys, unix_now()) {
+            Err(why) => format!("stop with exit 2: {why}"),
+            Ok(plan) => {
+                let mut steps = Vec::new();
+                if !plan.delete.is_empty() {
+                    steps.push(format!("delete {}", plan.delete.join(", ")));
+                }
+                if !plan.retire.is_empty() {
+                    let ids: Vec<&str> = plan
+                        .retire
+                        .iter()
+                        .map(|k| k.access_key_id.as_str())
+                        .collect();
+                    steps.push(format!("{} {}", record.retire.as_str(), ids.join(", ")));
+                }
+                steps.push(if plan.afresh { "rotate afresh" } else { "done" }.into());
+                steps.join(", then ")
+            }
+        };
         return format!(
-            "resume: finish the interrupted run of {} (phase {}) first",
+            "resume: finish the interrupted run of {} (phase {}): {then}",
             record.owner,
             record.phase.as_str()
         );
@@ -263,14 +302,23 @@ fn text(out: &mut impl Write, view: &StatusView) -> std::io::Result<()> {
 /// `keyrot journal show|clear`.
 pub(super) async fn journal(cli: &Cli, command: &JournalCommand) -> anyhow::Result<u8> {
     let (JournalCommand::Show(args) | JournalCommand::Clear(args)) = command;
-    let JournalArgs { user, state, aws } = args;
+    let JournalArgs {
+        user,
+        force,
+        state,
+        aws,
+    } = args;
     super::check_user_name(user)?;
-    let (_iam, _caller, journal) = connect(aws, state).await?;
-    let record = journal.peek(user).await.or_else(|err| match command {
-        // A record too broken to read can still be removed.
-        JournalCommand::Clear(_) if err.is_bad_input() => Ok(None),
-        _ => Err(err),
-    })?;
+    let (_iam, caller, store) = connect(aws, state).await?;
+    let record = store
+        .journal()
+        .peek(user)
+        .await
+        .or_else(|err| match command {
+            // A record too broken to read can still be removed.
+            JournalCommand::Clear(_) if err.is_bad_input() => Ok(None),
+            _ => Err(err),
+        })?;
     let mut out = std::io::stdout().lock();
     match command {
         JournalCommand::Show(_) => match (&record, cli.output) {
@@ -281,7 +329,37 @@ pub(super) async fn journal(cli: &Cli, command: &JournalCommand) -> anyhow::Resu
             (None, Output::Text) => writeln!(out, "no journal for user {user}")?,
         },
         JournalCommand::Clear(_) => {
-            journal.clear(user).await?;
+            // Another run holds the user: exit 1, as a second run would.
+            let refuse = |why: String| {
+                super::stderr_line(format_args!(
+                    "error: {why}: the run that holds it would lose its record; let it end, or \
+                     pass --force if it is gone (nothing was changed)"
+                ));
+                Ok(1)
+            };
+            match &store {
+                Store::File(state, journal) => {
+                    // Under the user's lock, as a run would be.
+                    let _lock = match state.lock(Some(&caller.account), user, None) {
+                        Ok(lock) => Some(lock),
+                        Err(_) if *force => None,
+                        Err(keyrot::rotation::JournalError::Busy { owner, .. }) => {
+                            return refuse(format!("keyrot run ({owner}) holds user '{user}'"));
+                        }
+                        Err(err) => return Err(err.into()),
+                    };
+                    journal.clear(user).await?;
+                }
+                Store::Iam(journal) => {
+                    if !*force && let Some((owner, until)) = journal.holder(user).await? {
+                        return refuse(format!(
+                            "keyrot run {owner} holds user '{user}' (its lease ends {})",
+                            keyrot::rotation::rfc3339(until)
+                        ));
+                    }
+                    journal.remove_all(user).await?;
+                }
+            }
             writeln!(out, "journal for user {user} cleared")?;
         }
     }
