@@ -80,6 +80,7 @@ async fn json_report_says_what_happened_to_each_key() {
             "check-keys",
             "verify-key",
             "handle",
+            "confirm-new-key",
             "delete-old-key"
         ]
     );

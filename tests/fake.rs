@@ -175,8 +175,11 @@ struct State {
     table: Table,
     faults: Vec<Fault>,
     calls: Vec<Call>,
-    /// Keys another actor deletes right after keyrot lists them.
-    vanish_after_list: Vec<String>,
+    /// Keys another actor deletes right after keyrot's nth list from now:
+    /// (key, lists still to go).
+    vanish_after_list: Vec<(String, u32)>,
+    /// The same, just before the nth list.
+    vanish_before_list: Vec<(String, u32)>,
 }
 
 impl State {
@@ -286,7 +289,13 @@ impl FakeIam {
     /// Another actor deletes `key_id` just after keyrot's next list: keyrot
     /// acts on a key that is already gone.
     pub fn vanish_after_list(&self, key_id: &str) {
-        self.lock().vanish_after_list.push(key_id.to_string());
+        self.lock().vanish_after_list.push((key_id.to_string(), 1));
+    }
+
+    /// Another actor deletes `key_id` just before keyrot's `n`th list from
+    /// now (the key may not exist yet: keyrot's own new key, say).
+    pub fn vanish_before_list(&self, key_id: &str, n: u32) {
+        self.lock().vanish_before_list.push((key_id.to_string(), n));
     }
 
     /// Runs one IAM call: an injected fault wins, else `apply` decides. Logs it.
@@ -318,6 +327,13 @@ impl FakeIam {
 #[async_trait]
 impl Iam for FakeIam {
     async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyInfo>, IamError> {
+        {
+            let mut state = self.lock();
+            let vanish = due(&mut state.vanish_before_list);
+            if let Some(keys) = state.table.users.get_mut(user) {
+                keys.retain(|k| !vanish.contains(&k.id));
+            }
+        }
         let listed = self.call(Op::List, None, |table| {
             let keys = table.user(user)?.iter().map(|k| AccessKeyInfo {
                 access_key_id: k.id.clone(),
@@ -328,7 +344,7 @@ impl Iam for FakeIam {
         });
         if listed.is_ok() {
             let mut state = self.lock();
-            let vanish = std::mem::take(&mut state.vanish_after_list);
+            let vanish = due(&mut state.vanish_after_list);
             if let Some(keys) = state.table.users.get_mut(user) {
                 keys.retain(|k| !vanish.contains(&k.id));
             }
@@ -469,4 +485,17 @@ impl NewKeyHandler for FakeHandler {
         }]);
         self.handle.clone()
     }
+}
+
+/// Counts one list against each pending vanishing; returns the keys due now.
+fn due(pending: &mut Vec<(String, u32)>) -> Vec<String> {
+    let mut due = Vec::new();
+    pending.retain_mut(|(id, lists)| {
+        *lists -= 1;
+        if *lists == 0 {
+            due.push(id.clone());
+        }
+        *lists > 0
+    });
+    due
 }

@@ -4,10 +4,13 @@
 //!
 //! One request per connection (answers carry `connection: close`), so a
 //! fault hits exactly one call. Everything else is forwarded to moto as is.
+//! Faults can be armed while keyrot runs ([`FaultProxy::set`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// What the proxy does to the calls it sees.
 #[derive(Clone, Debug, Default)]
@@ -22,6 +25,16 @@ pub struct Faults {
     pub reject_sts: u32,
     /// Keys STS accepts whatever `reject_sts` says (the operator's).
     pub sts_accepts: Vec<String>,
+    /// Answer these IAM actions `AccessDenied` without forwarding them,
+    /// each the given number of times (`u32::MAX`: always).
+    pub deny: Vec<(String, u32)>,
+    /// Close the next this many `CreateAccessKey` calls unanswered and
+    /// unforwarded; [`FaultProxy::release_deferred`] forwards them later, as
+    /// an IAM that applies a call after its caller gave up would.
+    pub defer_creates: u32,
+    /// Hold the next this many `TagUser` calls until
+    /// [`FaultProxy::release_held`]: a write slowed down on the wire.
+    pub hold_tag_user: u32,
 }
 
 /// What the proxy saw.
@@ -42,6 +55,10 @@ struct State {
     faults: Faults,
     seen: Seen,
     iam_calls: u32,
+    /// Requests to forward later: (head, body).
+    deferred: Vec<(Vec<String>, Vec<u8>)>,
+    /// Held calls, each waiting for its go.
+    held: Vec<mpsc::Sender<()>>,
 }
 
 /// The proxy, on a free loopback port; its thread ends with the tests.
@@ -77,12 +94,61 @@ impl FaultProxy {
     pub fn seen(&self) -> Seen {
         self.state.lock().unwrap().seen.clone()
     }
+
+    /// Changes the faults from now on.
+    pub fn set(&self, change: impl FnOnce(&mut Faults)) {
+        change(&mut self.state.lock().unwrap().faults);
+    }
+
+    /// Forwards the deferred calls to moto now; returns how many.
+    pub fn release_deferred(&self, upstream: &str) -> usize {
+        let deferred = std::mem::take(&mut self.state.lock().unwrap().deferred);
+        let upstream = upstream.trim_start_matches("http://");
+        for (head, body) in &deferred {
+            let mut moto = TcpStream::connect(upstream).unwrap();
+            moto.write_all(&close_connection(head)).unwrap();
+            moto.write_all(body).unwrap();
+            let mut answer = Vec::new();
+            moto.read_to_end(&mut answer).unwrap();
+            assert!(
+                answer.starts_with(b"HTTP/1.1 200"),
+                "moto refused a deferred call"
+            );
+        }
+        deferred.len()
+    }
+
+    /// How many calls are held now.
+    pub fn held(&self) -> usize {
+        self.state.lock().unwrap().held.len()
+    }
+
+    /// Waits until `n` calls are held (panics after a minute).
+    pub fn wait_held(&self, n: usize) {
+        let start = std::time::Instant::now();
+        while self.held() < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no call was held"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Lets the held calls through to moto.
+    pub fn release_held(&self) {
+        for go in std::mem::take(&mut self.state.lock().unwrap().held) {
+            let _ = go.send(());
+        }
+    }
 }
 
 /// What to do with one call.
 enum Verdict {
     Forward,
     ForwardAndDrop,
+    Defer,
+    Hold(mpsc::Receiver<()>),
     Answer(u16, String),
 }
 
@@ -96,6 +162,18 @@ fn serve(mut client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io
         state.seen.calls.push((action.clone(), key.clone()));
         decide(&mut state, &service, &action, &key)
     };
+    let verdict = match verdict {
+        Verdict::Defer => {
+            state.lock().unwrap().deferred.push((head, body));
+            return client.shutdown(std::net::Shutdown::Both);
+        }
+        Verdict::Hold(go) => {
+            // A minute at most: a test that never releases still ends.
+            let _ = go.recv_timeout(Duration::from_secs(60));
+            Verdict::Forward
+        }
+        other => other,
+    };
     match verdict {
         Verdict::Answer(status, xml) => {
             let reply = format!(
@@ -105,6 +183,7 @@ fn serve(mut client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io
             );
             client.write_all(reply.as_bytes())
         }
+        Verdict::Defer | Verdict::Hold(_) => unreachable!("handled above"),
         Verdict::Forward | Verdict::ForwardAndDrop => {
             let mut moto = TcpStream::connect(upstream)?;
             moto.write_all(&close_connection(&head))?;
@@ -129,10 +208,32 @@ fn decide(state: &mut State, service: &str, action: &str, key: &str) -> Verdict 
             state.seen.throttled += 1;
             return Verdict::Answer(400, error_xml("iam", "Throttling", "Rate exceeded"));
         }
+        if let Some((_, times)) = state.faults.deny.iter_mut().find(|(a, _)| a == action)
+            && *times > 0
+        {
+            if *times != u32::MAX {
+                *times -= 1;
+            }
+            return Verdict::Answer(
+                403,
+                error_xml("iam", "AccessDenied", "denied by the fault proxy"),
+            );
+        }
         if action == "CreateAccessKey" && state.faults.drop_create_answers > 0 {
             state.faults.drop_create_answers -= 1;
             state.seen.dropped += 1;
             return Verdict::ForwardAndDrop;
+        }
+        if action == "CreateAccessKey" && state.faults.defer_creates > 0 {
+            state.faults.defer_creates -= 1;
+            state.seen.dropped += 1;
+            return Verdict::Defer;
+        }
+        if action == "TagUser" && state.faults.hold_tag_user > 0 {
+            state.faults.hold_tag_user -= 1;
+            let (go, wait) = mpsc::channel();
+            state.held.push(go);
+            return Verdict::Hold(wait);
         }
     }
     if service == "sts"

@@ -64,6 +64,9 @@ enum Failure {
     Orphaned,
     StrayKey,
     CreateUncertain,
+    CreateUnanswered,
+    NewKeyGone,
+    Unconfirmed,
 }
 
 fn failure_of(failure: &RotationFailure) -> Failure {
@@ -81,6 +84,9 @@ fn failure_of(failure: &RotationFailure) -> Failure {
         RotationFailure::Orphaned { .. } => Failure::Orphaned,
         RotationFailure::StrayKey { .. } => Failure::StrayKey,
         RotationFailure::CreateUncertain { .. } => Failure::CreateUncertain,
+        RotationFailure::CreateUnanswered { .. } => Failure::CreateUnanswered,
+        RotationFailure::NewKeyGone { .. } => Failure::NewKeyGone,
+        RotationFailure::Unconfirmed { .. } => Failure::Unconfirmed,
         other => panic!("no row expects {other:?}"),
     }
 }
@@ -280,17 +286,19 @@ fn invariants(run: &Run) {
         let expected_outcome = match err.failure {
             RotationFailure::Orphaned { .. }
             | RotationFailure::StrayKey { .. }
-            | RotationFailure::CreateUncertain { .. } => Outcome::NeedsManualAction,
+            | RotationFailure::CreateUncertain { .. }
+            | RotationFailure::NewKeyGone { .. }
+            | RotationFailure::Unconfirmed { .. } => Outcome::NeedsManualAction,
             RotationFailure::UnknownUser { .. } => Outcome::BadInput,
             _ => Outcome::Failed,
         };
         assert_eq!(report.outcome, expected_outcome);
         // The only key that may remain that the user did not have is the
-        // named orphan.
+        // named orphan, or a stored key whose retirement was not confirmed.
         let orphan = match &err.failure {
-            RotationFailure::Orphaned { key, .. } | RotationFailure::StrayKey { key, .. } => {
-                Some(key.as_str())
-            }
+            RotationFailure::Orphaned { key, .. }
+            | RotationFailure::StrayKey { key, .. }
+            | RotationFailure::Unconfirmed { key, .. } => Some(key.as_str()),
             _ => None,
         };
         for (id, _) in &after {
@@ -365,7 +373,7 @@ fn invariants(run: &Run) {
         let now = status_now(&new_key.access_key_id);
         let want = match new_key.state {
             NewKeyState::Propagated | NewKeyState::Orphaned => Some(Active),
-            NewKeyState::Deleted => None,
+            NewKeyState::Deleted | NewKeyState::Gone => None,
         };
         assert_eq!(now, want, "new key {new_key:?}");
     }
@@ -432,8 +440,9 @@ scenarios! {
             assert_eq!(rotation.current_key_id.as_deref(), Some(run.id(0)));
             // A library caller that names no caller identity: no account.
             assert_eq!(rotation.account_id, None);
-            // The second list is the check that no other process acted.
-            assert_eq!(run.ops(), [Op::List, Op::Create, Op::List, Op::Delete]);
+            // The second list is the check that no other process acted;
+            // the third, that the new key is still there before retiring.
+            assert_eq!(run.ops(), [Op::List, Op::Create, Op::List, Op::List, Op::Delete]);
             let new = run.new_key_id();
             assert_eq!(run.steps(), [
                 step(Step::ListKeys, None, true),
@@ -442,6 +451,7 @@ scenarios! {
                 step(Step::CheckKeys, None, true),
                 step(Step::VerifyKey, Some(&new), true),
                 step(Step::Handle, Some(&new), true),
+                step(Step::ConfirmNewKey, Some(&new), true),
                 step(Step::DeleteOldKey, Some(run.id(0)), true),
             ]);
             assert_eq!(run.report().error, None);
@@ -475,6 +485,7 @@ scenarios! {
                 step(Step::CheckKeys, None, true),
                 step(Step::VerifyKey, Some(&new), true),
                 step(Step::Handle, Some(&new), true),
+                step(Step::ConfirmNewKey, Some(&new), true),
                 step(Step::DeleteOldKey, Some(run.id(0)), true),
             ]);
             let refused = &run.report().steps[2];
@@ -664,19 +675,18 @@ scenarios! {
     create_fails_otherwise_with_inactive_key: Scenario {
         keys: &[Active, Inactive],
         setup: |fake, _| fake.fail(Op::Create, None, IamErrorKind::NoAnswer, Times::N(1)),
-        expect: Expect::Fails(Failure::CreateKey),
+        expect: Expect::Fails(Failure::CreateUnanswered),
         end: (1, 1),
         original: Some(Active),
         new_key: None,
         exit: 1,
         check: |run| {
-            // The lost-answer check lists again, and finds nothing to delete.
+            // The lost-answer check lists again, and finds nothing to delete
+            // yet: IAM may still apply the call, so the journal stays.
             assert_eq!(run.ops(), [Op::List, Op::Create, Op::List], "no delete at all");
             assert_eq!(*run.action(1), OldKeyAction::Unchanged);
-            let RotationFailure::CreateKey { made_room, .. } = &run.err().failure else {
-                unreachable!("checked by the row")
-            };
-            assert!(made_room.is_empty());
+            let error = run.message();
+            assert!(error.contains("IAM may still apply the call until"), "{error}");
         },
         ..BASE
     };
@@ -832,6 +842,47 @@ scenarios! {
     };
 
     /// The old key cannot be deleted, so it is deactivated: partial, exit 3.
+    /// Someone deletes the new key after the handler stored it: retiring
+    /// the old key would leave none, so nothing is retired.
+    new_key_deleted_before_retiring: Scenario {
+        keys: &[Active],
+        setup: |fake, _| {
+            let new = fake.next_key_id();
+            // Gone after the handler stored it, before the confirming list.
+            fake.vanish_before_list(&new, 3);
+        },
+        expect: Expect::Fails(Failure::NewKeyGone),
+        end: (1, 0),
+        original: Some(Active),
+        new_key: Some(NewKeyState::Gone),
+        exit: 4,
+        check: |run| {
+            assert!(!run.ops().contains(&Op::Delete), "nothing retired");
+            let error = run.message();
+            assert!(error.contains("no longer exists"), "{error}");
+        },
+        ..BASE
+    };
+
+    /// The confirming list fails: nothing is retired, and the run says the
+    /// two keys both work (an operator should look; a rerun finishes it).
+    confirming_list_fails: Scenario {
+        keys: &[Active],
+        setup: |fake, _| {
+            let denied = keyrot::IamError::new(IamErrorKind::AccessDenied, "AccessDenied: no");
+            fake.inject(Fault::new(Op::List, denied).after(2));
+        },
+        expect: Expect::Fails(Failure::Unconfirmed),
+        end: (2, 0),
+        original: Some(Active),
+        new_key: Some(NewKeyState::Propagated),
+        exit: 4,
+        check: |run| {
+            assert!(!run.ops().contains(&Op::Delete), "nothing retired");
+        },
+        ..BASE
+    };
+
     old_key_delete_fails: Scenario {
         keys: &[Active],
         setup: |fake, ids| {
@@ -845,7 +896,7 @@ scenarios! {
             let action = run.action(0);
             assert!(matches!(action, OldKeyAction::Deactivated { .. }), "{action:?}");
             let old = run.id(0);
-            let tail: Vec<_> = run.steps().split_off(6);
+            let tail: Vec<_> = run.steps().split_off(7);
             assert_eq!(tail, [
                 step(Step::DeleteOldKey, Some(old), false),
                 step(Step::DeactivateOldKey, Some(old), true),

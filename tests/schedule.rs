@@ -5,7 +5,7 @@
 //! key) from the fault proxy in front of it.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
@@ -14,26 +14,26 @@ use serde_json::Value;
 use crate::proxy::{FaultProxy, Faults};
 use crate::util::{Moto, plugin, show};
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn json(out: &Output) -> Value {
+pub(crate) fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(out)))
 }
 
 /// A destination the test can read (the `store` fixture's directory) and a
 /// state directory shared by every run of one test.
-struct Setup {
-    moto: Moto,
-    old: String,
-    _dir: tempfile::TempDir,
-    dest: PathBuf,
-    state: PathBuf,
+pub(crate) struct Setup {
+    pub moto: Moto,
+    pub old: String,
+    pub dir: tempfile::TempDir,
+    pub dest: PathBuf,
+    pub state: PathBuf,
 }
 
 impl Setup {
-    async fn new() -> Setup {
+    pub async fn new() -> Setup {
         let (moto, old) = Moto::start_with_user("ci-bot").await;
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("dest");
@@ -42,14 +42,14 @@ impl Setup {
         Setup {
             moto,
             old,
-            _dir: dir,
+            dir,
             dest,
             state,
         }
     }
 
     /// The `store` rotation's flags, against `endpoint`, plus `extra`.
-    fn args(&self, endpoint: &str, extra: &[&str]) -> Vec<String> {
+    pub fn args(&self, endpoint: &str, extra: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = [
             "--plugin",
             plugin("fixture_store").to_str().unwrap(),
@@ -71,11 +71,11 @@ impl Setup {
         args
     }
 
-    fn run(&self, extra: &[&str]) -> Output {
+    pub fn run(&self, extra: &[&str]) -> Output {
         self.run_via(&self.moto.url, extra, &[])
     }
 
-    fn run_via(&self, endpoint: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    pub fn run_via(&self, endpoint: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
         let args = self.args(endpoint, extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.moto.keyrot_with_env(&args, env);
@@ -87,15 +87,28 @@ impl Setup {
     }
 
     /// Starts a run that pauses at `point`; returns once it is there.
-    fn start_paused(&self, point: &str, extra: &[&str]) -> (Child, tempfile::TempDir) {
-        let args = self.args(&self.moto.url, extra);
+    pub fn start_paused(&self, point: &str, extra: &[&str]) -> (Child, tempfile::TempDir) {
+        self.start_at(&format!("{point}:pause"), &self.moto.url, extra, &[])
+    }
+
+    /// Starts a run with the test hook `hook` (`point:pause` or
+    /// `point:wait`) against `endpoint`; returns once it is at the point.
+    /// Its stdout is kept for [`finish`].
+    pub fn start_at(
+        &self,
+        hook: &str,
+        endpoint: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Child, tempfile::TempDir) {
+        let point = hook.split(':').next().unwrap();
+        let args = self.args(endpoint, extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let hook = format!("{point}:pause");
-        let (mut cmd, home) = self
-            .moto
-            .command(&args, &[("KEYROT_TEST_HOOK", hook.as_str())]);
+        let mut env = env.to_vec();
+        env.push(("KEYROT_TEST_HOOK", hook));
+        let (mut cmd, home) = self.moto.command(&args, &env);
         let mut child = cmd
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -113,8 +126,17 @@ impl Setup {
         (child, home)
     }
 
+    /// The flags of [`Setup::args`], but with the state directory `state`:
+    /// a run on another machine.
+    pub fn args_elsewhere(&self, endpoint: &str, state: &Path, extra: &[&str]) -> Vec<String> {
+        let mut args = self.args(endpoint, extra);
+        let at = args.iter().position(|a| a == "--state-dir").unwrap();
+        args[at + 1] = state.to_str().unwrap().to_string();
+        args
+    }
+
     /// The key id and secret the destination holds, if any.
-    fn held(&self) -> Option<(String, String)> {
+    pub fn held(&self) -> Option<(String, String)> {
         let text = std::fs::read_to_string(self.dest.join("key")).ok()?;
         let mut lines = text.lines();
         Some((lines.next()?.to_string(), lines.next()?.to_string()))
@@ -123,7 +145,7 @@ impl Setup {
     /// The promise after any run, however it ended: exactly one active key,
     /// the one the destination holds (with its real secret), and no other
     /// key but, in grace mode, inactive old ones.
-    async fn assert_converged(&self, grace: bool) {
+    pub async fn assert_converged(&self, grace: bool) {
         let keys = self.moto.keys("ci-bot").await;
         let active: Vec<&String> = keys
             .iter()
@@ -146,7 +168,13 @@ impl Setup {
     }
 }
 
-fn kill(mut child: Child) {
+/// Waits for a run started with [`Setup::start_at`]; its stdout (the
+/// report) is in the output, its stderr was drained.
+pub(crate) fn finish(child: Child) -> Output {
+    child.wait_with_output().unwrap()
+}
+
+pub(crate) fn kill(mut child: Child) {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 }
@@ -260,10 +288,11 @@ async fn the_iam_journal_lets_another_machine_finish_a_killed_run() {
         "{}",
         show(&out)
     );
-    // Once the lease has expired, a rerun finishes it. (Expire it by hand,
-    // as waiting out the real lease would take minutes.)
-    expire_iam_lease(&setup.moto).await;
-    let out = setup.moto.keyrot(&args);
+    // Once the lease has expired, a rerun finishes it. (An hour later, by
+    // the rerun's clock: waiting out the real lease would take minutes.)
+    let out = setup
+        .moto
+        .keyrot_with_env(&args, &[("KEYROT_TEST_CLOCK_OFFSET", "3600")]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(json(&out)["resumed"]["phase"], "created");
     setup.assert_converged(false).await;
@@ -280,47 +309,6 @@ async fn the_iam_journal_lets_another_machine_finish_a_killed_run() {
         "the tag is removed: {:?}",
         tags.tags()
     );
-}
-
-/// Rewrites the journal tag's lease expiry into the past.
-async fn expire_iam_lease(moto: &Moto) {
-    let tags = moto
-        .client
-        .list_user_tags()
-        .user_name("ci-bot")
-        .send()
-        .await
-        .unwrap();
-    let tag = tags
-        .tags()
-        .iter()
-        .find(|t| t.key() == "keyrot-journal")
-        .expect("a journal tag");
-    let expired: String = tag
-        .value()
-        .split(' ')
-        .map(|f| {
-            if f.starts_with("x=") {
-                "x=1".to_string()
-            } else {
-                f.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    moto.client
-        .tag_user()
-        .user_name("ci-bot")
-        .tags(
-            aws_sdk_iam::types::Tag::builder()
-                .key("keyrot-journal")
-                .value(expired)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
 }
 
 #[tokio::test]

@@ -13,6 +13,9 @@
 //! - `schedule`: unattended runs: verification, kill -9 and resume, locks,
 //!   grace mode, `--older-than`, status, dry runs, and wire faults from the
 //!   `proxy` in front of moto.
+//! - `promise`: the promise under bad luck: failed reruns keep the journal,
+//!   a create IAM applies late, forged and stale records, two machines on
+//!   one user, leases renewed and lost, a new key deleted behind our back.
 //! - `fleet`: many users in one run: users files, `--all-users`, two
 //!   accounts, a job file's targets, throttling, Ctrl-C.
 //! - `contract`: plugins of contract 0.2.0 (told the account id) and 0.1.0
@@ -35,6 +38,7 @@ mod gitlab;
 mod grants;
 mod hardening;
 mod oci;
+mod promise;
 mod proxy;
 mod readme;
 mod rotation;
