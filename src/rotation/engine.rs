@@ -164,10 +164,11 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
             Err(failure) => failure.finished(),
         };
         let lost = matches!(result, Err(failure) if failure.is_lost());
+        let mismatch = matches!(result, Err(RotationFailure::JournalMismatch { .. }));
         match std::mem::replace(&mut self.held, Held::Unknown) {
             Held::Unknown => {}
             // Another run took the record over: it is that run's now.
-            _ if lost => {}
+            _ if lost => self.rot.journal.release(user).await,
             Held::Nothing => self.clear_journal().await,
             Held::Record(record) if finished => {
                 let since = self
@@ -180,11 +181,15 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
             }
             Held::Record(record) => {
                 self.rot.journal.release(user).await;
-                self.report.journal = Some(format!(
-                    "the journal is kept (phase {}): the next keyrot run on user '{user}' \
-                     finishes this",
-                    record.phase.as_str()
-                ));
+                let phase = record.phase.as_str();
+                self.report.journal = Some(if mismatch {
+                    format!("the journal is kept (phase {phase}) until it is cleared")
+                } else {
+                    format!(
+                        "the journal is kept (phase {phase}): the next keyrot run on user \
+                         '{user}' finishes this"
+                    )
+                });
             }
         }
     }
@@ -221,6 +226,8 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
                 .map(|k| k.access_key_id.clone()),
             new_key: None,
             started: since,
+            owner: super::owner_id().to_string(),
+            lease_until: 0,
             ..current
         };
         if let Err(err) = self.rot.journal.save(&record).await {
