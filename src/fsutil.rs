@@ -132,12 +132,17 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
 
 /// [`ensure_private_dir`] for `base` and every directory from it down to
 /// `base/rel`, so nobody else can swap a level in between.
+/// An error names the directory at fault.
 pub fn ensure_private_tree(base: &Path, rel: &Path) -> io::Result<PathBuf> {
-    ensure_private_dir(base)?;
+    let named = |dir: &Path| {
+        let dir = dir.to_path_buf();
+        move |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()))
+    };
+    ensure_private_dir(base).map_err(named(base))?;
     let mut dir = base.to_path_buf();
     for part in rel.components() {
         dir.push(part);
-        ensure_private_dir(&dir)?;
+        ensure_private_dir(&dir).map_err(named(&dir))?;
     }
     Ok(dir)
 }
