@@ -1526,3 +1526,20 @@ async fn each_registry_gets_only_its_own_credentials_in_a_fleet() {
         );
     }
 }
+
+#[test]
+fn help_documents_the_registry_flags_and_where_credentials_come_from() {
+    let (out, _) = run(&["--help"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let help = text(&out).0;
+    for flag in [
+        "Registry:",
+        "--insecure-registry <HOST>",
+        "--registry-token-host <HOST>",
+        "--registry-timeout <DURATION>",
+        "KEYROT_REGISTRY_HOST",
+        "SSL_CERT_FILE",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag:?}:\n{help}");
+    }
+}
