@@ -27,7 +27,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Why an existing file or directory is not trusted.
@@ -110,13 +110,13 @@ pub fn read_private(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     match fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // Made 0700 (a umask can only take bits away). No chmod after:
+            // it would follow a symlink planted in between, and the check
+            // below refuses one anyway.
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)?;
-            // The umask may have taken bits away, never added them; set
-            // the mode exactly in case the directory existed by now.
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
         }
         Err(e) => return Err(e),
         Ok(_) => {}
@@ -236,6 +236,7 @@ fn unique() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn writes_atomically_and_reads_back_private_files() {

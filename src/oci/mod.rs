@@ -605,6 +605,10 @@ impl Store {
     /// The stored component with this digest, checked as it is read;
     /// returns its path and sha256 (hex).
     fn component(&self, digest: &Digest) -> Option<(PathBuf, String)> {
+        if let Err(e) = self.dir(digest.algorithm()) {
+            tracing::warn!("{e}");
+            return None;
+        }
         let path = self.path(digest);
         let checked = (|| {
             let (mut file, _) = crate::fsutil::open_private(&path, MAX_COMPONENT_BYTES)?;
