@@ -6,6 +6,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
@@ -1542,4 +1543,109 @@ fn help_documents_the_registry_flags_and_where_credentials_come_from() {
     ] {
         assert!(help.contains(flag), "--help lacks {flag:?}:\n{help}");
     }
+}
+
+#[test]
+fn credentials_never_follow_a_redirect_to_another_host() {
+    let artifact = hello_artifact();
+    let layer = digest(&artifact.layer);
+    // Where the registry sends its blobs: another host (port), no auth.
+    let contents = Contents::with(&artifact, "1.0");
+    let cdn_contents = contents.clone();
+    let cdn = Server::start(false, move |seen| cdn_contents.answer("team/hello", seen));
+    let target = Arc::new(Mutex::new(String::new()));
+    let to = target.clone();
+    let expected = basic("keyrot", REGISTRY_SECRET);
+    let registry = Server::start(false, move |seen| {
+        if seen.authorization.as_deref() != Some(expected.as_str()) {
+            return Reply::new(401, "").header("www-authenticate", r#"Basic realm="hostile""#);
+        }
+        if seen.path.ends_with(&layer) {
+            return Reply::new(307, "").header("location", &to.lock().unwrap());
+        }
+        contents.answer("team/hello", seen)
+    });
+    let pinned = format!("oci://{}/team/hello@{}", registry.host, artifact.digest());
+    let env = [
+        ("KEYROT_REGISTRY_USER", "keyrot"),
+        ("KEYROT_REGISTRY_PASSWORD", REGISTRY_SECRET),
+        ("KEYROT_REGISTRY_HOST", registry.host.as_str()),
+    ];
+    *target.lock().unwrap() = format!(
+        "http://{}/v2/team/hello/blobs/{}",
+        cdn.host,
+        digest(&artifact.layer)
+    );
+    let (out, _) = run(&["plugin", "inspect", &pinned], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(!cdn.seen().is_empty(), "the blob came from the other host");
+    assert!(
+        cdn.authorizations().is_empty(),
+        "{:?}",
+        cdn.authorizations()
+    );
+
+    // Plain HTTP to a host that is neither loopback nor named: refused.
+    *target.lock().unwrap() = "http://keyrot-test.invalid:9/blob".into();
+    let (out, _) = run(&["plugin", "inspect", &pinned], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out).1.contains("redirected to plain HTTP"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn a_docker_identity_token_is_exchanged_only_at_the_registrys_own_token_service() {
+    let artifact = hello_artifact();
+    let contents = Contents::with(&artifact, "1.0");
+    let realm = Arc::new(Mutex::new(String::new()));
+    let at = realm.clone();
+    let registry = Server::start(true, move |seen| {
+        if seen.path.starts_with("/token") {
+            // OAuth2 refresh-token grant, as `docker login` identity
+            // tokens are used.
+            let form = String::from_utf8_lossy(&seen.body);
+            return if seen.method == "POST" && form.contains("refresh_token=id-t0ken") {
+                Reply::new(200, r#"{"access_token":"t0ken"}"#)
+            } else {
+                Reply::new(401, "")
+            };
+        }
+        if seen.authorization.as_deref() != Some("Bearer t0ken") {
+            return Reply::new(401, "").header(
+                "www-authenticate",
+                &format!(r#"Bearer realm="{}",service="hostile""#, at.lock().unwrap()),
+            );
+        }
+        contents.answer("team/hello", seen)
+    });
+    *realm.lock().unwrap() = format!("https://{}/token", registry.host);
+    let docker = tempfile::tempdir().unwrap();
+    std::fs::write(
+        docker.path().join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"identitytoken":"id-t0ken"}}}}}}"#,
+            registry.host
+        ),
+    )
+    .unwrap();
+    let ca = ca_file();
+    let pinned = format!("oci://{}/team/hello@{}", registry.host, artifact.digest());
+    let (out, _) = run(
+        &["plugin", "inspect", &pinned],
+        &[
+            ("DOCKER_CONFIG", docker.path().to_str().unwrap()),
+            ("SSL_CERT_FILE", ca.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(!show(&out).contains("id-t0ken"), "{}", show(&out));
+    let exchanged = registry
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.starts_with("/token"))
+        .count();
+    assert!(exchanged >= 1);
 }

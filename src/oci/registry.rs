@@ -13,8 +13,9 @@
 //! - **how much it reads**: every body has a cap, and a blob is read as it
 //!   streams, hashed, and cut off at the first byte past its descriptor's
 //!   size;
-//! - **where redirects lead**: followed by hand, at most five, never from
-//!   HTTPS down to plain HTTP, credentials only back to the registry.
+//! - **where redirects lead**: followed by hand, at most five, never to
+//!   plain HTTP but on loopback or an insecure-named host, credentials only
+//!   back to the registry.
 //!
 //! Each call has connect and read timeouts; the overall deadline of a
 //! whole operation is the caller's ([`super::within`]).
@@ -366,11 +367,12 @@ impl<'a> Client<'a> {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|l| url.join(l).ok())
                     .ok_or_else(|| self.protocol_error(action, "a redirect without a location"))?;
-                if next.scheme() == "http" && url.scheme() == "https" && !self.plain_ok(&next) {
+                if next.scheme() == "http" && !self.plain_ok(&next) {
                     return Err(self.protocol_error(
                         action,
                         &format!(
-                            "it redirected from HTTPS to plain HTTP ({}); refusing",
+                            "it redirected to plain HTTP on a host that is neither loopback nor \
+                             named with --insecure-registry ({}); refusing",
                             shown(next.origin().ascii_serialization().as_str())
                         ),
                     ));
