@@ -325,7 +325,8 @@ pub enum PluginCommand {
         #[arg(long, value_name = "FILE")]
         key: Vec<PathBuf>,
     },
-    /// Publish a plugin to an OCI registry; prints the manifest digest.
+    /// Publish a plugin to an OCI registry; prints the digest of the
+    /// manifest it uploaded (sign that).
     Push {
         /// The plugin component (.wasm).
         file: PathBuf,
@@ -334,7 +335,8 @@ pub enum PluginCommand {
     },
     /// Sign a published plugin with a cosign key (password in COSIGN_PASSWORD).
     Sign {
-        /// oci://REGISTRY/REPO:TAG[@sha256:DIGEST].
+        /// oci://REGISTRY/REPO[:TAG]@sha256:DIGEST: a digest, never a tag
+        /// alone (the registry chooses what a tag names).
         reference: String,
         /// The cosign private key (cosign.key).
         #[arg(long, value_name = "FILE")]
