@@ -1028,6 +1028,37 @@ fn push_pins_and_sign_signs_the_bytes_pushed_whatever_the_registry_says() {
     );
     let (out, _) = run(&["plugin", "verify", &pinned, "--key", &public], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    // A signature whose payload claims 10 MiB is skipped, not read, and
+    // does not hide the good one after it.
+    let mut manifest = signature;
+    let bogus = serde_json::json!({
+        "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+        "digest": digest(b"x"),
+        "size": 10 << 20,
+        "annotations": {"dev.cosignproject.cosign/signature": "AAAA"},
+    });
+    manifest["layers"].as_array_mut().unwrap().insert(0, bogus);
+    contents.insert(
+        &format!("manifests/{sig_tag}"),
+        serde_json::to_vec(&manifest).unwrap(),
+    );
+    let (out, _) = run(&["plugin", "verify", &pinned, "--key", &public], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        text(&out)
+            .1
+            .contains("more than the 65536 a signature takes"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        registry
+            .seen()
+            .iter()
+            .all(|s| !s.path.ends_with(&digest(b"x"))),
+        "the oversized payload was never fetched"
+    );
 }
 
 #[test]

@@ -190,6 +190,15 @@ async fn fetch_with(
             tracing::warn!("reading only the first {MAX_SIGNATURES} signatures of {shown_ref}");
             break;
         }
+        // One oversized signature must not hide the others.
+        if layer.size > MAX_PAYLOAD_BYTES {
+            tracing::warn!(
+                "ignoring a signature of {shown_ref}: its payload is {} bytes, more than the \
+                 {MAX_PAYLOAD_BYTES} a signature takes",
+                layer.size
+            );
+            continue;
+        }
         let payload = client
             .blob(
                 &payload_digest,
