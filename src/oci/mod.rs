@@ -978,6 +978,9 @@ mod tests {
         assert!("oci://ghcr.io/x@sha256:abc".parse::<OciRef>().is_err());
         let upper = format!("oci://ghcr.io/x@sha256:{}", "A".repeat(64));
         assert!(upper.parse::<OciRef>().is_err());
+        let sha512 = format!("oci://ghcr.io/x@sha512:{}", "b".repeat(128));
+        let r: OciRef = sha512.parse().unwrap();
+        assert_eq!(r.to_string(), sha512);
     }
 
     #[test]
