@@ -5,7 +5,7 @@
 #     emulator (moto_server, boto3). Nothing is installed into the system's
 #     Python: Debian 12 refuses `pip install` there (externally managed);
 #   - the CNCF distribution registry (Debian's docker-registry), for the
-#     OCI tests.
+#     OCI tests, and the openssl CLI, which makes their throwaway CA.
 # Needs python3 with its venv module; on Debian/Ubuntu the python3-venv
 # package is installed with apt-get when missing.
 # Safe to run again: each step is skipped when already done.
@@ -72,4 +72,11 @@ if ! command -v docker-registry >/dev/null 2>&1; then
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
     "${sudo[@]}" apt-get update -qq
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null
+fi
+# The hostile-registry tests serve HTTPS with a CA made at test time.
+if ! command -v openssl >/dev/null 2>&1; then
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
 fi

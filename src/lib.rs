@@ -25,6 +25,7 @@
 
 pub mod aws;
 pub mod dirs;
+pub mod fsutil;
 pub mod grants;
 pub mod handler;
 pub mod host;

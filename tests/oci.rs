@@ -6,13 +6,15 @@
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 
-use crate::util::{Moto, plugin, show};
+use crate::hostile_registry::{Artifact, Body, Contents, Reply, Server, ca_file, digest};
+use crate::util::{Moto, plugin, run_measuring_memory, show};
 
 /// A distribution registry on 127.0.0.1, storing in a temp dir; killed
 /// when dropped.
@@ -334,7 +336,10 @@ async fn a_digest_the_registry_does_not_have_or_another_component_is_refused() {
     let out = rotate(&moto, &format!("{tag}@{wrong}"), &[], &cache_env);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
-        text(&out).1.contains("pulling the manifest failed"),
+        text(&out).1.contains(&format!(
+            "no artifact with digest {wrong} in team/hello on {}",
+            registry.host
+        )),
         "{}",
         show(&out)
     );
@@ -488,7 +493,30 @@ async fn a_signed_plugin_verifies_and_runs_with_its_key_even_offline() {
     let tag = registry.reference("team/hello:1.0");
     let digest = push(&moto, "hello", &tag);
 
+    // A tag names whatever the registry says: only a digest is signed.
     let out = moto.keyrot_with_env(&["plugin", "sign", &tag, "--key", &private], &[PASSWORD]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains("signs a digest, never a tag"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        stderr.contains(&digest),
+        "says what the tag names: {}",
+        show(&out)
+    );
+    let out = moto.keyrot_with_env(
+        &[
+            "plugin",
+            "sign",
+            &format!("{tag}@{digest}"),
+            "--key",
+            &private,
+        ],
+        &[PASSWORD],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(
         text(&out).0.contains(&format!("signed {tag}@{digest}")),
@@ -642,9 +670,22 @@ async fn credentials_come_from_the_environment_the_docker_config_or_a_helper() {
     );
     assert!(text(&out).1.contains("401"), "{}", show(&out));
 
+    // Credentials in the environment belong to the registry they name.
+    let unscoped = [
+        ("KEYROT_REGISTRY_USER", "keyrot"),
+        ("KEYROT_REGISTRY_PASSWORD", "s3cret-test"),
+    ];
+    let out = moto.keyrot_with_env(&["plugin", "push", &wasm, &tag], &unscoped);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out).1.contains("KEYROT_REGISTRY_HOST is not"),
+        "{}",
+        show(&out)
+    );
     let env = [
         ("KEYROT_REGISTRY_USER", "keyrot"),
         ("KEYROT_REGISTRY_PASSWORD", "s3cret-test"),
+        ("KEYROT_REGISTRY_HOST", registry.host.as_str()),
     ];
     let out = moto.keyrot_with_env(&["plugin", "push", &wasm, &tag], &env);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -727,4 +768,915 @@ async fn plain_http_only_to_loopback_or_a_registry_named_insecure() {
 
     let out = moto.keyrot(&["plugin", "push", &wasm, &tag, "--insecure-registry", &host]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}
+
+// ---------------------------------------------------------------------------
+// A hostile registry: the tests' own server (tests/hostile_registry.rs) in
+// place of a real one, lying, flooding, dripping, asking for credentials
+// on behalf of other hosts.
+
+/// The registry password the hostile tests hand keyrot; it must reach only
+/// the registry it belongs to, and never the output.
+const REGISTRY_SECRET: &str = "s3cret-registry-pw";
+
+/// `Basic` credentials as a registry receives them.
+fn basic(user: &str, password: &str) -> String {
+    let pair = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{user}:{password}"),
+    );
+    format!("Basic {pair}")
+}
+
+/// Runs the binary with only `env` (and a private HOME and cache unless
+/// `env` names one), as an operator with no AWS and no registry login
+/// would; returns its output and how long it took.
+fn run(args: &[&str], env: &[(&str, &str)]) -> (Output, Duration) {
+    let (mut cmd, _home, _cache) = command(args, env);
+    let started = Instant::now();
+    let out = cmd.output().expect("run keyrot");
+    let took = started.elapsed();
+    assert!(
+        !show(&out).contains(REGISTRY_SECRET),
+        "the registry password leaked:\n{}",
+        show(&out)
+    );
+    (out, took)
+}
+
+fn command(args: &[&str], env: &[(&str, &str)]) -> (Command, tempfile::TempDir, tempfile::TempDir) {
+    let home = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyrot"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("NO_COLOR", "1")
+        .env("KEYROT_CACHE_DIR", cache.path())
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    (cmd, home, cache)
+}
+
+/// The hello component as an artifact.
+fn hello_artifact() -> Artifact {
+    Artifact::of(&std::fs::read(plugin("hello")).unwrap())
+}
+
+/// A registry that answers `401 Bearer realm=REALM` until it sees the
+/// token `t0ken`, then serves `contents` honestly.
+fn bearer_registry(realm: String, contents: Contents) -> Server {
+    Server::start(true, move |seen| {
+        if seen.authorization.as_deref() != Some("Bearer t0ken") {
+            return Reply::new(401, "").header(
+                "www-authenticate",
+                &format!(
+                    r#"Bearer realm="{realm}",service="hostile",scope="repository:team/hello:pull""#
+                ),
+            );
+        }
+        contents.answer("team/hello", seen)
+    })
+}
+
+#[test]
+fn a_token_service_on_another_host_gets_no_credentials_unless_named() {
+    let artifact = hello_artifact();
+    let tokens = Server::start(true, |seen| match &seen.authorization {
+        Some(_) => Reply::new(200, r#"{"token":"t0ken"}"#),
+        None => Reply::new(401, ""),
+    });
+    let registry = bearer_registry(
+        format!("https://{}/token", tokens.host),
+        Contents::with(&artifact, "1.0"),
+    );
+    let pinned = format!("oci://{}/team/hello@{}", registry.host, artifact.digest());
+    let ca = ca_file();
+    let ca = ca.to_str().unwrap();
+    let creds = [
+        ("KEYROT_REGISTRY_USER", "keyrot"),
+        ("KEYROT_REGISTRY_PASSWORD", REGISTRY_SECRET),
+        ("KEYROT_REGISTRY_HOST", registry.host.as_str()),
+    ];
+
+    // The registry is HTTPS with a CA keyrot knows only from SSL_CERT_FILE.
+    let (out, _) = run(&["plugin", "inspect", &pinned], &creds);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains("cannot connect") || stderr.contains("setting up HTTPS"),
+        "{}",
+        show(&out)
+    );
+    assert!(registry.seen().is_empty(), "no request got through TLS");
+
+    let env = [creds.as_slice(), &[("SSL_CERT_FILE", ca)]].concat();
+    let (out, _) = run(&["plugin", "inspect", &pinned], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains("another host than the registry"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        stderr.contains(&format!("--registry-token-host 127.0.0.1:{}", tokens.port)),
+        "names the flag that allows it: {}",
+        show(&out)
+    );
+    assert!(tokens.seen().is_empty(), "the token service heard nothing");
+    assert!(registry.authorizations().is_empty());
+
+    // Named by the operator: the credentials go there, over HTTPS, and the
+    // registry itself only ever sees the token.
+    let (out, _) = run(
+        &[
+            "plugin",
+            "inspect",
+            &pinned,
+            "--registry-token-host",
+            &tokens.host,
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let sent = tokens.authorizations();
+    assert!(!sent.is_empty());
+    assert!(
+        sent.iter().all(|a| *a == basic("keyrot", REGISTRY_SECRET)),
+        "{sent:?}"
+    );
+    let presented = registry.authorizations();
+    assert!(!presented.is_empty());
+    assert!(
+        presented.iter().all(|a| a == "Bearer t0ken"),
+        "{presented:?}"
+    );
+}
+
+#[test]
+fn credentials_never_travel_in_cleartext_to_a_token_service() {
+    let artifact = hello_artifact();
+    // A plain-HTTP token service on a host that is not loopback (never
+    // reached: keyrot refuses before connecting) and one on loopback.
+    let tokens = Server::start(false, |_| Reply::new(200, r#"{"token":"t0ken"}"#));
+    let ca = ca_file();
+    let ca = ca.to_str().unwrap();
+    for (realm, flags, expected) in [
+        (
+            "http://keyrot-test.invalid:8080/token".to_string(),
+            vec!["--registry-token-host", "keyrot-test.invalid:8080"],
+            "--insecure-registry keyrot-test.invalid:8080",
+        ),
+        (
+            format!("http://127.0.0.1:{}/token", tokens.port),
+            vec![],
+            "--registry-token-host 127.0.0.1:",
+        ),
+    ] {
+        let registry = bearer_registry(realm.clone(), Contents::with(&artifact, "1.0"));
+        let pinned = format!("oci://{}/team/hello@{}", registry.host, artifact.digest());
+        let env = [
+            ("KEYROT_REGISTRY_USER", "keyrot"),
+            ("KEYROT_REGISTRY_PASSWORD", REGISTRY_SECRET),
+            ("KEYROT_REGISTRY_HOST", registry.host.as_str()),
+            ("SSL_CERT_FILE", ca),
+        ];
+        let args = [&["plugin", "inspect", pinned.as_str()][..], &flags].concat();
+        let (out, _) = run(&args, &env);
+        assert_eq!(out.status.code(), Some(2), "{realm}: {}", show(&out));
+        let stderr = text(&out).1;
+        assert!(stderr.contains("refusing"), "{realm}: {}", show(&out));
+        assert!(stderr.contains(expected), "{realm}: {}", show(&out));
+        assert!(registry.authorizations().is_empty(), "{realm}");
+    }
+    assert!(tokens.seen().is_empty(), "no credentials, no request");
+}
+
+#[test]
+fn push_pins_and_sign_signs_the_bytes_pushed_whatever_the_registry_says() {
+    let evil = Artifact::of(b"\0asm\x0d\0\x01\0 the registry's choice");
+    let contents = Contents::default();
+    contents.put_artifact(&evil, "evil");
+    let (lying, evil_digest) = (contents.clone(), evil.digest());
+    // Honest storage, lying answers: the tag always names the evil
+    // artifact, and every manifest PUT is "acknowledged" with its digest.
+    let registry = Server::start(false, move |seen| {
+        let path = seen.path.as_str();
+        if path.ends_with("/manifests/1.0") && seen.method != "PUT" {
+            return Reply::new(200, lying.get(&format!("manifests/{evil_digest}")).unwrap())
+                .header("docker-content-digest", &evil_digest);
+        }
+        let reply = lying.answer("team/hello", seen);
+        if seen.method == "PUT" && path.contains("/manifests/") {
+            return Reply::new(reply.status, "").header("docker-content-digest", &evil_digest);
+        }
+        reply
+    });
+    let tag = format!("oci://{}/team/hello:1.0", registry.host);
+    let wasm = plugin("hello").to_string_lossy().into_owned();
+    let (out, _) = run(&["plugin", "push", &wasm, &tag], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let printed = text(&out).0.trim().to_string();
+    let uploaded = registry
+        .seen()
+        .into_iter()
+        .find(|s| s.method == "PUT" && s.path.ends_with("/manifests/1.0"))
+        .expect("the manifest was pushed")
+        .body;
+    assert_eq!(printed, digest(&uploaded), "the digest of the bytes pushed");
+    assert_ne!(printed, evil.digest());
+    assert!(
+        text(&out)
+            .1
+            .contains("keyrot pins the digest of the bytes it sent"),
+        "{}",
+        show(&out)
+    );
+
+    // Signing by tag would sign the registry's choice: refused.
+    let keys = tempfile::tempdir().unwrap();
+    let (private, public) = key_pair(keys.path(), "team");
+    let (out, _) = run(&["plugin", "sign", &tag, "--key", &private], &[PASSWORD]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out).1.contains("signs a digest, never a tag"),
+        "{}",
+        show(&out)
+    );
+    // By the pushed digest: the signature names exactly it.
+    let pinned = format!("{tag}@{printed}");
+    let (out, _) = run(&["plugin", "sign", &pinned, "--key", &private], &[PASSWORD]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let sig_tag = format!("{}.sig", printed.replace(':', "-"));
+    let signature = contents
+        .get(&format!("manifests/{sig_tag}"))
+        .expect("the signature manifest");
+    let signature: serde_json::Value = serde_json::from_slice(&signature).unwrap();
+    let payload = contents
+        .get(&format!(
+            "blobs/{}",
+            signature["layers"][0]["digest"].as_str().unwrap()
+        ))
+        .unwrap();
+    let payload: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        payload["critical"]["image"]["docker-manifest-digest"],
+        printed.as_str()
+    );
+    let (out, _) = run(&["plugin", "verify", &pinned, "--key", &public], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    // A signature whose payload claims 10 MiB is skipped, not read, and
+    // does not hide the good one after it.
+    let mut manifest = signature;
+    let bogus = serde_json::json!({
+        "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+        "digest": digest(b"x"),
+        "size": 10 << 20,
+        "annotations": {"dev.cosignproject.cosign/signature": "AAAA"},
+    });
+    manifest["layers"].as_array_mut().unwrap().insert(0, bogus);
+    contents.insert(
+        &format!("manifests/{sig_tag}"),
+        serde_json::to_vec(&manifest).unwrap(),
+    );
+    let (out, _) = run(&["plugin", "verify", &pinned, "--key", &public], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        text(&out)
+            .1
+            .contains("more than the 65536 a signature takes"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        registry
+            .seen()
+            .iter()
+            .all(|s| !s.path.ends_with(&digest(b"x"))),
+        "the oversized payload was never fetched"
+    );
+}
+
+#[test]
+fn a_digest_from_the_registry_never_names_a_file() {
+    let artifact = hello_artifact();
+    let dev_zero = "sha256:../../../../../../../../dev/zero";
+    let manifest = Artifact::manifest_with(&artifact.config, &artifact.layer, |m| {
+        m["layers"][0]["digest"] = dev_zero.into();
+    });
+    let contents = Contents::with(&artifact, "ok");
+    contents.insert("manifests/1.0", manifest.clone());
+    contents.insert(
+        &format!("manifests/{}", digest(&manifest)),
+        manifest.clone(),
+    );
+    let registry = Server::start(false, move |seen| {
+        // The tag's answer names a digest that is a path.
+        contents
+            .answer("team/hello", seen)
+            .header("docker-content-digest", dev_zero)
+    });
+    let tag = format!("oci://{}/team/hello:1.0", registry.host);
+    let (mut cmd, _home, _cache) = command(&["plugin", "inspect", &tag], &[]);
+    let (out, peak) = run_measuring_memory(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = text(&out).1;
+    // The tag resolves to the digest of the bytes, not the header's.
+    assert!(stderr.contains(&digest(&manifest)), "{}", show(&out));
+    assert!(
+        stderr.contains("layer digest is not valid"),
+        "{}",
+        show(&out)
+    );
+    assert!(peak < 200 << 20, "peak RSS {} MiB", peak >> 20);
+    assert!(
+        registry.seen().iter().all(|s| !s.path.contains("..")),
+        "the bad digest never named a URL"
+    );
+}
+
+#[test]
+fn manifests_of_other_kinds_are_refused_with_the_reason() {
+    let artifact = hello_artifact();
+    let contents = Contents::with(&artifact, "1.0");
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": artifact.digest(), "size": artifact.manifest.len()}],
+    }))
+    .unwrap();
+    let helm = Artifact::manifest_with(&artifact.config, &artifact.layer, |m| {
+        m["artifactType"] = "application/vnd.cncf.helm.config.v1+json".into();
+    });
+    let docker = Artifact::manifest_with(&artifact.config, &artifact.layer, |m| {
+        m["mediaType"] = "application/vnd.docker.distribution.manifest.v2+json".into();
+    });
+    let cases = [
+        (index, "it is an image index"),
+        (
+            helm,
+            "its artifact type is 'application/vnd.cncf.helm.config.v1+json'",
+        ),
+        (docker, "it is a Docker image manifest"),
+    ];
+    for (manifest, _) in &cases {
+        contents.insert(&format!("manifests/{}", digest(manifest)), manifest.clone());
+    }
+    let registry = Server::start(false, move |seen| contents.answer("team/hello", seen));
+    for (manifest, expected) in &cases {
+        let pinned = format!("oci://{}/team/hello@{}", registry.host, digest(manifest));
+        let (out, _) = run(&["plugin", "inspect", &pinned], &[]);
+        assert_eq!(out.status.code(), Some(2), "{expected}: {}", show(&out));
+        assert!(text(&out).1.contains(expected), "{}", show(&out));
+    }
+}
+
+#[test]
+fn bodies_past_their_bounds_are_cut_off_and_memory_stays_bounded() {
+    let artifact = hello_artifact();
+    let layer = digest(&artifact.layer);
+    let manifest_digest = artifact.digest();
+    let big_config = Artifact::manifest_with(&artifact.config, &artifact.layer, |m| {
+        m["config"]["size"] = (2 << 20).into();
+    });
+    let contents = Contents::with(&artifact, "1.0");
+    contents.insert(
+        &format!("manifests/{}", digest(&big_config)),
+        big_config.clone(),
+    );
+    let flood = Server::start(false, move |seen| {
+        // 512 MiB, with no length, for a 58 KB layer and a small manifest.
+        if seen.path.ends_with(&layer) || seen.path.ends_with(&manifest_digest) {
+            return Reply::with(200, Body::Endless);
+        }
+        contents.answer("team/hello", seen)
+    });
+    let pinned = |d: &str| format!("oci://{}/team/hello@{d}", flood.host);
+    for (reference, expected) in [
+        (
+            pinned(&artifact.digest()),
+            "the manifest from registry".to_string(),
+        ),
+        (
+            pinned(&digest(&big_config)),
+            format!("its config is {} bytes; keyrot reads at most", 2 << 20),
+        ),
+    ] {
+        let (mut cmd, _home, _cache) = command(&["plugin", "inspect", &reference], &[]);
+        let (out, peak) = run_measuring_memory(&mut cmd);
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        assert!(
+            text(&out).1.contains(&expected),
+            "{expected}: {}",
+            show(&out)
+        );
+        assert!(peak < 128 << 20, "peak RSS {} MiB", peak >> 20);
+    }
+
+    // The manifest is honest, the layer floods: cut off at its
+    // descriptor's size.
+    let layer = digest(&artifact.layer);
+    let contents = Contents::with(&artifact, "1.0");
+    let flood = Server::start(false, move |seen| {
+        if seen.path.ends_with(&layer) {
+            return Reply::with(200, Body::Endless);
+        }
+        contents.answer("team/hello", seen)
+    });
+    let reference = format!("oci://{}/team/hello@{}", flood.host, artifact.digest());
+    let (mut cmd, _home, cache) = command(&["plugin", "inspect", &reference], &[]);
+    let (out, peak) = run_measuring_memory(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out).1.contains(&format!(
+            "the component layer from {reference} is larger than the {} bytes its descriptor says",
+            artifact.layer.len()
+        )),
+        "{}",
+        show(&out)
+    );
+    assert!(peak < 128 << 20, "peak RSS {} MiB", peak >> 20);
+    let stored = std::fs::read_dir(cache.path().join("oci/blobs/sha256"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(stored, 0, "nothing half-read is kept");
+}
+
+#[tokio::test]
+async fn a_drip_feeding_registry_runs_into_the_deadline() {
+    let artifact = hello_artifact();
+    let layer = digest(&artifact.layer);
+    let sig_tag = format!("{}.sig", artifact.digest().replace(':', "-"));
+    let contents = Contents::with(&artifact, "1.0");
+    let bytes = artifact.layer.clone();
+    let drip = Server::start(false, move |seen| {
+        // A byte every 100 ms: each read is quick, the whole takes hours.
+        let every = Duration::from_millis(100);
+        if seen.path.ends_with(&layer) {
+            return Reply::with(200, Body::Drip(bytes.clone(), every));
+        }
+        if seen.path.ends_with(&sig_tag) {
+            return Reply::with(200, Body::Drip(vec![b' '; 10_000], every));
+        }
+        contents.answer("team/hello", seen)
+    });
+    let pinned = format!("oci://{}/team/hello@{}", drip.host, artifact.digest());
+    let deadline = Duration::from_secs(2);
+    let (out, took) = run(
+        &["plugin", "inspect", &pinned, "--registry-timeout", "2s"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out)
+            .1
+            .contains(&format!("pulling {pinned} did not finish within 2s")),
+        "{}",
+        show(&out)
+    );
+    assert!(took < deadline * 3, "took {took:?}");
+
+    // The signature lookup has the same deadline.
+    let keys = tempfile::tempdir().unwrap();
+    let (_, public) = key_pair(keys.path(), "team");
+    let (out, took) = run(
+        &[
+            "plugin",
+            "verify",
+            &pinned,
+            "--key",
+            &public,
+            "--registry-timeout",
+            "2s",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out).1.contains(&format!(
+            "fetching the signatures of {pinned} did not finish within 2s"
+        )),
+        "{}",
+        show(&out)
+    );
+    assert!(took < deadline * 3, "took {took:?}");
+
+    // A job file sets it too; nothing touches IAM.
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let job_dir = tempfile::tempdir().unwrap();
+    let job = job_dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!("plugin = \"{pinned}\"\nuser = \"ci-bot\"\nregistry-timeout = \"2s\"\n"),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = moto.keyrot(&["--job", job.to_str().unwrap(), "--endpoint-url", &moto.url]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out).1.contains("did not finish within 2s"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        started.elapsed() < deadline * 3,
+        "took {:?}",
+        started.elapsed()
+    );
+    moto.assert_only_key("ci-bot", &old).await;
+    std::fs::write(
+        &job,
+        format!("plugin = \"{pinned}\"\nregistry-timeout = \"soon\"\n"),
+    )
+    .unwrap();
+    let out = moto.keyrot(&["--job", job.to_str().unwrap(), "--endpoint-url", &moto.url]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(text(&out).1.contains("registry-timeout"), "{}", show(&out));
+}
+
+#[test]
+fn registry_error_text_is_escaped_and_passwords_in_references_never_echoed() {
+    let registry = Server::start(false, |_| {
+        Reply::new(
+            500,
+            r#"{"errors":[{"code":"DENIED","message":"\u001b[2J\u001b]0;pwned\u0007 all clear"}]}"#,
+        )
+    });
+    let pinned = format!("oci://{}/team/hello@{}", registry.host, digest(b"x"));
+    let (out, _) = run(&["plugin", "inspect", &pinned], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = text(&out).1;
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+    assert!(stderr.contains("DENIED: \\u{1b}[2J"), "{}", show(&out));
+
+    let with_password = format!(
+        "oci://bob:{REGISTRY_SECRET}@{}/team/hello@{}",
+        registry.host,
+        digest(b"x")
+    );
+    let wasm = plugin("hello").to_string_lossy().into_owned();
+    let job_dir = tempfile::tempdir().unwrap();
+    let job = job_dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!("plugin = \"{with_password}\"\nuser = \"ci-bot\"\n"),
+    )
+    .unwrap();
+    for args in [
+        vec!["plugin", "push", wasm.as_str(), with_password.as_str()],
+        vec!["plugin", "inspect", with_password.as_str()],
+        vec!["--plugin", with_password.as_str(), "--user", "ci-bot"],
+        vec!["--job", job.to_str().unwrap()],
+    ] {
+        // `run` fails the test if the password shows anywhere.
+        let (out, _) = run(
+            &args,
+            &[("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "y")],
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        assert!(
+            text(&out).1.contains("<redacted>@"),
+            "{args:?}: {}",
+            show(&out)
+        );
+    }
+    assert!(registry.seen().len() == 1, "only the first run reached it");
+}
+
+#[test]
+fn the_oci_store_and_signature_cache_never_follow_block_on_or_trust_others_files() {
+    let registry = Registry::start();
+    let artifact = hello_artifact();
+    let wasm = plugin("hello").to_string_lossy().into_owned();
+    let tag = registry.reference("team/hello:1.0");
+    let (out, _) = run(&["plugin", "push", &wasm, &tag], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let manifest_digest = text(&out).0.trim().to_string();
+    let pinned = format!("{tag}@{manifest_digest}");
+    let keys = tempfile::tempdir().unwrap();
+    let (private, public) = key_pair(keys.path(), "team");
+    let (out, _) = run(&["plugin", "sign", &pinned, "--key", &private], &[PASSWORD]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    // A cache where someone planted a symlink to a file of value under the
+    // manifest's name, a FIFO under the component's, and a symlink under
+    // the signatures' name.
+    let cache = tempfile::tempdir().unwrap();
+    let blobs = cache.path().join("oci/blobs/sha256");
+    let signatures = cache.path().join("oci/signatures");
+    for dir in [&blobs, &signatures] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    for dir in [
+        cache.path().join("oci"),
+        cache.path().join("oci/blobs"),
+        blobs.clone(),
+        signatures.clone(),
+    ] {
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+    }
+    let victim = keys.path().join("precious");
+    std::fs::write(&victim, "precious").unwrap();
+    let hex = |d: &str| d.strip_prefix("sha256:").unwrap().to_string();
+    std::os::unix::fs::symlink(&victim, blobs.join(hex(&manifest_digest))).unwrap();
+    let fifo = std::ffi::CString::new(
+        blobs
+            .join(hex(&digest(&artifact.layer)))
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink(
+        &victim,
+        signatures.join(format!("{}.json", manifest_digest.replace(':', "-"))),
+    )
+    .unwrap();
+    let cache_env = [("KEYROT_CACHE_DIR", cache.path().to_str().unwrap())];
+    let (out, took) = run(&["plugin", "verify", &pinned, "--key", &public], &cache_env);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let (out, took2) = run(&["plugin", "inspect", &pinned], &cache_env);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(took + took2 < Duration::from_secs(120), "nothing blocked");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    for planted in [
+        blobs.join(hex(&manifest_digest)),
+        blobs.join(hex(&digest(&artifact.layer))),
+        signatures.join(format!("{}.json", manifest_digest.replace(':', "-"))),
+    ] {
+        let meta = std::fs::symlink_metadata(&planted).unwrap();
+        assert!(
+            meta.is_file(),
+            "{} was replaced by a file of ours",
+            planted.display()
+        );
+    }
+    // A FIFO in place of a cached component whose manifest is intact: read
+    // without blocking, refused, pulled again.
+    let component = blobs.join(hex(&digest(&artifact.layer)));
+    std::fs::remove_file(&component).unwrap();
+    let fifo =
+        std::ffi::CString::new(component.clone().into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let (out, took) = run(&["plugin", "inspect", &pinned], &cache_env);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        text(&out).1.contains("not a regular file"),
+        "{}",
+        show(&out)
+    );
+    assert!(took < Duration::from_secs(60), "nothing blocked");
+    assert!(std::fs::symlink_metadata(&component).unwrap().is_file());
+
+    // A cache directory others can write, or of another user, is refused.
+    std::fs::set_permissions(
+        cache.path().join("oci"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let (out, _) = run(&["plugin", "inspect", &pinned], &cache_env);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = text(&out).1;
+    assert!(stderr.contains("is not safe to use"), "{}", show(&out));
+    assert!(
+        stderr.contains(&format!(
+            "{}/oci: the directory is writable by other users",
+            cache.path().display()
+        )),
+        "{}",
+        show(&out)
+    );
+    let theirs = if unsafe { libc::geteuid() } == 0 {
+        let theirs = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(theirs.path(), Some(65534), Some(65534)).unwrap();
+        theirs.keep()
+    } else {
+        // Root's, and the check fails before anything is created in it.
+        PathBuf::from("/")
+    };
+    let (out, _) = run(
+        &["plugin", "inspect", &pinned],
+        &[("KEYROT_CACHE_DIR", theirs.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out).1.contains("belongs to another user"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[tokio::test]
+async fn each_registry_gets_only_its_own_credentials_in_a_fleet() {
+    let hello = std::fs::read(plugin("hello")).unwrap();
+    let a_artifact = Artifact::of(&hello);
+    // Another artifact of the same component (its config differs), so the
+    // second target cannot be served from the first one's cache.
+    let b_config = br#"{"architecture":"wasm","os":"wasip2","created":"2026-01-01T00:00:00Z"}"#;
+    let b_artifact = Artifact {
+        config: b_config.to_vec(),
+        layer: hello.clone(),
+        manifest: Artifact::manifest_with(b_config, &hello, |_| {}),
+    };
+    let basic_registry = |artifact: &Artifact, expected: String| {
+        let contents = Contents::with(artifact, "1.0");
+        Server::start(false, move |seen| {
+            if seen.authorization.as_deref() != Some(expected.as_str()) {
+                return Reply::new(401, "").header("www-authenticate", r#"Basic realm="hostile""#);
+            }
+            contents.answer("team/hello", seen)
+        })
+    };
+    let (a_pw, b_pw) = (REGISTRY_SECRET, "other-registry-pw");
+    let a = basic_registry(&a_artifact, basic("alice", a_pw));
+    let b = basic_registry(&b_artifact, basic("bert", b_pw));
+
+    let (moto, _) = Moto::start_with_user("ci-a").await;
+    moto.create_user("ci-b").await;
+    moto.create_key("ci-b", "Active").await;
+    let dir = tempfile::tempdir().unwrap();
+    let docker_auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("bert:{b_pw}"),
+    );
+    std::fs::write(
+        dir.path().join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{docker_auth}"}}}}}}"#, b.host),
+    )
+    .unwrap();
+    let job = dir.path().join("fleet.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[[target]]\nname = \"a\"\nuser = \"ci-a\"\nplugin = \"oci://{}/team/hello@{}\"\n\n\
+             [[target]]\nname = \"b\"\nuser = \"ci-b\"\nplugin = \"oci://{}/team/hello@{}\"\n",
+            a.host,
+            a_artifact.digest(),
+            b.host,
+            b_artifact.digest()
+        ),
+    )
+    .unwrap();
+    let cache = fresh_cache();
+    let out = moto.keyrot_with_env(
+        &["--job", job.to_str().unwrap(), "--endpoint-url", &moto.url],
+        &[
+            ("KEYROT_REGISTRY_USER", "alice"),
+            ("KEYROT_REGISTRY_PASSWORD", a_pw),
+            ("KEYROT_REGISTRY_HOST", a.host.as_str()),
+            ("DOCKER_CONFIG", dir.path().to_str().unwrap()),
+            ("KEYROT_CACHE_DIR", cache.path().to_str().unwrap()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let printed = show(&out);
+    assert!(
+        !printed.contains(a_pw) && !printed.contains(b_pw),
+        "{printed}"
+    );
+    for (server, own, other) in [
+        (&a, basic("alice", a_pw), basic("bert", b_pw)),
+        (&b, basic("bert", b_pw), basic("alice", a_pw)),
+    ] {
+        let sent = server.authorizations();
+        assert!(sent.contains(&own), "{}: {sent:?}", server.host);
+        assert!(
+            !sent.contains(&other),
+            "{} got the other registry's password",
+            server.host
+        );
+    }
+}
+
+#[test]
+fn help_documents_the_registry_flags_and_where_credentials_come_from() {
+    let (out, _) = run(&["--help"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let help = text(&out).0;
+    for flag in [
+        "Registry:",
+        "--insecure-registry <HOST>",
+        "--registry-token-host <HOST>",
+        "--registry-timeout <DURATION>",
+        "KEYROT_REGISTRY_HOST",
+        "SSL_CERT_FILE",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag:?}:\n{help}");
+    }
+}
+
+#[test]
+fn credentials_never_follow_a_redirect_to_another_host() {
+    let artifact = hello_artifact();
+    let layer = digest(&artifact.layer);
+    // Where the registry sends its blobs: another host (port), no auth.
+    let contents = Contents::with(&artifact, "1.0");
+    let cdn_contents = contents.clone();
+    let cdn = Server::start(false, move |seen| cdn_contents.answer("team/hello", seen));
+    let target = Arc::new(Mutex::new(String::new()));
+    let to = target.clone();
+    let expected = basic("keyrot", REGISTRY_SECRET);
+    let registry = Server::start(false, move |seen| {
+        if seen.authorization.as_deref() != Some(expected.as_str()) {
+            return Reply::new(401, "").header("www-authenticate", r#"Basic realm="hostile""#);
+        }
+        if seen.path.ends_with(&layer) {
+            return Reply::new(307, "").header("location", &to.lock().unwrap());
+        }
+        contents.answer("team/hello", seen)
+    });
+    let pinned = format!("oci://{}/team/hello@{}", registry.host, artifact.digest());
+    let env = [
+        ("KEYROT_REGISTRY_USER", "keyrot"),
+        ("KEYROT_REGISTRY_PASSWORD", REGISTRY_SECRET),
+        ("KEYROT_REGISTRY_HOST", registry.host.as_str()),
+    ];
+    *target.lock().unwrap() = format!(
+        "http://{}/v2/team/hello/blobs/{}",
+        cdn.host,
+        digest(&artifact.layer)
+    );
+    let (out, _) = run(&["plugin", "inspect", &pinned], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(!cdn.seen().is_empty(), "the blob came from the other host");
+    assert!(
+        cdn.authorizations().is_empty(),
+        "{:?}",
+        cdn.authorizations()
+    );
+
+    // Plain HTTP to a host that is neither loopback nor named: refused.
+    *target.lock().unwrap() = "http://keyrot-test.invalid:9/blob".into();
+    let (out, _) = run(&["plugin", "inspect", &pinned], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out).1.contains("redirected to plain HTTP"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn a_docker_identity_token_is_exchanged_only_at_the_registrys_own_token_service() {
+    let artifact = hello_artifact();
+    let contents = Contents::with(&artifact, "1.0");
+    let realm = Arc::new(Mutex::new(String::new()));
+    let at = realm.clone();
+    let registry = Server::start(true, move |seen| {
+        if seen.path.starts_with("/token") {
+            // OAuth2 refresh-token grant, as `docker login` identity
+            // tokens are used.
+            let form = String::from_utf8_lossy(&seen.body);
+            return if seen.method == "POST" && form.contains("refresh_token=id-t0ken") {
+                Reply::new(200, r#"{"access_token":"t0ken"}"#)
+            } else {
+                Reply::new(401, "")
+            };
+        }
+        if seen.authorization.as_deref() != Some("Bearer t0ken") {
+            return Reply::new(401, "").header(
+                "www-authenticate",
+                &format!(r#"Bearer realm="{}",service="hostile""#, at.lock().unwrap()),
+            );
+        }
+        contents.answer("team/hello", seen)
+    });
+    *realm.lock().unwrap() = format!("https://{}/token", registry.host);
+    let docker = tempfile::tempdir().unwrap();
+    std::fs::write(
+        docker.path().join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"identitytoken":"id-t0ken"}}}}}}"#,
+            registry.host
+        ),
+    )
+    .unwrap();
+    let ca = ca_file();
+    let pinned = format!("oci://{}/team/hello@{}", registry.host, artifact.digest());
+    let (out, _) = run(
+        &["plugin", "inspect", &pinned],
+        &[
+            ("DOCKER_CONFIG", docker.path().to_str().unwrap()),
+            ("SSL_CERT_FILE", ca.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(!show(&out).contains("id-t0ken"), "{}", show(&out));
+    let exchanged = registry
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.starts_with("/token"))
+        .count();
+    assert!(exchanged >= 1);
 }

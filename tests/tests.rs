@@ -5,7 +5,8 @@
 //!   of the `Iam` seam.
 //! - `cli`: the real binary against moto with real plugin components.
 //! - `grants`: outbound HTTP, directories, secrets, caching, job files.
-//! - `oci`: plugins pushed to, pulled from and signed in a real OCI registry.
+//! - `oci`: plugins pushed to, pulled from and signed in a real OCI registry,
+//!   and in a hostile one of the tests' own (`hostile_registry`).
 //! - `sandbox`: hostile plugins attacking the sandbox.
 //! - `hardening`: broken output streams, the cache, FIFOs, limits.
 //! - `github`, `credentials_file`, `gitlab`, `circleci`, `dotenv`: each
@@ -37,6 +38,7 @@ mod github_server;
 mod gitlab;
 mod grants;
 mod hardening;
+mod hostile_registry;
 mod oci;
 mod promise;
 mod proxy;

@@ -46,6 +46,10 @@ Examples:
 Environment:
   KEYROT_LOG        log filter; overrides -v/-q (e.g. keyrot=debug,plugin=trace)
   KEYROT_CACHE_DIR  compiled-plugin cache (default: $XDG_CACHE_HOME/keyrot, ~/.cache/keyrot)
+  KEYROT_REGISTRY_USER / KEYROT_REGISTRY_PASSWORD
+                    credentials for the one registry KEYROT_REGISTRY_HOST (HOST[:PORT]) names;
+                    other registries get theirs from the Docker config ($DOCKER_CONFIG)
+  SSL_CERT_FILE     a PEM bundle of the CAs registries are checked against (replaces the system's)
   NO_COLOR          if set and not empty: no colour (as --color never), unless --color always
   AWS_*             the AWS SDK's usual settings: AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL,
                     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,
@@ -107,9 +111,30 @@ pub struct Cli {
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = PluginLogMode::Auto, global = true)]
     pub plugin_log: PluginLogMode,
 
-    /// Reach this registry (HOST[:PORT]) over plain HTTP; loopback always may.
-    #[arg(long, value_name = "HOST", global = true)]
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How keyrot talks to OCI registries, for oci:// plugins and `keyrot
+/// plugin push/sign/verify/inspect`.
+#[derive(Clone, Debug, Default, Args)]
+pub struct RegistryArgs {
+    /// Reach this registry (HOST[:PORT]) over plain HTTP, credentials
+    /// included (repeatable); loopback registries always may.
+    #[arg(long, value_name = "HOST", global = true, help_heading = "Registry")]
     pub insecure_registry: Vec<String>,
+
+    /// Let the token service on this host (HOST[:PORT]) receive a
+    /// registry's credentials although it is not the registry's own host,
+    /// e.g. auth.docker.io (repeatable).
+    #[arg(long, value_name = "HOST", global = true, help_heading = "Registry")]
+    pub registry_token_host: Vec<String>,
+
+    /// Give up on a registry operation (resolving a tag, a pull, a push,
+    /// reading or pushing signatures) that takes longer than this
+    /// [default: 3m; job file: registry-timeout].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, global = true, help_heading = "Registry")]
+    pub registry_timeout: Option<Duration>,
 }
 
 /// When the plugin's log reaches stderr (`--plugin-log`).
@@ -306,7 +331,8 @@ pub enum PluginCommand {
         #[arg(long, value_name = "FILE")]
         key: Vec<PathBuf>,
     },
-    /// Publish a plugin to an OCI registry; prints the manifest digest.
+    /// Publish a plugin to an OCI registry; prints the digest of the
+    /// manifest it uploaded (sign that).
     Push {
         /// The plugin component (.wasm).
         file: PathBuf,
@@ -315,7 +341,8 @@ pub enum PluginCommand {
     },
     /// Sign a published plugin with a cosign key (password in COSIGN_PASSWORD).
     Sign {
-        /// oci://REGISTRY/REPO:TAG[@sha256:DIGEST].
+        /// oci://REGISTRY/REPO[:TAG]@sha256:DIGEST: a digest, never a tag
+        /// alone (the registry chooses what a tag names).
         reference: String,
         /// The cosign private key (cosign.key).
         #[arg(long, value_name = "FILE")]

@@ -14,6 +14,7 @@
 //! plugin-sha256 = "4f0c…"
 //! plugin-keys = ["team.pub"]        # an oci:// plugin must be signed by one
 //! allow-unpinned = false            # refuse an oci:// tag without a digest
+//! registry-timeout = "3m"           # each registry operation's deadline
 //! user = "ci-bot"                  # or users = [...], users-file, all-users
 //! timeout = "60s"
 //! memory = "512MiB"
@@ -104,6 +105,8 @@ pub struct Job {
     /// Accept an oci:// plugin named by a tag alone.
     #[serde(default)]
     pub allow_unpinned: bool,
+    /// The deadline of each registry operation for an oci:// plugin.
+    pub registry_timeout: Option<String>,
     /// `[[target]]` blocks (top level only).
     #[serde(default)]
     pub target: Vec<Job>,
@@ -124,6 +127,18 @@ impl Job {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         job.resolve_paths(base);
+        for (which, value) in std::iter::once((String::new(), &job.registry_timeout)).chain(
+            job.target.iter().enumerate().map(|(i, t)| {
+                let name = t.name.clone().unwrap_or_else(|| format!("#{}", i + 1));
+                (format!("target {name}: "), &t.registry_timeout)
+            }),
+        ) {
+            if let Some(value) = value {
+                super::args::parse_duration(value).map_err(|e| {
+                    anyhow::anyhow!("job file {}: {which}registry-timeout: {e}", path.display())
+                })?;
+            }
+        }
         let mut targets = std::mem::take(&mut job.target);
         for (i, target) in targets.iter_mut().enumerate() {
             let which = target.name.clone().unwrap_or_else(|| format!("#{}", i + 1));
@@ -223,6 +238,10 @@ impl Job {
             aws: self.aws.clone().or(d.aws.clone()),
             plugin_keys: list(&self.plugin_keys, &d.plugin_keys),
             allow_unpinned: self.allow_unpinned || d.allow_unpinned,
+            registry_timeout: self
+                .registry_timeout
+                .clone()
+                .or_else(|| d.registry_timeout.clone()),
             target: Vec::new(),
         }
     }

@@ -155,6 +155,7 @@ impl Target {
                 .cloned()
                 .chain(args.plugin_key.clone())
                 .collect(),
+            registry_timeout: job.registry_timeout.clone(),
         };
         // Values from the job file are named by their key there, not by
         // the flag: that is where the operator has to look.
@@ -409,7 +410,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
             oci_cmd::inspect(
                 &reference,
                 key,
-                &cli.insecure_registry,
+                &cli.registry,
                 &load,
                 cli.output,
                 cli.verbose > 0,
@@ -419,13 +420,13 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Some(Command::Plugin(PluginCommand::Inspect { path, .. })) => inspect(cli, path).await,
         Some(Command::Plugin(PluginCommand::Push { file, reference })) => {
             let load = load_options(cli.no_cache, None);
-            oci_cmd::push(file, reference, &cli.insecure_registry, &load, cli.output).await
+            oci_cmd::push(file, reference, &cli.registry, &load, cli.output).await
         }
         Some(Command::Plugin(PluginCommand::Sign { reference, key })) => {
-            oci_cmd::sign(reference, key, &cli.insecure_registry).await
+            oci_cmd::sign(reference, key, &cli.registry).await
         }
         Some(Command::Plugin(PluginCommand::Verify { reference, key })) => {
-            oci_cmd::verify(reference, key, &cli.insecure_registry).await
+            oci_cmd::verify(reference, key, &cli.registry).await
         }
     };
     console::note_hidden_plugin_lines(cli);
@@ -447,9 +448,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
             .check()
             .await
             .map_err(|e| anyhow::anyhow!("{prefix}{e}"))?;
-        let path =
-            oci_cmd::resolve_plugin(&target.plugin, &cli.insecure_registry, &mut target.load)
-                .await?;
+        let path = oci_cmd::resolve_plugin(&target.plugin, &cli.registry, &mut target.load).await?;
         // Targets that share a plugin share its compiled, linked form.
         let key = (path.clone(), target.load.expected_sha256.clone());
         let plugin = match loaded.get(&key) {

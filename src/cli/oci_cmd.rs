@@ -11,7 +11,7 @@ use keyrot::oci::sign::{self, PublicKey};
 use keyrot::oci::{OciRef, Pulled, RegistryOptions, Store};
 use serde::Serialize;
 
-use super::args::Output;
+use super::args::{Output, RegistryArgs};
 use super::render;
 
 /// Where a plan's plugin comes from, and what it must carry.
@@ -25,6 +25,25 @@ pub(super) struct PluginSource {
     pub allow_unpinned: bool,
     /// Public keys, one of which must have signed the artifact.
     pub keys: Vec<PathBuf>,
+    /// The job file's `registry-timeout` (checked when it was loaded);
+    /// `--registry-timeout` wins over it.
+    pub registry_timeout: Option<String>,
+}
+
+/// The registry options of the flags, with a job file's deadline under
+/// the flag's.
+fn options(args: &RegistryArgs, job_timeout: Option<&str>) -> anyhow::Result<RegistryOptions> {
+    let timeout = match (args.registry_timeout, job_timeout) {
+        (Some(timeout), _) => timeout,
+        (None, Some(value)) => super::args::parse_duration(value)
+            .map_err(|e| anyhow::anyhow!("job file: registry-timeout: {e}"))?,
+        (None, None) => keyrot::oci::DEFAULT_TIMEOUT,
+    };
+    Ok(RegistryOptions {
+        insecure: args.insecure_registry.clone(),
+        token_hosts: args.registry_token_host.clone(),
+        timeout,
+    })
 }
 
 fn oci_spec(spec: &Path) -> Option<&str> {
@@ -67,9 +86,10 @@ async fn pin(reference: &OciRef, registry: &RegistryOptions) -> anyhow::Result<O
 /// keys are given). Runs before any IAM call; every error is bad input.
 pub(super) async fn resolve_plugin(
     source: &PluginSource,
-    insecure: &[String],
+    registry: &RegistryArgs,
     load: &mut LoadOptions,
 ) -> anyhow::Result<PathBuf> {
+    let registry = options(registry, source.registry_timeout.as_deref())?;
     let Some(spec) = oci_spec(&source.spec) else {
         if !source.keys.is_empty() {
             bail!(
@@ -81,9 +101,6 @@ pub(super) async fn resolve_plugin(
         return Ok(source.spec.clone());
     };
     let reference: OciRef = spec.parse()?;
-    let registry = RegistryOptions {
-        insecure: insecure.to_vec(),
-    };
     if reference.digest.is_none() && source.from_job && !source.allow_unpinned {
         let hint = match keyrot::oci::resolve(&reference, &registry).await {
             Ok(digest) => format!(
@@ -107,7 +124,7 @@ pub(super) async fn resolve_plugin(
         tracing::info!("pulled plugin {}", pulled.reference);
     }
     if !keys.is_empty() {
-        let digest = &pulled.manifest_digest;
+        let digest = pinned.digest.as_ref().expect("pinned");
         let verified = sign::verify(&pinned, digest, &keys, &registry, &cache).await?;
         tracing::info!(
             "plugin {} is signed by {}{}",
@@ -135,25 +152,24 @@ pub(super) async fn resolve_plugin(
     Ok(pulled.path)
 }
 
-/// `keyrot plugin push FILE REF`: prints the manifest digest.
+/// `keyrot plugin push FILE REF`: prints the digest of the manifest it
+/// uploaded (computed from those bytes, never taken from the registry).
 pub(super) async fn push(
     file: &Path,
     reference: &str,
-    insecure: &[String],
+    registry: &RegistryArgs,
     load: &LoadOptions,
     output: Output,
 ) -> anyhow::Result<u8> {
     let reference: OciRef = reference.parse()?;
     if reference.digest.is_some() {
-        bail!("push to a tag ({reference} names a digest): the registry computes the digest");
+        bail!("push to a tag ({reference} names a digest): the digest is that of what is pushed");
     }
+    let registry = options(registry, None)?;
     // Only a component keyrot can run is worth publishing.
     let plugin = Plugin::load(file, load)?;
     let wasm =
         std::fs::read(file).with_context(|| format!("cannot read plugin '{}'", file.display()))?;
-    let registry = RegistryOptions {
-        insecure: insecure.to_vec(),
-    };
     let digest = keyrot::oci::push(
         wasm,
         plugin.imports().to_vec(),
@@ -168,27 +184,56 @@ pub(super) async fn push(
         Output::Text => writeln!(stdout, "{digest}")?,
         Output::Json => render::json(
             &mut stdout,
-            &serde_json::json!({ "reference": pinned.to_string(), "manifest_digest": digest }),
+            &serde_json::json!({
+                "reference": pinned.to_string(),
+                "manifest_digest": digest.to_string(),
+            }),
         )?,
     }
-    tracing::info!("pushed {pinned}");
+    tracing::info!(
+        "pushed {pinned}; sign exactly this with `keyrot plugin sign {pinned} --key cosign.key`"
+    );
     Ok(0)
 }
 
-/// `keyrot plugin sign REF --key cosign.key` (password in COSIGN_PASSWORD).
-pub(super) async fn sign(reference: &str, key: &Path, insecure: &[String]) -> anyhow::Result<u8> {
+/// `keyrot plugin sign REF@DIGEST --key cosign.key` (password in
+/// COSIGN_PASSWORD). Only a digest is signed: a tag names whatever the
+/// registry says it names, and a signature must cover what the publisher
+/// pushed, not what a registry chose.
+pub(super) async fn sign(
+    reference: &str,
+    key: &Path,
+    registry: &RegistryArgs,
+) -> anyhow::Result<u8> {
     let reference: OciRef = reference.parse()?;
-    let registry = RegistryOptions {
-        insecure: insecure.to_vec(),
+    let registry = options(registry, None)?;
+    let Some(digest) = reference.digest.clone() else {
+        let now = match keyrot::oci::resolve(&reference, &registry).await {
+            Ok(digest) => format!(
+                " (the tag names {digest} now: sign {} only if that is what you pushed)",
+                reference.with_digest(&digest)
+            ),
+            Err(_) => String::new(),
+        };
+        bail!(
+            "keyrot plugin sign signs a digest, never a tag, since whoever controls the registry \
+             chooses what a tag names: sign the digest `keyrot plugin push` printed, \
+             {reference}@sha256:…{now}"
+        );
     };
     let private = zeroize::Zeroizing::new(
         std::fs::read(key).with_context(|| format!("cannot read key {}", key.display()))?,
     );
     let password = zeroize::Zeroizing::new(std::env::var("COSIGN_PASSWORD").unwrap_or_default());
-    let pinned = pin(&reference, &registry).await?;
-    let digest = pinned.digest.clone().expect("pinned");
-    sign::sign(&pinned, &digest, &private, password.as_bytes(), &registry).await?;
-    println!("signed {pinned}");
+    sign::sign(
+        &reference,
+        &digest,
+        &private,
+        password.as_bytes(),
+        &registry,
+    )
+    .await?;
+    println!("signed {reference}");
     Ok(0)
 }
 
@@ -196,12 +241,10 @@ pub(super) async fn sign(reference: &str, key: &Path, insecure: &[String]) -> an
 pub(super) async fn verify(
     reference: &str,
     keys: &[PathBuf],
-    insecure: &[String],
+    registry: &RegistryArgs,
 ) -> anyhow::Result<u8> {
     let reference: OciRef = reference.parse()?;
-    let registry = RegistryOptions {
-        insecure: insecure.to_vec(),
-    };
+    let registry = options(registry, None)?;
     let keys = read_keys(keys)?;
     let pinned = pin(&reference, &registry).await?;
     let digest = pinned.digest.clone().expect("pinned");
@@ -233,26 +276,24 @@ struct OciDetails {
 pub(super) async fn inspect(
     reference: &str,
     keys: &[PathBuf],
-    insecure: &[String],
+    registry: &RegistryArgs,
     load: &LoadOptions,
     output: Output,
     verbose: bool,
 ) -> anyhow::Result<u8> {
     let reference: OciRef = reference.parse()?;
-    let registry = RegistryOptions {
-        insecure: insecure.to_vec(),
-    };
+    let registry = options(registry, None)?;
     let keys = read_keys(keys)?;
     let pinned = pin(&reference, &registry).await?;
     let pulled: Pulled = keyrot::oci::pull(&pinned, &registry, &Store::new(&cache_dir()?)).await?;
-    let (signatures, signed_by) =
-        match sign::status(&pinned, &pulled.manifest_digest, &keys, &registry).await {
-            Ok((n, by)) => (Some(n), by),
-            Err(err) => {
-                tracing::warn!("cannot read the signatures: {err}");
-                (None, Vec::new())
-            }
-        };
+    let digest = pinned.digest.as_ref().expect("pinned");
+    let (signatures, signed_by) = match sign::status(&pinned, digest, &keys, &registry).await {
+        Ok((n, by)) => (Some(n), by),
+        Err(err) => {
+            tracing::warn!("cannot read the signatures: {err}");
+            (None, Vec::new())
+        }
+    };
     let plugin = Plugin::load(&pulled.path, load)?;
     let report = OciInspect {
         plugin: WasmHandler::inspect(plugin).await?,

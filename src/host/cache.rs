@@ -13,7 +13,8 @@
 //! being loaded (so an entry copied over another's name is refused), and
 //! Wasmtime accepts the artifact's headers (its ELF structure, and its own
 //! record of the Wasmtime version and settings). Anything else is rebuilt,
-//! never loaded blindly.
+//! never loaded blindly. Opening, checking and writing files is
+//! [`crate::fsutil`]'s, as for every cache and state file.
 //!
 //! A valid entry is mapped into memory, not read: Wasmtime pages in only the
 //! code a plugin runs, and its initial memory images come straight from the
@@ -45,7 +46,7 @@
 use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -377,24 +378,12 @@ impl FileStamp {
 /// The stamp and sha256 a `seen` file records, `None` if there is none,
 /// or why it is bad. Trusted like an entry: ours and private, or ignored.
 fn read_seen(path: &Path) -> Result<Option<(FileStamp, String)>, String> {
-    let file = match fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(file) => file,
+    let bytes = match crate::fsutil::read_private(path, 512) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    check_private(&meta, "file")?;
-    let mut text = String::new();
-    file.take(512)
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8(bytes).map_err(|_| "not a record of a plugin's sha256")?;
     let (stamp, sha256) = text
         .trim_end()
         .rsplit_once(' ')
@@ -455,54 +444,24 @@ fn engine_hash(engine: &Engine) -> u64 {
 
 /// Creates the directory 0700, or checks an existing one is ours alone.
 fn prepare_dir(dir: &Path) -> Result<(), String> {
-    if !dir.exists() {
-        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
-    }
-    let meta = fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
-    if !meta.is_dir() {
-        return Err("not a directory (a symlink is not accepted)".into());
-    }
-    check_private(&meta, "directory")
+    crate::fsutil::ensure_private_dir(dir).map_err(|e| e.to_string())
 }
 
-/// Owned by this user and writable by nobody else.
-fn check_private(meta: &fs::Metadata, what: &str) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    if meta.uid() != uid {
-        return Err(format!(
-            "the {what} belongs to another user (uid {})",
-            meta.uid()
-        ));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(format!("the {what} is writable by other users"));
-    }
-    Ok(())
-}
+/// No compiled plugin is near this; a larger file is not an entry.
+const MAX_ENTRY_BYTES: u64 = 4 << 30;
 
 /// The open file of a valid entry compiled from `expected` and its
 /// artifact's length, `None` if there is none, or why it is bad. Reads only
 /// the trailer, never the artifact.
 fn open_entry(path: &Path, expected: &Origin) -> Result<Option<(fs::File, u64)>, String> {
     // Check and load the same open file, never following a symlink, so
-    // nothing can be swapped in between the check and the load; O_NONBLOCK
-    // so a FIFO planted here cannot block the open.
-    let file = match fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(file) => file,
+    // nothing can be swapped in between the check and the load; never
+    // blocking, so a FIFO planted here cannot hang the open.
+    let (file, meta) = match crate::fsutil::open_private(path, MAX_ENTRY_BYTES) {
+        Ok(opened) => opened,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    check_private(&meta, "file")?;
     let not_ours = || "not a keyrot cache entry (or from another keyrot version)".to_string();
     let len = meta.len();
     let Some(payload_len) = len.checked_sub(Trailer::LEN as u64) else {
@@ -558,32 +517,13 @@ fn write_entry(dir: &Path, path: &Path, origin: &Origin, payload: &[u8]) -> std:
 }
 
 /// Writes `parts` to `path` in `dir`: a private temp file, synced, then
-/// renamed over the final name.
+/// renamed over the final name ([`crate::fsutil::AtomicFile`]).
 fn write_atomically(dir: &Path, path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), rand_suffix()));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        for part in parts {
-            file.write_all(part)?;
-        }
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    let mut file = crate::fsutil::AtomicFile::create(dir, path)?;
+    for part in parts {
+        file.write_all(part)?;
     }
-    result
-}
-
-fn rand_suffix() -> u64 {
-    let mut hasher = DefaultHasher::new();
-    std::time::SystemTime::now().hash(&mut hasher);
-    std::thread::current().id().hash(&mut hasher);
-    hasher.finish()
+    file.commit()
 }
 
 /// One compiled plugin in the cache directory, for `keyrot cache list`.
@@ -691,6 +631,7 @@ fn forget_seen(seen: &Path, sha256s: &[&str]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn entry_in(dir: &Path) -> PathBuf {
         dir.join("entry.cwasm")

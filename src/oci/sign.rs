@@ -6,20 +6,44 @@
 //! accepts what `keyrot plugin sign` writes and the other way round.
 //! Verification is offline: a public key, no transparency log, no
 //! certificates (keyless signing is out of scope). Signatures verified once
-//! are kept in the cache and checked again, cryptographically, when the
-//! registry cannot be reached.
+//! are kept in the cache ([`crate::fsutil`], private) and checked again,
+//! cryptographically, when the registry cannot be reached.
+//!
+//! The registry calls are [`super::registry`]'s, within the operation
+//! deadline: at most [`MAX_SIGNATURES`] signatures are read, each payload
+//! at most [`MAX_PAYLOAD_BYTES`] and checked against its digest. Signing
+//! keeps the signatures already at the tag byte for byte (their layers are
+//! reused, never re-serialized), and signs only a digest, after checking
+//! the registry holds a Wasm component artifact under it.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use sigstore::cosign::{ClientBuilder, CosignCapabilities, SignatureLayer};
 use sigstore::crypto::signing_key::SigStoreKeyPair;
 use sigstore::crypto::{CosignVerificationKey, Signature, SigningScheme};
-use sigstore::registry::{Auth, OciReference};
+use sigstore::registry::OciReference;
 use zeroize::Zeroizing;
 
-use super::{OciError, OciRef, RegistryOptions, credentials};
+use super::registry::Client;
+use super::{
+    Descriptor, Digest, ImageManifest, MAX_MANIFEST_BYTES, OCI_MANIFEST_MEDIA_TYPE, OciError,
+    OciRef, RegistryOptions, within,
+};
+
+/// A cosign signature layer's media type.
+const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// The annotation that carries a layer's signature.
+const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// cosign writes its signature manifests with Docker's media type.
+const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Signatures read per artifact; more are ignored, with a warning.
+const MAX_SIGNATURES: usize = 64;
+/// A simple-signing payload is a few hundred bytes.
+const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
+/// The cached signatures of one artifact.
+const MAX_CACHE_BYTES: u64 = 1 << 20;
 
 /// cosign's default (and only key-pair) scheme.
 const SCHEME: SigningScheme = SigningScheme::ECDSA_P256_SHA256_ASN1;
@@ -57,7 +81,7 @@ pub struct PublicKey {
 impl PublicKey {
     /// Reads a PEM public key (`cosign.pub`).
     pub fn read(path: &Path) -> Result<PublicKey, OciError> {
-        let pem = std::fs::read(path).map_err(|e| {
+        let pem = crate::input::read_regular(path, Some(64 * 1024)).map_err(|e| {
             OciError::Signature(format!("cannot read public key {}: {e}", path.display()))
         })?;
         let key = CosignVerificationKey::try_from_pem(&pem).map_err(|e| {
@@ -100,69 +124,125 @@ impl StoredSignature {
     }
 }
 
-/// The signatures at an artifact's `.sig` tag (empty when unsigned).
+/// The `.sig` tag of an artifact: cosign's convention.
+fn signature_tag(digest: &Digest) -> String {
+    format!("{}.sig", digest.tag_form())
+}
+
+/// The layers of the signature manifest at `digest`'s `.sig` tag (empty
+/// when unsigned).
+async fn signature_layers(
+    client: &mut Client<'_>,
+    reference: &OciRef,
+    digest: &Digest,
+) -> Result<Vec<Descriptor>, OciError> {
+    let Some(raw) = client
+        .manifest(&signature_tag(digest), MAX_MANIFEST_BYTES)
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    let not_signatures = |why: String| {
+        OciError::Signature(format!(
+            "the signature tag of {} holds no signature manifest: {why}",
+            reference.with_digest(digest)
+        ))
+    };
+    let manifest: ImageManifest = serde_json::from_slice(&raw)
+        .map_err(|e| not_signatures(super::shown(&e.to_string()).into_owned()))?;
+    match manifest.media_type.as_deref() {
+        None | Some(OCI_MANIFEST_MEDIA_TYPE | DOCKER_MANIFEST_MEDIA_TYPE) => {}
+        Some(other) => {
+            return Err(not_signatures(format!(
+                "its media type is '{}'",
+                super::shown(other)
+            )));
+        }
+    }
+    Ok(manifest.layers)
+}
+
+/// The signatures at an artifact's `.sig` tag, each payload fetched (at
+/// most [`MAX_PAYLOAD_BYTES`]) and checked against its digest.
+async fn fetch_with(
+    client: &mut Client<'_>,
+    reference: &OciRef,
+    digest: &Digest,
+) -> Result<Vec<StoredSignature>, OciError> {
+    let shown_ref = format!("the signatures of {}", reference.with_digest(digest));
+    let mut signatures = Vec::new();
+    for layer in signature_layers(client, reference, digest).await? {
+        if layer.media_type != SIMPLE_SIGNING_MEDIA_TYPE {
+            continue;
+        }
+        let Some(signature) = layer
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SIGNATURE_ANNOTATION))
+        else {
+            continue;
+        };
+        let Ok(payload_digest) = layer.digest.parse::<Digest>() else {
+            tracing::warn!("ignoring a signature of {shown_ref}: its payload digest is not valid");
+            continue;
+        };
+        if signatures.len() == MAX_SIGNATURES {
+            tracing::warn!("reading only the first {MAX_SIGNATURES} signatures of {shown_ref}");
+            break;
+        }
+        // One oversized signature must not hide the others.
+        if layer.size > MAX_PAYLOAD_BYTES {
+            tracing::warn!(
+                "ignoring a signature of {shown_ref}: its payload is {} bytes, more than the \
+                 {MAX_PAYLOAD_BYTES} a signature takes",
+                layer.size
+            );
+            continue;
+        }
+        let payload = client
+            .blob(
+                &payload_digest,
+                layer.size,
+                MAX_PAYLOAD_BYTES,
+                "a signature payload",
+                &shown_ref,
+            )
+            .await?;
+        if let Some(payload) = payload {
+            signatures.push(StoredSignature {
+                payload: base64::engine::general_purpose::STANDARD.encode(payload),
+                signature: signature.clone(),
+            });
+        }
+    }
+    Ok(signatures)
+}
+
+/// [`fetch_with`] as one operation, within the deadline.
 async fn fetch(
     reference: &OciRef,
-    digest: &str,
+    digest: &Digest,
     options: &RegistryOptions,
 ) -> Result<Vec<StoredSignature>, OciError> {
-    let layers = fetch_layers(reference, digest, options).await?;
-    Ok(layers
-        .iter()
-        .filter_map(|l| {
-            Some(StoredSignature {
-                payload: base64::engine::general_purpose::STANDARD.encode(&l.raw_data),
-                signature: l.signature.clone()?,
-            })
-        })
-        .collect())
-}
-
-async fn fetch_layers(
-    reference: &OciRef,
-    digest: &str,
-    options: &RegistryOptions,
-) -> Result<Vec<SignatureLayer>, OciError> {
-    let mut client = client(reference, options)?;
-    let image = OciReference::with_digest(
-        reference.registry.clone(),
-        reference.repository.clone(),
-        digest.to_string(),
+    let operation = format!(
+        "fetching the signatures of {}",
+        reference.with_digest(digest)
     );
-    client
-        .trusted_signature_layers(&auth(reference), &image)
-        .await
-        .map_err(|e| OciError::Registry {
-            registry: reference.registry.clone(),
-            action: "fetching signatures",
-            cause: e.to_string(),
-        })
-}
-
-fn client(
-    reference: &OciRef,
-    options: &RegistryOptions,
-) -> Result<sigstore::cosign::Client, OciError> {
-    ClientBuilder::default()
-        .with_oci_client_config(options.sigstore_config(reference))
-        .build()
-        .map_err(|e| OciError::Signature(format!("cannot set up the signature client: {e}")))
-}
-
-fn auth(reference: &OciRef) -> Auth {
-    match credentials(&reference.registry) {
-        oci_client::secrets::RegistryAuth::Basic(u, p) => Auth::Basic(u, p),
-        oci_client::secrets::RegistryAuth::Bearer(t) => Auth::Bearer(t),
-        oci_client::secrets::RegistryAuth::Anonymous => Auth::Anonymous,
-    }
+    within(options, reference, operation, async {
+        let mut client = Client::new(reference, options, false)?;
+        fetch_with(&mut client, reference, digest).await
+    })
+    .await
 }
 
 /// Signs the manifest `digest` of `reference` with a cosign private key
 /// (PEM, encrypted with `password`) and pushes the signature to the
-/// `sha256-<digest>.sig` tag, keeping any signatures already there.
+/// `sha256-<digest>.sig` tag, keeping any signatures already there. Only a
+/// digest is ever signed, never a tag, and only after checking that the
+/// registry holds a Wasm component artifact under it.
 pub async fn sign(
     reference: &OciRef,
-    digest: &str,
+    digest: &Digest,
     private_pem: &[u8],
     password: &[u8],
     options: &RegistryOptions,
@@ -179,33 +259,39 @@ pub async fn sign(
     let image: OciReference = repository
         .parse()
         .map_err(|e| OciError::Signature(format!("{e}")))?;
-    let mut layer = SignatureLayer::new_unsigned(&image, digest)
-        .map_err(|e| OciError::Signature(format!("cannot build the payload: {e}")))?;
+    let mut payload = sigstore::cosign::payload::SimpleSigning::new(&image, &digest.to_string());
     // cosign names the repository, without tag, as the signed identity.
-    layer.simple_signing.critical.identity.docker_reference = repository;
-    layer.raw_data = serde_json::to_vec(&layer.simple_signing).expect("the payload serializes");
-    layer.oci_digest = super::sha256_digest(&layer.raw_data);
+    payload.critical.identity.docker_reference = repository;
+    let payload = serde_json::to_vec(&payload).expect("the payload serializes");
     let signature = signer
-        .sign(&layer.raw_data)
+        .sign(&payload)
         .map_err(|e| OciError::Signature(format!("cannot sign: {e}")))?;
-    layer.signature = Some(base64::engine::general_purpose::STANDARD.encode(signature));
+    let signature = base64::engine::general_purpose::STANDARD.encode(signature);
 
-    let mut layers = fetch_layers(reference, digest, options).await?;
-    layers.push(layer);
-    let target = OciReference::with_tag(
-        reference.registry.clone(),
-        reference.repository.clone(),
-        format!("{}.sig", digest.replace(':', "-")),
-    );
-    client(reference, options)?
-        .push_signature(None, &auth(reference), &target, layers)
-        .await
-        .map_err(|e| OciError::Registry {
-            registry: reference.registry.clone(),
-            action: "pushing the signature",
-            cause: e.to_string(),
-        })?;
-    Ok(())
+    let pinned = reference.with_digest(digest);
+    within(options, reference, format!("signing {pinned}"), async {
+        let mut client = Client::new(reference, options, true)?;
+        super::check_remote(&mut client, reference, digest).await?;
+        let mut layers = signature_layers(&mut client, reference, digest).await?;
+        let (mut layer, payload_digest) = Descriptor::of(SIMPLE_SIGNING_MEDIA_TYPE, &payload);
+        layer.annotations = Some(BTreeMap::from([(
+            SIGNATURE_ANNOTATION.to_string(),
+            signature,
+        )]));
+        client.upload(&payload_digest, payload.into()).await?;
+        // cosign's signature images have an empty OCI config.
+        let config = b"{}".to_vec();
+        let (config_layer, config_digest) =
+            Descriptor::of("application/vnd.oci.image.config.v1+json", &config);
+        client.upload(&config_digest, config.into()).await?;
+        layers.push(layer);
+        let manifest = ImageManifest::serialize(config_layer, layers);
+        client
+            .put_manifest(&signature_tag(digest), manifest, OCI_MANIFEST_MEDIA_TYPE)
+            .await?;
+        Ok(())
+    })
+    .await
 }
 
 /// What a verification found.
@@ -222,20 +308,14 @@ pub struct Verified {
 /// `cache_dir` from an earlier run (checked again with the keys).
 pub async fn verify(
     reference: &OciRef,
-    digest: &str,
+    digest: &Digest,
     keys: &[PublicKey],
     options: &RegistryOptions,
     cache_dir: &Path,
 ) -> Result<Verified, OciError> {
-    let cache = cache_dir
-        .join("oci/signatures")
-        .join(digest.replace(':', "-") + ".json");
     let (signatures, from_cache) = match fetch(reference, digest, options).await {
         Ok(signatures) => (signatures, false),
-        Err(err) => match std::fs::read(&cache)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Vec<StoredSignature>>(&b).ok())
-        {
+        Err(err) => match cached(cache_dir, digest) {
             Some(cached) => {
                 tracing::warn!("{err}; checking the signatures cached from an earlier run");
                 (cached, true)
@@ -248,15 +328,16 @@ pub async fn verify(
         .map(|k| k.path.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
+    let expected = digest.to_string();
     for key in keys {
         let valid: Vec<_> = signatures
             .iter()
-            .filter(|s| s.signed_by(&key.key, digest))
+            .filter(|s| s.signed_by(&key.key, &expected))
             .cloned()
             .collect();
         if !valid.is_empty() {
             if !from_cache {
-                store(&cache, &valid);
+                store(cache_dir, digest, &valid);
             }
             return Ok(Verified {
                 key: key.path.clone(),
@@ -275,17 +356,35 @@ pub async fn verify(
     )))
 }
 
+/// Where verified signatures of `digest` are kept: a private directory
+/// under the cache, made or checked on the way.
+fn cache_file(cache_dir: &Path, digest: &Digest) -> std::io::Result<(PathBuf, PathBuf)> {
+    let dir = crate::fsutil::ensure_private_tree(cache_dir, Path::new("oci/signatures"))?;
+    let file = dir.join(format!("{}.json", digest.tag_form()));
+    Ok((dir, file))
+}
+
+/// Signatures verified by an earlier run, if kept safely.
+fn cached(cache_dir: &Path, digest: &Digest) -> Option<Vec<StoredSignature>> {
+    let read = cache_file(cache_dir, digest)
+        .and_then(|(_, file)| crate::fsutil::read_private(&file, MAX_CACHE_BYTES));
+    match read {
+        Ok(bytes) => serde_json::from_slice(&bytes).ok(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!("not using the cached signatures of {digest}: {e}");
+            None
+        }
+    }
+}
+
 /// Keeps verified signatures for offline runs; failing to is only slower.
-fn store(path: &Path, signatures: &[StoredSignature]) {
-    use std::os::unix::fs::DirBuilderExt;
-    let Some(dir) = path.parent() else { return };
-    let written = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .and_then(|()| std::fs::write(path, serde_json::to_vec(signatures).expect("serializes")));
+fn store(cache_dir: &Path, digest: &Digest, signatures: &[StoredSignature]) {
+    let bytes = serde_json::to_vec(signatures).expect("serializes");
+    let written = cache_file(cache_dir, digest)
+        .and_then(|(dir, file)| crate::fsutil::write_atomic(&dir, &file, &bytes));
     if let Err(err) = written {
-        tracing::debug!(%err, "cannot cache the signatures");
+        tracing::warn!("cannot cache the signatures of {digest}: {err}");
     }
 }
 
@@ -293,14 +392,15 @@ fn store(path: &Path, signatures: &[StoredSignature]) {
 /// made one; for `plugin inspect`.
 pub async fn status(
     reference: &OciRef,
-    digest: &str,
+    digest: &Digest,
     keys: &[PublicKey],
     options: &RegistryOptions,
 ) -> Result<(usize, Vec<PathBuf>), OciError> {
     let signatures = fetch(reference, digest, options).await?;
+    let expected = digest.to_string();
     let by = keys
         .iter()
-        .filter(|k| signatures.iter().any(|s| s.signed_by(&k.key, digest)))
+        .filter(|k| signatures.iter().any(|s| s.signed_by(&k.key, &expected)))
         .map(|k| k.path.clone())
         .collect();
     Ok((signatures.len(), by))
@@ -309,6 +409,8 @@ pub async fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use sigstore::cosign::SignatureLayer;
 
     #[test]
     fn a_signature_verifies_only_with_its_key_and_digest() {
