@@ -1,8 +1,8 @@
 //! The IAM seam: the calls a rotation needs, behind one narrow trait.
 //!
 //! Four calls rotate a key (list, create, update, delete); the others are
-//! optional extras with defaults (last use for `keyrot status`, user tags
-//! for the IAM-kept journal). [`crate::aws::AwsIam`] implements it with
+//! optional extras with defaults (the users of a fleet's `--all-users`,
+//! last use for `keyrot status`, user tags for the IAM-kept journal). [`crate::aws::AwsIam`] implements it with
 //! aws-sdk-iam; tests implement it with a fault-injecting fake for failures
 //! a real emulator cannot produce.
 
@@ -157,6 +157,13 @@ pub trait Iam: Send + Sync {
     /// Deletes a key.
     async fn delete_access_key(&self, user: &str, key_id: &str) -> Result<(), IamError>;
 
+    /// Every IAM user whose path starts with `path_prefix` (`/` for all),
+    /// across all pages, sorted by name (a fleet's `--all-users`).
+    async fn list_users(&self, path_prefix: &str) -> Result<Vec<String>, IamError> {
+        let _ = path_prefix;
+        Err(unsupported("ListUsers"))
+    }
+
     /// When a key was last used (`keyrot status`).
     async fn access_key_last_used(&self, key_id: &str) -> Result<KeyLastUsed, IamError> {
         let _ = key_id;
@@ -205,6 +212,10 @@ impl<T: Iam + ?Sized> Iam for Arc<T> {
 
     async fn delete_access_key(&self, user: &str, key_id: &str) -> Result<(), IamError> {
         (**self).delete_access_key(user, key_id).await
+    }
+
+    async fn list_users(&self, path_prefix: &str) -> Result<Vec<String>, IamError> {
+        (**self).list_users(path_prefix).await
     }
 
     async fn access_key_last_used(&self, key_id: &str) -> Result<KeyLastUsed, IamError> {

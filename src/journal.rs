@@ -3,10 +3,13 @@
 //!
 //! - [`StateDir`] (`--state-dir`, default `$XDG_STATE_HOME/keyrot` or
 //!   `~/.local/state/keyrot`, 0700): a JSON file per (account, user),
-//!   written durably (temp file, fsync, rename, fsync the directory), and an
-//!   exclusive `flock` per (account, user) that dies with its process. Every
-//!   directory below the root is checked as the root is: a real directory
-//!   (never a symlink), ours, writable by nobody else.
+//!   written durably ([`fsutil::write_atomic`]), and an exclusive `flock`
+//!   per (account, user) that dies with its process. Every directory below
+//!   the root is checked as the root is: a real directory (never a
+//!   symlink), ours, writable by nobody else ([`fsutil`]).
+//! - [`FileJournal`] takes that lock in [`Journal::begin`] and lets go of it
+//!   when the run clears or releases the record: whoever uses the journal,
+//!   the binary or a library caller, gets the lock with it.
 //! - [`IamTagJournal`] (`--journal iam`): the same record as a tag on the
 //!   IAM user, so a rerun on any machine (an ephemeral CI runner) finds it.
 //!   The record carries a lease, renewed while the run works; see the type
@@ -19,7 +22,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,12 +30,16 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
+use crate::fsutil;
 use crate::iam::{Iam, IamErrorKind};
 use crate::rotation::state::CLOCK_SKEW;
 use crate::rotation::{Journal, JournalError, JournalRecord, Phase, RetireMode, rfc3339, unix_now};
 
 /// The largest journal file keyrot reads.
 const MAX_RECORD_BYTES: u64 = 64 * 1024;
+
+/// How often a run waiting for a user's lock tries again.
+const LOCK_POLL: Duration = Duration::from_millis(100);
 
 /// keyrot's state directory: journals and locks.
 #[derive(Clone, Debug)]
@@ -45,28 +52,8 @@ impl StateDir {
     /// that is not a directory, belongs to another user or is writable by
     /// others: a journal there could be forged.
     pub fn open(root: &Path) -> Result<Self, JournalError> {
-        let io = |cause: std::io::Error| JournalError::Io {
-            location: format!("state directory {}", root.display()),
-            cause: cause.to_string(),
-        };
-        match fs::symlink_metadata(root) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir_all(root).map_err(io)?;
-                fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io)?;
-            }
-            Err(e) => return Err(io(e)),
-            Ok(_) => {}
-        }
-        let meta = fs::symlink_metadata(root).map_err(io)?;
-        let refuse = |why: String| JournalError::Corrupt {
-            location: format!("state directory {}", root.display()),
-            user: "USER".into(),
-            why,
-        };
-        if !meta.is_dir() {
-            return Err(refuse("not a directory (a symlink is not accepted)".into()));
-        }
-        check_private(&meta).map_err(refuse)?;
+        fsutil::ensure_private_dir(root)
+            .map_err(|e| dir_error(&format!("state directory {}", root.display()), "USER", e))?;
         Ok(Self {
             root: root.to_path_buf(),
         })
@@ -78,80 +65,101 @@ impl StateDir {
     }
 
     /// The file journal for users of `account` (`unknown` if not known).
+    /// Its [`Journal::begin`] takes the user's lock, failing at once if
+    /// another run holds it (see [`FileJournal::waiting`]).
     pub fn journal(&self, account: Option<&str>) -> FileJournal {
         FileJournal {
-            root: self.root.clone(),
-            dir: self.root.join("journal").join(account.unwrap_or("unknown")),
+            state: self.clone(),
+            account: account.unwrap_or("unknown").to_string(),
+            wait: None,
+            locks: Arc::default(),
         }
     }
 
-    /// Takes the exclusive lock on (account, user). Busy: waits up to
-    /// `wait`, then fails naming the process that holds it.
+    /// Takes the exclusive lock on (account, user), blocking this thread.
+    /// Busy: waits up to `wait`, then fails naming the process that holds
+    /// it.
     pub fn lock(
         &self,
         account: Option<&str>,
         user: &str,
         wait: Option<Duration>,
     ) -> Result<UserLock, JournalError> {
-        let dir = self.root.join("locks").join(account.unwrap_or("unknown"));
+        let deadline = Instant::now() + wait.unwrap_or_default();
+        let mut file = self.lock_file(account.unwrap_or("unknown"), user)?;
+        loop {
+            if let Some(lock) = file.try_lock()? {
+                return Ok(lock);
+            }
+            if Instant::now() >= deadline {
+                return Err(file.busy(user));
+            }
+            std::thread::sleep(LOCK_POLL);
+        }
+    }
+
+    /// The lock file of (account, user), open, not yet locked.
+    fn lock_file(&self, account: &str, user: &str) -> Result<LockFile, JournalError> {
+        let dir = fsutil::ensure_private_tree(&self.root, &Path::new("locks").join(account))
+            .map_err(|e| dir_error("lock directory", user, e))?;
         // IAM user names ignore case: `CI-Bot` and `ci-bot` share one lock.
         let path = dir.join(format!("{}.lock", user.to_ascii_lowercase()));
-        let io = |cause: std::io::Error| JournalError::Io {
-            location: path.display().to_string(),
-            cause: cause.to_string(),
-        };
-        ensure_private_dirs(&self.root, &dir).map_err(|e| self.refused(user, &dir, e))?;
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&path)
-            .map_err(io)?;
-        let deadline = Instant::now() + wait.unwrap_or_default();
-        loop {
-            // SAFETY: flock on a descriptor we own; no memory is involved.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                break;
-            }
+            .map_err(|cause| JournalError::Io {
+                location: path.display().to_string(),
+                cause: cause.to_string(),
+            })?;
+        Ok(LockFile { file, path })
+    }
+}
+
+/// A lock file, open.
+struct LockFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl LockFile {
+    /// One attempt: the lock, or `None` if another process holds it.
+    fn try_lock(&mut self) -> Result<Option<UserLock>, JournalError> {
+        let io = |cause: std::io::Error| JournalError::Io {
+            location: self.path.display().to_string(),
+            cause: cause.to_string(),
+        };
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        if unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(io(err));
-            }
-            if Instant::now() >= deadline {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                return Err(JournalError::Busy {
-                    user: user.to_string(),
-                    owner: if holder.is_empty() {
-                        "another process".into()
-                    } else {
-                        format!("pid {holder}")
-                    },
-                    until: String::new(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(100));
+            return match err.raw_os_error() {
+                Some(libc::EWOULDBLOCK) => Ok(None),
+                _ => Err(io(err)),
+            };
         }
+        let mut file = self.file.try_clone().map_err(io)?;
         file.set_len(0).map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
-        Ok(UserLock { _file: file })
+        Ok(Some(UserLock { _file: file }))
     }
 
-    fn refused(&self, user: &str, dir: &Path, err: DirError) -> JournalError {
-        match err {
-            DirError::Io(cause) => JournalError::Io {
-                location: dir.display().to_string(),
-                cause: cause.to_string(),
+    /// The error for a lock another process holds, naming it.
+    fn busy(&mut self, user: &str) -> JournalError {
+        let mut holder = String::new();
+        let _ = self.file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        JournalError::Busy {
+            user: user.to_string(),
+            owner: if holder.is_empty() {
+                "another process".into()
+            } else {
+                format!("pid {holder}")
             },
-            DirError::Refused(path, why) => JournalError::Corrupt {
-                location: format!("directory {}", path.display()),
-                user: user.to_string(),
-                why,
-            },
+            until: String::new(),
         }
     }
 }
@@ -163,40 +171,69 @@ pub struct UserLock {
     _file: File,
 }
 
-/// The journal as one JSON file per user in the state directory.
+/// A directory under the state dir that cannot be used: refused (exit 2,
+/// someone else could write there) or an I/O failure.
+fn dir_error(location: &str, user: &str, err: std::io::Error) -> JournalError {
+    if err.kind() == std::io::ErrorKind::PermissionDenied {
+        JournalError::Corrupt {
+            location: location.to_string(),
+            user: user.to_string(),
+            why: err.to_string(),
+        }
+    } else {
+        JournalError::Io {
+            location: location.to_string(),
+            cause: err.to_string(),
+        }
+    }
+}
+
+/// The journal as one JSON file per user in the state directory, under
+/// the user's lock.
 #[derive(Clone, Debug)]
 pub struct FileJournal {
-    root: PathBuf,
-    dir: PathBuf,
+    state: StateDir,
+    account: String,
+    /// How long [`Journal::begin`] waits for another run's lock.
+    wait: Option<Duration>,
+    /// The locks this journal holds, by lower-cased user.
+    locks: Arc<Mutex<HashMap<String, UserLock>>>,
 }
 
 impl FileJournal {
+    /// Waits up to `wait` for another run's lock on a user, instead of
+    /// failing at once (`--wait-lock`).
+    pub fn waiting(mut self, wait: Option<Duration>) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// The account's journal directory, made or checked private on the way.
+    fn dir(&self, user: &str) -> Result<PathBuf, JournalError> {
+        let rel = Path::new("journal").join(&self.account);
+        fsutil::ensure_private_tree(&self.state.root, &rel)
+            .map_err(|e| dir_error("journal directory", user, e))
+    }
+
     /// IAM user names ignore case: one file per user, whatever the spelling.
-    fn path(&self, user: &str) -> PathBuf {
-        self.dir.join(format!("{}.json", user.to_ascii_lowercase()))
+    fn file_name(user: &str) -> String {
+        format!("{}.json", user.to_ascii_lowercase())
     }
 
     fn read(&self, user: &str) -> Result<Option<JournalRecord>, JournalError> {
+        let dir = self.dir(user)?;
         let corrupt = |location: &Path, why: String| JournalError::Corrupt {
             location: location.display().to_string(),
             user: user.to_string(),
             why,
         };
-        // The directories on the way must be ours too: a symlinked
-        // `journal/ACCOUNT` would hand the record to whoever owns its target.
-        match check_private_dirs(&self.root, &self.dir) {
-            Ok(true) => {}
-            Ok(false) => return Ok(None),
-            Err(DirError::Refused(path, why)) => return Err(corrupt(&path, why)),
-            Err(DirError::Io(e)) => return Err(corrupt(&self.dir, e.to_string())),
-        }
-        let mut path = self.path(user);
+        let mut path = dir.join(Self::file_name(user));
         // Journals of keyrot 0.1 were named as the user was spelled.
-        let legacy = self.dir.join(format!("{user}.json"));
+        let legacy = dir.join(format!("{user}.json"));
         if !path.exists() && legacy.exists() {
             path = legacy;
         }
-        let bytes = match read_private_file(&path) {
+        let bytes = match fsutil::read_private(&path, MAX_RECORD_BYTES) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(corrupt(&path, e.to_string())),
@@ -214,12 +251,55 @@ impl FileJournal {
             .map_err(|why| corrupt(&path, why))?;
         Ok(Some(record))
     }
+
+    /// Takes the user's lock, waiting up to `self.wait` without blocking a
+    /// thread (so a run waiting for it can be interrupted).
+    async fn lock(&self, user: &str) -> Result<UserLock, JournalError> {
+        let deadline = Instant::now() + self.wait.unwrap_or_default();
+        let mut file = self.state.lock_file(&self.account, user)?;
+        loop {
+            if let Some(lock) = file.try_lock()? {
+                return Ok(lock);
+            }
+            if Instant::now() >= deadline {
+                return Err(file.busy(user));
+            }
+            tokio::time::sleep(LOCK_POLL).await;
+        }
+    }
+
+    fn unlock(&self, user: &str) {
+        self.locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&user.to_ascii_lowercase());
+    }
 }
 
 #[async_trait]
 impl Journal for FileJournal {
     async fn begin(&self, user: &str) -> Result<Option<JournalRecord>, JournalError> {
-        self.read(user)
+        let key = user.to_ascii_lowercase();
+        let held = self
+            .locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&key);
+        // The lock first, then the record: what it says may not change
+        // under this run.
+        let lock = if held {
+            None
+        } else {
+            Some(self.lock(user).await?)
+        };
+        let record = self.read(user)?;
+        if let Some(lock) = lock {
+            self.locks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, lock);
+        }
+        Ok(record)
     }
 
     async fn peek(&self, user: &str) -> Result<Option<JournalRecord>, JournalError> {
@@ -227,30 +307,20 @@ impl Journal for FileJournal {
     }
 
     async fn save(&self, record: &JournalRecord) -> Result<(), JournalError> {
-        let path = self.path(&record.user);
-        let legacy = self.dir.join(format!("{}.json", record.user));
-        let (root, dir) = (self.root.clone(), self.dir.clone());
+        let dir = self.dir(&record.user)?;
+        let path = dir.join(Self::file_name(&record.user));
+        let legacy = dir.join(format!("{}.json", record.user));
         let json = serde_json::to_vec_pretty(record).map_err(|e| JournalError::Io {
             location: path.display().to_string(),
             cause: e.to_string(),
         })?;
-        let user = record.user.clone();
         // fsync takes milliseconds: off the async threads, so the other
         // rotations of a fleet go on meanwhile.
         off_runtime(move || {
-            let io = |cause: std::io::Error| JournalError::Io {
+            fsutil::write_atomic(&dir, &path, &json).map_err(|cause| JournalError::Io {
                 location: path.display().to_string(),
                 cause: cause.to_string(),
-            };
-            ensure_private_dirs(&root, &dir).map_err(|e| match e {
-                DirError::Io(cause) => io(cause),
-                DirError::Refused(at, why) => JournalError::Corrupt {
-                    location: format!("directory {}", at.display()),
-                    user,
-                    why,
-                },
             })?;
-            write_durably(&dir, &path, &json).map_err(io)?;
             // A record of keyrot 0.1 under the old spelling is now replaced.
             if legacy != path {
                 let _ = fs::remove_file(&legacy);
@@ -261,15 +331,20 @@ impl Journal for FileJournal {
     }
 
     async fn clear(&self, user: &str) -> Result<(), JournalError> {
-        let paths = [self.path(user), self.dir.join(format!("{user}.json"))];
-        let dir = self.dir.clone();
-        off_runtime(move || {
+        let dir = self.dir(user)?;
+        let paths = [
+            dir.join(Self::file_name(user)),
+            dir.join(format!("{user}.json")),
+        ];
+        let removed = off_runtime(move || {
             for path in paths {
                 match fs::remove_file(&path) {
-                    Ok(()) => sync_dir(&dir).map_err(|cause| JournalError::Io {
-                        location: dir.display().to_string(),
-                        cause: cause.to_string(),
-                    })?,
+                    Ok(()) => File::open(&dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|cause| JournalError::Io {
+                            location: dir.display().to_string(),
+                            cause: cause.to_string(),
+                        })?,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => {
                         return Err(JournalError::Io {
@@ -281,7 +356,13 @@ impl Journal for FileJournal {
             }
             Ok(())
         })
-        .await
+        .await;
+        self.unlock(user);
+        removed
+    }
+
+    async fn release(&self, user: &str) {
+        self.unlock(user);
     }
 }
 
@@ -883,126 +964,10 @@ fn decode_claim(value: &str) -> Option<(String, u64)> {
     Some((owner?, until?))
 }
 
-/// Why a directory under the state dir cannot be used.
-enum DirError {
-    Io(std::io::Error),
-    Refused(PathBuf, String),
-}
-
-/// Checks every directory from `root` (exclusive) down to `dir`: each must
-/// be a real directory, ours, writable by nobody else. `Ok(false)`: one is
-/// missing.
-fn check_private_dirs(root: &Path, dir: &Path) -> Result<bool, DirError> {
-    let Ok(rest) = dir.strip_prefix(root) else {
-        return Err(DirError::Refused(
-            dir.into(),
-            "outside the state directory".into(),
-        ));
-    };
-    let mut path = root.to_path_buf();
-    for part in rest.components() {
-        path.push(part);
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(DirError::Io(e)),
-        };
-        if !meta.is_dir() {
-            return Err(DirError::Refused(
-                path,
-                "not a directory (a symlink is not accepted)".into(),
-            ));
-        }
-        check_private(&meta).map_err(|why| DirError::Refused(path.clone(), why))?;
-    }
-    Ok(true)
-}
-
-/// Creates the directories from `root` down to `dir`, 0700, and checks
-/// those that exist as [`check_private_dirs`] does.
-fn ensure_private_dirs(root: &Path, dir: &Path) -> Result<(), DirError> {
-    if check_private_dirs(root, dir)? {
-        return Ok(());
-    }
-    let rest = dir.strip_prefix(root).unwrap_or(dir);
-    let mut path = root.to_path_buf();
-    for part in rest.components() {
-        path.push(part);
-        match fs::DirBuilder::new().mode(0o700).create(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(DirError::Io(e)),
-        }
-    }
-    check_private_dirs(root, dir).map(|_| ())
-}
-
-/// Owned by this user and writable by nobody else.
-fn check_private(meta: &fs::Metadata) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    if meta.uid() != uid {
-        return Err(format!("it belongs to another user (uid {})", meta.uid()));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err("it is writable by other users".into());
-    }
-    Ok(())
-}
-
-/// Reads a small regular file of ours, never following a symlink and never
-/// blocking on a FIFO.
-fn read_private_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    check_private(&meta).map_err(std::io::Error::other)?;
-    if meta.len() > MAX_RECORD_BYTES {
-        return Err(std::io::Error::other("too large for a journal"));
-    }
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// Write to a temp file, fsync, rename over `path`, fsync the directory: a
-/// crash leaves the old record or the new one, never half of one.
-/// The temp file is named after the record's own file: one process writes
-/// many users' records at once in a fleet run, each under its user's lock.
-fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     const K1: &str = "AKIAAAAAAAAAAAAAAAA1";
     const K2: &str = "AKIAAAAAAAAAAAAAAAA2";
@@ -1146,7 +1111,7 @@ mod tests {
             })
             .await
             .unwrap();
-        fs::write(journal.path("u"), "{ not json").unwrap();
+        fs::write(dir.path().join("journal/unknown/u.json"), "{ not json").unwrap();
         let err = journal.begin("u").await.unwrap_err();
         assert!(err.is_bad_input(), "{err}");
         assert!(
@@ -1178,6 +1143,37 @@ mod tests {
         std::os::unix::fs::symlink(&elsewhere, state.path().join("locks")).unwrap();
         let err = state.lock(Some("1"), "ci-bot", None).unwrap_err();
         assert!(err.to_string().contains("symlink"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn begin_takes_the_users_lock_until_the_run_ends() {
+        // A library caller using the file journal gets the lock with it.
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let first = state.journal(Some("123456789012"));
+        let second = state.journal(Some("123456789012"));
+        first.begin("ci-bot").await.unwrap();
+        let busy = second.begin("CI-Bot").await.unwrap_err();
+        assert!(matches!(busy, JournalError::Busy { .. }), "{busy}");
+        first.release("ci-bot").await;
+        second.begin("ci-bot").await.unwrap();
+        second.clear("ci-bot").await.unwrap();
+        first.begin("ci-bot").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_run_waiting_for_a_lock_takes_it_once_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let first = state.journal(None);
+        first.begin("ci-bot").await.unwrap();
+        let waiting = state.journal(None).waiting(Some(Duration::from_secs(30)));
+        let freed = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            first.release("ci-bot").await;
+        };
+        let (taken, ()) = tokio::join!(waiting.begin("ci-bot"), freed);
+        taken.unwrap();
     }
 
     #[test]

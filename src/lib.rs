@@ -25,6 +25,7 @@
 
 pub mod aws;
 pub mod dirs;
+pub mod fleet;
 pub mod fsutil;
 pub mod grants;
 pub mod handler;
@@ -40,7 +41,8 @@ pub mod testhook;
 pub mod text;
 pub mod verify;
 
-pub use aws::{AwsIam, AwsOptions, StsVerifier, caller_identity};
+pub use aws::{AwsIam, AwsOptions, StsVerifier, caller_identity, connect};
+pub use fleet::{Fleet, FleetSummary};
 pub use grants::Grants;
 pub use handler::{
     HandlerError, HandlerErrorKind, HandlerLog, LogLevel, LogLine, NewKeyHandler, Rotation,
@@ -52,7 +54,7 @@ pub use iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyLastUsed, KeyStatus
 pub use journal::{FileJournal, IamTagJournal, StateDir};
 pub use retry::{RetryPolicy, Retryable};
 pub use rotation::{
-    CallerIdentity, FleetSummary, GiveUp, Interrupt, Journal, JournalRecord, KeyRotator,
+    CallerIdentity, GiveUp, Interrupt, Journal, JournalError, JournalRecord, KeyRotator,
     NewKeyState, NoJournal, OldKeyAction, Outcome, Phase, RetireMode, RotateOptions, RotationError,
     RotationFailure, RotationReport, Step,
 };

@@ -36,6 +36,7 @@ pub enum Op {
     Create,
     Update,
     Delete,
+    ListUsers,
 }
 
 /// How many matching calls a fault fails.
@@ -180,6 +181,8 @@ struct State {
     vanish_after_list: Vec<(String, u32)>,
     /// The same, just before the nth list.
     vanish_before_list: Vec<(String, u32)>,
+    /// Users whose key listing panics: a bug in the middle of a rotation.
+    panic_on_list: Vec<String>,
 }
 
 impl State {
@@ -292,6 +295,11 @@ impl FakeIam {
         self.lock().vanish_after_list.push((key_id.to_string(), 1));
     }
 
+    /// Listing `user`'s keys panics, as a bug would.
+    pub fn panic_on_list(&self, user: &str) {
+        self.lock().panic_on_list.push(user.to_string());
+    }
+
     /// Another actor deletes `key_id` just before keyrot's `n`th list from
     /// now (the key may not exist yet: keyrot's own new key, say).
     pub fn vanish_before_list(&self, key_id: &str, n: u32) {
@@ -326,7 +334,21 @@ impl FakeIam {
 
 #[async_trait]
 impl Iam for FakeIam {
+    async fn list_users(&self, path_prefix: &str) -> Result<Vec<String>, IamError> {
+        // Every fake user lives at path `/`.
+        self.call(Op::ListUsers, None, |table| {
+            Ok(if path_prefix == "/" {
+                table.users.keys().cloned().collect()
+            } else {
+                Vec::new()
+            })
+        })
+    }
+
     async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyInfo>, IamError> {
+        if self.lock().panic_on_list.iter().any(|u| u == user) {
+            panic!("injected panic while listing the keys of {user}");
+        }
         {
             let mut state = self.lock();
             let vanish = due(&mut state.vanish_before_list);

@@ -19,6 +19,8 @@
 //!   one user, leases renewed and lost, a new key deleted behind our back.
 //! - `fleet`: many users in one run: users files, `--all-users`, two
 //!   accounts, a job file's targets, throttling, Ctrl-C.
+//! - `fleet_fake`: the library's fleet in process on the fake IAM (Ctrl-C
+//!   before a turn, a panicking task, refused input, the file journal's lock).
 //! - `contract`: plugins of contract 0.2.0 (told the account id) and 0.1.0
 //!   (still loaded) through the same binary, and `inspect` naming each.
 //! - `readme`: the README's handler guide is the code the tests build.
@@ -33,6 +35,7 @@ mod dotenv;
 mod examples;
 mod fake;
 mod fleet;
+mod fleet_fake;
 mod github;
 mod github_server;
 mod gitlab;

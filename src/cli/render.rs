@@ -2,8 +2,9 @@
 
 use std::io::{self, Write};
 
+use keyrot::FleetSummary;
 use keyrot::host::PluginReport;
-use keyrot::rotation::{FleetSummary, NewKeyState, OldKeyAction, Outcome, RotationReport};
+use keyrot::rotation::{NewKeyState, OldKeyAction, Outcome, RotationReport};
 use keyrot::text::escape_control;
 use serde::Serialize;
 

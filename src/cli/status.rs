@@ -5,9 +5,10 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keyrot::fleet;
 use keyrot::{
     AccessKeyInfo, AwsIam, AwsOptions, CallerIdentity, FileJournal, Iam, IamErrorKind,
-    IamTagJournal, Journal, JournalRecord, KeyLastUsed, KeyStatus, StateDir, caller_identity,
+    IamTagJournal, Journal, JournalRecord, KeyLastUsed, KeyStatus, StateDir,
     rotation::{human_duration, parse_rfc3339, resume, unix_now},
 };
 use serde::Serialize;
@@ -60,33 +61,33 @@ impl Store {
     }
 }
 
-/// The AWS side every look needs: a client, who we are, the journal.
+/// The AWS side every look needs: a client, who we are, the journal. An
+/// account that cannot be reached is exit 1, as for a rotation.
 async fn connect(
     aws: &AwsOptions,
     state: &super::args::StateArgs,
-) -> anyhow::Result<(AwsIam, CallerIdentity, Store)> {
+) -> anyhow::Result<Result<(AwsIam, CallerIdentity, Store), u8>> {
     aws.check().await.map_err(anyhow::Error::msg)?;
     let (kind, dir) = state_options(state, None)?;
-    let config = aws.load().await;
-    let iam = AwsIam::from_config(&config);
-    let caller = caller_identity(&config).await.map_err(|err| {
-        anyhow::anyhow!(
-            "cannot tell which AWS account these credentials belong to \
-             (sts:GetCallerIdentity): {err}"
-        )
-    })?;
+    let account = match keyrot::aws::connect(aws).await {
+        Ok(account) => account,
+        Err(err) => {
+            super::stderr_line(format_args!("error: {err}"));
+            return Ok(Err(1));
+        }
+    };
     let store = match kind {
         JournalKind::File => {
             let state = StateDir::open(&dir)?;
-            let journal = Arc::new(state.journal(Some(&caller.account)));
+            let journal = Arc::new(state.journal(Some(&account.caller.account)));
             Store::File(state, journal)
         }
         JournalKind::Iam => Store::Iam(Arc::new(IamTagJournal::new(
-            Arc::new(iam.clone()),
+            Arc::new(account.iam.clone()),
             IamTagJournal::DEFAULT_LEASE,
         ))),
     };
-    Ok((iam, caller, store))
+    Ok(Ok((account.iam, account.caller, store)))
 }
 
 /// `keyrot status`.
@@ -97,14 +98,16 @@ pub(super) async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
         names.push(user.clone());
     }
     if let Some(file) = &args.users_file {
-        names.extend(super::fleet::read_users_file(file)?);
+        names.extend(fleet::read_users_file(file).map_err(anyhow::Error::msg)?);
     }
     let prefix = args.path_prefix.as_deref().unwrap_or("/");
     if args.all_users {
-        super::fleet::check_path_prefix(prefix)
-            .map_err(|e| anyhow::anyhow!("--path-prefix: {e}"))?;
+        fleet::check_path_prefix(prefix).map_err(|e| anyhow::anyhow!("--path-prefix: {e}"))?;
     }
-    let (iam, caller, store) = connect(&args.aws, &args.state).await?;
+    let (iam, caller, store) = match connect(&args.aws, &args.state).await? {
+        Ok(connected) => connected,
+        Err(code) => return Ok(code),
+    };
     let journal = store.journal();
     if args.all_users {
         names = iam.list_users(prefix).await.map_err(|e| {
@@ -309,7 +312,10 @@ pub(super) async fn journal(cli: &Cli, command: &JournalCommand) -> anyhow::Resu
         aws,
     } = args;
     super::check_user_name(user)?;
-    let (_iam, caller, store) = connect(aws, state).await?;
+    let (_iam, caller, store) = match connect(aws, state).await? {
+        Ok(connected) => connected,
+        Err(code) => return Ok(code),
+    };
     let record = store
         .journal()
         .peek(user)

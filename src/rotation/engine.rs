@@ -125,7 +125,14 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
         let pending = if self.rot.options.dry_run {
             self.rot.journal.peek(self.user).await
         } else {
-            self.rot.journal.begin(self.user).await
+            // Beginning may wait for another run's lock (`--wait-lock`):
+            // the operator can stop that wait.
+            tokio::select! {
+                begun = self.rot.journal.begin(self.user) => begun,
+                () = self.rot.interrupt.stopped() => return Err(RotationFailure::NotStarted {
+                    why: "interrupted while waiting for another run on this user".into(),
+                }),
+            }
         }
         .map_err(|cause| self.journal_failure(cause))?;
         let Some(record) = pending.filter(|r| r.phase != Phase::Claimed) else {

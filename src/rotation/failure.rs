@@ -86,6 +86,12 @@ pub enum RotationFailure {
         /// The handler's error.
         cause: HandlerError,
     },
+    /// The run stopped before it started: nothing was done.
+    #[error("{why}; nothing was changed")]
+    NotStarted {
+        /// Why.
+        why: String,
+    },
     /// The journal could not be written before the create: nothing was done.
     #[error("{cause}; nothing was changed")]
     Journal {
@@ -302,6 +308,7 @@ impl RotationFailure {
             | RotationFailure::CreateUncertain { .. }
             | RotationFailure::Orphaned { .. }
             | RotationFailure::Unconfirmed { .. }
+            | RotationFailure::NotStarted { .. }
             | RotationFailure::Lost { .. } => false,
         }
     }

@@ -43,9 +43,9 @@ use tokio::sync::Notify;
 
 pub use self::failure::{GiveUp, RotationError, RotationFailure};
 pub use self::report::{
-    FleetSummary, NewKeyReport, NewKeyState, OldKeyAction, OldKeyReport, Outcome, ResumeReport,
-    RotationReport, SCHEMA_VERSION, SkipReport, Step, StepRecord, fleet_exit_code, human_duration,
-    now_rfc3339, parse_rfc3339, rfc3339, unix_now,
+    NewKeyReport, NewKeyState, OldKeyAction, OldKeyReport, Outcome, ResumeReport, RotationReport,
+    SCHEMA_VERSION, SkipReport, Step, StepRecord, human_duration, now_rfc3339, parse_rfc3339,
+    rfc3339, unix_now,
 };
 pub use self::state::{Journal, JournalError, JournalRecord, NoJournal, Phase, RetireMode};
 use crate::handler::{HandlerError, HandlerErrorKind, NewKeyHandler};

@@ -231,7 +231,7 @@ pub enum JournalError {
         why: String,
     },
     /// Another run holds the user.
-    #[error("another keyrot run ({owner}) is rotating user '{user}'{until}; nothing was changed")]
+    #[error("another keyrot run ({owner}) is rotating user '{user}'{until}")]
     Busy {
         /// The user.
         user: String,

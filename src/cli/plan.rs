@@ -1,0 +1,509 @@
+//! The plan: flags, the job file and defaults turned into one checked
+//! plan before anything touches AWS (ripgrep's low-level arguments made
+//! high-level). Flags override the job file (every target of it); settings
+//! and secrets override per name; grants from both are combined. Bad input
+//! fails here, naming the flag or the job file's key at fault.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use keyrot::fleet::{self, Fleet, JournalChoice, Reached, Target, Unreached, Users};
+use keyrot::grants::{
+    AllowList, DirGrant, Grants, HeaderInjection, HostRule, SecretSource, parse_secret_arg,
+};
+use keyrot::host::{LoadOptions, Plugin, Sandbox, WasmHandler};
+use keyrot::{
+    AwsOptions, CacheMode, IamTagJournal, Interrupt, PluginLimits, RotateOptions, Settings,
+    StateDir,
+};
+
+use super::args::{self, JournalKind, RotateArgs, StateArgs};
+use super::job::Job;
+use super::oci_cmd;
+
+/// What to do, checked: everything that can be known wrong before touching
+/// AWS is rejected here. Flags override the job file (every target of it);
+/// settings and secrets override per name; grants from both are combined.
+pub(super) struct Plan {
+    pub targets: Vec<TargetSpec>,
+    /// With a job file's `[[target]]` blocks, `--user`/`--users-file` pick
+    /// which of their users to rotate.
+    only: Option<Vec<String>>,
+    journal: JournalKind,
+    state_dir: PathBuf,
+    wait_lock: Option<Duration>,
+    concurrency: usize,
+    /// One user named once (`--user` or the job's `user`): today's report
+    /// shape, not the fleet's.
+    pub single: bool,
+}
+
+/// One set of users and everything their rotations share: plugin,
+/// sandbox, AWS options and rotation options.
+pub(super) struct TargetSpec {
+    /// How messages name it: empty for a job without `[[target]]` blocks.
+    label: String,
+    users: Users,
+    plugin: oci_cmd::PluginSource,
+    load: LoadOptions,
+    sandbox: Sandbox,
+    aws: AwsOptions,
+    options: RotateOptions,
+    verify: bool,
+}
+
+impl Plan {
+    pub fn new(args: &RotateArgs, no_cache: bool) -> anyhow::Result<Self> {
+        let job = match &args.job {
+            Some(path) => Job::load(path)?,
+            None => Job::default(),
+        };
+        let job_path = args.job.as_deref().map(|p| p.display().to_string());
+        let (journal, state_dir) = state_options(&args.state, job.journal)?;
+        let flag_users = flag_users(args)?;
+        let fleet_job = !job.target.is_empty();
+        let only = match (&flag_users, fleet_job) {
+            (Some(Users::All { .. }), true) => bail!(
+                "--all-users cannot pick users from the job file's [[target]] blocks: each \
+                 target selects its own (all-users = true in a target)"
+            ),
+            (Some(Users::Named(names)), true) => Some(names.clone()),
+            _ => None,
+        };
+        let targets = job
+            .targets()
+            .into_iter()
+            .enumerate()
+            .map(|(i, target)| {
+                let label = match (&target.name, fleet_job) {
+                    (_, false) => String::new(),
+                    (Some(name), true) => format!("target {name}"),
+                    (None, true) => format!("target #{}", i + 1),
+                };
+                let users = if fleet_job { None } else { flag_users.clone() };
+                TargetSpec::new(args, target, label, &job_path, users, &state_dir, no_cache)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let concurrency = match (args.concurrency, job.concurrency) {
+            (Some(n), _) => n,
+            (None, Some(n)) => args::parse_concurrency(&n.to_string()).map_err(|e| {
+                anyhow::anyhow!(
+                    "job file {}: concurrency: {e}",
+                    job_path.as_deref().unwrap_or("?")
+                )
+            })?,
+            (None, None) => Fleet::DEFAULT_CONCURRENCY,
+        };
+        let single = is_single(args, &job);
+        Ok(Self {
+            targets,
+            only,
+            journal,
+            state_dir,
+            wait_lock: args.wait_lock,
+            concurrency,
+            single,
+        })
+    }
+}
+
+impl TargetSpec {
+    fn new(
+        args: &RotateArgs,
+        job: Job,
+        label: String,
+        job_path: &Option<String>,
+        flag_users: Option<Users>,
+        state_dir: &std::path::Path,
+        no_cache: bool,
+    ) -> anyhow::Result<Self> {
+        let plugin = oci_cmd::PluginSource {
+            from_job: args.plugin.is_none(),
+            spec: args.plugin.clone().or(job.plugin.clone()).context(
+                "no plugin given: pass --plugin PATH (or set `plugin` in the --job file)",
+            )?,
+            allow_unpinned: job.allow_unpinned,
+            keys: job
+                .plugin_keys
+                .iter()
+                .cloned()
+                .chain(args.plugin_key.clone())
+                .collect(),
+            registry_timeout: job.registry_timeout.clone(),
+        };
+        // Values from the job file are named by their key there, not by
+        // the flag: that is where the operator has to look.
+        let where_ = if label.is_empty() {
+            String::new()
+        } else {
+            format!("{label}: ")
+        };
+        let in_job = |key: &str| {
+            format!(
+                "job file {}: {where_}{key}",
+                job_path.as_deref().unwrap_or("?")
+            )
+        };
+        let users = match flag_users {
+            Some(users) => users,
+            None => job_users(&job).map_err(|e| anyhow::anyhow!("{}", in_job(&e)))?,
+        };
+
+        let mut config = job.config;
+        config.extend(args.config.iter().cloned());
+        // Job-file settings the flags did not override.
+        let job_settings: Vec<String> = config
+            .keys()
+            .filter(|name| !args.config.iter().any(|(n, _)| n == *name))
+            .cloned()
+            .collect();
+        let mut secret_sources = job
+            .secrets
+            .iter()
+            .map(|(name, source)| {
+                let source: SecretSource = source.parse().map_err(|e| {
+                    anyhow::anyhow!("{}: {e}", in_job(&format!("[secrets] {name}")))
+                })?;
+                Ok((name.clone(), (source, true)))
+            })
+            .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
+        for arg in &args.secret {
+            let (name, source) = parse_secret_arg(arg).map_err(anyhow::Error::msg)?;
+            secret_sources.insert(name, (source, false));
+        }
+        let secrets = secret_sources
+            .into_iter()
+            .map(|(name, (source, from_job))| {
+                let value = source.resolve().map_err(|e| {
+                    if from_job {
+                        anyhow::anyhow!("{} ({source}): {e}", in_job(&format!("[secrets] {name}")))
+                    } else {
+                        anyhow::anyhow!("--secret {name} ({source}): {e}")
+                    }
+                })?;
+                Ok((name, value))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+
+        let hosts = job
+            .allow_hosts
+            .iter()
+            .map(|h| {
+                h.parse::<HostRule>()
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("allow-hosts")))
+            })
+            .chain(args.allow_host.iter().cloned().map(Ok))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let allowed = AllowList::new(hosts);
+        let dirs = job
+            .allow_dirs
+            .iter()
+            .map(|d| {
+                let grant = d
+                    .parse::<DirGrant>()
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("allow-dirs")))?;
+                if let Some(why) = grant.problem() {
+                    bail!("{}: {why}", in_job("allow-dirs"));
+                }
+                Ok(grant)
+            })
+            .chain(args.allow_dir.iter().cloned().map(Ok))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        keyrot::grants::check_private_dirs(
+            &dirs,
+            keyrot::dirs::cache_dir().as_deref(),
+            Some(state_dir),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let job_headers = job.inject_headers.iter().map(|spec| {
+            let mut header = HeaderInjection::parse_as(spec, "inject-headers entry")
+                .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("inject-headers")))?;
+            header
+                .bind(&allowed)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("inject-headers")))?;
+            Ok(header)
+        });
+        let flag_headers = args.inject_header.iter().map(|spec| {
+            let mut header = HeaderInjection::parse(spec).map_err(anyhow::Error::msg)?;
+            header
+                .bind(&allowed)
+                .map_err(|e| anyhow::anyhow!("--inject-header: {e}"))?;
+            Ok(header)
+        });
+        let headers = job_headers
+            .chain(flag_headers)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+
+        let limits = PluginLimits {
+            timeout: match (args.timeout, &job.timeout) {
+                (Some(t), _) => t,
+                (None, Some(t)) => args::parse_duration(t)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("timeout")))?,
+                (None, None) => PluginLimits::DEFAULT_TIMEOUT,
+            },
+            memory_bytes: match (args.memory, &job.memory) {
+                (Some(m), _) => m,
+                (None, Some(m)) => {
+                    args::parse_size(m).map_err(|e| anyhow::anyhow!("{}: {e}", in_job("memory")))?
+                }
+                (None, None) => PluginLimits::DEFAULT_MEMORY_BYTES,
+            },
+        };
+        let older_than = match (args.older_than, &job.older_than) {
+            (Some(d), _) => Some(d),
+            (None, Some(d)) => Some(
+                args::parse_age(d).map_err(|e| anyhow::anyhow!("{}: {e}", in_job("older-than")))?,
+            ),
+            (None, None) => None,
+        };
+        let verify_timeout = match (args.verify_timeout, &job.verify_timeout) {
+            (Some(d), _) => d,
+            (None, Some(d)) => args::parse_duration(d)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("verify-timeout")))?,
+            (None, None) => RotateOptions::DEFAULT_VERIFY_TIMEOUT,
+        };
+        let options = RotateOptions {
+            retire: args
+                .retire
+                .map(Into::into)
+                .or(job.retire)
+                .unwrap_or_default(),
+            older_than,
+            verify_timeout,
+            dry_run: args.dry_run,
+        };
+        let sha256 = match (&args.plugin_sha256, job.plugin_sha256) {
+            (Some(hex), _) => Some(check_sha256(hex, "--plugin-sha256")?),
+            (None, Some(hex)) => Some(check_sha256(&hex, &in_job("plugin-sha256"))?),
+            (None, None) => None,
+        };
+        Ok(Self {
+            label,
+            users,
+            plugin,
+            options,
+            verify: !args.no_verify && job.verify.unwrap_or(true),
+            load: load_options(no_cache, sha256),
+            sandbox: Sandbox {
+                settings: Settings::new(config)
+                    .with_secrets(secrets)
+                    .from_job_file(job_settings),
+                grants: Grants {
+                    hosts: allowed,
+                    dirs,
+                    headers,
+                },
+                limits,
+            },
+            aws: args.aws.clone().or(job.aws),
+        })
+    }
+
+    /// `"target prod: "`, or nothing for a job without targets.
+    pub fn prefix(&self) -> String {
+        if self.label.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", self.label)
+        }
+    }
+}
+
+/// Whether a run is about one user named once (`--user`, or the job's
+/// `user`, and no fleet selection): it keeps the single report's shape.
+pub(super) fn is_single(args: &RotateArgs, job: &Job) -> bool {
+    job.target.is_empty()
+        && args.users_file.is_none()
+        && !args.all_users
+        && match args.user.len() {
+            0 => {
+                job.user.is_some()
+                    && job.users.is_empty()
+                    && job.users_file.is_none()
+                    && job.all_users.is_none()
+            }
+            n => n == 1,
+        }
+}
+
+/// Where the journal lives: flag, then job file, then the default.
+pub(super) fn state_options(
+    state: &StateArgs,
+    job: Option<JournalKind>,
+) -> anyhow::Result<(JournalKind, PathBuf)> {
+    let dir = state
+        .state_dir
+        .clone()
+        .or_else(keyrot::dirs::state_dir)
+        .context("no state directory: set --state-dir (or HOME or XDG_STATE_HOME)")?;
+    Ok((state.journal.or(job).unwrap_or(JournalKind::File), dir))
+}
+
+/// A pinned digest is 64 hex digits; `what` names where it came from.
+fn check_sha256(hex: &str, what: &str) -> anyhow::Result<String> {
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{what} must be 64 hex digits, got '{hex}'");
+    }
+    Ok(hex.to_string())
+}
+
+pub(super) fn load_options(no_cache: bool, sha256: Option<String>) -> LoadOptions {
+    LoadOptions {
+        cache: if no_cache {
+            CacheMode::Disabled
+        } else {
+            CacheMode::user_default()
+        },
+        expected_sha256: sha256,
+    }
+}
+
+/// IAM user names are 1-64 characters of letters, digits and `+=,.@_-`.
+pub(super) fn check_user_name(user: &str) -> anyhow::Result<()> {
+    fleet::check_user_name(user).map_err(anyhow::Error::msg)
+}
+
+/// The users the flags select, if any: `--user` (repeatable) and
+/// `--users-file` together, or `--all-users`.
+fn flag_users(args: &RotateArgs) -> anyhow::Result<Option<Users>> {
+    if args.all_users {
+        let path_prefix = args.path_prefix.clone().unwrap_or_else(|| "/".into());
+        fleet::check_path_prefix(&path_prefix)
+            .map_err(|e| anyhow::anyhow!("--path-prefix: {e}"))?;
+        return Ok(Some(Users::All { path_prefix }));
+    }
+    let mut names = Vec::new();
+    for user in &args.user {
+        check_user_name(user)?;
+        names.push(user.clone());
+    }
+    if let Some(file) = &args.users_file {
+        names.extend(fleet::read_users_file(file).map_err(anyhow::Error::msg)?);
+    }
+    Ok((!names.is_empty()).then(|| Users::Named(fleet::dedup(names))))
+}
+
+/// The users a job file (or one of its targets) selects. The error names
+/// the key at fault, for the caller to place in the file.
+fn job_users(job: &Job) -> Result<Users, String> {
+    let mut names: Vec<String> = job.user.iter().chain(&job.users).cloned().collect();
+    for name in &names {
+        fleet::check_user_name(name).map_err(|e| format!("users: {e}"))?;
+    }
+    if let Some(file) = &job.users_file {
+        names.extend(fleet::read_users_file(file).map_err(|e| format!("users-file: {e}"))?);
+    }
+    match job.all_users {
+        Some(true) if !names.is_empty() => {
+            Err("all-users = true cannot be combined with user, users or users-file".into())
+        }
+        Some(true) => {
+            let path_prefix = job.path_prefix.clone().unwrap_or_else(|| "/".into());
+            fleet::check_path_prefix(&path_prefix).map_err(|e| format!("path-prefix: {e}"))?;
+            Ok(Users::All { path_prefix })
+        }
+        _ if job.path_prefix.is_some() => Err("path-prefix needs all-users = true".into()),
+        _ if names.is_empty() => Err(
+            "no user given: pass --user NAME, --users-file FILE or --all-users (or set user, \
+             users, users-file or all-users in the job file)"
+                .into(),
+        ),
+        _ => Ok(Users::Named(fleet::dedup(names))),
+    }
+}
+
+impl Plan {
+    /// Loads and checks every target's plugin, and its AWS options, before
+    /// the first IAM call: bad input anywhere touches nothing anywhere.
+    /// Targets that share a plugin share its compiled, linked form.
+    pub async fn load_handlers(
+        &mut self,
+        registry: &super::args::RegistryArgs,
+    ) -> anyhow::Result<Vec<Arc<WasmHandler>>> {
+        let mut handlers = Vec::with_capacity(self.targets.len());
+        let mut loaded = std::collections::HashMap::new();
+        for target in &mut self.targets {
+            let prefix = target.prefix();
+            target
+                .aws
+                .check()
+                .await
+                .map_err(|e| anyhow::anyhow!("{prefix}{e}"))?;
+            let path = oci_cmd::resolve_plugin(&target.plugin, registry, &mut target.load).await?;
+            let key = (path.clone(), target.load.expected_sha256.clone());
+            let plugin = match loaded.get(&key) {
+                Some(plugin) => Plugin::clone(plugin),
+                None => {
+                    let plugin = Plugin::load(&path, &target.load)?;
+                    loaded.insert(key, plugin.clone());
+                    plugin
+                }
+            };
+            let handler = WasmHandler::new(plugin, std::mem::take(&mut target.sandbox)).await?;
+            tracing::debug!(plugin = handler.name(), version = %handler.info().version, "plugin ready");
+            handlers.push(Arc::new(handler));
+        }
+        Ok(handlers)
+    }
+
+    /// Where journals go. A state directory that is not ours is bad input,
+    /// found before AWS; a dry run with the IAM journal needs none.
+    pub fn journal(&self) -> anyhow::Result<JournalChoice> {
+        let dry_run = self.targets.iter().all(|t| t.options.dry_run);
+        Ok(match self.journal {
+            JournalKind::File => JournalChoice::File(StateDir::open(&self.state_dir)?),
+            JournalKind::Iam if !dry_run => {
+                // Opened for its checks: an unusable one is reported now.
+                StateDir::open(&self.state_dir)?;
+                JournalChoice::IamTag {
+                    lease: IamTagJournal::DEFAULT_LEASE,
+                }
+            }
+            JournalKind::Iam => JournalChoice::IamTag {
+                lease: IamTagJournal::DEFAULT_LEASE,
+            },
+        })
+    }
+
+    /// The fleet this plan runs, stopped by `interrupt`.
+    pub fn fleet(&self, journal: JournalChoice, interrupt: Interrupt) -> Fleet {
+        Fleet {
+            journal,
+            wait_lock: self.wait_lock,
+            concurrency: self.concurrency,
+            only: self.only.clone(),
+            // A single user's rotation reports an unknown user itself.
+            check_users: !self.single,
+            name_users_in_logs: !self.single,
+            interrupt,
+        }
+    }
+}
+
+impl TargetSpec {
+    /// Reaches this target's account. One that cannot be reached fails its
+    /// own users (the others go on), named by the role's account if known.
+    pub async fn reach(self, handler: Arc<WasmHandler>) -> Target<Arc<WasmHandler>> {
+        let account = match keyrot::aws::connect(&self.aws).await {
+            Ok(account) => Ok(Reached::from_account(&account, self.verify)),
+            Err(err) => Err(Unreached {
+                account: self.aws.role_arn.as_deref().and_then(account_of_role),
+                why: format!("{err}; nothing was changed"),
+            }),
+        };
+        Target {
+            label: self.label,
+            users: self.users,
+            handler,
+            options: self.options,
+            account,
+        }
+    }
+}
+
+/// The account id in a role ARN (`arn:aws:iam::ACCOUNT:role/NAME`).
+fn account_of_role(arn: &str) -> Option<String> {
+    arn.split(':').nth(4).map(str::to_string)
+}
