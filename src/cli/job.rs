@@ -56,12 +56,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use keyrot::{AwsOptions, RetireMode};
 use serde::Deserialize;
 
-use super::args::JournalKind;
+use super::args::{self, JournalKind};
 
 /// A job file, as written. Unknown keys are errors, so a typo cannot
 /// silently drop a grant or a setting.
@@ -110,6 +111,74 @@ pub struct Job {
     /// `[[target]]` blocks (top level only).
     #[serde(default)]
     pub target: Vec<Job>,
+    /// The values above written as text, parsed when the job was loaded.
+    #[serde(skip)]
+    pub parsed: Parsed,
+}
+
+/// A job's values that are written as text (`"60s"`, `"512MiB"`), parsed
+/// when it is loaded by the parser of the flag that overrides each, so an
+/// error names the job file's key at load and the plan merges each as
+/// `flag.or(job).unwrap_or(default)`.
+#[derive(Clone, Debug, Default)]
+pub struct Parsed {
+    pub timeout: Option<Duration>,
+    pub memory: Option<usize>,
+    pub older_than: Option<Duration>,
+    pub verify_timeout: Option<Duration>,
+    pub registry_timeout: Option<Duration>,
+    pub plugin_sha256: Option<String>,
+    pub concurrency: Option<usize>,
+}
+
+impl Parsed {
+    /// Parses `job`'s text values; an error is `(key, why)`.
+    fn of(job: &Job) -> Result<Parsed, (&'static str, String)> {
+        fn one<T>(
+            key: &'static str,
+            text: &Option<String>,
+            parse: impl Fn(&str) -> Result<T, String>,
+        ) -> Result<Option<T>, (&'static str, String)> {
+            text.as_deref()
+                .map(|t| parse(t).map_err(|why| (key, why)))
+                .transpose()
+        }
+        Ok(Parsed {
+            timeout: one("timeout", &job.timeout, args::parse_duration)?,
+            memory: one("memory", &job.memory, args::parse_size)?,
+            older_than: one("older-than", &job.older_than, args::parse_age)?,
+            verify_timeout: one("verify-timeout", &job.verify_timeout, args::parse_duration)?,
+            registry_timeout: one(
+                "registry-timeout",
+                &job.registry_timeout,
+                args::parse_duration,
+            )?,
+            plugin_sha256: one("plugin-sha256", &job.plugin_sha256, |hex| {
+                args::parse_sha256(hex).map(|()| hex.to_string())
+            })?,
+            concurrency: one(
+                "concurrency",
+                &job.concurrency.map(|n| n.to_string()),
+                args::parse_concurrency,
+            )?,
+        })
+    }
+
+    /// These values over `defaults` (a target's over the job's).
+    fn over(&self, defaults: &Parsed) -> Parsed {
+        Parsed {
+            timeout: self.timeout.or(defaults.timeout),
+            memory: self.memory.or(defaults.memory),
+            older_than: self.older_than.or(defaults.older_than),
+            verify_timeout: self.verify_timeout.or(defaults.verify_timeout),
+            registry_timeout: self.registry_timeout.or(defaults.registry_timeout),
+            plugin_sha256: self
+                .plugin_sha256
+                .clone()
+                .or_else(|| defaults.plugin_sha256.clone()),
+            concurrency: None,
+        }
+    }
 }
 
 impl Job {
@@ -127,18 +196,12 @@ impl Job {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         job.resolve_paths(base);
-        for (which, value) in std::iter::once((String::new(), &job.registry_timeout)).chain(
-            job.target.iter().enumerate().map(|(i, t)| {
-                let name = t.name.clone().unwrap_or_else(|| format!("#{}", i + 1));
-                (format!("target {name}: "), &t.registry_timeout)
-            }),
-        ) {
-            if let Some(value) = value {
-                super::args::parse_duration(value).map_err(|e| {
-                    anyhow::anyhow!("job file {}: {which}registry-timeout: {e}", path.display())
-                })?;
-            }
-        }
+        let parse = |job: &Job, which: &str| {
+            Parsed::of(job).map_err(|(key, why)| {
+                anyhow::anyhow!("job file {}: {which}{key}: {why}", path.display())
+            })
+        };
+        job.parsed = parse(&job, "")?;
         let mut targets = std::mem::take(&mut job.target);
         for (i, target) in targets.iter_mut().enumerate() {
             let which = target.name.clone().unwrap_or_else(|| format!("#{}", i + 1));
@@ -156,6 +219,7 @@ impl Job {
                 }
             }
             target.resolve_paths(base);
+            target.parsed = parse(target, &format!("target {which}: "))?;
         }
         job.target = targets;
         Ok(job)
@@ -243,6 +307,7 @@ impl Job {
                 .clone()
                 .or_else(|| d.registry_timeout.clone()),
             target: Vec::new(),
+            parsed: self.parsed.over(&defaults.parsed),
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use keyrot::host::{CacheMode, LoadOptions, Plugin, PluginReport, WasmHandler};
@@ -25,25 +26,21 @@ pub(super) struct PluginSource {
     pub allow_unpinned: bool,
     /// Public keys, one of which must have signed the artifact.
     pub keys: Vec<PathBuf>,
-    /// The job file's `registry-timeout` (checked when it was loaded);
-    /// `--registry-timeout` wins over it.
-    pub registry_timeout: Option<String>,
+    /// The job file's `registry-timeout`; `--registry-timeout` wins over it.
+    pub registry_timeout: Option<Duration>,
 }
 
 /// The registry options of the flags, with a job file's deadline under
 /// the flag's.
-fn options(args: &RegistryArgs, job_timeout: Option<&str>) -> anyhow::Result<RegistryOptions> {
-    let timeout = match (args.registry_timeout, job_timeout) {
-        (Some(timeout), _) => timeout,
-        (None, Some(value)) => super::args::parse_duration(value)
-            .map_err(|e| anyhow::anyhow!("job file: registry-timeout: {e}"))?,
-        (None, None) => keyrot::oci::DEFAULT_TIMEOUT,
-    };
-    Ok(RegistryOptions {
+fn options(args: &RegistryArgs, job_timeout: Option<Duration>) -> RegistryOptions {
+    RegistryOptions {
         insecure: args.insecure_registry.clone(),
         token_hosts: args.registry_token_host.clone(),
-        timeout,
-    })
+        timeout: args
+            .registry_timeout
+            .or(job_timeout)
+            .unwrap_or(keyrot::oci::DEFAULT_TIMEOUT),
+    }
 }
 
 fn oci_spec(spec: &Path) -> Option<&str> {
@@ -89,7 +86,7 @@ pub(super) async fn resolve_plugin(
     registry: &RegistryArgs,
     load: &mut LoadOptions,
 ) -> anyhow::Result<PathBuf> {
-    let registry = options(registry, source.registry_timeout.as_deref())?;
+    let registry = options(registry, source.registry_timeout);
     let Some(spec) = oci_spec(&source.spec) else {
         if !source.keys.is_empty() {
             bail!(
@@ -165,7 +162,7 @@ pub(super) async fn push(
     if reference.digest.is_some() {
         bail!("push to a tag ({reference} names a digest): the digest is that of what is pushed");
     }
-    let registry = options(registry, None)?;
+    let registry = options(registry, None);
     // Only a component keyrot can run is worth publishing.
     let plugin = Plugin::load(file, load)?;
     let wasm =
@@ -206,7 +203,7 @@ pub(super) async fn sign(
     registry: &RegistryArgs,
 ) -> anyhow::Result<u8> {
     let reference: OciRef = reference.parse()?;
-    let registry = options(registry, None)?;
+    let registry = options(registry, None);
     let Some(digest) = reference.digest.clone() else {
         let now = match keyrot::oci::resolve(&reference, &registry).await {
             Ok(digest) => format!(
@@ -244,7 +241,7 @@ pub(super) async fn verify(
     registry: &RegistryArgs,
 ) -> anyhow::Result<u8> {
     let reference: OciRef = reference.parse()?;
-    let registry = options(registry, None)?;
+    let registry = options(registry, None);
     let keys = read_keys(keys)?;
     let pinned = pin(&reference, &registry).await?;
     let digest = pinned.digest.clone().expect("pinned");
@@ -282,7 +279,7 @@ pub(super) async fn inspect(
     verbose: bool,
 ) -> anyhow::Result<u8> {
     let reference: OciRef = reference.parse()?;
-    let registry = options(registry, None)?;
+    let registry = options(registry, None);
     let keys = read_keys(keys)?;
     let pinned = pin(&reference, &registry).await?;
     let pulled: Pulled = keyrot::oci::pull(&pinned, &registry, &Store::new(&cache_dir()?)).await?;

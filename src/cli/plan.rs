@@ -86,16 +86,10 @@ impl Plan {
                 TargetSpec::new(args, target, label, &job_path, users, &state_dir, no_cache)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let concurrency = match (args.concurrency, job.concurrency) {
-            (Some(n), _) => n,
-            (None, Some(n)) => args::parse_concurrency(&n.to_string()).map_err(|e| {
-                anyhow::anyhow!(
-                    "job file {}: concurrency: {e}",
-                    job_path.as_deref().unwrap_or("?")
-                )
-            })?,
-            (None, None) => Fleet::DEFAULT_CONCURRENCY,
-        };
+        let concurrency = args
+            .concurrency
+            .or(job.parsed.concurrency)
+            .unwrap_or(Fleet::DEFAULT_CONCURRENCY);
         let single = is_single(args, &job);
         Ok(Self {
             targets,
@@ -131,7 +125,7 @@ impl TargetSpec {
                 .cloned()
                 .chain(args.plugin_key.clone())
                 .collect(),
-            registry_timeout: job.registry_timeout.clone(),
+            registry_timeout: job.parsed.registry_timeout,
         };
         // Values from the job file are named by their key there, not by
         // the flag: that is where the operator has to look.
@@ -148,6 +142,13 @@ impl TargetSpec {
         };
         let users = match flag_users {
             Some(users) => users,
+            // Without a job file, the flags are all there is to name.
+            None if job_path.is_none() => job_users(&job).map_err(|_| {
+                anyhow::anyhow!(
+                    "no user given: pass --user NAME (repeatable), --users-file FILE or \
+                     --all-users"
+                )
+            })?,
             None => job_users(&job).map_err(|e| anyhow::anyhow!("{}", in_job(&e)))?,
         };
 
@@ -236,33 +237,16 @@ impl TargetSpec {
             .chain(flag_headers)
             .collect::<anyhow::Result<Vec<_>>>()?;
 
+        let values = &job.parsed;
         let limits = PluginLimits {
-            timeout: match (args.timeout, &job.timeout) {
-                (Some(t), _) => t,
-                (None, Some(t)) => args::parse_duration(t)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("timeout")))?,
-                (None, None) => PluginLimits::DEFAULT_TIMEOUT,
-            },
-            memory_bytes: match (args.memory, &job.memory) {
-                (Some(m), _) => m,
-                (None, Some(m)) => {
-                    args::parse_size(m).map_err(|e| anyhow::anyhow!("{}: {e}", in_job("memory")))?
-                }
-                (None, None) => PluginLimits::DEFAULT_MEMORY_BYTES,
-            },
-        };
-        let older_than = match (args.older_than, &job.older_than) {
-            (Some(d), _) => Some(d),
-            (None, Some(d)) => Some(
-                args::parse_age(d).map_err(|e| anyhow::anyhow!("{}: {e}", in_job("older-than")))?,
-            ),
-            (None, None) => None,
-        };
-        let verify_timeout = match (args.verify_timeout, &job.verify_timeout) {
-            (Some(d), _) => d,
-            (None, Some(d)) => args::parse_duration(d)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("verify-timeout")))?,
-            (None, None) => RotateOptions::DEFAULT_VERIFY_TIMEOUT,
+            timeout: args
+                .timeout
+                .or(values.timeout)
+                .unwrap_or(PluginLimits::DEFAULT_TIMEOUT),
+            memory_bytes: args
+                .memory
+                .or(values.memory)
+                .unwrap_or(PluginLimits::DEFAULT_MEMORY_BYTES),
         };
         let options = RotateOptions {
             retire: args
@@ -270,14 +254,16 @@ impl TargetSpec {
                 .map(Into::into)
                 .or(job.retire)
                 .unwrap_or_default(),
-            older_than,
-            verify_timeout,
+            older_than: args.older_than.or(values.older_than),
+            verify_timeout: args
+                .verify_timeout
+                .or(values.verify_timeout)
+                .unwrap_or(RotateOptions::DEFAULT_VERIFY_TIMEOUT),
             dry_run: args.dry_run,
         };
-        let sha256 = match (&args.plugin_sha256, job.plugin_sha256) {
-            (Some(hex), _) => Some(check_sha256(hex, "--plugin-sha256")?),
-            (None, Some(hex)) => Some(check_sha256(&hex, &in_job("plugin-sha256"))?),
-            (None, None) => None,
+        let sha256 = match &args.plugin_sha256 {
+            Some(hex) => Some(check_sha256(hex, "--plugin-sha256")?),
+            None => values.plugin_sha256.clone(),
         };
         Ok(Self {
             label,
@@ -343,9 +329,7 @@ pub(super) fn state_options(
 
 /// A pinned digest is 64 hex digits; `what` names where it came from.
 fn check_sha256(hex: &str, what: &str) -> anyhow::Result<String> {
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("{what} must be 64 hex digits, got '{hex}'");
-    }
+    args::parse_sha256(hex).map_err(|why| anyhow::anyhow!("{what} {why}"))?;
     Ok(hex.to_string())
 }
 
@@ -368,6 +352,9 @@ pub(super) fn check_user_name(user: &str) -> anyhow::Result<()> {
 /// The users the flags select, if any: `--user` (repeatable) and
 /// `--users-file` together, or `--all-users`.
 fn flag_users(args: &RotateArgs) -> anyhow::Result<Option<Users>> {
+    if args.path_prefix.is_some() && !args.all_users {
+        bail!("--path-prefix selects among all users: it needs --all-users");
+    }
     if args.all_users {
         let path_prefix = args.path_prefix.clone().unwrap_or_else(|| "/".into());
         fleet::check_path_prefix(&path_prefix)
