@@ -170,6 +170,14 @@ pub trait Iam: Send + Sync {
         Err(unsupported("GetAccessKeyLastUsed"))
     }
 
+    /// From now on, signs every call with `key`: a user rotating its own
+    /// key, whose old key is about to be retired, goes on with the new one.
+    /// `false` if this implementation cannot.
+    async fn sign_with(&self, key: &NewAccessKey) -> bool {
+        let _ = key;
+        false
+    }
+
     /// The user's tags (the IAM-kept journal).
     async fn list_user_tags(&self, user: &str) -> Result<Vec<(String, String)>, IamError> {
         let _ = user;
@@ -220,6 +228,10 @@ impl<T: Iam + ?Sized> Iam for Arc<T> {
 
     async fn access_key_last_used(&self, key_id: &str) -> Result<KeyLastUsed, IamError> {
         (**self).access_key_last_used(key_id).await
+    }
+
+    async fn sign_with(&self, key: &NewAccessKey) -> bool {
+        (**self).sign_with(key).await
     }
 
     async fn list_user_tags(&self, user: &str) -> Result<Vec<(String, String)>, IamError> {

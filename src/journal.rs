@@ -76,6 +76,29 @@ impl StateDir {
         }
     }
 
+    /// The accounts whose file journal holds a record for `user`.
+    pub fn accounts_with_journal(&self, user: &str) -> Result<Vec<String>, JournalError> {
+        let dir = self.root.join("journal");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(dir_error(&dir.display().to_string(), user, e)),
+        };
+        let mut accounts = Vec::new();
+        for entry in entries.flatten() {
+            let account = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let has = [FileJournal::file_name(user), format!("{user}.json")]
+                .iter()
+                .any(|name| path.join(name).exists());
+            if has {
+                accounts.push(account);
+            }
+        }
+        accounts.sort();
+        Ok(accounts)
+    }
+
     /// Takes the exclusive lock on (account, user), blocking this thread.
     /// Busy: waits up to `wait`, then fails naming the process that holds
     /// it.
@@ -257,12 +280,21 @@ impl FileJournal {
     async fn lock(&self, user: &str) -> Result<UserLock, JournalError> {
         let deadline = Instant::now() + self.wait.unwrap_or_default();
         let mut file = self.state.lock_file(&self.account, user)?;
+        let mut said = false;
         loop {
             if let Some(lock) = file.try_lock()? {
                 return Ok(lock);
             }
             if Instant::now() >= deadline {
                 return Err(file.busy(user));
+            }
+            if !said {
+                said = true;
+                tracing::info!(
+                    "{}: waiting up to {} for it (--wait-lock)",
+                    file.busy(user),
+                    crate::rotation::human_duration(self.wait.unwrap_or_default())
+                );
             }
             tokio::time::sleep(LOCK_POLL).await;
         }
@@ -697,7 +729,7 @@ impl Journal for IamTagJournal {
 
         // Claim beside the record, never over it; then look again.
         let claim = inner.claim_key();
-        let value = format!("h={} x={}", inner.owner, unix_now() + CLAIM_TTL);
+        let value = format!("h={}/x={}", inner.owner, unix_now() + CLAIM_TTL);
         inner.tag(user, &claim, &value).await?;
         tokio::time::sleep(inner.settle).await;
         let after = match inner.read(user).await {
@@ -862,10 +894,15 @@ impl Journal for IamTagJournal {
     }
 }
 
-/// `v=1 p=created o=AKIA1+AKIA2 a=AKIA1 n=AKIA3 r=delete t=… x=… h=owner`:
+/// Fields of a tag value: `/` since keyrot 0.2 (spaces are legal in IAM tag
+/// values, but some SigV4 implementations encode them differently from
+/// AWS's own SDKs), a space before.
+const FIELD_SEPARATORS: [char; 2] = ['/', ' '];
+
+/// `v=1/p=created/o=AKIA1+AKIA2/a=AKIA1/n=AKIA3/r=delete/t=…/x=…/h=owner`:
 /// IAM tag values allow letters, digits, spaces and `_.:/=+-@`, up to 256
-/// characters. A record that does not fit is an error, never cut: the
-/// owner is compared whole.
+/// characters (owner ids hold no `/`). A record that does not fit is an
+/// error, never cut: the owner is compared whole.
 fn encode_tag(record: &JournalRecord) -> Result<String, String> {
     let mut fields = vec![
         format!("v={}", record.version),
@@ -885,7 +922,7 @@ fn encode_tag(record: &JournalRecord) -> Result<String, String> {
     fields.push(format!("t={}", record.started));
     fields.push(format!("x={}", record.lease_until));
     fields.push(format!("h={}", record.owner));
-    let text = fields.join(" ");
+    let text = fields.join("/");
     if text.len() > 256 {
         return Err(format!(
             "the record is {} characters, more than an IAM tag holds",
@@ -899,7 +936,7 @@ fn encode_tag(record: &JournalRecord) -> Result<String, String> {
 /// once; [`JournalRecord::check`] then tests that they agree.
 fn decode_tag(user: &str, value: &str) -> Result<JournalRecord, String> {
     let mut fields: HashMap<&str, &str> = HashMap::new();
-    for field in value.split(' ').filter(|f| !f.is_empty()) {
+    for field in value.split(FIELD_SEPARATORS).filter(|f| !f.is_empty()) {
         let (key, v) = field
             .split_once('=')
             .ok_or_else(|| format!("bad field '{field}'"))?;
@@ -954,7 +991,7 @@ fn decode_tag(user: &str, value: &str) -> Result<JournalRecord, String> {
 fn decode_claim(value: &str) -> Option<(String, u64)> {
     let mut owner = None;
     let mut until = None;
-    for field in value.split(' ') {
+    for field in value.split(FIELD_SEPARATORS) {
         match field.split_once('=')? {
             ("h", v) => owner = Some(v.to_string()),
             ("x", v) => until = v.parse().ok(),
@@ -1000,6 +1037,13 @@ mod tests {
             "{tag}"
         );
         assert_eq!(decode_tag("ci-bot", &tag).unwrap(), record);
+    }
+
+    #[test]
+    fn a_tag_of_keyrot_0_1_with_spaces_is_read() {
+        let record = record();
+        let spaced = encode_tag(&record).unwrap().replace('/', " ");
+        assert_eq!(decode_tag("ci-bot", &spaced).unwrap(), record);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! [`AwsIam`]: the [`Iam`] seam over aws-sdk-iam.
 
+use std::sync::{Arc, RwLock};
+
 use async_trait::async_trait;
+use aws_credential_types::Credentials;
 use aws_sdk_iam::config::retry::RetryConfig;
 use aws_sdk_iam::types::StatusType;
 use aws_smithy_types::date_time::Format;
@@ -12,16 +15,28 @@ use crate::iam::{
 };
 use crate::secret::SecretAccessKey;
 
-/// [`Iam`] backed by aws-sdk-iam.
+/// [`Iam`] backed by aws-sdk-iam. Clones share one client, so when a user
+/// rotating its own key switches to the new key ([`Iam::sign_with`]), the
+/// journal and the rotation both sign with it.
 #[derive(Clone, Debug)]
 pub struct AwsIam {
-    client: aws_sdk_iam::Client,
+    client: Arc<RwLock<aws_sdk_iam::Client>>,
 }
 
 impl AwsIam {
     /// Wraps an SDK client.
     pub fn new(client: aws_sdk_iam::Client) -> Self {
-        Self { client }
+        Self {
+            client: Arc::new(RwLock::new(client)),
+        }
+    }
+
+    /// The client to make a call with now.
+    fn client(&self) -> aws_sdk_iam::Client {
+        self.client
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Builds a client from an SDK config, with its own retry budget.
@@ -55,11 +70,30 @@ impl AwsIam {
 
 #[async_trait]
 impl Iam for AwsIam {
+    async fn sign_with(&self, key: &NewAccessKey) -> bool {
+        let credentials = Credentials::new(
+            &key.access_key_id,
+            key.secret_access_key.expose(),
+            None,
+            None,
+            "keyrot-new-key",
+        );
+        let conf = self
+            .client()
+            .config()
+            .to_builder()
+            .credentials_provider(credentials)
+            .build();
+        *self.client.write().unwrap_or_else(|e| e.into_inner()) =
+            aws_sdk_iam::Client::from_conf(conf);
+        true
+    }
+
     /// Every IAM user whose path starts with `path_prefix` (`/` for all),
     /// across all pages of `ListUsers`, sorted by name.
     async fn list_users(&self, path_prefix: &str) -> Result<Vec<String>, IamError> {
         let users: Vec<_> = self
-            .client
+            .client()
             .list_users()
             .path_prefix(path_prefix)
             .max_items(1000)
@@ -76,7 +110,7 @@ impl Iam for AwsIam {
 
     async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyInfo>, IamError> {
         let keys: Vec<_> = self
-            .client
+            .client()
             .list_access_keys()
             .user_name(user)
             .into_paginator()
@@ -101,7 +135,7 @@ impl Iam for AwsIam {
         // refused (throttling) and looks at what IAM holds otherwise.
         let once = aws_sdk_iam::config::Builder::default().retry_config(RetryConfig::disabled());
         let output = self
-            .client
+            .client()
             .create_access_key()
             .user_name(user)
             .customize()
@@ -129,7 +163,7 @@ impl Iam for AwsIam {
         key_id: &str,
         status: KeyStatus,
     ) -> Result<(), IamError> {
-        self.client
+        self.client()
             .update_access_key()
             .user_name(user)
             .access_key_id(key_id)
@@ -141,7 +175,7 @@ impl Iam for AwsIam {
     }
 
     async fn delete_access_key(&self, user: &str, key_id: &str) -> Result<(), IamError> {
-        self.client
+        self.client()
             .delete_access_key()
             .user_name(user)
             .access_key_id(key_id)
@@ -153,7 +187,7 @@ impl Iam for AwsIam {
 
     async fn access_key_last_used(&self, key_id: &str) -> Result<KeyLastUsed, IamError> {
         let out = self
-            .client
+            .client()
             .get_access_key_last_used()
             .access_key_id(key_id)
             .send()
@@ -172,7 +206,7 @@ impl Iam for AwsIam {
 
     async fn list_user_tags(&self, user: &str) -> Result<Vec<(String, String)>, IamError> {
         let tags: Vec<_> = self
-            .client
+            .client()
             .list_user_tags()
             .user_name(user)
             .into_paginator()
@@ -193,7 +227,7 @@ impl Iam for AwsIam {
             .value(value)
             .build()
             .map_err(|e| IamError::new(IamErrorKind::Other, e.to_string()))?;
-        self.client
+        self.client()
             .tag_user()
             .user_name(user)
             .tags(tag)
@@ -204,7 +238,7 @@ impl Iam for AwsIam {
     }
 
     async fn untag_user(&self, user: &str, key: &str) -> Result<(), IamError> {
-        self.client
+        self.client()
             .untag_user()
             .user_name(user)
             .tag_keys(key)

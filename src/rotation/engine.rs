@@ -382,6 +382,10 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
         if let Err(why) = self.verify(&new_key).await {
             return Err(self.give_up(&new_key_id, why).await);
         }
+        // A user rotating its own key goes on with the new one once it is
+        // handed over and known to work: the old one is about to go.
+        // Unverified, only once the old one went.
+        let switch_to = self.rotating_self().then(|| new_key.clone());
 
         // Handle, exactly once.
         let handle = self.rot.handler.handle(&rotation, &new_key, &log);
@@ -393,6 +397,13 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
             )
             .await;
         drop(new_key);
+        let switch_later = match switch_to {
+            Some(key) if handled.is_ok() && self.rot.verifier.is_some() => {
+                self.rot.iam.sign_with(&key).await;
+                None
+            }
+            other => other,
+        };
         match handled {
             Ok(()) => {}
             Err(Stop::Handler(cause)) => {
@@ -441,7 +452,18 @@ impl<'a, I: Iam, H: NewKeyHandler> Run<'a, I, H> {
                 self.report.set_old_key(&key.access_key_id, action);
             }
         }
+        if let Some(key) = switch_later {
+            self.rot.iam.sign_with(&key).await;
+        }
         Ok(())
+    }
+
+    /// Whether keyrot acts as the user whose key it rotates.
+    fn rotating_self(&self) -> bool {
+        self.rot
+            .caller
+            .as_ref()
+            .is_some_and(|c| arn_is_user(&c.arn, Some(&c.account), self.user))
     }
 
     /// Before retiring anything: this run's new key must still exist and be

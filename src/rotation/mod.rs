@@ -226,7 +226,8 @@ pub fn owner_id() -> &'static str {
         });
         let place: String = place
             .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || "_.:/=+-@".contains(*c))
+            // What an IAM tag value allows, but `/`, the tag's separator.
+            .filter(|c| c.is_ascii_alphanumeric() || "_.:=+-@".contains(*c))
             .take(46)
             .collect();
         format!("{place}:{}", random_hex())
