@@ -473,7 +473,9 @@ impl HeaderInjection {
         if template[end + 1..].contains('{') {
             return Err(bad("only one placeholder is allowed"));
         }
-        let secret = source.resolve()?;
+        let secret = source
+            .resolve()
+            .map_err(|why| format!("{what} for '{host_part}': {why}"))?;
         let value = Zeroizing::new(format!(
             "{}{}{}",
             template[..start].trim_start(),
@@ -526,7 +528,8 @@ impl HeaderInjection {
                 )
             };
             return Err(format!(
-                "headers are injected only into requests to allowed hosts, and {} is not                  allowed: add --allow-host {}{others}",
+                "headers are injected only into requests to allowed hosts, and {} is not \
+                 allowed: add --allow-host {}{others}",
                 self.host, self.host
             ));
         }
@@ -542,12 +545,15 @@ impl HeaderInjection {
                     port: if port_given { self.host.port } else { 80 },
                 };
                 Err(format!(
-                    "headers are injected only into requests to allowed hosts, and                      '{written}' is not allowed: add --allow-host {} (https), or                      --allow-host {plain} for plain HTTP",
+                    "headers are injected only into requests to allowed hosts, and \
+                     '{written}' is not allowed: add --allow-host {} (https), or \
+                     --allow-host {plain} for plain HTTP",
                     self.host
                 ))
             }
             several => Err(format!(
-                "'{written}' could mean any of the allowed {}: write the host for the                  header exactly as one of them",
+                "'{written}' could mean any of the allowed {}: write the host for the \
+                 header exactly as one of them",
                 spelled(several)
             )),
         }

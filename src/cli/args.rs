@@ -283,6 +283,12 @@ pub struct JournalArgs {
     #[arg(long, value_name = "NAME")]
     pub user: String,
 
+    /// The AWS account of the user (file journal): needs no AWS call
+    /// [default: the account whose journal in the state directory has a
+    /// record for the user].
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+
     /// `clear`: remove the record even while a run holds the user (its
     /// lock, or a live lease): only when that run is known to be gone.
     #[arg(long)]
@@ -544,6 +550,14 @@ const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 const MAX_AGE: Duration = Duration::from_secs(3650 * 24 * 60 * 60);
 
 /// A time limit: `500ms`, `30s`, `2m`, `1h` (at most 24h).
+/// A pinned sha256: 64 hex digits.
+pub(super) fn parse_sha256(hex: &str) -> Result<(), String> {
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("must be 64 hex digits, got '{hex}'"));
+    }
+    Ok(())
+}
+
 pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
     let duration = parse_any_duration(s)?;
     if duration > MAX_DURATION {

@@ -101,6 +101,9 @@ pub(super) async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
         names.extend(fleet::read_users_file(file).map_err(anyhow::Error::msg)?);
     }
     let prefix = args.path_prefix.as_deref().unwrap_or("/");
+    if args.path_prefix.is_some() && !args.all_users {
+        anyhow::bail!("--path-prefix selects among all users: it needs --all-users");
+    }
     if args.all_users {
         fleet::check_path_prefix(prefix).map_err(|e| anyhow::anyhow!("--path-prefix: {e}"))?;
     }
@@ -307,24 +310,51 @@ pub(super) async fn journal(cli: &Cli, command: &JournalCommand) -> anyhow::Resu
     let (JournalCommand::Show(args) | JournalCommand::Clear(args)) = command;
     let JournalArgs {
         user,
+        account,
         force,
         state,
         aws,
     } = args;
     super::check_user_name(user)?;
-    let (_iam, caller, store) = match connect(aws, state).await? {
-        Ok(connected) => connected,
-        Err(code) => return Ok(code),
+    let (kind, dir) = state_options(state, None)?;
+    // The file journal needs no AWS call: the account is given, or found
+    // in the state directory.
+    let store = match kind {
+        JournalKind::File => {
+            let state = StateDir::open(&dir)?;
+            let account = match account {
+                Some(account) => Some(account.clone()),
+                None => match state.accounts_with_journal(user)?.as_slice() {
+                    [] => None,
+                    [one] => Some(one.clone()),
+                    several => anyhow::bail!(
+                        "user {user} has journals in accounts {}: pass --account ID",
+                        several.join(", ")
+                    ),
+                },
+            };
+            account.map(|account| {
+                let journal = Arc::new(state.journal(Some(&account)));
+                (Store::File(state, journal), account)
+            })
+        }
+        JournalKind::Iam => match connect(aws, state).await? {
+            Ok((_iam, caller, store)) => Some((store, caller.account)),
+            Err(code) => return Ok(code),
+        },
     };
-    let record = store
-        .journal()
-        .peek(user)
-        .await
-        .or_else(|err| match command {
-            // A record too broken to read can still be removed.
-            JournalCommand::Clear(_) if err.is_bad_input() => Ok(None),
-            _ => Err(err),
-        })?;
+    let record = match &store {
+        None => None,
+        Some((store, _)) => store
+            .journal()
+            .peek(user)
+            .await
+            .or_else(|err| match command {
+                // A record too broken to read can still be removed.
+                JournalCommand::Clear(_) if err.is_bad_input() => Ok(None),
+                _ => Err(err),
+            })?,
+    };
     let mut out = std::io::stdout().lock();
     match command {
         JournalCommand::Show(_) => match (&record, cli.output) {
@@ -344,9 +374,14 @@ pub(super) async fn journal(cli: &Cli, command: &JournalCommand) -> anyhow::Resu
                 Ok(1)
             };
             match &store {
-                Store::File(state, journal) => {
+                None => {
+                    writeln!(out, "no journal for user {user}")?;
+                    out.flush()?;
+                    return Ok(0);
+                }
+                Some((Store::File(state, journal), account)) => {
                     // Under the user's lock, as a run would be.
-                    let _lock = match state.lock(Some(&caller.account), user, None) {
+                    let _lock = match state.lock(Some(account), user, None) {
                         Ok(lock) => Some(lock),
                         Err(_) if *force => None,
                         Err(keyrot::rotation::JournalError::Busy { owner, .. }) => {
@@ -356,7 +391,7 @@ pub(super) async fn journal(cli: &Cli, command: &JournalCommand) -> anyhow::Resu
                     };
                     journal.clear(user).await?;
                 }
-                Store::Iam(journal) => {
+                Some((Store::Iam(journal), _)) => {
                     if !*force && let Some((owner, until)) = journal.holder(user).await? {
                         return refuse(format!(
                             "keyrot run {owner} holds user '{user}' (its lease ends {})",
