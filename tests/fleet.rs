@@ -655,7 +655,7 @@ async fn ctrl_c_in_a_fleet_starts_no_new_user_and_reports_every_user() {
 
 /// Runs `cmd` (plus `extra`) on a pseudo-terminal with `script(1)`, as a
 /// person would; returns what the terminal showed.
-fn on_a_terminal(cmd: &std::process::Command, extra: &str) -> Output {
+pub(crate) fn on_a_terminal(cmd: &std::process::Command, extra: &str) -> Output {
     let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
     let mut line = std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
@@ -868,10 +868,9 @@ async fn a_target_that_cannot_be_reached_fails_alone() {
     let made = users(&iam, "ci", "/", 3).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(plugin("hello"), dir.path().join("hello.wasm")).unwrap();
-    // Nothing listens here: the second target's AWS cannot be reached.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    // Nothing listens on port 1 (tcpmux): the second target's AWS cannot
+    // be reached. (A port freed here could be taken by another test.)
+    let dead = "http://127.0.0.1:1".to_string();
     let job = dir.path().join("fleet.toml");
     std::fs::write(
         &job,

@@ -28,6 +28,22 @@ pub struct Registry {
 const REGISTRY_HINT: &str = "the OCI tests need the CNCF distribution registry: \
      `apt-get install docker-registry` (scripts/setup.sh, run by the README's test command, does)";
 
+/// Whether `addr` answers as a CNCF distribution registry does.
+fn is_registry(addr: &SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect_timeout(addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(stream, "GET /v2/ HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = String::new();
+    let _ = stream.read_to_string(&mut head);
+    head.to_ascii_lowercase()
+        .contains("docker-distribution-api-version: registry/2.0")
+}
+
 impl Registry {
     /// Starts the registry and waits until it answers. Panics (never skips)
     /// if it is not installed.
@@ -42,6 +58,19 @@ impl Registry {
     }
 
     fn spawn(htpasswd: Option<&str>) -> Registry {
+        // The registry cannot pick its own port and say it: a port chosen
+        // here may be taken by another test's server before the registry
+        // binds it. Then the registry exits, or the port answers as no
+        // registry does: try another port.
+        for _ in 0..5 {
+            if let Some(registry) = Self::try_spawn(htpasswd) {
+                return registry;
+            }
+        }
+        panic!("docker-registry could not get a free loopback port in 5 tries");
+    }
+
+    fn try_spawn(htpasswd: Option<&str>) -> Option<Registry> {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -73,21 +102,23 @@ impl Registry {
             .unwrap_or_else(|err| panic!("cannot start docker-registry ({err}); {REGISTRY_HINT}"));
         let addr: SocketAddr = host.parse().unwrap();
         let start = Instant::now();
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("docker-registry exited ({status}) before listening on {addr}");
+        while !is_registry(&addr) {
+            if let Ok(Some(_)) = child.try_wait() {
+                // Its port was taken: another one.
+                return None;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "docker-registry did not listen on {addr} within 30s"
-            );
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Registry {
+        Some(Registry {
             child: Some(child),
             host,
             dir,
-        }
+        })
     }
 
     /// `oci://HOST/REPO:TAG`.

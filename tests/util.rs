@@ -81,8 +81,35 @@ impl Moto {
     }
 
     fn spawn(no_auth_actions: Option<u32>) -> Moto {
-        let port = free_port();
-        let mut child = spawn_moto(port, no_auth_actions);
+        // moto picks its own free port and says which: a port chosen here
+        // and bound later could be taken meanwhile by another test's server,
+        // which would then answer for moto.
+        let mut child = spawn_moto(no_auth_actions);
+        let stderr = child.stderr.take().expect("moto's stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut tx = Some(tx);
+            // Keep reading (moto logs every request) so it never blocks.
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(port) = line
+                    .split("Running on http://127.0.0.1:")
+                    .nth(1)
+                    .and_then(|rest| rest.trim().parse::<u16>().ok())
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(port) => port,
+            Err(_) => {
+                let status = child.try_wait().ok().flatten();
+                let _ = child.kill();
+                panic!("moto did not say which port it listens on within 30s ({status:?}); {MOTO_HINT}");
+            }
+        };
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let start = Instant::now();
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
@@ -300,22 +327,21 @@ const MOTO_HINT: &str = "the tests need the moto IAM emulator in the project vir
 /// The project virtualenv's `moto_server` (scripts/setup.sh installs it),
 /// else one on PATH. Panics with [`MOTO_HINT`] when there is neither:
 /// the end-to-end tests fail, never skip, without their emulator.
-fn spawn_moto(port: u16, no_auth_actions: Option<u32>) -> Child {
+fn spawn_moto(no_auth_actions: Option<u32>) -> Child {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
     let program = if venv.exists() {
         venv
     } else {
         PathBuf::from("moto_server")
     };
-    let port = port.to_string();
     let mut cmd = Command::new(&program);
     if let Some(n) = no_auth_actions {
         // moto checks signatures and IAM policies after the first n calls.
         cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
     }
-    cmd.args(["-H", "127.0.0.1", "-p", port.as_str()])
+    cmd.args(["-H", "127.0.0.1", "-p", "0"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|err| panic!("cannot start {} ({err}); {MOTO_HINT}", program.display()))
 }
@@ -330,13 +356,6 @@ fn client(url: &str, (id, secret): &(String, String)) -> aws_sdk_iam::Client {
     aws_sdk_iam::Client::from_conf(config)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A minimal HTTP/1.0 GET over loopback; enough for moto's state dump.
 fn http_get(addr: &str, path: &str) -> String {
