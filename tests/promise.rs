@@ -93,7 +93,7 @@ async fn journal_tag(moto: &Moto) -> Option<String> {
 
 /// One field (`p`, `n`, `x`, …) of the journal tag.
 fn tag_field(tag: &str, name: &str) -> Option<String> {
-    tag.split(' ')
+    tag.split(['/', ' '])
         .find_map(|f| f.strip_prefix(&format!("{name}=")).map(str::to_string))
 }
 
@@ -364,7 +364,7 @@ async fn forged_journal_tags_delete_nothing() {
         setup.moto.assert_only_key("ci-bot", old).await;
         // Kept for a person (a run that took it over wrote its own name).
         let owner_less = |tag: &str| {
-            tag.split(' ')
+            tag.split(['/', ' '])
                 .filter(|f| !f.starts_with("h="))
                 .collect::<Vec<_>>()
                 .join(" ")

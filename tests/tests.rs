@@ -25,6 +25,9 @@
 //!   (still loaded) through the same binary, and `inspect` naming each.
 //! - `readme`: the README's handler guide is the code the tests build.
 //! - `examples`: the IAM policies in `examples/` suffice, with IAM auth on.
+//! - `first_run`: what a new user hit (ignored flags, messages naming the
+//!   wrong thing, two exit codes for one failure, journal commands needing
+//!   AWS, self-rotation with the IAM journal, a lock wait Ctrl-C stops).
 //! - `usability`: help, colour, errors that say what to do, inspect, cache.
 
 mod circleci;
@@ -34,6 +37,7 @@ mod credentials_file;
 mod dotenv;
 mod examples;
 mod fake;
+mod first_run;
 mod fleet;
 mod fleet_fake;
 mod github;
