@@ -49,9 +49,18 @@ impl StateDir {
             location: format!("state directory {}", root.display()),
             cause: cause.to_string(),
         };
+        // Where the state directory cannot be made (a read-only root
+        // filesystem in a container, say), say how to give keyrot one.
+        let cannot_create = |cause: std::io::Error| JournalError::Io {
+            location: format!("state directory {}", root.display()),
+            cause: format!(
+                "cannot create it ({cause}): give keyrot a writable directory with --state-dir \
+                 DIR or KEYROT_STATE_DIR (needed by --journal iam too, for its locks)"
+            ),
+        };
         match fs::symlink_metadata(root) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir_all(root).map_err(io)?;
+                fs::create_dir_all(root).map_err(cannot_create)?;
                 fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io)?;
             }
             Err(e) => return Err(io(e)),
