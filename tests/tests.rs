@@ -21,6 +21,8 @@
 //! - `contract`: plugins of contract 0.2.0 (told the account id) and 0.1.0
 //!   (still loaded) through the same binary, and `inspect` naming each.
 //! - `readme`: the README's handler guide is the code the tests build.
+//! - `kubernetes`: the CronJob example runs with its read-only root, mounts,
+//!   user and environment.
 //! - `examples`: the IAM policies in `examples/` suffice, with IAM auth on.
 //! - `usability`: help, colour, errors that say what to do, inspect, cache.
 
@@ -37,6 +39,7 @@ mod github_server;
 mod gitlab;
 mod grants;
 mod hardening;
+mod kubernetes;
 mod oci;
 mod promise;
 mod proxy;
