@@ -45,11 +45,22 @@ impl Moto {
     /// has one active key, which is returned; when `signer` is `ci-bot`
     /// (rotating its own key) that is also the key everything signs with.
     pub async fn start_with_policy(signer: &str, policy: &serde_json::Value) -> (Moto, String) {
+        Self::start_with_policy_at(signer, policy, "/").await
+    }
+
+    /// [`Moto::start_with_policy`], with user `ci-bot` (the signer too, when
+    /// it is `ci-bot`) at IAM path `path`, e.g. `/keyrot-managed/`.
+    pub async fn start_with_policy_at(
+        signer: &str,
+        policy: &serde_json::Value,
+        path: &str,
+    ) -> (Moto, String) {
         // The setup below is exactly this many unauthenticated calls:
         // user, policy, key, and for another signer ci-bot and its key.
         let calls = if signer == "ci-bot" { 3 } else { 5 };
         let mut moto = Self::spawn(Some(calls));
-        moto.create_user(signer).await;
+        let signer_path = if signer == "ci-bot" { path } else { "/" };
+        moto.create_user_at(signer, signer_path).await;
         moto.client
             .put_user_policy()
             .user_name(signer)
@@ -69,7 +80,7 @@ impl Moto {
         let old = if signer == "ci-bot" {
             key.access_key_id().to_string()
         } else {
-            moto.create_user("ci-bot").await;
+            moto.create_user_at("ci-bot", path).await;
             moto.create_key("ci-bot", "Active").await
         };
         moto.credentials = (
@@ -130,9 +141,15 @@ impl Moto {
 
     /// Creates a user.
     pub async fn create_user(&self, user: &str) {
+        self.create_user_at(user, "/").await;
+    }
+
+    /// Creates a user at IAM path `path`.
+    pub async fn create_user_at(&self, user: &str, path: &str) {
         self.client
             .create_user()
             .user_name(user)
+            .path(path)
             .send()
             .await
             .expect("create user");
