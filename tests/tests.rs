@@ -21,6 +21,8 @@
 //! - `contract`: plugins of contract 0.2.0 (told the account id) and 0.1.0
 //!   (still loaded) through the same binary, and `inspect` naming each.
 //! - `readme`: the README's handler guide is the code the tests build.
+//! - `docs`: `docs/reference.md` lists exactly the flags of every command's
+//!   `--help`, the job-file keys, the environment and the report fields.
 //! - `kubernetes`: the CronJob example runs with its read-only root, mounts,
 //!   user and environment.
 //! - `examples`: the IAM policies in `examples/` suffice, with IAM auth on.
@@ -30,6 +32,7 @@ mod circleci;
 mod cli;
 mod contract;
 mod credentials_file;
+mod docs;
 mod dotenv;
 mod examples;
 mod fake;

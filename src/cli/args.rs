@@ -217,6 +217,10 @@ pub fn command_tree() -> clap::Command {
                 // again, so this copy is the one its help shows (or hides).
                 sub = sub.arg(arg.clone().hide(!shown));
             }
+            // `journal show` shares `clear`'s arguments; --force is clear's.
+            if path.as_slice() == ["journal", "show"] {
+                sub = sub.mut_arg("force", |arg| arg.hide(true));
+            }
             let sub = place(sub, path, globals);
             path.pop();
             sub
@@ -369,10 +373,10 @@ pub struct JournalArgs {
     #[arg(long, value_name = "NAME", help_heading = "Users")]
     pub user: String,
 
-    /// `clear`: remove the record even while a run holds the user
+    /// Remove the record even while a run holds the user
     ///
-    /// Even while a run holds the user (its lock, or a live lease): only when
-    /// that run is known to be gone.
+    /// Even while a run holds it (its lock, or a live lease): only when that
+    /// run is known to be gone.
     #[arg(long, help_heading = "Journal")]
     pub force: bool,
 
