@@ -20,9 +20,12 @@
 //!   accounts, a job file's targets, throttling, Ctrl-C.
 //! - `contract`: plugins of contract 0.2.0 (told the account id) and 0.1.0
 //!   (still loaded) through the same binary, and `inspect` naming each.
-//! - `readme`: the README's handler guide is the code the tests build.
+//! - `readme`: the handler guide's examples are the code the tests build,
+//!   and no documented command changes real keys without saying so.
 //! - `docs`: `docs/reference.md` lists exactly the flags of every command's
 //!   `--help`, the job-file keys, the environment and the report fields.
+//! - `troubleshooting`: each error the README quotes is what the binary
+//!   prints.
 //! - `kubernetes`: the CronJob example runs with its read-only root, mounts,
 //!   user and environment.
 //! - `examples`: the IAM policies in `examples/` suffice, with IAM auth on.
@@ -50,5 +53,6 @@ mod readme;
 mod rotation;
 mod sandbox;
 mod schedule;
+mod troubleshooting;
 mod usability;
 mod util;
