@@ -199,3 +199,78 @@ fn the_safety_check_catches_a_bare_rotation() {
     let dry = "```sh\nkeyrot --job j.toml --dry-run\n```\n";
     assert_eq!(unsafe_commands(dry), (vec![], 1));
 }
+
+/// A heading's anchor, as GitHub makes it: lower case, punctuation other
+/// than `-` and `_` dropped, spaces as `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// `text` without its fenced code blocks.
+fn prose(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The docs were split across files: every relative link in them (and its
+/// `#anchor`) leads somewhere.
+#[test]
+fn every_relative_link_in_the_docs_resolves() {
+    let mut checked = 0;
+    for doc in user_docs() {
+        let text = prose(&std::fs::read_to_string(&doc).unwrap());
+        for (at, _) in text.match_indices("](") {
+            let target = text[at + 2..].split(')').next().unwrap_or("");
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (path, fragment) = target.split_once('#').unwrap_or((target, ""));
+            let file = if path.is_empty() {
+                doc.clone()
+            } else {
+                doc.parent().unwrap().join(path)
+            };
+            assert!(
+                file.exists(),
+                "{}: link to {target}: no such file",
+                doc.display()
+            );
+            if !fragment.is_empty() {
+                let headings: Vec<String> = prose(&std::fs::read_to_string(&file).unwrap())
+                    .lines()
+                    .filter_map(|l| {
+                        l.trim_start_matches('#')
+                            .strip_prefix(' ')
+                            .filter(|_| l.starts_with('#'))
+                    })
+                    .map(anchor)
+                    .collect();
+                assert!(
+                    headings.iter().any(|h| h == fragment),
+                    "{}: link to {target}: no heading with that anchor in {}",
+                    doc.display(),
+                    file.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 50, "found the docs' links ({checked})");
+    assert_eq!(anchor("The compiled-code cache"), "the-compiled-code-cache");
+    assert_eq!(anchor("`keyrot status`"), "keyrot-status");
+}
