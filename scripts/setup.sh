@@ -5,7 +5,9 @@
 #     emulator (moto_server, boto3). Nothing is installed into the system's
 #     Python: Debian 12 refuses `pip install` there (externally managed);
 #   - the CNCF distribution registry (Debian's docker-registry), for the
-#     OCI tests, and the openssl CLI, which makes their throwaway CA.
+#     OCI tests, and the openssl CLI, which makes their throwaway CA;
+#   - unshare and mount (util-linux), for the test that runs the Kubernetes
+#     example with a read-only root in a mount namespace.
 # Needs python3 with its venv module; on Debian/Ubuntu the python3-venv
 # package is installed with apt-get when missing.
 # Safe to run again: each step is skipped when already done.
@@ -79,4 +81,16 @@ if ! command -v openssl >/dev/null 2>&1; then
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
     "${sudo[@]}" apt-get update -qq
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
+# The test of the Kubernetes example runs keyrot in a mount namespace with a
+# read-only root: unshare (util-linux), mount, chroot (coreutils).
+missing=()
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+command -v mount >/dev/null 2>&1 || missing+=(mount)
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    say "installing ${missing[*]} (apt-get)"
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

@@ -52,8 +52,24 @@ impl StateDir {
     /// that is not a directory, belongs to another user or is writable by
     /// others: a journal there could be forged.
     pub fn open(root: &Path) -> Result<Self, JournalError> {
-        fsutil::ensure_private_dir(root)
-            .map_err(|e| dir_error(&format!("state directory {}", root.display()), "USER", e))?;
+        let missing = !root.exists();
+        fsutil::ensure_private_dir(root).map_err(|e| {
+            let location = format!("state directory {}", root.display());
+            // Where it cannot be made (a read-only root filesystem in a
+            // container, say), say how to give keyrot one.
+            if missing && !root.exists() {
+                JournalError::Io {
+                    location,
+                    cause: format!(
+                        "cannot create it ({e}): give keyrot a writable directory with \
+                         --state-dir DIR or KEYROT_STATE_DIR (needed by --journal iam too, for \
+                         its locks)"
+                    ),
+                }
+            } else {
+                dir_error(&location, "USER", e)
+            }
+        })?;
         Ok(Self {
             root: root.to_path_buf(),
         })

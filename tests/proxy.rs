@@ -48,6 +48,8 @@ pub struct Seen {
     pub dropped: u32,
     /// STS calls answered `InvalidClientTokenId`.
     pub rejected: u32,
+    /// The tag keys `TagUser` and `UntagUser` calls named, in order.
+    pub tag_keys: Vec<String>,
 }
 
 #[derive(Default)]
@@ -160,6 +162,7 @@ fn serve(mut client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io
     let verdict = {
         let mut state = state.lock().unwrap();
         state.seen.calls.push((action.clone(), key.clone()));
+        state.seen.tag_keys.extend(tag_keys(&action, &body));
         decide(&mut state, &service, &action, &key)
     };
     let verdict = match verdict {
@@ -329,6 +332,21 @@ fn signing_key(head: &[String]) -> Option<String> {
 
 fn signing_service(head: &[String]) -> Option<String> {
     credential(head)?.get(3).cloned()
+}
+
+/// The tag keys a `TagUser` (`Tags.member.N.Key`) or `UntagUser`
+/// (`TagKeys.member.N`) call names.
+fn tag_keys(action: &str, body: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(k, _)| match action {
+            "TagUser" => k.starts_with("Tags.member.") && k.ends_with(".Key"),
+            "UntagUser" => k.starts_with("TagKeys.member."),
+            _ => false,
+        })
+        .map(|(_, v)| v.to_string())
+        .collect()
 }
 
 fn form_value(body: &[u8], name: &str) -> Option<String> {

@@ -23,7 +23,14 @@
 //!   before a turn, a panicking task, refused input, the file journal's lock).
 //! - `contract`: plugins of contract 0.2.0 (told the account id) and 0.1.0
 //!   (still loaded) through the same binary, and `inspect` naming each.
-//! - `readme`: the README's handler guide is the code the tests build.
+//! - `readme`: the handler guide's examples are the code the tests build,
+//!   and no documented command changes real keys without saying so.
+//! - `docs`: `docs/reference.md` lists exactly the flags of every command's
+//!   `--help`, the job-file keys, the environment and the report fields.
+//! - `troubleshooting`: each error the README quotes is what the binary
+//!   prints.
+//! - `kubernetes`: the CronJob example runs with its read-only root, mounts,
+//!   user and environment.
 //! - `examples`: the IAM policies in `examples/` suffice, with IAM auth on.
 //! - `first_run`: what a new user hit (ignored flags, messages naming the
 //!   wrong thing, two exit codes for one failure, journal commands needing
@@ -34,6 +41,7 @@ mod circleci;
 mod cli;
 mod contract;
 mod credentials_file;
+mod docs;
 mod dotenv;
 mod examples;
 mod fake;
@@ -46,6 +54,7 @@ mod gitlab;
 mod grants;
 mod hardening;
 mod hostile_registry;
+mod kubernetes;
 mod oci;
 mod promise;
 mod proxy;
@@ -53,5 +62,6 @@ mod readme;
 mod rotation;
 mod sandbox;
 mod schedule;
+mod troubleshooting;
 mod usability;
 mod util;

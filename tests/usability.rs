@@ -9,6 +9,7 @@ use std::process::Output;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::docs::{commands, help_flags};
 use crate::util::{Moto, Reply, TestServer, plugin, show};
 
 fn path(name: &str) -> String {
@@ -461,4 +462,149 @@ fn global_flags_go_anywhere_and_rotation_flags_not_with_a_subcommand() {
         &[],
     );
     assert_eq!(refused.status.code(), Some(2), "{}", show(&refused));
+}
+
+/// `-h` is a page: the usage and the main flags, each group titled; `--help`
+/// has every flag, the examples, the environment and the exit codes.
+#[test]
+fn short_help_is_a_page_and_long_help_has_every_flag() {
+    let short = stdout(&keyrot(&["-h"], &[]));
+    let long = stdout(&keyrot(&["--help"], &[]));
+    assert!(
+        short.lines().count() <= 60,
+        "-h is {} lines:\n{short}",
+        short.lines().count()
+    );
+    let short_flags: Vec<String> = help_flags(&short)
+        .into_iter()
+        .map(|(_, f)| f.long)
+        .collect();
+    let long_flags: Vec<String> = help_flags(&long).into_iter().map(|(_, f)| f.long).collect();
+    assert!(long_flags.len() >= 40, "{long_flags:?}");
+    assert!(short_flags.len() <= 20, "{short_flags:?}");
+    for flag in &short_flags {
+        assert!(
+            long_flags.contains(flag),
+            "--{flag} is in -h but not in --help"
+        );
+    }
+    for main in [
+        "job",
+        "dry-run",
+        "plugin",
+        "user",
+        "config",
+        "secret",
+        "allow-host",
+        "output",
+    ] {
+        assert!(
+            short_flags.iter().any(|f| f == main),
+            "-h lacks --{main}:\n{short}"
+        );
+    }
+    for deep in [
+        "wait-lock",
+        "verify-timeout",
+        "role-arn",
+        "memory",
+        "inject-header",
+    ] {
+        assert!(!short_flags.iter().any(|f| f == deep), "-h shows --{deep}");
+        assert!(
+            long_flags.iter().any(|f| f == deep),
+            "--help lacks --{deep}"
+        );
+    }
+    assert!(
+        short.contains("keyrot --help"),
+        "-h says where the rest is:\n{short}"
+    );
+    for part in ["Examples:", "Environment:", "Exit codes:"] {
+        assert!(long.contains(part), "--help lacks {part}");
+        assert!(!short.contains(part), "-h has {part}");
+    }
+}
+
+/// Every flag of every command sits under a title that says what it is
+/// for; the untitled "Options" holds only -h and -V.
+#[test]
+fn every_flag_sits_in_a_titled_group() {
+    for path in commands() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = stdout(&keyrot(&args, &[]));
+        for (heading, flag) in help_flags(&help) {
+            assert!(
+                !heading.is_empty(),
+                "{args:?}: --{} has no heading",
+                flag.long
+            );
+            if heading == "Options" {
+                assert!(
+                    ["help", "version"].contains(&flag.long.as_str()),
+                    "{args:?}: --{} is untitled (under Options)",
+                    flag.long
+                );
+            }
+        }
+    }
+}
+
+/// `keyrot` alone: a short usage on stderr, exit 2, not an error wall.
+#[test]
+fn keyrot_alone_prints_a_short_usage() {
+    let out = keyrot(&[], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(out.stdout.is_empty(), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Usage: keyrot --plugin <PATH> --user <NAME>"),
+        "{err}"
+    );
+    assert!(err.contains("keyrot --job <FILE>"), "{err}");
+    assert!(
+        err.contains("--dry-run") && err.contains("keyrot --help"),
+        "{err}"
+    );
+    assert!(!err.contains("error"), "{err}");
+    assert!(err.lines().count() <= 12, "{err}");
+}
+
+/// Global flags show in the help of the commands they mean something to,
+/// and not elsewhere.
+#[test]
+fn global_flags_show_only_where_they_mean_something() {
+    let shown = |args: &[&str], flag: &str| {
+        let mut args = args.to_vec();
+        args.push("--help");
+        let help = stdout(&keyrot(&args, &[]));
+        help_flags(&help).into_iter().any(|(_, f)| f.long == flag)
+    };
+    for (args, flag, expected) in [
+        (&["rotate"][..], "plugin-log", true),
+        (&["plugin", "inspect"][..], "no-cache", true),
+        (&["plugin", "push"][..], "insecure-registry", true),
+        (&["plugin", "verify"][..], "insecure-registry", true),
+        (&["status"][..], "output", true),
+        (&["journal", "show"][..], "output", true),
+        (&["cache", "list"][..], "output", true),
+        (&["cache", "list"][..], "color", true),
+        (&["status"][..], "plugin-log", false),
+        (&["status"][..], "no-cache", false),
+        (&["status"][..], "insecure-registry", false),
+        (&["journal", "clear"][..], "output", false),
+        (&["journal", "show"][..], "force", false),
+        (&["journal", "clear"][..], "force", true),
+        (&["cache", "clean"][..], "no-cache", false),
+        (&["plugin", "sign"][..], "output", false),
+        (&["plugin", "sign"][..], "plugin-log", false),
+    ] {
+        assert_eq!(
+            shown(args, flag),
+            expected,
+            "keyrot {} --help, --{flag}",
+            args.join(" ")
+        );
+    }
 }

@@ -45,11 +45,22 @@ impl Moto {
     /// has one active key, which is returned; when `signer` is `ci-bot`
     /// (rotating its own key) that is also the key everything signs with.
     pub async fn start_with_policy(signer: &str, policy: &serde_json::Value) -> (Moto, String) {
+        Self::start_with_policy_at(signer, policy, "/").await
+    }
+
+    /// [`Moto::start_with_policy`], with user `ci-bot` (the signer too, when
+    /// it is `ci-bot`) at IAM path `path`, e.g. `/keyrot-managed/`.
+    pub async fn start_with_policy_at(
+        signer: &str,
+        policy: &serde_json::Value,
+        path: &str,
+    ) -> (Moto, String) {
         // The setup below is exactly this many unauthenticated calls:
         // user, policy, key, and for another signer ci-bot and its key.
         let calls = if signer == "ci-bot" { 3 } else { 5 };
         let mut moto = Self::spawn(Some(calls));
-        moto.create_user(signer).await;
+        let signer_path = if signer == "ci-bot" { path } else { "/" };
+        moto.create_user_at(signer, signer_path).await;
         moto.client
             .put_user_policy()
             .user_name(signer)
@@ -69,7 +80,7 @@ impl Moto {
         let old = if signer == "ci-bot" {
             key.access_key_id().to_string()
         } else {
-            moto.create_user("ci-bot").await;
+            moto.create_user_at("ci-bot", path).await;
             moto.create_key("ci-bot", "Active").await
         };
         moto.credentials = (
@@ -91,7 +102,10 @@ impl Moto {
             use std::io::BufRead;
             let mut tx = Some(tx);
             // Keep reading (moto logs every request) so it never blocks.
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if let Some(port) = line
                     .split("Running on http://127.0.0.1:")
                     .nth(1)
@@ -107,7 +121,9 @@ impl Moto {
             Err(_) => {
                 let status = child.try_wait().ok().flatten();
                 let _ = child.kill();
-                panic!("moto did not say which port it listens on within 30s ({status:?}); {MOTO_HINT}");
+                panic!(
+                    "moto did not say which port it listens on within 30s ({status:?}); {MOTO_HINT}"
+                );
             }
         };
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -157,9 +173,15 @@ impl Moto {
 
     /// Creates a user.
     pub async fn create_user(&self, user: &str) {
+        self.create_user_at(user, "/").await;
+    }
+
+    /// Creates a user at IAM path `path`.
+    pub async fn create_user_at(&self, user: &str, path: &str) {
         self.client
             .create_user()
             .user_name(user)
+            .path(path)
             .send()
             .await
             .expect("create user");
@@ -355,7 +377,6 @@ fn client(url: &str, (id, secret): &(String, String)) -> aws_sdk_iam::Client {
         .build();
     aws_sdk_iam::Client::from_conf(config)
 }
-
 
 /// A minimal HTTP/1.0 GET over loopback; enough for moto's state dump.
 fn http_get(addr: &str, path: &str) -> String {

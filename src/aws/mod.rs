@@ -38,40 +38,60 @@ const FALLBACK_REGION: &str = "us-east-1";
 #[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AwsOptions {
-    /// The AWS profile to use; it takes precedence over AWS_ACCESS_KEY_ID
-    /// and friends in the environment, as with the aws CLI [default:
-    /// AWS_PROFILE, then the usual credential chain].
+    /// The AWS profile to use [default: AWS_PROFILE, then the usual chain]
+    ///
+    /// It takes precedence over AWS_ACCESS_KEY_ID and friends in the
+    /// environment, as with the aws CLI; a profile that does not exist is
+    /// exit 2.
     #[arg(long, value_name = "NAME", help_heading = "AWS")]
     pub profile: Option<String>,
 
-    /// The signing region [default: AWS_REGION, the profile's, then
-    /// us-east-1].
-    #[arg(long, value_name = "REGION", help_heading = "AWS")]
+    /// The signing region [default: AWS_REGION, the profile's, then us-east-1]
+    #[arg(
+        long,
+        value_name = "REGION",
+        hide_short_help = true,
+        help_heading = "AWS"
+    )]
     pub region: Option<String>,
 
-    /// A custom endpoint for every AWS service keyrot calls (IAM and STS),
-    /// e.g. a local emulator [default: AWS_ENDPOINT_URL; AWS_ENDPOINT_URL_IAM
-    /// and AWS_ENDPOINT_URL_STS also work].
+    /// A custom endpoint for IAM and STS, e.g. a local emulator
+    ///
+    /// Used for every AWS service keyrot calls. [default: AWS_ENDPOINT_URL;
+    /// AWS_ENDPOINT_URL_IAM and AWS_ENDPOINT_URL_STS also work]
     #[arg(long, value_name = "URL", help_heading = "AWS")]
     pub endpoint_url: Option<String>,
 
-    /// Attempts per AWS call on throttling and transient errors, with
-    /// jittered backoff [default: 10].
-    #[arg(long, value_name = "N", help_heading = "AWS")]
+    /// Attempts per AWS call on throttling and transient errors [default: 10]
+    ///
+    /// Retried with jittered exponential backoff.
+    #[arg(long, value_name = "N", hide_short_help = true, help_heading = "AWS")]
     pub max_attempts: Option<u32>,
 
-    /// Assume this IAM role (in another account, say) through STS and act
-    /// as it; the session is refreshed as it nears expiry.
-    #[arg(long, value_name = "ARN", help_heading = "AWS")]
+    /// Assume this IAM role (in another account, say) through STS and act as it
+    ///
+    /// The session is refreshed as it nears expiry.
+    #[arg(long, value_name = "ARN", hide_short_help = true, help_heading = "AWS")]
     pub role_arn: Option<String>,
 
-    /// The external id the role's trust policy requires (with --role-arn).
-    #[arg(long, value_name = "ID", requires = "role_arn", help_heading = "AWS")]
+    /// The external id the role's trust policy requires (with --role-arn)
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "role_arn",
+        hide_short_help = true,
+        help_heading = "AWS"
+    )]
     pub external_id: Option<String>,
 
-    /// The session name CloudTrail records for the assumed role [default:
-    /// keyrot].
-    #[arg(long, value_name = "NAME", requires = "role_arn", help_heading = "AWS")]
+    /// The session name CloudTrail records for the role [default: keyrot]
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "role_arn",
+        hide_short_help = true,
+        help_heading = "AWS"
+    )]
     pub role_session_name: Option<String>,
 }
 

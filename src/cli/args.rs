@@ -8,7 +8,13 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, 
 use keyrot::grants::{DirGrant, HostRule};
 use keyrot::{AwsOptions, RetireMode};
 
-const AFTER_HELP: &str = "\
+/// What `keyrot -h` adds below the main flags.
+const AFTER_SHORT_HELP: &str = "\
+Try a job first: `keyrot status --user NAME` and `keyrot ... --dry-run` change nothing.
+`keyrot --help` shows every flag, examples, the environment and the exit codes.";
+
+/// What `keyrot --help` adds below every flag.
+const AFTER_LONG_HELP: &str = "\
 Examples:
   # Rotate ci-bot's key into a repository's GitHub Actions secrets
   keyrot --plugin github.wasm --user ci-bot --allow-host api.github.com \\
@@ -21,9 +27,10 @@ Examples:
   keyrot --plugin aws_credentials_file.wasm --user ci-bot --allow-dir ~/.aws:/aws \\
          --config path=/aws/credentials --config profile=ci
 
-  # Nightly from cron: rotate only keys older than 90 days, keep the old
-  # key inactive for a while, resume any run a crash interrupted
-  keyrot rotate --job rotate-ci.toml --older-than 90d --retire deactivate
+  # On a schedule: rotate only keys older than 90 days, keep the old key
+  # inactive for a while, keep the journal on the IAM user (for runners
+  # that lose their files), finish any run a crash interrupted
+  keyrot rotate --job rotate-ci.toml --older-than 90d --retire deactivate --journal iam
 
   # A fleet: every user under /ci/, 8 at a time, only keys due
   keyrot --job rotate-ci.toml --all-users --path-prefix /ci/ --concurrency 8 --older-than 90d
@@ -44,16 +51,22 @@ Examples:
   keyrot cache clean --older-than 30d
 
 Environment:
-  KEYROT_LOG        log filter; overrides -v/-q (e.g. keyrot=debug,plugin=trace)
-  KEYROT_CACHE_DIR  compiled-plugin cache (default: $XDG_CACHE_HOME/keyrot, ~/.cache/keyrot)
-  KEYROT_REGISTRY_USER / KEYROT_REGISTRY_PASSWORD
-                    credentials for the one registry KEYROT_REGISTRY_HOST (HOST[:PORT]) names;
-                    other registries get theirs from the Docker config ($DOCKER_CONFIG)
-  SSL_CERT_FILE     a PEM bundle of the CAs registries are checked against (replaces the system's)
-  NO_COLOR          if set and not empty: no colour (as --color never), unless --color always
-  AWS_*             the AWS SDK's usual settings: AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL,
-                    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,
-                    AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE
+  KEYROT_STATE_DIR          journals and locks, as --state-dir (default: $XDG_STATE_HOME/keyrot,
+                            then $HOME/.local/state/keyrot); must be writable, even with --journal iam
+  KEYROT_CACHE_DIR          compiled-plugin cache (default: $XDG_CACHE_HOME/keyrot, then
+                            $HOME/.cache/keyrot)
+  KEYROT_LOG                log filter; overrides -v/-q (e.g. keyrot=debug,plugin=trace)
+  KEYROT_REGISTRY_HOST,     credentials for the one registry KEYROT_REGISTRY_HOST (HOST[:PORT])
+  KEYROT_REGISTRY_USER,     names; other registries get theirs from the Docker config
+  KEYROT_REGISTRY_PASSWORD  ($DOCKER_CONFIG/config.json or ~/.docker/config.json), else anonymous
+  SSL_CERT_FILE             a PEM bundle of the CAs registries are checked against (replaces the
+                            system's)
+  COSIGN_PASSWORD           the password of the cosign key `keyrot plugin sign --key` reads
+  NO_COLOR                  if set and not empty: no colour (as --color never), unless --color always
+  AWS_*                     the AWS SDK's usual settings: AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL
+                            (and AWS_ENDPOINT_URL_IAM, AWS_ENDPOINT_URL_STS), AWS_ACCESS_KEY_ID /
+                            AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_CONFIG_FILE,
+                            AWS_SHARED_CREDENTIALS_FILE, AWS_ROLE_ARN / AWS_WEB_IDENTITY_TOKEN_FILE
 
 Exit codes:
   0  rotated: the new key is in place and the old keys are retired; or
@@ -68,7 +81,13 @@ Exit codes:
      neither deleted nor deactivated; the message names the key and the command
   A fleet exits with the first of 4, 3, 1, 2, 0 that any of its users has.";
 
-/// Rotate an IAM user's access keys through a sandboxed WebAssembly handler.
+/// The usage lines `keyrot -h`, `--help` and a bare `keyrot` show.
+const USAGE: &str = "\
+keyrot --plugin <PATH> --user <NAME> [OPTIONS]
+       keyrot --job <FILE> [OPTIONS]
+       keyrot <COMMAND>";
+
+/// Rotate an IAM user's access keys through a sandboxed WebAssembly handler
 ///
 /// keyrot lists the user's keys, asks the handler to preflight, creates a new
 /// key, hands it to the handler, and deletes the old keys. If anything fails,
@@ -76,7 +95,13 @@ Exit codes:
 /// nothing but its settings unless granted: --allow-host, --allow-dir,
 /// --secret, --inject-header.
 #[derive(Debug, Parser)]
-#[command(name = "keyrot", version, after_help = AFTER_HELP)]
+#[command(
+    name = "keyrot",
+    version,
+    override_usage = USAGE,
+    after_help = AFTER_SHORT_HELP,
+    after_long_help = AFTER_LONG_HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -84,31 +109,28 @@ pub struct Cli {
     #[command(flatten)]
     pub rotate: RotateArgs,
 
-    /// How to print the report on stdout.
-    #[arg(long, value_enum, default_value_t = Output::Text, global = true, help_heading = "Output")]
+    /// How to print the report on stdout: text, or one JSON object
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Output::Text, global = true, help_heading = "Output")]
     pub output: Output,
 
-    /// Colour in logs on stderr: auto (only when stderr is a terminal and
-    /// NO_COLOR is unset), always, never.
-    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, global = true, help_heading = "Output")]
+    /// Colour in logs on stderr
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, global = true, hide_short_help = true, help_heading = "Output")]
     pub color: ColorChoice,
 
-    /// Compile the plugin afresh instead of using the compiled-code cache.
-    #[arg(long, global = true, help_heading = "Plugin")]
+    /// Compile the plugin afresh instead of using the compiled-code cache
+    #[arg(long, global = true, hide_short_help = true, help_heading = "Plugin")]
     pub no_cache: bool,
 
-    /// More logging on stderr (-v debug, -vv trace).
+    /// More logging on stderr (-v debug, -vv trace)
     #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet", global = true, help_heading = "Output")]
     pub verbose: u8,
 
-    /// Only errors on stderr.
+    /// Only errors on stderr
     #[arg(short, long, global = true, help_heading = "Output")]
     pub quiet: bool,
 
-    /// The plugin's own log lines on stderr: auto shows them when stderr is
-    /// a terminal; hide prints only how many there were. The JSON report
-    /// includes them only with an explicit show.
-    #[arg(long, value_enum, value_name = "WHEN", default_value_t = PluginLogMode::Auto, global = true)]
+    /// The plugin's own log lines on stderr
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = PluginLogMode::Auto, global = true, hide_short_help = true, help_heading = "Output")]
     pub plugin_log: PluginLogMode,
 
     #[command(flatten)]
@@ -119,21 +141,44 @@ pub struct Cli {
 /// plugin push/sign/verify/inspect`.
 #[derive(Clone, Debug, Default, Args)]
 pub struct RegistryArgs {
-    /// Reach this registry (HOST[:PORT]) over plain HTTP, credentials
-    /// included (repeatable); loopback registries always may.
-    #[arg(long, value_name = "HOST", global = true, help_heading = "Registry")]
+    /// Reach this OCI registry (HOST[:PORT]) over plain HTTP
+    ///
+    /// Credentials included. Loopback registries always may; any other host
+    /// only when named here (repeatable).
+    #[arg(
+        long,
+        value_name = "HOST",
+        global = true,
+        hide_short_help = true,
+        help_heading = "Registry"
+    )]
     pub insecure_registry: Vec<String>,
 
-    /// Let the token service on this host (HOST[:PORT]) receive a
-    /// registry's credentials although it is not the registry's own host,
+    /// Let this host's token service receive a registry's credentials
+    ///
+    /// A token service on another host (HOST[:PORT]) than the registry's own,
     /// e.g. auth.docker.io (repeatable).
-    #[arg(long, value_name = "HOST", global = true, help_heading = "Registry")]
+    #[arg(
+        long,
+        value_name = "HOST",
+        global = true,
+        hide_short_help = true,
+        help_heading = "Registry"
+    )]
     pub registry_token_host: Vec<String>,
 
-    /// Give up on a registry operation (resolving a tag, a pull, a push,
-    /// reading or pushing signatures) that takes longer than this
+    /// Give up on a registry operation that takes longer than this
+    ///
+    /// Resolving a tag, a pull, a push, reading or pushing signatures
     /// [default: 3m; job file: registry-timeout].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, global = true, help_heading = "Registry")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        global = true,
+        hide_short_help = true,
+        help_heading = "Registry"
+    )]
     pub registry_timeout: Option<Duration>,
 }
 
@@ -152,9 +197,14 @@ impl Cli {
     /// Parses the command line, exiting with a usage error (exit 2) as clap
     /// does. Rotation flags make no sense with a subcommand and are refused
     /// there; global flags (`-v`, `--color`, `--output`, ...) go anywhere,
-    /// before or after it.
+    /// before or after it, and each command's help shows those that mean
+    /// something to it. `keyrot` alone prints a short usage (exit 2).
     pub fn parse_args() -> Cli {
-        let mut command = Cli::command();
+        if std::env::args_os().len() <= 1 {
+            eprintln!("{}", bare_usage());
+            std::process::exit(2);
+        }
+        let mut command = command_tree();
         let matches = command.clone().get_matches();
         if let Some((name, _)) = matches.subcommand() {
             let rotation_only = RotateArgs::augment_args(clap::Command::new("keyrot"));
@@ -177,6 +227,72 @@ impl Cli {
             }
         }
         Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+    }
+}
+
+/// What `keyrot` with no arguments prints: what it is and how to start.
+fn bare_usage() -> String {
+    format!(
+        "Rotate an IAM user's access keys through a sandboxed WebAssembly handler\n\n\
+         Usage: {USAGE}\n\n{AFTER_SHORT_HELP}"
+    )
+}
+
+/// The command line as parsed and shown: [`Cli`], with each global flag
+/// shown in the help of the commands where it means something and hidden
+/// elsewhere (where it is still accepted, as it always was).
+pub fn command_tree() -> clap::Command {
+    fn place(
+        command: clap::Command,
+        path: &mut Vec<String>,
+        globals: &[clap::Arg],
+    ) -> clap::Command {
+        command.mut_subcommands(|mut sub| {
+            path.push(sub.get_name().to_string());
+            for arg in globals {
+                let shown = global_means_something(arg.get_id().as_str(), path);
+                // An argument a subcommand already has is not propagated
+                // again, so this copy is the one its help shows (or hides).
+                sub = sub.arg(arg.clone().hide(!shown));
+            }
+            // `journal show` shares `clear`'s arguments; --force is clear's.
+            if path.as_slice() == ["journal", "show"] {
+                sub = sub.mut_arg("force", |arg| arg.hide(true));
+            }
+            let sub = place(sub, path, globals);
+            path.pop();
+            sub
+        })
+    }
+    let command = Cli::command();
+    let globals: Vec<clap::Arg> = command
+        .get_arguments()
+        .filter(|arg| arg.is_global_set())
+        .cloned()
+        .collect();
+    place(command, &mut Vec::new(), &globals)
+}
+
+/// Whether global flag `id` does anything for the command at `path`
+/// (`["plugin", "inspect"]`, ...).
+fn global_means_something(id: &str, path: &[String]) -> bool {
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    match id {
+        "output" => matches!(
+            path.as_slice(),
+            ["rotate" | "status"]
+                | ["journal", "show"]
+                | ["plugin", "inspect" | "push"]
+                | ["cache", "list" | "clean"]
+        ),
+        "no_cache" => matches!(path.as_slice(), ["rotate"] | ["plugin", "inspect" | "push"]),
+        "plugin_log" => matches!(path.as_slice(), ["rotate"] | ["plugin", "inspect"]),
+        "insecure_registry" | "registry_token_host" | "registry_timeout" => matches!(
+            path.as_slice(),
+            ["rotate"] | ["plugin", "inspect" | "push" | "sign" | "verify"]
+        ),
+        // Logging: every command logs.
+        _ => true,
     }
 }
 
@@ -206,19 +322,24 @@ impl ColorChoice {
 /// Subcommands; without one, keyrot rotates.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Rotate a user's key (the same as no subcommand).
+    /// Rotate a user's key (the same as no subcommand)
     Rotate(Box<RotateArgs>),
-    /// Show a user's keys, their age and last use, any pending journal, and
-    /// what a rotation would do now. Needs no plugin and changes nothing.
+    /// Show users' keys, their age and last use, and what a rotation would do
+    ///
+    /// Per key: its id, status, creation date, age and last use; any journal
+    /// an interrupted run left; and what a rotation would do now. Needs no
+    /// plugin and changes nothing.
     Status(StatusArgs),
-    /// Show or clear the journal an interrupted run left.
+    /// Show or clear the journal an interrupted run left
     #[command(subcommand)]
     Journal(JournalCommand),
-    /// Work with plugin files.
+    /// Inspect, publish, sign or verify a plugin
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// List or clean the compiled-plugin cache (KEYROT_CACHE_DIR,
-    /// $XDG_CACHE_HOME/keyrot or ~/.cache/keyrot).
+    /// List or clean the compiled-plugin cache
+    ///
+    /// The cache is KEYROT_CACHE_DIR, else $XDG_CACHE_HOME/keyrot, else
+    /// ~/.cache/keyrot. Entries are rebuilt on their next use.
     #[command(subcommand)]
     Cache(CacheCommand),
 }
@@ -226,12 +347,12 @@ pub enum Command {
 /// `keyrot cache ...`
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
-    /// List compiled plugins: plugin sha256, size, age.
+    /// List compiled plugins: plugin sha256, size, age
     List,
-    /// Remove compiled plugins (each is rebuilt on its next use).
+    /// Remove compiled plugins (each is rebuilt on its next use)
     Clean {
-        /// Remove only entries older than this, e.g. 30d, 12h, 90m.
-        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        /// Remove only entries older than this, e.g. 30d, 12h, 90m
+        #[arg(long, value_name = "AGE", value_parser = parse_age, help_heading = "Cache")]
         older_than: Option<Duration>,
     },
 }
@@ -239,24 +360,29 @@ pub enum CacheCommand {
 /// `keyrot status ...`
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// An IAM user to show (repeatable).
-    #[arg(long, value_name = "NAME", required_unless_present_any = ["users_file", "all_users"])]
+    /// An IAM user to show (repeatable)
+    #[arg(long, value_name = "NAME", required_unless_present_any = ["users_file", "all_users"], help_heading = "Users")]
     pub user: Vec<String>,
 
-    /// Show the users named in FILE (one a line, as for a rotation).
-    #[arg(long, value_name = "FILE")]
+    /// Show the users named in FILE (one a line, as for a rotation)
+    #[arg(long, value_name = "FILE", help_heading = "Users")]
     pub users_file: Option<PathBuf>,
 
-    /// Show every IAM user of the account (paginated ListUsers).
-    #[arg(long, conflicts_with_all = ["user", "users_file"])]
+    /// Show every IAM user of the account (paginated ListUsers)
+    #[arg(long, conflicts_with_all = ["user", "users_file"], help_heading = "Users")]
     pub all_users: bool,
 
-    /// With --all-users: only users whose IAM path starts with this.
-    #[arg(long, value_name = "PATH", requires = "all_users")]
+    /// With --all-users: only users whose IAM path starts with this
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "all_users",
+        help_heading = "Users"
+    )]
     pub path_prefix: Option<String>,
 
-    /// Say "skip" for keys younger than this, as `rotate --older-than` would.
-    #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+    /// Say "skip" for keys younger than this, as `rotate --older-than` would
+    #[arg(long, value_name = "DURATION", value_parser = parse_age, help_heading = "Rotation")]
     pub older_than: Option<Duration>,
 
     #[command(flatten)]
@@ -269,29 +395,34 @@ pub struct StatusArgs {
 /// `keyrot journal ...`
 #[derive(Debug, Subcommand)]
 pub enum JournalCommand {
-    /// Print the journal an interrupted run left for a user.
+    /// Print the journal an interrupted run left for a user
     Show(JournalArgs),
-    /// Remove it, once the user's keys are as they should be. Refused while
-    /// a run holds the user (its lock, or a live lease) unless --force.
+    /// Remove it, once the user's keys are as they should be
+    ///
+    /// Refused while a run holds the user (its lock, or a live lease) unless
+    /// --force.
     Clear(JournalArgs),
 }
 
 /// Which user's journal.
 #[derive(Debug, Args)]
 pub struct JournalArgs {
-    /// The IAM user.
-    #[arg(long, value_name = "NAME")]
+    /// The IAM user
+    #[arg(long, value_name = "NAME", help_heading = "Users")]
     pub user: String,
 
-    /// The AWS account of the user (file journal): needs no AWS call
-    /// [default: the account whose journal in the state directory has a
-    /// record for the user].
-    #[arg(long, value_name = "ID")]
+    /// The AWS account of the user (file journal)
+    ///
+    /// Needs no AWS call [default: the account whose journal in the state
+    /// directory has a record for the user].
+    #[arg(long, value_name = "ID", help_heading = "Journal")]
     pub account: Option<String>,
 
-    /// `clear`: remove the record even while a run holds the user (its
-    /// lock, or a live lease): only when that run is known to be gone.
-    #[arg(long)]
+    /// Remove the record even while a run holds the user
+    ///
+    /// Even while a run holds it (its lock, or a live lease): only when that
+    /// run is known to be gone.
+    #[arg(long, help_heading = "Journal")]
     pub force: bool,
 
     #[command(flatten)]
@@ -304,14 +435,26 @@ pub struct JournalArgs {
 /// Where runs keep their journal and locks.
 #[derive(Clone, Debug, Default, Args)]
 pub struct StateArgs {
-    /// Where journals and locks live [default: KEYROT_STATE_DIR,
-    /// $XDG_STATE_HOME/keyrot, ~/.local/state/keyrot].
-    #[arg(long, value_name = "DIR", help_heading = "Journal")]
+    /// Where journals and locks live (must be writable)
+    ///
+    /// A directory keyrot creates 0700 if missing, and refuses if it is not
+    /// yours or others can write it. Needed by --journal iam too, for the
+    /// per-user locks. [default: KEYROT_STATE_DIR, $XDG_STATE_HOME/keyrot,
+    /// ~/.local/state/keyrot]
+    #[arg(
+        long,
+        value_name = "DIR",
+        hide_short_help = true,
+        help_heading = "Journal"
+    )]
     pub state_dir: Option<PathBuf>,
 
-    /// Keep the journal in the state directory (`file`) or as a tag on the
-    /// IAM user (`iam`: any machine's rerun finds it; needs iam:TagUser,
-    /// iam:UntagUser, iam:ListUserTags) [default: file].
+    /// Keep the journal in the state directory (file) or on the IAM user (iam)
+    ///
+    /// file: a file per user in the state directory. iam: a tag on the IAM
+    /// user, which any machine's rerun finds (use it on runners that lose
+    /// their files); needs iam:TagUser, iam:UntagUser, iam:ListUserTags.
+    /// [default: file]
     #[arg(long, value_enum, value_name = "WHERE", help_heading = "Journal")]
     pub journal: Option<JournalKind>,
 }
@@ -329,37 +472,35 @@ pub enum JournalKind {
 /// `keyrot plugin ...`
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Show a plugin's name, version, settings, imports and sha256.
+    /// Show a plugin's name, version, settings, imports and sha256
     Inspect {
-        /// The plugin component (.wasm), or oci://REGISTRY/REPO:TAG[@sha256:DIGEST].
+        /// The plugin component (.wasm), or oci://REGISTRY/REPO:TAG[@sha256:DIGEST]
         path: PathBuf,
-        /// For oci:// plugins: say whether this cosign public key signed it (repeatable).
-        #[arg(long, value_name = "FILE")]
+        /// For oci:// plugins: say whether this cosign public key signed it (repeatable)
+        #[arg(long, value_name = "FILE", help_heading = "Plugin")]
         key: Vec<PathBuf>,
     },
-    /// Publish a plugin to an OCI registry; prints the digest of the
-    /// manifest it uploaded (sign that).
+    /// Publish a plugin to an OCI registry; prints the digest of the manifest it uploaded (sign that)
     Push {
-        /// The plugin component (.wasm).
+        /// The plugin component (.wasm)
         file: PathBuf,
-        /// Where to: REGISTRY/REPO:TAG (oci:// optional).
+        /// Where to: REGISTRY/REPO:TAG (oci:// optional)
         reference: String,
     },
-    /// Sign a published plugin with a cosign key (password in COSIGN_PASSWORD).
+    /// Sign a published plugin with a cosign key (password in COSIGN_PASSWORD)
     Sign {
-        /// oci://REGISTRY/REPO[:TAG]@sha256:DIGEST: a digest, never a tag
-        /// alone (the registry chooses what a tag names).
+        /// oci://REGISTRY/REPO[:TAG]@sha256:DIGEST: a digest, never a tag alone (the registry chooses what a tag names)
         reference: String,
-        /// The cosign private key (cosign.key).
-        #[arg(long, value_name = "FILE")]
+        /// The cosign private key (cosign.key)
+        #[arg(long, value_name = "FILE", help_heading = "Plugin")]
         key: PathBuf,
     },
-    /// Check that a published plugin is signed by one of these cosign keys.
+    /// Check that a published plugin is signed by one of these cosign keys
     Verify {
-        /// oci://REGISTRY/REPO:TAG[@sha256:DIGEST].
+        /// oci://REGISTRY/REPO:TAG[@sha256:DIGEST]
         reference: String,
-        /// A cosign public key (cosign.pub); repeatable, one must match.
-        #[arg(long, value_name = "FILE", required = true)]
+        /// A cosign public key (cosign.pub); repeatable, one must match
+        #[arg(long, value_name = "FILE", required = true, help_heading = "Plugin")]
         key: Vec<PathBuf>,
     },
 }
@@ -367,57 +508,83 @@ pub enum PluginCommand {
 /// What to rotate and what the handler gets.
 #[derive(Debug, Args)]
 pub struct RotateArgs {
-    /// A job file (TOML) with the plugin, user, settings, grants and limits;
-    /// flags given as well override it.
-    #[arg(long, value_name = "FILE")]
+    /// A job file (TOML) with the plugin, users, settings, grants and limits
+    ///
+    /// Flags given as well override its values (settings and secrets per
+    /// name; grants from both are combined).
+    #[arg(long, value_name = "FILE", help_heading = "Rotation")]
     pub job: Option<PathBuf>,
 
-    /// The handler: a WebAssembly component built for keyrot's WIT world,
-    /// a file or oci://REGISTRY/REPO:TAG@sha256:DIGEST.
+    /// The handler: a component file (.wasm), or oci://REGISTRY/REPO:TAG@sha256:DIGEST
+    ///
+    /// A WebAssembly component of keyrot's WIT world (keyrot:handler).
     #[arg(long, value_name = "PATH", help_heading = "Plugin")]
     pub plugin: Option<PathBuf>,
 
     /// Refuse an oci:// plugin not signed by this cosign public key
-    /// (repeatable: any one of them).
-    #[arg(long, value_name = "FILE", help_heading = "Plugin")]
+    ///
+    /// Repeatable: any one of the keys must have signed it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        hide_short_help = true,
+        help_heading = "Plugin"
+    )]
     pub plugin_key: Vec<PathBuf>,
 
-    /// Refuse to run a plugin file whose sha256 is not this (see `keyrot
-    /// plugin inspect`).
-    #[arg(long, value_name = "SHA256_HEX", help_heading = "Plugin")]
+    /// Refuse to run a plugin whose sha256 is not this
+    ///
+    /// `keyrot plugin inspect PLUGIN` prints it, ready to paste.
+    #[arg(
+        long,
+        value_name = "SHA256_HEX",
+        hide_short_help = true,
+        help_heading = "Plugin"
+    )]
     pub plugin_sha256: Option<String>,
 
-    /// An IAM user whose access key to rotate (repeatable).
+    /// An IAM user whose access key to rotate (repeatable)
     #[arg(long, value_name = "NAME", help_heading = "Users")]
     pub user: Vec<String>,
 
-    /// Rotate the users named in FILE: one a line; `#` comments and blank
-    /// lines are ignored.
-    #[arg(long, value_name = "FILE", help_heading = "Users")]
+    /// Rotate the users named in FILE, one a line
+    ///
+    /// `#` comments and blank lines are ignored; every name is checked
+    /// before anything runs.
+    #[arg(
+        long,
+        value_name = "FILE",
+        hide_short_help = true,
+        help_heading = "Users"
+    )]
     pub users_file: Option<PathBuf>,
 
-    /// Rotate every IAM user of the account (paginated ListUsers).
-    #[arg(long, conflicts_with_all = ["user", "users_file"], help_heading = "Users")]
+    /// Rotate every IAM user of the account (paginated ListUsers)
+    #[arg(long, conflicts_with_all = ["user", "users_file"], hide_short_help = true, help_heading = "Users")]
     pub all_users: bool,
 
-    /// With --all-users: only users whose IAM path starts with this, e.g. /ci/.
+    /// With --all-users: only users whose IAM path starts with this, e.g. /ci/
     #[arg(
         long,
         value_name = "PATH",
         requires = "all_users",
+        hide_short_help = true,
         help_heading = "Users"
     )]
     pub path_prefix: Option<String>,
 
-    /// Rotate this many users at a time [default: 4].
-    #[arg(long, value_name = "N", value_parser = parse_concurrency, help_heading = "Users")]
+    /// Rotate this many users at a time, 1 to 64 [default: 4]
+    #[arg(long, value_name = "N", value_parser = parse_concurrency, hide_short_help = true, help_heading = "Users")]
     pub concurrency: Option<usize>,
 
-    /// A setting for the plugin, read through wasi:config (repeatable).
+    /// A setting for the plugin, read through wasi:config (repeatable)
     #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value, help_heading = "Plugin")]
     pub config: Vec<(String, String)>,
 
-    /// A secret setting, redacted everywhere: NAME=env:VAR or NAME=file:PATH.
+    /// A secret setting, redacted everywhere: NAME=env:VAR or NAME=file:PATH
+    ///
+    /// Read before any IAM call (a missing variable or file is exit 2);
+    /// repeatable.
     // Parsed by the plan, not clap: clap would echo a mistyped secret.
     #[arg(
         long,
@@ -426,8 +593,11 @@ pub struct RotateArgs {
     )]
     pub secret: Vec<String>,
 
-    /// Let the plugin make HTTP requests to this exact host (https, port 443),
-    /// or to http://HOST:PORT (repeatable).
+    /// Let the plugin make HTTP requests to this exact host (repeatable)
+    ///
+    /// HOST or HOST:PORT is https (port 443 unless given); http://HOST:PORT
+    /// is plain HTTP. Exact hosts only, no wildcards; redirects are checked
+    /// too.
     #[arg(
         long,
         value_name = "HOST[:PORT]|http://HOST:PORT",
@@ -435,7 +605,10 @@ pub struct RotateArgs {
     )]
     pub allow_host: Vec<HostRule>,
 
-    /// Let the plugin see a directory, read-write unless :ro (repeatable).
+    /// Let the plugin see a directory, read-write unless :ro (repeatable)
+    ///
+    /// GUEST_PATH is where the plugin sees it (default: HOST_PATH). Never
+    /// keyrot's cache or state directory.
     #[arg(
         long,
         value_name = "HOST_PATH[:GUEST_PATH][:ro]",
@@ -443,39 +616,57 @@ pub struct RotateArgs {
     )]
     pub allow_dir: Vec<DirGrant>,
 
-    /// Add a header to requests to one host, from a secret the plugin never
-    /// sees: one {env:VAR} or {file:PATH} in VALUE; HOST spelled as in
+    /// Add a header to requests to one host, from a secret the plugin never sees
+    ///
+    /// One {env:VAR} or {file:PATH} in VALUE; HOST spelled as in
     /// --allow-host (repeatable).
-    #[arg(long, value_name = "HOST=HEADER:VALUE", help_heading = "Grants")]
+    #[arg(
+        long,
+        value_name = "HOST=HEADER:VALUE",
+        hide_short_help = true,
+        help_heading = "Grants"
+    )]
     pub inject_header: Vec<String>,
 
-    /// List, describe and preflight, print what a rotation would do, and
-    /// send no write call to IAM.
-    #[arg(long)]
+    /// Check everything and print the plan; send no write call to IAM
+    ///
+    /// Lists the keys, asks the plugin to describe and preflight, and prints
+    /// what a rotation would do. Exit 0 when it would go ahead.
+    #[arg(long, help_heading = "Rotation")]
     pub dry_run: bool,
 
-    /// Rotate only if the active key is at least this old, e.g. 90d;
-    /// otherwise do nothing (exit 0).
-    #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+    /// Rotate only if the active key is at least this old, e.g. 90d
+    ///
+    /// Otherwise do nothing (exit 0).
+    #[arg(long, value_name = "DURATION", value_parser = parse_age, help_heading = "Rotation")]
     pub older_than: Option<Duration>,
 
-    /// What to do with the old keys: `delete`, or `deactivate` (grace: an
-    /// operator can re-enable one if a consumer breaks) [default: delete].
-    #[arg(long, value_enum, value_name = "MODE")]
+    /// What to do with the old keys: delete, or deactivate [default: delete]
+    ///
+    /// deactivate is a grace period: an operator can re-enable the old key
+    /// if a consumer breaks; the next run deletes it when it needs room.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        hide_short_help = true,
+        help_heading = "Rotation"
+    )]
     pub retire: Option<RetireArg>,
 
-    /// Do not prove the new key works (sts:GetCallerIdentity signed with it)
-    /// before the handler gets it.
-    #[arg(long)]
+    /// Do not prove the new key works before the handler gets it
+    ///
+    /// By default keyrot calls sts:GetCallerIdentity signed with the new key
+    /// until it works or --verify-timeout passes.
+    #[arg(long, hide_short_help = true, help_heading = "Rotation")]
     pub no_verify: bool,
 
-    /// How long to wait for a new key to start working [default: 60s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// How long to wait for a new key to start working [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, hide_short_help = true, help_heading = "Rotation")]
     pub verify_timeout: Option<Duration>,
 
-    /// Wait this long for another run on the same user to finish, instead
-    /// of failing at once.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Wait this long for another run on the same user, instead of failing at once
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, hide_short_help = true, help_heading = "Rotation")]
     pub wait_lock: Option<Duration>,
 
     #[command(flatten)]
@@ -484,12 +675,12 @@ pub struct RotateArgs {
     #[command(flatten)]
     pub aws: AwsOptions,
 
-    /// Time limit for each plugin call, e.g. 30s, 2m, 500ms [default: 60s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
+    /// Time limit for each plugin call, e.g. 30s, 2m, 500ms [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, hide_short_help = true, help_heading = "Limits")]
     pub timeout: Option<Duration>,
 
-    /// Memory limit for the plugin, e.g. 256MiB, 1GiB [default: 512MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Limits")]
+    /// Memory limit for the plugin, e.g. 256MiB, 1GiB [default: 512MiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, hide_short_help = true, help_heading = "Limits")]
     pub memory: Option<usize>,
 }
 
@@ -644,6 +835,7 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+        command_tree().debug_assert();
     }
 
     #[test]
