@@ -603,7 +603,8 @@ impl Inner {
                 out.record = Some(record);
             } else if key.starts_with(IamTagJournal::CLAIM_TAG) {
                 // A claim that cannot be read blocks as long as a claim can.
-                let (owner, until) = decode_claim(&value).unwrap_or_default();
+                let (owner, until) = decode_claim(&value)
+                    .unwrap_or_else(|| (format!("unknown: unreadable tag {key}"), 0));
                 out.claims.push(Claim {
                     key,
                     owner,

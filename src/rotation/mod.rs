@@ -158,7 +158,7 @@ impl<I: Iam, H: NewKeyHandler> KeyRotator<I, H> {
 
     /// Rotates `user`'s access keys. See the module docs for the steps.
     pub async fn rotate_keys(&self, user: &str) -> Result<RotationReport, RotationError> {
-        engine::Run::new(self, user).execute().await
+        engine::Attempt::new(self, user).run().await
     }
 }
 

@@ -190,6 +190,18 @@ pub struct OldKeyReport {
     pub action: OldKeyAction,
 }
 
+impl OldKeyReport {
+    /// A key as listed, before anything was done to it.
+    pub fn unchanged(key: &crate::iam::AccessKeyInfo) -> Self {
+        Self {
+            access_key_id: key.access_key_id.clone(),
+            status: key.status.clone(),
+            create_date: key.create_date.clone(),
+            action: OldKeyAction::Unchanged,
+        }
+    }
+}
+
 /// A journal left by an earlier run that this run finished first.
 #[derive(Clone, Debug, Serialize)]
 pub struct ResumeReport {

@@ -1,0 +1,177 @@
+//! An interrupted run's record, acted on ([`resume::plan`] decides): the
+//! keys it left deleted or retired, or, for a dry run, said.
+
+use super::*;
+
+impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
+    /// A dry run's answer for an interrupted run: what the real run would do
+    /// about it, then what it would do next.
+    pub(super) async fn plan_resume(
+        &mut self,
+        record: JournalRecord,
+    ) -> Result<(), RotationFailure> {
+        let keys = self.list_for_resume().await?;
+        let plan = resume::plan(&record, &keys, unix_now()).map_err(|what| self.mismatch(what))?;
+        let mut lines = vec![format!(
+            "finish the interrupted run of {} (phase {}, started {})",
+            record.owner,
+            record.phase.as_str(),
+            rfc3339(record.started)
+        )];
+        for id in &plan.delete {
+            lines.push(format!(
+                "delete key {id}, which it created and never confirmed handed over"
+            ));
+        }
+        for key in &plan.retire {
+            lines.push(format!(
+                "{} its old key {}",
+                record.retire.as_str(),
+                key.access_key_id
+            ));
+        }
+        if let Some(new) = &plan.keep {
+            lines.push(format!(
+                "keep its new key {new}, which the destination holds"
+            ));
+        }
+        if !plan.afresh {
+            lines.push("then stop: that rotation is complete".into());
+            self.report.plan = lines;
+            self.report.outcome = Outcome::WouldRotate;
+            return Ok(());
+        }
+        self.window = plan.carry_window;
+        let after: Vec<AccessKeyInfo> = keys
+            .into_iter()
+            .filter(|k| !plan.delete.contains(&k.access_key_id))
+            .collect();
+        let result = self.rotate_afresh(Some(after)).await;
+        lines.append(&mut self.report.plan);
+        self.report.plan = lines;
+        result
+    }
+
+    /// What a rotation would do now, for a dry run.
+    pub(super) fn plan(&mut self, keys: &[AccessKeyInfo], current: Option<&AccessKeyInfo>) {
+        let not_active: Vec<&str> = keys
+            .iter()
+            .filter(|k| k.status != KeyStatus::Active)
+            .map(|k| k.access_key_id.as_str())
+            .collect();
+        let mut plan = Vec::new();
+        if keys.len() >= 2 && !not_active.is_empty() {
+            plan.push(format!(
+                "make room: delete non-active key(s) {}",
+                not_active.join(", ")
+            ));
+        }
+        plan.push("create a new access key".to_string());
+        if self.rotator.verifier.is_some() {
+            plan.push("verify it with sts:GetCallerIdentity".to_string());
+        }
+        plan.push("hand it to the handler".to_string());
+        if let Some(key) = current {
+            plan.push(format!(
+                "{} the old key {}",
+                match self.rotator.options.retire {
+                    RetireMode::Delete => "delete",
+                    RetireMode::Deactivate => "deactivate",
+                },
+                key.access_key_id
+            ));
+        }
+        self.report.plan = plan;
+    }
+
+    /// Finishes what an interrupted run left, from its journal and what IAM
+    /// holds now ([`resume::plan`]). If IAM does not match the journal,
+    /// stops (exit 2) and keeps the journal.
+    pub(super) async fn resume(
+        &mut self,
+        record: JournalRecord,
+    ) -> Result<Resumed, RotationFailure> {
+        let user = self.user;
+        tracing::info!(
+            "resuming the interrupted run of {} on user {user} (phase {})",
+            record.owner,
+            record.phase.as_str()
+        );
+        let keys = self.list_for_resume().await?;
+        let plan = resume::plan(&record, &keys, unix_now()).map_err(|what| self.mismatch(what))?;
+        for id in &plan.delete {
+            if let Err(delete) = self.delete_key(Step::DeleteNewKey, id).await {
+                self.report.new_key = Some(NewKeyReport {
+                    access_key_id: id.clone(),
+                    state: NewKeyState::Orphaned,
+                });
+                return Err(RotationFailure::Orphaned {
+                    user: user.to_string(),
+                    why: GiveUp::Concurrent(format!(
+                        "an interrupted run had created key {id} and not handed it over"
+                    )),
+                    key: id.clone(),
+                    delete,
+                    made_room: Vec::new(),
+                });
+            }
+        }
+        self.report.resumed_from(&record, plan.summary.clone());
+        if plan.afresh {
+            self.window = plan.carry_window;
+            return Ok(Resumed::Afresh);
+        }
+        let find = |id: &str| keys.iter().find(|k| k.access_key_id == id);
+        self.report.old_keys = record
+            .keys_before
+            .iter()
+            .map(|id| OldKeyReport {
+                access_key_id: id.clone(),
+                status: find(id).map_or(KeyStatus::Inactive, |k| k.status.clone()),
+                create_date: find(id).and_then(|k| k.create_date.clone()),
+                action: OldKeyAction::AlreadyGone,
+            })
+            .collect();
+        for key in &plan.retire {
+            let action = self
+                .retire(&key.access_key_id, &key.status, record.retire)
+                .await;
+            self.report.set_old_key(&key.access_key_id, action);
+        }
+        self.report.new_key = plan.keep.map(|new| NewKeyReport {
+            access_key_id: new,
+            state: NewKeyState::Propagated,
+        });
+        Ok(Resumed::Finished)
+    }
+
+    /// Lists the keys to resume against. An unknown user no longer matches
+    /// the journal; any other failure keeps it for the next run.
+    pub(super) async fn list_for_resume(&mut self) -> Result<Vec<AccessKeyInfo>, RotationFailure> {
+        let user = self.user;
+        let retry = self.rotator.retry;
+        let listed = self
+            .step(
+                Step::ListKeys,
+                None,
+                retry.run(|| self.rotator.iam.list_access_keys(user)),
+            )
+            .await;
+        listed.map_err(|cause| match cause.kind {
+            IamErrorKind::NoSuchEntity => self.mismatch(format!(
+                "the journal of an interrupted run names user '{user}', which no longer exists"
+            )),
+            _ => RotationFailure::ListKeys {
+                user: user.to_string(),
+                cause,
+            },
+        })
+    }
+
+    pub(super) fn mismatch(&self, what: String) -> RotationFailure {
+        RotationFailure::JournalMismatch {
+            user: self.user.to_string(),
+            what,
+        }
+    }
+}
