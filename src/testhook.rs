@@ -85,7 +85,7 @@ mod armed {
                     let _ = writeln!(stderr, "keyrot-test-hook: paused at {point}");
                     let _ = stderr.flush();
                     let resume = var("KEYROT_TEST_RESUME").filter(|_| action == "wait");
-                    loop {
+                    let pause = || loop {
                         if resume
                             .as_deref()
                             .is_some_and(|file| std::path::Path::new(file).exists())
@@ -93,6 +93,17 @@ mod armed {
                             return;
                         }
                         std::thread::sleep(Duration::from_millis(50));
+                    };
+                    // The paused step holds a runtime thread: hand that
+                    // thread's queued tasks (a lease's renewal) to the others,
+                    // as a call that is really slow would leave them running.
+                    let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|h| {
+                        h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                    });
+                    if multi_thread {
+                        tokio::task::block_in_place(pause)
+                    } else {
+                        pause()
                     }
                 }
                 _ => {}

@@ -127,19 +127,11 @@ impl TargetSpec {
                 .collect(),
             registry_timeout: job.parsed.registry_timeout,
         };
-        // Values from the job file are named by their key there, not by
-        // the flag: that is where the operator has to look.
-        let where_ = if label.is_empty() {
-            String::new()
-        } else {
-            format!("{label}: ")
+        let job_key = JobKey {
+            path: job_path.as_deref(),
+            label: &label,
         };
-        let in_job = |key: &str| {
-            format!(
-                "job file {}: {where_}{key}",
-                job_path.as_deref().unwrap_or("?")
-            )
-        };
+        let in_job = |key: &str| job_key.name(key);
         let users = match flag_users {
             Some(users) => users,
             // Without a job file, the flags are all there is to name.
@@ -152,91 +144,8 @@ impl TargetSpec {
             None => job_users(&job).map_err(|e| anyhow::anyhow!("{}", in_job(&e)))?,
         };
 
-        let mut config = job.config;
-        config.extend(args.config.iter().cloned());
-        // Job-file settings the flags did not override.
-        let job_settings: Vec<String> = config
-            .keys()
-            .filter(|name| !args.config.iter().any(|(n, _)| n == *name))
-            .cloned()
-            .collect();
-        let mut secret_sources = job
-            .secrets
-            .iter()
-            .map(|(name, source)| {
-                let source: SecretSource = source.parse().map_err(|e| {
-                    anyhow::anyhow!("{}: {e}", in_job(&format!("[secrets] {name}")))
-                })?;
-                Ok((name.clone(), (source, true)))
-            })
-            .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
-        for arg in &args.secret {
-            let (name, source) = parse_secret_arg(arg).map_err(anyhow::Error::msg)?;
-            secret_sources.insert(name, (source, false));
-        }
-        let secrets = secret_sources
-            .into_iter()
-            .map(|(name, (source, from_job))| {
-                let value = source.resolve().map_err(|e| {
-                    if from_job {
-                        anyhow::anyhow!("{} ({source}): {e}", in_job(&format!("[secrets] {name}")))
-                    } else {
-                        anyhow::anyhow!("--secret {name} ({source}): {e}")
-                    }
-                })?;
-                Ok((name, value))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-
-        let hosts = job
-            .allow_hosts
-            .iter()
-            .map(|h| {
-                h.parse::<HostRule>()
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("allow-hosts")))
-            })
-            .chain(args.allow_host.iter().cloned().map(Ok))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let allowed = AllowList::new(hosts);
-        let dirs = job
-            .allow_dirs
-            .iter()
-            .map(|d| {
-                let grant = d
-                    .parse::<DirGrant>()
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("allow-dirs")))?;
-                if let Some(why) = grant.problem() {
-                    bail!("{}: {why}", in_job("allow-dirs"));
-                }
-                Ok(grant)
-            })
-            .chain(args.allow_dir.iter().cloned().map(Ok))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        keyrot::grants::check_private_dirs(
-            &dirs,
-            keyrot::dirs::cache_dir().as_deref(),
-            Some(state_dir),
-        )
-        .map_err(anyhow::Error::msg)?;
-        let job_headers = job.inject_headers.iter().map(|spec| {
-            let mut header = HeaderInjection::parse_as(spec, "inject-headers entry")
-                .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("inject-headers")))?;
-            header
-                .bind(&allowed)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("inject-headers")))?;
-            Ok(header)
-        });
-        let flag_headers = args.inject_header.iter().map(|spec| {
-            let mut header = HeaderInjection::parse(spec).map_err(anyhow::Error::msg)?;
-            header
-                .bind(&allowed)
-                .map_err(|e| anyhow::anyhow!("--inject-header: {e}"))?;
-            Ok(header)
-        });
-        let headers = job_headers
-            .chain(flag_headers)
-            .collect::<anyhow::Result<Vec<_>>>()?;
-
+        let settings = settings(args, &job, &in_job)?;
+        let grants = grants(args, &job, &in_job, state_dir)?;
         let values = &job.parsed;
         let limits = PluginLimits {
             timeout: args
@@ -273,14 +182,8 @@ impl TargetSpec {
             verify: !args.no_verify && job.verify.unwrap_or(true),
             load: load_options(no_cache, sha256),
             sandbox: Sandbox {
-                settings: Settings::new(config)
-                    .with_secrets(secrets)
-                    .from_job_file(job_settings),
-                grants: Grants {
-                    hosts: allowed,
-                    dirs,
-                    headers,
-                },
+                settings,
+                grants,
                 limits,
             },
             aws: args.aws.clone().or(job.aws),
@@ -488,6 +391,137 @@ impl TargetSpec {
             account,
         }
     }
+}
+
+/// How a job file's key is named in errors: `job file PATH: [target T: ]KEY`.
+/// Values from the job file are named by their key there, not by the flag:
+/// that is where the operator has to look.
+struct JobKey<'a> {
+    path: Option<&'a str>,
+    label: &'a str,
+}
+
+impl JobKey<'_> {
+    fn name(&self, key: &str) -> String {
+        let target = if self.label.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", self.label)
+        };
+        format!("job file {}: {target}{key}", self.path.unwrap_or("?"))
+    }
+}
+
+/// Settings from `--config` over the job's `[config]`, and secrets from
+/// `--secret` over its `[secrets]`, each read from its source now.
+fn settings(
+    args: &RotateArgs,
+    job: &Job,
+    in_job: &dyn Fn(&str) -> String,
+) -> anyhow::Result<Settings> {
+    let mut config = job.config.clone();
+    config.extend(args.config.iter().cloned());
+    // Job-file settings the flags did not override.
+    let job_settings: Vec<String> = config
+        .keys()
+        .filter(|name| !args.config.iter().any(|(n, _)| n == *name))
+        .cloned()
+        .collect();
+    let mut secret_sources = job
+        .secrets
+        .iter()
+        .map(|(name, source)| {
+            let source: SecretSource = source
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", in_job(&format!("[secrets] {name}"))))?;
+            Ok((name.clone(), (source, true)))
+        })
+        .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
+    for arg in &args.secret {
+        let (name, source) = parse_secret_arg(arg).map_err(anyhow::Error::msg)?;
+        secret_sources.insert(name, (source, false));
+    }
+    let secrets = secret_sources
+        .into_iter()
+        .map(|(name, (source, from_job))| {
+            let value = source.resolve().map_err(|e| {
+                if from_job {
+                    anyhow::anyhow!("{} ({source}): {e}", in_job(&format!("[secrets] {name}")))
+                } else {
+                    anyhow::anyhow!("--secret {name} ({source}): {e}")
+                }
+            })?;
+            Ok((name, value))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    Ok(Settings::new(config)
+        .with_secrets(secrets)
+        .from_job_file(job_settings))
+}
+
+/// Hosts, directories and injected headers from the job and the flags,
+/// combined and checked.
+fn grants(
+    args: &RotateArgs,
+    job: &Job,
+    in_job: &dyn Fn(&str) -> String,
+    state_dir: &std::path::Path,
+) -> anyhow::Result<Grants> {
+    let hosts = job
+        .allow_hosts
+        .iter()
+        .map(|h| {
+            h.parse::<HostRule>()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("allow-hosts")))
+        })
+        .chain(args.allow_host.iter().cloned().map(Ok))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let allowed = AllowList::new(hosts);
+    let dirs = job
+        .allow_dirs
+        .iter()
+        .map(|d| {
+            let grant = d
+                .parse::<DirGrant>()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("allow-dirs")))?;
+            if let Some(why) = grant.problem() {
+                bail!("{}: {why}", in_job("allow-dirs"));
+            }
+            Ok(grant)
+        })
+        .chain(args.allow_dir.iter().cloned().map(Ok))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    keyrot::grants::check_private_dirs(
+        &dirs,
+        keyrot::dirs::cache_dir().as_deref(),
+        Some(state_dir),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let job_headers = job.inject_headers.iter().map(|spec| {
+        let mut header = HeaderInjection::parse_as(spec, "inject-headers entry")
+            .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("inject-headers")))?;
+        header
+            .bind(&allowed)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("inject-headers")))?;
+        Ok(header)
+    });
+    let flag_headers = args.inject_header.iter().map(|spec| {
+        let mut header = HeaderInjection::parse(spec).map_err(anyhow::Error::msg)?;
+        header
+            .bind(&allowed)
+            .map_err(|e| anyhow::anyhow!("--inject-header: {e}"))?;
+        Ok(header)
+    });
+    let headers = job_headers
+        .chain(flag_headers)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    Ok(Grants {
+        hosts: allowed,
+        dirs,
+        headers,
+    })
 }
 
 /// The account id in a role ARN (`arn:aws:iam::ACCOUNT:role/NAME`).

@@ -45,6 +45,23 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
             skipped.age, skipped.threshold
         )?;
     }
+    keys_text(out, report)?;
+    plan_and_steps_text(out, report)?;
+    if let Some(error) = &report.error {
+        let label = if report.outcome.exit_code() == 0 {
+            "warning"
+        } else {
+            "error"
+        };
+        writeln!(out, "{label}: {error}")?;
+    } else if let Some(journal) = &report.journal {
+        writeln!(out, "note: {journal}")?;
+    }
+    Ok(())
+}
+
+/// What became of the new key and of each old one.
+fn keys_text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
     if let Some(new_key) = &report.new_key {
         let state = match new_key.state {
             NewKeyState::Propagated => "created and handed over (active)",
@@ -72,6 +89,11 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
             key.status.as_str().to_lowercase()
         )?;
     }
+    Ok(())
+}
+
+/// A dry run's plan, and each step as it ran.
+fn plan_and_steps_text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
     if !report.plan.is_empty() {
         writeln!(out, "plan:")?;
         for (i, step) in report.plan.iter().enumerate() {
@@ -97,16 +119,6 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
             step.step.name(),
             step.duration_ms
         )?;
-    }
-    if let Some(error) = &report.error {
-        let label = if report.outcome.exit_code() == 0 {
-            "warning"
-        } else {
-            "error"
-        };
-        writeln!(out, "{label}: {error}")?;
-    } else if let Some(journal) = &report.journal {
-        writeln!(out, "note: {journal}")?;
     }
     Ok(())
 }

@@ -308,40 +308,11 @@ fn text(out: &mut impl Write, view: &StatusView) -> std::io::Result<()> {
 /// `keyrot journal show|clear`.
 pub(super) async fn journal(cli: &Cli, command: &JournalCommand) -> anyhow::Result<u8> {
     let (JournalCommand::Show(args) | JournalCommand::Clear(args)) = command;
-    let JournalArgs {
-        user,
-        account,
-        force,
-        state,
-        aws,
-    } = args;
+    let user = &args.user;
     super::check_user_name(user)?;
-    let (kind, dir) = state_options(state, None)?;
-    // The file journal needs no AWS call: the account is given, or found
-    // in the state directory.
-    let store = match kind {
-        JournalKind::File => {
-            let state = StateDir::open(&dir)?;
-            let account = match account {
-                Some(account) => Some(account.clone()),
-                None => match state.accounts_with_journal(user)?.as_slice() {
-                    [] => None,
-                    [one] => Some(one.clone()),
-                    several => anyhow::bail!(
-                        "user {user} has journals in accounts {}: pass --account ID",
-                        several.join(", ")
-                    ),
-                },
-            };
-            account.map(|account| {
-                let journal = Arc::new(state.journal(Some(&account)));
-                (Store::File(state, journal), account)
-            })
-        }
-        JournalKind::Iam => match connect(aws, state).await? {
-            Ok((_iam, caller, store)) => Some((store, caller.account)),
-            Err(code) => return Ok(code),
-        },
+    let store = match journal_store(args).await? {
+        Ok(store) => store,
+        Err(code) => return Ok(code),
     };
     let record = match &store {
         None => None,
@@ -356,54 +327,92 @@ pub(super) async fn journal(cli: &Cli, command: &JournalCommand) -> anyhow::Resu
             })?,
     };
     let mut out = std::io::stdout().lock();
-    match command {
-        JournalCommand::Show(_) => match (&record, cli.output) {
+    match (command, &store) {
+        (JournalCommand::Show(_), _) => match (&record, cli.output) {
             (_, Output::Json) => render::json(&mut out, &record)?,
             (Some(record), Output::Text) => {
                 writeln!(out, "{}", serde_json::to_string_pretty(record)?)?
             }
             (None, Output::Text) => writeln!(out, "no journal for user {user}")?,
         },
-        JournalCommand::Clear(_) => {
-            // Another run holds the user: exit 1, as a second run would.
-            let refuse = |why: String| {
+        (JournalCommand::Clear(_), None) => writeln!(out, "no journal for user {user}")?,
+        (JournalCommand::Clear(_), Some((store, account))) => {
+            if let Err(why) = clear(store, account, user, args.force).await? {
+                // Another run holds the user: exit 1, as a second run would.
                 super::stderr_line(format_args!(
                     "error: {why}: the run that holds it would lose its record; let it end, or \
                      pass --force if it is gone (nothing was changed)"
                 ));
-                Ok(1)
-            };
-            match &store {
-                None => {
-                    writeln!(out, "no journal for user {user}")?;
-                    out.flush()?;
-                    return Ok(0);
-                }
-                Some((Store::File(state, journal), account)) => {
-                    // Under the user's lock, as a run would be.
-                    let _lock = match state.lock(Some(account), user, None) {
-                        Ok(lock) => Some(lock),
-                        Err(_) if *force => None,
-                        Err(keyrot::rotation::JournalError::Busy { owner, .. }) => {
-                            return refuse(format!("keyrot run ({owner}) holds user '{user}'"));
-                        }
-                        Err(err) => return Err(err.into()),
-                    };
-                    journal.clear(user).await?;
-                }
-                Some((Store::Iam(journal), _)) => {
-                    if !*force && let Some((owner, until)) = journal.holder(user).await? {
-                        return refuse(format!(
-                            "keyrot run {owner} holds user '{user}' (its lease ends {})",
-                            keyrot::rotation::rfc3339(until)
-                        ));
-                    }
-                    journal.remove_all(user).await?;
-                }
+                return Ok(1);
             }
             writeln!(out, "journal for user {user} cleared")?;
         }
     }
     out.flush()?;
     Ok(0)
+}
+
+/// Where the user's journal is, and the account: `None` when the file
+/// journal has no record for the user in any account; `Err(code)` when the
+/// IAM journal's account cannot be reached. The file journal needs no AWS
+/// call: the account is given, or found in the state directory.
+async fn journal_store(args: &JournalArgs) -> anyhow::Result<Result<Option<(Store, String)>, u8>> {
+    let (kind, dir) = state_options(&args.state, None)?;
+    if kind == JournalKind::Iam {
+        return Ok(match connect(&args.aws, &args.state).await? {
+            Ok((_iam, caller, store)) => Ok(Some((store, caller.account))),
+            Err(code) => Err(code),
+        });
+    }
+    let state = StateDir::open(&dir)?;
+    let account = match &args.account {
+        Some(account) => Some(account.clone()),
+        None => match state.accounts_with_journal(&args.user)?.as_slice() {
+            [] => None,
+            [one] => Some(one.clone()),
+            several => anyhow::bail!(
+                "user {} has journals in accounts {}: pass --account ID",
+                args.user,
+                several.join(", ")
+            ),
+        },
+    };
+    Ok(Ok(account.map(|account| {
+        let journal = Arc::new(state.journal(Some(&account)));
+        (Store::File(state, journal), account)
+    })))
+}
+
+/// Removes the user's journal, under the user's lock (file journal) or
+/// unless a live lease holds it (IAM journal); `--force` skips both.
+/// `Ok(Err(why))`: another run holds the user.
+async fn clear(
+    store: &Store,
+    account: &str,
+    user: &str,
+    force: bool,
+) -> anyhow::Result<Result<(), String>> {
+    match store {
+        Store::File(state, journal) => {
+            let _lock = match state.lock(Some(account), user, None) {
+                Ok(lock) => Some(lock),
+                Err(_) if force => None,
+                Err(keyrot::rotation::JournalError::Busy { owner, .. }) => {
+                    return Ok(Err(format!("keyrot run ({owner}) holds user '{user}'")));
+                }
+                Err(err) => return Err(err.into()),
+            };
+            journal.clear(user).await?;
+        }
+        Store::Iam(journal) => {
+            if !force && let Some((owner, until)) = journal.holder(user).await? {
+                return Ok(Err(format!(
+                    "keyrot run {owner} holds user '{user}' (its lease ends {})",
+                    keyrot::rotation::rfc3339(until)
+                )));
+            }
+            journal.remove_all(user).await?;
+        }
+    }
+    Ok(Ok(()))
 }

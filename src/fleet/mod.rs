@@ -245,116 +245,17 @@ impl Fleet {
     where
         H: NewKeyHandler + 'static,
     {
+        let mut selection = Selection::default();
         let mut turns = Vec::new();
-        // (account, user) in lower case: IAM user names ignore case.
-        let mut seen = HashSet::new();
-        let mut matched = HashSet::new();
-        // A target whose users could not be listed may hold any name.
-        let mut unlisted = false;
         for target in targets {
-            let prefix = if target.label.is_empty() {
-                String::new()
-            } else {
-                format!("{}: ", target.label)
-            };
-            let named = match &target.users {
-                Users::Named(users) => Some(self.wanted(users)),
-                Users::All { .. } => None,
-            };
-            matched.extend(named.iter().flatten().map(|u| u.to_ascii_lowercase()));
-            let reached = match target.account {
-                Ok(reached) => reached,
-                Err(unreached) => {
-                    unlisted |= named.is_none();
-                    let why = format!("{prefix}{}", unreached.why);
-                    turns.extend(failed(&target.users, named, unreached.account, &why));
-                    continue;
-                }
-            };
-            let account = reached.caller.account.clone();
-            tracing::info!(
-                "{prefix}acting as {} in account {account}",
-                reached.caller.arn
-            );
-            let users = match (named, &target.users) {
-                (Some(users), _) => users,
-                (None, Users::All { path_prefix }) => {
-                    match reached.iam.list_users(path_prefix).await {
-                        Ok(users) => {
-                            if users.is_empty() {
-                                tracing::warn!(
-                                    "{prefix}account {account} has no IAM user under path \
-                                     {path_prefix}"
-                                );
-                            }
-                            let users = self.wanted(&users);
-                            matched.extend(users.iter().map(|u| u.to_ascii_lowercase()));
-                            users
-                        }
-                        Err(err) => {
-                            unlisted = true;
-                            let why = format!(
-                                "{prefix}cannot list the users under {path_prefix} in account \
-                                 {account} (iam:ListUsers): {err}; nothing was changed"
-                            );
-                            turns.extend(failed(&target.users, None, Some(account), &why));
-                            continue;
-                        }
-                    }
-                }
-                (None, Users::Named(_)) => Vec::new(),
-            };
-            for user in &users {
-                // Two rotations of one user would fight over its keys.
-                if !seen.insert((account.clone(), user.to_ascii_lowercase())) {
-                    return Err(FleetError::SelectedTwice {
-                        user: user.clone(),
-                        account,
-                    });
-                }
-            }
-            if self.check_users {
-                let unknown = unknown_users(&*reached.iam, &users, self.concurrency).await;
-                if !unknown.is_empty() {
-                    return Err(FleetError::UnknownUsers {
-                        prefix,
-                        account,
-                        users: unknown.join(", "),
-                    });
-                }
-            }
-            let journal = self
-                .journal
-                .for_account(reached.iam.clone(), &account, self.wait_lock);
-            let mut rotator = KeyRotator::new(reached.iam, target.handler)
-                .with_options(target.options)
-                .with_interrupt(self.interrupt.clone())
-                .with_journal(journal)
-                .with_caller(reached.caller);
-            if let Some(verifier) = reached.verifier {
-                rotator = rotator.with_verifier(verifier);
-            }
-            let rotator = Arc::new(rotator);
-            for user in users {
-                let rotator = rotator.clone();
-                turns.push(Turn::Rotate {
-                    account: account.clone(),
-                    user: user.clone(),
-                    rotation: Box::pin(async move {
-                        match rotator.rotate_keys(&user).await {
-                            Ok(report) => report,
-                            Err(err) => *err.report,
-                        }
-                    }),
-                });
-            }
+            turns.extend(self.prepare_target(target, &mut selection).await?);
         }
         if let Some(only) = &self.only
-            && !unlisted
+            && !selection.unlisted
         {
             let missing: Vec<&str> = only
                 .iter()
-                .filter(|name| !matched.contains(&name.to_ascii_lowercase()))
+                .filter(|name| !selection.matched.contains(&name.to_ascii_lowercase()))
                 .map(String::as_str)
                 .collect();
             if !missing.is_empty() {
@@ -369,6 +270,143 @@ impl Fleet {
         })
     }
 
+    /// One target's turns: its users' rotations, or, when its account or
+    /// its users cannot be reached, reports of why.
+    async fn prepare_target<H>(
+        &self,
+        target: Target<H>,
+        selection: &mut Selection,
+    ) -> Result<Vec<Turn>, FleetError>
+    where
+        H: NewKeyHandler + 'static,
+    {
+        let prefix = if target.label.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", target.label)
+        };
+        let named = match &target.users {
+            Users::Named(users) => Some(self.wanted(users)),
+            Users::All { .. } => None,
+        };
+        selection.match_all(named.iter().flatten());
+        let reached = match target.account {
+            Ok(reached) => reached,
+            Err(unreached) => {
+                selection.unlisted |= named.is_none();
+                let why = format!("{prefix}{}", unreached.why);
+                return Ok(failed(&target.users, named, unreached.account, &why));
+            }
+        };
+        let account = reached.caller.account.clone();
+        tracing::info!(
+            "{prefix}acting as {} in account {account}",
+            reached.caller.arn
+        );
+        let users = match named {
+            Some(users) => users,
+            None => match self.list(&target.users, &reached, &prefix).await {
+                Ok(users) => {
+                    selection.match_all(&users);
+                    users
+                }
+                Err(why) => {
+                    selection.unlisted = true;
+                    return Ok(failed(&target.users, None, Some(account), &why));
+                }
+            },
+        };
+        for user in &users {
+            // Two rotations of one user would fight over its keys.
+            if !selection
+                .seen
+                .insert((account.clone(), user.to_ascii_lowercase()))
+            {
+                return Err(FleetError::SelectedTwice {
+                    user: user.clone(),
+                    account,
+                });
+            }
+        }
+        if self.check_users {
+            let unknown = unknown_users(&*reached.iam, &users, self.concurrency).await;
+            if !unknown.is_empty() {
+                return Err(FleetError::UnknownUsers {
+                    prefix,
+                    account,
+                    users: unknown.join(", "),
+                });
+            }
+        }
+        Ok(self.rotations(reached, target.handler, target.options, users))
+    }
+
+    /// Every user under a target's path prefix that [`Fleet::only`] picks,
+    /// or why they could not be listed.
+    async fn list(
+        &self,
+        users: &Users,
+        reached: &Reached,
+        prefix: &str,
+    ) -> Result<Vec<String>, String> {
+        let Users::All { path_prefix } = users else {
+            return Ok(Vec::new());
+        };
+        let account = &reached.caller.account;
+        let listed = reached.iam.list_users(path_prefix).await.map_err(|err| {
+            format!(
+                "{prefix}cannot list the users under {path_prefix} in account {account} \
+                 (iam:ListUsers): {err}; nothing was changed"
+            )
+        })?;
+        if listed.is_empty() {
+            tracing::warn!("{prefix}account {account} has no IAM user under path {path_prefix}");
+        }
+        Ok(self.wanted(&listed))
+    }
+
+    /// The rotations of `users` in one reached account, sharing one rotator.
+    fn rotations<H>(
+        &self,
+        reached: Reached,
+        handler: H,
+        options: RotateOptions,
+        users: Vec<String>,
+    ) -> Vec<Turn>
+    where
+        H: NewKeyHandler + 'static,
+    {
+        let account = reached.caller.account.clone();
+        let journal = self
+            .journal
+            .for_account(reached.iam.clone(), &account, self.wait_lock);
+        let mut rotator = KeyRotator::new(reached.iam, handler)
+            .with_options(options)
+            .with_interrupt(self.interrupt.clone())
+            .with_journal(journal)
+            .with_caller(reached.caller);
+        if let Some(verifier) = reached.verifier {
+            rotator = rotator.with_verifier(verifier);
+        }
+        let rotator = Arc::new(rotator);
+        users
+            .into_iter()
+            .map(|user| {
+                let rotator = rotator.clone();
+                Turn::Rotate {
+                    account: account.clone(),
+                    user: user.clone(),
+                    rotation: Box::pin(async move {
+                        match rotator.rotate_keys(&user).await {
+                            Ok(report) => report,
+                            Err(err) => *err.report,
+                        }
+                    }),
+                }
+            })
+            .collect()
+    }
+
     /// `users` that [`Fleet::only`] picks.
     fn wanted(&self, users: &[String]) -> Vec<String> {
         users
@@ -380,6 +418,24 @@ impl Fleet {
             })
             .cloned()
             .collect()
+    }
+}
+
+/// What a fleet's targets selected so far.
+#[derive(Default)]
+struct Selection {
+    /// (account, user) in lower case: IAM user names ignore case.
+    seen: HashSet<(String, String)>,
+    /// Users matched (lower case), for [`Fleet::only`].
+    matched: HashSet<String>,
+    /// A target whose users could not be listed may hold any name.
+    unlisted: bool,
+}
+
+impl Selection {
+    fn match_all<'a>(&mut self, users: impl IntoIterator<Item = &'a String>) {
+        self.matched
+            .extend(users.into_iter().map(|u| u.to_ascii_lowercase()));
     }
 }
 

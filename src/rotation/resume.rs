@@ -40,161 +40,209 @@ pub fn plan(
     keys: &[AccessKeyInfo],
     now: u64,
 ) -> Result<ResumePlan, String> {
-    let user = &record.user;
-    let phase = record.phase.as_str();
-    let find = |id: &str| keys.iter().find(|k| k.access_key_id == id);
-    let is_active = |id: &str| find(id).is_some_and(|k| k.status == KeyStatus::Active);
-    let (from, until) = record.create_window();
-    let created = |key: &AccessKeyInfo| key.create_date.as_deref().and_then(parse_rfc3339);
-    let in_window = |key: &AccessKeyInfo| created(key).is_some_and(|t| (from..=until).contains(&t));
-    let window = format!("{} to {}", rfc3339(from), rfc3339(until));
-    let mut plan = ResumePlan {
-        delete: Vec::new(),
-        retire: Vec::new(),
-        keep: None,
-        afresh: true,
-        carry_window: None,
-        summary: String::new(),
+    let evidence = Evidence { record, keys, now };
+    let plan = match record.phase {
+        Phase::Claimed => ResumePlan::afresh("it had changed nothing; rotating afresh".into()),
+        Phase::CreateSent => evidence.create_sent()?,
+        Phase::Created => evidence.created()?,
+        Phase::Propagated => evidence.propagated()?,
     };
+    evidence.check_old_keys()?;
+    Ok(plan)
+}
 
-    let unknown: Vec<&AccessKeyInfo> = keys
-        .iter()
-        .filter(|k| {
-            !record.keys_before.contains(&k.access_key_id)
-                && record.new_key.as_deref() != Some(k.access_key_id.as_str())
-        })
-        .collect();
-    let active_gone = || -> Option<String> {
-        let active = record.active_before.as_deref()?;
-        (!is_active(active)).then(|| {
-            format!(
-                "an interrupted run on user '{user}' (phase {phase}) found key {active} active, \
-                 and it no longer is"
-            )
-        })
-    };
-
-    match record.phase {
-        Phase::Claimed => {
-            plan.summary = "it had changed nothing; rotating afresh".into();
-        }
-        Phase::CreateSent => {
-            // The create's answer never reached the record: a key IAM made
-            // inside the window, unknown to the record, is the run's.
-            let (theirs, foreign): (Vec<&AccessKeyInfo>, Vec<&AccessKeyInfo>) =
-                unknown.iter().partition(|k| in_window(k));
-            if !foreign.is_empty() {
-                return Err(format!(
-                    "user '{user}' has key(s) {} that the interrupted run did not know, \
-                     created outside the window in which its CreateAccessKey could have been \
-                     applied ({window})",
-                    described(&foreign)
-                ));
-            }
-            match theirs.as_slice() {
-                [] => {
-                    if record.create_may_still_land(now) {
-                        plan.carry_window = Some(record.started);
-                        plan.summary = format!(
-                            "nothing to undo yet: its CreateAccessKey may still be applied \
-                             until {}; rotating afresh, and a later run deletes that key if it \
-                             appears",
-                            rfc3339(record.started + super::state::CREATE_LANDS_WITHIN)
-                        );
-                    } else {
-                        plan.summary = "its create was never applied: nothing to undo; \
-                                        rotating afresh"
-                            .into();
-                    }
-                }
-                [key] => {
-                    if let Some(why) = active_gone() {
-                        return Err(why);
-                    }
-                    plan.delete.push(key.access_key_id.clone());
-                    plan.summary = format!(
-                        "deleted key {} that it had created but not confirmed propagated; \
-                         rotating afresh",
-                        key.access_key_id
-                    );
-                }
-                several => {
-                    return Err(format!(
-                        "user '{user}' has keys {} that the interrupted run did not know, and \
-                         cannot tell which one it created",
-                        described(several)
-                    ));
-                }
-            }
-        }
-        Phase::Created => {
-            let new = record.new_key.as_deref().unwrap_or_default();
-            if !unknown.is_empty() {
-                return Err(format!(
-                    "user '{user}' has key(s) {} that the interrupted run did not know",
-                    described(&unknown)
-                ));
-            }
-            match find(new) {
-                Some(key) => {
-                    if !in_window(key) {
-                        return Err(not_in_window(record, key, &window));
-                    }
-                    if let Some(why) = active_gone() {
-                        return Err(why);
-                    }
-                    plan.delete.push(new.to_string());
-                    plan.summary = format!(
-                        "deleted key {new} that it had created but not confirmed propagated; \
-                         rotating afresh"
-                    );
-                }
-                None => {
-                    plan.summary =
-                        format!("its new key {new} is gone: nothing to undo; rotating afresh");
-                }
-            }
-        }
-        Phase::Propagated => {
-            let new = record.new_key.as_deref().unwrap_or_default();
-            let Some(key) = find(new).filter(|k| k.status == KeyStatus::Active) else {
-                return Err(format!(
-                    "an interrupted run on user '{user}' propagated key {new}, which is no longer \
-                     active: retiring the old keys would leave none"
-                ));
-            };
-            if !in_window(key) {
-                return Err(not_in_window(record, key, &window));
-            }
-            plan.retire = record
-                .keys_before
-                .iter()
-                .filter_map(|id| find(id).cloned())
-                .collect();
-            plan.keep = Some(new.to_string());
-            plan.afresh = false;
-            plan.summary = format!(
-                "its new key {new} was propagated: retired the old keys ({})",
-                record.retire.as_str()
-            );
+impl ResumePlan {
+    fn afresh(summary: String) -> Self {
+        Self {
+            delete: Vec::new(),
+            retire: Vec::new(),
+            keep: None,
+            afresh: true,
+            carry_window: None,
+            summary,
         }
     }
-    // Keys the record says were there before must have been: one created
-    // after the run started was not.
-    for id in &record.keys_before {
-        if let Some(key) = find(id)
-            && let Some(t) = created(key)
-            && t > record.started + super::state::CLOCK_SKEW
+}
+
+/// What the record says, and what IAM shows now.
+struct Evidence<'a> {
+    record: &'a JournalRecord,
+    keys: &'a [AccessKeyInfo],
+    now: u64,
+}
+
+impl Evidence<'_> {
+    fn find(&self, id: &str) -> Option<&AccessKeyInfo> {
+        self.keys.iter().find(|k| k.access_key_id == id)
+    }
+
+    /// Whether IAM created `key` inside the run's create window.
+    fn in_window(&self, key: &AccessKeyInfo) -> bool {
+        let (from, until) = self.record.create_window();
+        created(key).is_some_and(|t| (from..=until).contains(&t))
+    }
+
+    fn window(&self) -> String {
+        let (from, until) = self.record.create_window();
+        format!("{} to {}", rfc3339(from), rfc3339(until))
+    }
+
+    /// Keys IAM has that the record names neither as old nor as new.
+    fn unknown(&self) -> Vec<&AccessKeyInfo> {
+        let record = self.record;
+        self.keys
+            .iter()
+            .filter(|k| {
+                !record.keys_before.contains(&k.access_key_id)
+                    && record.new_key.as_deref() != Some(k.access_key_id.as_str())
+            })
+            .collect()
+    }
+
+    /// Why the run's active key no longer being active stops the resume.
+    fn active_gone(&self) -> Result<(), String> {
+        let Some(active) = self.record.active_before.as_deref() else {
+            return Ok(());
+        };
+        if self
+            .find(active)
+            .is_some_and(|k| k.status == KeyStatus::Active)
         {
+            return Ok(());
+        }
+        Err(format!(
+            "an interrupted run on user '{}' (phase {}) found key {active} active, and it no \
+             longer is",
+            self.record.user,
+            self.record.phase.as_str()
+        ))
+    }
+
+    /// The create's answer never reached the record: a key IAM made inside
+    /// the window, unknown to the record, is the run's.
+    fn create_sent(&self) -> Result<ResumePlan, String> {
+        let user = &self.record.user;
+        let unknown = self.unknown();
+        let (theirs, foreign): (Vec<&AccessKeyInfo>, Vec<&AccessKeyInfo>) =
+            unknown.iter().partition(|k| self.in_window(k));
+        if !foreign.is_empty() {
             return Err(format!(
-                "the journal of an interrupted run on user '{user}' lists key {id} as one the \
-                 user had before it started ({}), but IAM says {id} was created at {}",
-                rfc3339(record.started),
-                rfc3339(t)
+                "user '{user}' has key(s) {} that the interrupted run did not know, created \
+                 outside the window in which its CreateAccessKey could have been applied ({})",
+                described(&foreign),
+                self.window()
             ));
         }
+        match theirs.as_slice() {
+            [] if self.record.create_may_still_land(self.now) => {
+                let mut plan = ResumePlan::afresh(format!(
+                    "nothing to undo yet: its CreateAccessKey may still be applied until {}; \
+                     rotating afresh, and a later run deletes that key if it appears",
+                    rfc3339(self.record.started + super::state::CREATE_LANDS_WITHIN)
+                ));
+                plan.carry_window = Some(self.record.started);
+                Ok(plan)
+            }
+            [] => Ok(ResumePlan::afresh(
+                "its create was never applied: nothing to undo; rotating afresh".into(),
+            )),
+            [key] => {
+                self.active_gone()?;
+                Ok(self.delete(&key.access_key_id))
+            }
+            several => Err(format!(
+                "user '{user}' has keys {} that the interrupted run did not know, and cannot \
+                 tell which one it created",
+                described(several)
+            )),
+        }
     }
-    Ok(plan)
+
+    /// The new key exists, or did: it may be stored somewhere, but was
+    /// never confirmed handed over.
+    fn created(&self) -> Result<ResumePlan, String> {
+        let new = self.record.new_key.as_deref().unwrap_or_default();
+        let unknown = self.unknown();
+        if !unknown.is_empty() {
+            return Err(format!(
+                "user '{}' has key(s) {} that the interrupted run did not know",
+                self.record.user,
+                described(&unknown)
+            ));
+        }
+        let Some(key) = self.find(new) else {
+            return Ok(ResumePlan::afresh(format!(
+                "its new key {new} is gone: nothing to undo; rotating afresh"
+            )));
+        };
+        if !self.in_window(key) {
+            return Err(not_in_window(self.record, key, &self.window()));
+        }
+        self.active_gone()?;
+        Ok(self.delete(new))
+    }
+
+    /// The handler stored the new key: retire the old ones, keep it.
+    fn propagated(&self) -> Result<ResumePlan, String> {
+        let new = self.record.new_key.as_deref().unwrap_or_default();
+        let Some(key) = self.find(new).filter(|k| k.status == KeyStatus::Active) else {
+            return Err(format!(
+                "an interrupted run on user '{}' propagated key {new}, which is no longer \
+                 active: retiring the old keys would leave none",
+                self.record.user
+            ));
+        };
+        if !self.in_window(key) {
+            return Err(not_in_window(self.record, key, &self.window()));
+        }
+        let mut plan = ResumePlan::afresh(format!(
+            "its new key {new} was propagated: retired the old keys ({})",
+            self.record.retire.as_str()
+        ));
+        plan.retire = self
+            .record
+            .keys_before
+            .iter()
+            .filter_map(|id| self.find(id).cloned())
+            .collect();
+        plan.keep = Some(new.to_string());
+        plan.afresh = false;
+        Ok(plan)
+    }
+
+    /// Delete the run's key `id`, then rotate afresh.
+    fn delete(&self, id: &str) -> ResumePlan {
+        let mut plan = ResumePlan::afresh(format!(
+            "deleted key {id} that it had created but not confirmed propagated; rotating afresh"
+        ));
+        plan.delete.push(id.to_string());
+        plan
+    }
+
+    /// Keys the record says were there before must have been: one created
+    /// after the run started was not.
+    fn check_old_keys(&self) -> Result<(), String> {
+        let record = self.record;
+        for id in &record.keys_before {
+            if let Some(t) = self.find(id).and_then(created)
+                && t > record.started + super::state::CLOCK_SKEW
+            {
+                return Err(format!(
+                    "the journal of an interrupted run on user '{}' lists key {id} as one the \
+                     user had before it started ({}), but IAM says {id} was created at {}",
+                    record.user,
+                    rfc3339(record.started),
+                    rfc3339(t)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// When IAM says `key` was created.
+fn created(key: &AccessKeyInfo) -> Option<u64> {
+    key.create_date.as_deref().and_then(parse_rfc3339)
 }
 
 fn not_in_window(record: &JournalRecord, key: &AccessKeyInfo, window: &str) -> String {

@@ -112,35 +112,24 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
                 };
             }
         };
-        let known = |id: &str| keys.iter().any(|k| k.access_key_id == id);
-        let strays: Vec<&AccessKeyInfo> = now.iter().filter(|k| !known(&k.access_key_id)).collect();
-        let stray = match strays.as_slice() {
-            [] => {
-                let started = self.written.as_ref().map_or_else(unix_now, |r| r.started);
-                return RotationFailure::CreateUnanswered {
-                    user: user.to_string(),
-                    cause,
-                    until: rfc3339(started + CREATE_LANDS_WITHIN),
-                };
-            }
-            [one] => one.access_key_id.clone(),
-            // Another process made keys too: which one is this call's?
-            several => {
-                let list = IamError::new(
-                    IamErrorKind::Other,
-                    format!(
-                        "keys {} appeared, and keyrot cannot tell which one the call made",
-                        several
-                            .iter()
-                            .map(|k| k.access_key_id.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                );
-                return RotationFailure::CreateUncertain {
-                    user: user.to_string(),
-                    cause,
-                    list,
+        let stray = match self.stray_of(keys, &now) {
+            Ok(stray) => stray,
+            Err(list) => {
+                return match list {
+                    // Nothing yet: IAM may still apply the call.
+                    None => {
+                        let started = self.written.as_ref().map_or_else(unix_now, |r| r.started);
+                        RotationFailure::CreateUnanswered {
+                            user: user.to_string(),
+                            cause,
+                            until: rfc3339(started + CREATE_LANDS_WITHIN),
+                        }
+                    }
+                    Some(list) => RotationFailure::CreateUncertain {
+                        user: user.to_string(),
+                        cause,
+                        list,
+                    },
                 };
             }
         };
@@ -166,6 +155,33 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
                 cause,
                 delete,
             },
+        }
+    }
+
+    /// The one key in `now` that was not in `before`: the one a create with
+    /// no answer made. `Err(None)`: none yet; `Err(Some(why))`: several,
+    /// another process made keys too, and which one is this call's?
+    fn stray_of(
+        &self,
+        before: &[AccessKeyInfo],
+        now: &[AccessKeyInfo],
+    ) -> Result<String, Option<IamError>> {
+        let known = |id: &str| before.iter().any(|k| k.access_key_id == id);
+        let strays: Vec<&str> = now
+            .iter()
+            .map(|k| k.access_key_id.as_str())
+            .filter(|id| !known(id))
+            .collect();
+        match strays.as_slice() {
+            [] => Err(None),
+            [one] => Ok(one.to_string()),
+            several => Err(Some(IamError::new(
+                IamErrorKind::Other,
+                format!(
+                    "keys {} appeared, and keyrot cannot tell which one the call made",
+                    several.join(", ")
+                ),
+            ))),
         }
     }
 
