@@ -439,10 +439,10 @@ fn job_keys_in_source() -> BTreeSet<String> {
     for line in body.lines().map(str::trim) {
         if line.starts_with("#[serde(skip") {
             skipped = true;
-        } else if let Some((field, _)) = line.strip_prefix("pub ").and_then(|l| l.split_once(':')) {
-            if !std::mem::take(&mut skipped) {
-                keys.insert(field.replace('_', "-"));
-            }
+        } else if let Some((field, _)) = line.strip_prefix("pub ").and_then(|l| l.split_once(':'))
+            && !std::mem::take(&mut skipped)
+        {
+            keys.insert(field.replace('_', "-"));
         }
     }
     keys
