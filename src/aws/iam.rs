@@ -3,7 +3,6 @@
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use aws_credential_types::Credentials;
 use aws_sdk_iam::config::retry::RetryConfig;
 use aws_sdk_iam::types::StatusType;
 use aws_smithy_types::date_time::Format;
@@ -71,13 +70,7 @@ impl AwsIam {
 #[async_trait]
 impl Iam for AwsIam {
     async fn sign_with(&self, key: &NewAccessKey) -> bool {
-        let credentials = Credentials::new(
-            &key.access_key_id,
-            key.secret_access_key.expose(),
-            None,
-            None,
-            "keyrot-new-key",
-        );
+        let credentials = super::credentials_of(key);
         let conf = self
             .client()
             .config()

@@ -227,6 +227,17 @@ impl AwsOptions {
 const RETRY_BUDGET: usize = 2000;
 const RETRY_REFILL_PER_SECOND: f32 = 10.0;
 
+/// A new key as SDK credentials, to sign with it.
+fn credentials_of(key: &crate::iam::NewAccessKey) -> aws_credential_types::Credentials {
+    aws_credential_types::Credentials::new(
+        &key.access_key_id,
+        key.secret_access_key.expose(),
+        None,
+        None,
+        "keyrot-new-key",
+    )
+}
+
 /// How the endpoint these options name is reached, for messages: `at URL`
 /// when one is set.
 fn endpoint_note(options: &AwsOptions) -> String {

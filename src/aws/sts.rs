@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_credential_types::Credentials;
 use aws_sdk_iam::config::retry::RetryConfig;
 use aws_sdk_iam::error::ProvideErrorMetadata;
 
@@ -101,13 +100,7 @@ impl StsVerifier {
 #[async_trait]
 impl KeyVerifier for StsVerifier {
     async fn caller_arn(&self, key: &NewAccessKey) -> Result<String, VerifyError> {
-        let credentials = Credentials::new(
-            &key.access_key_id,
-            key.secret_access_key.expose(),
-            None,
-            None,
-            "keyrot-new-key",
-        );
+        let credentials = super::credentials_of(key);
         // One attempt per call: the rotation's own loop waits and retries.
         let config = aws_sdk_sts::config::Builder::from(&self.config)
             .credentials_provider(credentials)

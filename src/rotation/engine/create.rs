@@ -92,14 +92,7 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
                 removed: Vec::new(),
             };
         }
-        let retry = self.rotator.retry;
-        let listed = self
-            .step(
-                Step::ListKeys,
-                None,
-                retry.run(|| self.rotator.iam.list_access_keys(user)),
-            )
-            .await;
+        let listed = self.list_keys(Step::ListKeys, None).await;
         let now = match listed {
             Ok(now) => now,
             // The journal still says `create-sent`: a rerun lists and
@@ -194,16 +187,7 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
         new_key: &str,
         current: Option<&AccessKeyInfo>,
     ) -> Result<(), GiveUp> {
-        let retry = self.rotator.retry;
-        let user = self.user;
-        let now = match self
-            .step(
-                Step::CheckKeys,
-                None,
-                retry.run(|| self.rotator.iam.list_access_keys(user)),
-            )
-            .await
-        {
+        let now = match self.list_keys(Step::CheckKeys, None).await {
             Ok(now) => now,
             // Cannot tell: go on. The two-key limit still keeps a second
             // run from creating alongside this one.

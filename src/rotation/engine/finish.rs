@@ -13,15 +13,8 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
         new_key: &str,
         before: &[AccessKeyInfo],
     ) -> Result<(), RotationFailure> {
-        let (rotator, user) = (self.rotator, self.user);
-        let retry = rotator.retry;
-        let listed = self
-            .step(
-                Step::ConfirmNewKey,
-                Some(new_key),
-                retry.run(|| rotator.iam.list_access_keys(user)),
-            )
-            .await;
+        let user = self.user;
+        let listed = self.list_keys(Step::ConfirmNewKey, Some(new_key)).await;
         let old: Vec<String> = before.iter().map(|k| k.access_key_id.clone()).collect();
         let now = listed.map_err(|cause| RotationFailure::Unconfirmed {
             user: user.to_string(),

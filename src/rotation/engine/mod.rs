@@ -440,6 +440,18 @@ impl<'a, I: Iam, H: NewKeyHandler> Attempt<'a, I, H> {
 
     // ---- the seams every step passes ----------------------------------------
 
+    /// Lists the user's keys as `step` (retrying transient errors).
+    async fn list_keys(
+        &mut self,
+        step: Step,
+        key_id: Option<&str>,
+    ) -> Result<Vec<AccessKeyInfo>, IamError> {
+        let (rotator, user) = (self.rotator, self.user);
+        let retry = rotator.retry;
+        let listed = retry.run(|| rotator.iam.list_access_keys(user));
+        self.step(step, key_id, listed).await
+    }
+
     /// Runs one step, recording its duration and result in the report,
     /// with a test hook on each side.
     async fn step<T, E: Display>(

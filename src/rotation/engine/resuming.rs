@@ -149,14 +149,7 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
     /// the journal; any other failure keeps it for the next run.
     pub(super) async fn list_for_resume(&mut self) -> Result<Vec<AccessKeyInfo>, RotationFailure> {
         let user = self.user;
-        let retry = self.rotator.retry;
-        let listed = self
-            .step(
-                Step::ListKeys,
-                None,
-                retry.run(|| self.rotator.iam.list_access_keys(user)),
-            )
-            .await;
+        let listed = self.list_keys(Step::ListKeys, None).await;
         listed.map_err(|cause| match cause.kind {
             IamErrorKind::NoSuchEntity => self.mismatch(format!(
                 "the journal of an interrupted run names user '{user}', which no longer exists"
