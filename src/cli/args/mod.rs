@@ -1,91 +1,27 @@
 //! Command-line flags, kept dumb: parsing only. [`super::Plan`] turns them
 //! into checked values before anything touches AWS.
+//!
+//! - `help`: what `-h`, `--help` and a bare `keyrot` show, and where each
+//!   global flag is shown;
+//! - `values`: the parsers of flag values (durations, sizes, ages, ...),
+//!   which job files use too.
+
+mod help;
+mod values;
+
+pub use self::help::command_tree;
+use self::help::{AFTER_LONG_HELP, AFTER_SHORT_HELP, USAGE, bare_usage};
+
+pub(super) use self::values::{
+    parse_age, parse_concurrency, parse_duration, parse_key_value, parse_sha256, parse_size,
+};
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 use keyrot::grants::{DirGrant, HostRule};
 use keyrot::{AwsOptions, RetireMode};
-
-/// What `keyrot -h` adds below the main flags.
-const AFTER_SHORT_HELP: &str = "\
-Try a job first: `keyrot status --user NAME` and `keyrot ... --dry-run` change nothing.
-`keyrot --help` shows every flag, examples, the environment and the exit codes.";
-
-/// What `keyrot --help` adds below every flag.
-const AFTER_LONG_HELP: &str = "\
-Examples:
-  # Rotate ci-bot's key into a repository's GitHub Actions secrets
-  keyrot --plugin github.wasm --user ci-bot --allow-host api.github.com \\
-         --config repo=octo/app --secret token=env:GITHUB_TOKEN
-
-  # The same, from a reviewed job file (flags override it)
-  keyrot --job rotate-ci.toml
-
-  # Write the new key into a profile of ~/.aws/credentials
-  keyrot --plugin aws_credentials_file.wasm --user ci-bot --allow-dir ~/.aws:/aws \\
-         --config path=/aws/credentials --config profile=ci
-
-  # On a schedule: rotate only keys older than 90 days, keep the old key
-  # inactive for a while, keep the journal on the IAM user (for runners
-  # that lose their files), finish any run a crash interrupted
-  keyrot rotate --job rotate-ci.toml --older-than 90d --retire deactivate --journal iam
-
-  # A fleet: every user under /ci/, 8 at a time, only keys due
-  keyrot --job rotate-ci.toml --all-users --path-prefix /ci/ --concurrency 8 --older-than 90d
-
-  # Users of another account, through a role there
-  keyrot --job rotate-ci.toml --users-file users.txt \\
-         --role-arn arn:aws:iam::210987654321:role/keyrot
-
-  # What would happen, without changing anything
-  keyrot --job rotate-ci.toml --dry-run
-  keyrot status --user ci-bot
-
-  # What is this plugin, what does it want, and what is its sha256?
-  keyrot plugin inspect github.wasm
-
-  # How much space do compiled plugins take; drop those compiled over 30 days ago
-  keyrot cache list
-  keyrot cache clean --older-than 30d
-
-Environment:
-  KEYROT_STATE_DIR          journals and locks, as --state-dir (default: $XDG_STATE_HOME/keyrot,
-                            then $HOME/.local/state/keyrot); must be writable, even with --journal iam
-  KEYROT_CACHE_DIR          compiled-plugin cache (default: $XDG_CACHE_HOME/keyrot, then
-                            $HOME/.cache/keyrot)
-  KEYROT_LOG                log filter; overrides -v/-q (e.g. keyrot=debug,plugin=trace)
-  KEYROT_REGISTRY_HOST,     credentials for the one registry KEYROT_REGISTRY_HOST (HOST[:PORT])
-  KEYROT_REGISTRY_USER,     names; other registries get theirs from the Docker config
-  KEYROT_REGISTRY_PASSWORD  ($DOCKER_CONFIG/config.json or ~/.docker/config.json), else anonymous
-  SSL_CERT_FILE             a PEM bundle of the CAs registries are checked against (replaces the
-                            system's)
-  COSIGN_PASSWORD           the password of the cosign key `keyrot plugin sign --key` reads
-  NO_COLOR                  if set and not empty: no colour (as --color never), unless --color always
-  AWS_*                     the AWS SDK's usual settings: AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL
-                            (and AWS_ENDPOINT_URL_IAM, AWS_ENDPOINT_URL_STS), AWS_ACCESS_KEY_ID /
-                            AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_CONFIG_FILE,
-                            AWS_SHARED_CREDENTIALS_FILE, AWS_ROLE_ARN / AWS_WEB_IDENTITY_TOKEN_FILE
-
-Exit codes:
-  0  rotated: the new key is in place and the old keys are retired; or
-     skipped (--older-than), or a dry run that would rotate
-  1  failed: the keys are as they were (the message says why), or another
-     run holds the user
-  2  bad usage, plugin, settings or grants, an unknown user, or a journal
-     that IAM no longer matches: nothing was touched
-  3  partial: the new key is in place, but an old key could not be deleted
-     (it was deactivated)
-  4  needs manual action: a key nobody holds exists, or an old key could be
-     neither deleted nor deactivated; the message names the key and the command
-  A fleet exits with the first of 4, 3, 1, 2, 0 that any of its users has.";
-
-/// The usage lines `keyrot -h`, `--help` and a bare `keyrot` show.
-const USAGE: &str = "\
-keyrot --plugin <PATH> --user <NAME> [OPTIONS]
-       keyrot --job <FILE> [OPTIONS]
-       keyrot <COMMAND>";
 
 /// Rotate an IAM user's access keys through a sandboxed WebAssembly handler
 ///
@@ -227,72 +163,6 @@ impl Cli {
             }
         }
         Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
-    }
-}
-
-/// What `keyrot` with no arguments prints: what it is and how to start.
-fn bare_usage() -> String {
-    format!(
-        "Rotate an IAM user's access keys through a sandboxed WebAssembly handler\n\n\
-         Usage: {USAGE}\n\n{AFTER_SHORT_HELP}"
-    )
-}
-
-/// The command line as parsed and shown: [`Cli`], with each global flag
-/// shown in the help of the commands where it means something and hidden
-/// elsewhere (where it is still accepted, as it always was).
-pub fn command_tree() -> clap::Command {
-    fn place(
-        command: clap::Command,
-        path: &mut Vec<String>,
-        globals: &[clap::Arg],
-    ) -> clap::Command {
-        command.mut_subcommands(|mut sub| {
-            path.push(sub.get_name().to_string());
-            for arg in globals {
-                let shown = global_means_something(arg.get_id().as_str(), path);
-                // An argument a subcommand already has is not propagated
-                // again, so this copy is the one its help shows (or hides).
-                sub = sub.arg(arg.clone().hide(!shown));
-            }
-            // `journal show` shares `clear`'s arguments; --force is clear's.
-            if path.as_slice() == ["journal", "show"] {
-                sub = sub.mut_arg("force", |arg| arg.hide(true));
-            }
-            let sub = place(sub, path, globals);
-            path.pop();
-            sub
-        })
-    }
-    let command = Cli::command();
-    let globals: Vec<clap::Arg> = command
-        .get_arguments()
-        .filter(|arg| arg.is_global_set())
-        .cloned()
-        .collect();
-    place(command, &mut Vec::new(), &globals)
-}
-
-/// Whether global flag `id` does anything for the command at `path`
-/// (`["plugin", "inspect"]`, ...).
-fn global_means_something(id: &str, path: &[String]) -> bool {
-    let path: Vec<&str> = path.iter().map(String::as_str).collect();
-    match id {
-        "output" => matches!(
-            path.as_slice(),
-            ["rotate" | "status"]
-                | ["journal", "show"]
-                | ["plugin", "inspect" | "push"]
-                | ["cache", "list" | "clean"]
-        ),
-        "no_cache" => matches!(path.as_slice(), ["rotate"] | ["plugin", "inspect" | "push"]),
-        "plugin_log" => matches!(path.as_slice(), ["rotate"] | ["plugin", "inspect"]),
-        "insecure_registry" | "registry_token_host" | "registry_timeout" => matches!(
-            path.as_slice(),
-            ["rotate"] | ["plugin", "inspect" | "push" | "sign" | "verify"]
-        ),
-        // Logging: every command logs.
-        _ => true,
     }
 }
 
@@ -684,20 +554,6 @@ pub struct RotateArgs {
     pub memory: Option<usize>,
 }
 
-/// Most users rotated at a time: beyond this, IAM throttles more than it
-/// serves.
-pub const MAX_CONCURRENCY: usize = 64;
-
-/// `--concurrency`: 1 to [`MAX_CONCURRENCY`].
-pub(super) fn parse_concurrency(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "'{s}' is not a concurrency: give a number of users from 1 to {MAX_CONCURRENCY}"
-        )),
-    }
-}
-
 /// `--retire`, as clap parses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RetireArg {
@@ -725,108 +581,6 @@ pub enum Output {
     Json,
 }
 
-pub(super) fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => {
-            Ok((key.trim().to_string(), value.to_string()))
-        }
-        _ => Err(format!("expected KEY=VALUE, got '{s}'")),
-    }
-}
-
-/// No wait keyrot does needs longer; larger values would overflow deadlines.
-const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// No key age threshold needs more than ten years.
-const MAX_AGE: Duration = Duration::from_secs(3650 * 24 * 60 * 60);
-
-/// A time limit: `500ms`, `30s`, `2m`, `1h` (at most 24h).
-/// A pinned sha256: 64 hex digits.
-pub(super) fn parse_sha256(hex: &str) -> Result<(), String> {
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("must be 64 hex digits, got '{hex}'"));
-    }
-    Ok(())
-}
-
-pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let duration = parse_any_duration(s)?;
-    if duration > MAX_DURATION {
-        return Err(format!("'{}' is too large: at most 24h", s.trim()));
-    }
-    Ok(duration)
-}
-
-/// A key age: `90d`, `12h`, ... (at most 3650d).
-pub(super) fn parse_age(s: &str) -> Result<Duration, String> {
-    let duration = parse_any_duration(s)?;
-    if duration > MAX_AGE {
-        return Err(format!("'{}' is too large: at most 3650d", s.trim()));
-    }
-    Ok(duration)
-}
-
-/// A number and a unit: `ms`, `s`, `m`, `h` or `d` (seconds if none).
-fn parse_any_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration like 500ms, 30s, 2m, 1h or 90d, got '{s}'"))?;
-    let scale = match unit.trim() {
-        "ms" => return nonzero(Duration::from_millis(n)),
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => {
-            return Err(format!(
-                "unknown duration unit '{other}' (use ms, s, m, h or d)"
-            ));
-        }
-    };
-    let secs = n
-        .checked_mul(scale)
-        .ok_or_else(|| format!("'{s}' is too large"))?;
-    nonzero(Duration::from_secs(secs))
-}
-
-fn nonzero(duration: Duration) -> Result<Duration, String> {
-    if duration.is_zero() {
-        return Err("the duration must be more than zero".into());
-    }
-    Ok(duration)
-}
-
-/// No handler needs more; a typo (`512GiB`) should not pass silently.
-const MAX_MEMORY: usize = 16 << 30;
-
-pub(super) fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: usize = number
-        .parse()
-        .map_err(|_| format!("expected a size like 256MiB or 1GiB, got '{s}'"))?;
-    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit '{other}' (use KiB, MiB or GiB)")),
-    };
-    let too_large = || format!("'{s}' is too large: the memory limit is at most 16GiB");
-    let bytes = n.checked_mul(scale).ok_or_else(too_large)?;
-    if bytes < 1 << 20 {
-        return Err("the memory limit must be at least 1MiB".into());
-    }
-    if bytes > MAX_MEMORY {
-        return Err(too_large());
-    }
-    Ok(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -839,23 +593,6 @@ mod tests {
     }
 
     #[test]
-    fn parses_durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3w").is_err());
-        assert!(parse_duration("1441m").unwrap_err().contains("too large"));
-        assert!(parse_duration("18446744073709551615m").is_err());
-        assert_eq!(parse_age("90d"), Ok(Duration::from_secs(90 * 86_400)));
-        assert!(parse_age("3651d").unwrap_err().contains("too large"));
-    }
-
-    #[test]
     fn colour_follows_the_terminal_and_no_color() {
         use std::ffi::OsStr;
         assert!(ColorChoice::Auto.enabled(true, None));
@@ -864,39 +601,5 @@ mod tests {
         assert!(!ColorChoice::Auto.enabled(false, None));
         assert!(ColorChoice::Always.enabled(false, Some(OsStr::new("1"))));
         assert!(!ColorChoice::Never.enabled(true, None));
-    }
-
-    #[test]
-    fn parses_ages() {
-        assert_eq!(parse_age("30d"), Ok(Duration::from_secs(30 * 86400)));
-        assert_eq!(parse_age("12h"), Ok(Duration::from_secs(12 * 3600)));
-        assert!(
-            parse_age("0s").is_err(),
-            "no age is zero: clean without --older-than"
-        );
-        assert!(parse_age("1w").is_err());
-        assert!(parse_age("99999999999999999999d").is_err());
-    }
-
-    #[test]
-    fn parses_sizes() {
-        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("512m"), Ok(512 << 20));
-        assert!(parse_size("12").is_err());
-        assert!(parse_size("lots").is_err());
-        assert_eq!(parse_size("16GiB"), Ok(16 << 30));
-        assert!(parse_size("17GiB").unwrap_err().contains("too large"));
-        assert!(parse_size("99999999999999999999G").is_err());
-    }
-
-    #[test]
-    fn parses_settings() {
-        assert_eq!(
-            parse_key_value("repo=o/r=x"),
-            Ok(("repo".into(), "o/r=x".into()))
-        );
-        assert!(parse_key_value("=x").is_err());
-        assert!(parse_key_value("novalue").is_err());
     }
 }
