@@ -18,7 +18,7 @@
 //!   back to the registry.
 //!
 //! Each call has connect and read timeouts; the overall deadline of a
-//! whole operation is the caller's ([`super::within`]).
+//! whole operation is the caller's ([`super::options::within`]).
 
 use std::io::Write;
 use std::time::Duration;
@@ -35,7 +35,7 @@ use super::digest::{Digest, Hasher};
 use super::{OciError, OciRef, RegistryOptions, shown};
 
 /// The manifest types keyrot asks for; anything else it is sent is refused
-/// by [`super::check_manifest`] with the reason.
+/// by [`super::layout::check_manifest`] with the reason.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
      application/vnd.oci.image.index.v1+json, \
      application/vnd.docker.distribution.manifest.v2+json, \

@@ -26,10 +26,11 @@ use sigstore::crypto::{CosignVerificationKey, Signature, SigningScheme};
 use sigstore::registry::OciReference;
 use zeroize::Zeroizing;
 
+use super::manifest::{Descriptor, ImageManifest};
+use super::options::within;
 use super::registry::Client;
 use super::{
-    Descriptor, Digest, ImageManifest, MAX_MANIFEST_BYTES, OCI_MANIFEST_MEDIA_TYPE, OciError,
-    OciRef, RegistryOptions, within,
+    Digest, MAX_MANIFEST_BYTES, OCI_MANIFEST_MEDIA_TYPE, OciError, OciRef, RegistryOptions,
 };
 
 /// A cosign signature layer's media type.
@@ -271,7 +272,7 @@ pub async fn sign(
     let pinned = reference.with_digest(digest);
     within(options, reference, format!("signing {pinned}"), async {
         let mut client = Client::new(reference, options, true)?;
-        super::check_remote(&mut client, reference, digest).await?;
+        super::pull::check_remote(&mut client, reference, digest).await?;
         let mut layers = signature_layers(&mut client, reference, digest).await?;
         let (mut layer, payload_digest) = Descriptor::of(SIMPLE_SIGNING_MEDIA_TYPE, &payload);
         layer.annotations = Some(BTreeMap::from([(
