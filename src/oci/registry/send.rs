@@ -1,0 +1,117 @@
+//! One request under keyrot's rules: credentials (once the registry asked)
+//! only to the registry's own origin, one retry after a 401 with what it
+//! asked for, redirects followed by hand, and plain HTTP only to loopback
+//! or a host named with `--insecure-registry`.
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, HeaderMap, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode, Url};
+
+use super::super::auth::Challenge;
+use super::super::{OciError, shown};
+use super::Client;
+
+/// Redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
+
+impl Client<'_> {
+    /// Sends a request: credentials (once a registry asked for them) only
+    /// to the registry's origin, one retry after a 401 with what it asked
+    /// for, and redirects of GET and HEAD followed by hand.
+    pub(super) async fn send(
+        &mut self,
+        method: Method,
+        mut url: Url,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+        action: &'static str,
+    ) -> Result<Response, OciError> {
+        let mut redirects = 0;
+        let mut authenticated = false;
+        loop {
+            let ours = same_origin(&url, &self.origin);
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            if ours && let Some(value) = &self.authorization {
+                request = request.header(AUTHORIZATION, value.as_str());
+            }
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| self.transport_error(action, e))?;
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && ours && !authenticated {
+                authenticated = true;
+                let challenge = response
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(Challenge::parse);
+                match challenge {
+                    Some(challenge) => {
+                        self.authenticate(challenge, action).await?;
+                        continue;
+                    }
+                    None => return Err(self.status_error(action, response).await),
+                }
+            }
+            if status.is_redirection() && (method == Method::GET || method == Method::HEAD) {
+                redirects += 1;
+                if redirects > MAX_REDIRECTS {
+                    return Err(self.protocol_error(action, "too many redirects"));
+                }
+                let next = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| url.join(l).ok())
+                    .ok_or_else(|| self.protocol_error(action, "a redirect without a location"))?;
+                if next.scheme() == "http" && !self.plain_ok(&next) {
+                    return Err(self.protocol_error(
+                        action,
+                        &format!(
+                            "it redirected to plain HTTP on a host that is neither loopback nor \
+                             named with --insecure-registry ({}); refusing",
+                            shown(next.origin().ascii_serialization().as_str())
+                        ),
+                    ));
+                }
+                if next.scheme() != "https" && next.scheme() != "http" {
+                    return Err(self.protocol_error(action, "a redirect to a non-HTTP URL"));
+                }
+                url = next;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    /// Whether plain HTTP to `url`'s host is allowed: loopback, or named
+    /// with `--insecure-registry`.
+    pub(super) fn plain_ok(&self, url: &Url) -> bool {
+        let loopback = match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        loopback
+            || self.options.insecure.iter().any(|allowed| {
+                Url::parse(&format!("http://{allowed}/")).is_ok_and(|allowed| {
+                    allowed.host_str() == url.host_str()
+                        && allowed.port_or_known_default() == url.port_or_known_default()
+                })
+            })
+    }
+}
+
+pub(super) fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
