@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{
-    DOCKER_LIST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, ImageManifest, OCI_INDEX_MEDIA_TYPE,
-    OCI_MANIFEST_MEDIA_TYPE,
+    DOCKER_LIST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, Descriptor, ImageManifest,
+    OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE,
 };
 use super::{Digest, OciError, shown};
 
@@ -60,134 +60,160 @@ pub(super) struct WasmArtifact {
 /// Checks a raw manifest is an OCI image manifest of the Wasm component
 /// layout, with well-formed digests and sizes within the caps.
 pub(super) fn check_manifest(reference: &str, raw: &[u8]) -> Result<WasmArtifact, OciError> {
-    let not_wasm = |reason: String| OciError::NotWasm {
-        reference: reference.to_string(),
-        reason,
-    };
-    let value: serde_json::Value =
-        serde_json::from_slice(raw).map_err(|_| not_wasm("its manifest is not JSON".into()))?;
-    match value.get("mediaType").and_then(|t| t.as_str()) {
-        Some(OCI_MANIFEST_MEDIA_TYPE) => {}
-        Some(OCI_INDEX_MEDIA_TYPE | DOCKER_LIST_MEDIA_TYPE) => {
-            return Err(not_wasm(
-                "it is an image index (a list of manifests), not an image manifest".into(),
-            ));
-        }
-        Some(DOCKER_MANIFEST_MEDIA_TYPE) => {
-            return Err(not_wasm(
-                "it is a Docker image manifest, not an OCI image manifest".into(),
-            ));
-        }
-        Some(other) => {
-            return Err(not_wasm(format!(
-                "its manifest's media type is '{}', not '{OCI_MANIFEST_MEDIA_TYPE}'",
-                shown(other)
-            )));
-        }
-        None if value.get("manifests").is_some() => {
-            return Err(not_wasm(
-                "it is an image index (a list of manifests), not an image manifest".into(),
-            ));
-        }
-        None => {
-            return Err(not_wasm(format!(
-                "its manifest does not say its media type; keyrot takes only \
-                 '{OCI_MANIFEST_MEDIA_TYPE}'"
-            )));
-        }
-    }
-    let manifest: ImageManifest = serde_json::from_value(value).map_err(|e| {
-        not_wasm(format!(
-            "its manifest is not an OCI image manifest ({})",
-            shown(&e.to_string())
-        ))
-    })?;
-    if manifest.schema_version != 2 {
-        return Err(not_wasm(format!(
-            "its manifest has schema version {}, not 2",
-            manifest.schema_version
-        )));
-    }
-    if let Some(kind) = &manifest.artifact_type
-        && kind != WASM_CONFIG_MEDIA_TYPE
-        && kind != WASM_LAYER_MEDIA_TYPE
-    {
-        return Err(not_wasm(format!(
-            "its artifact type is '{}', not a Wasm component",
-            shown(kind)
-        )));
-    }
-    if manifest.config.media_type != WASM_CONFIG_MEDIA_TYPE {
-        return Err(not_wasm(format!(
-            "its config media type is '{}', not '{WASM_CONFIG_MEDIA_TYPE}'",
-            shown(&manifest.config.media_type)
-        )));
-    }
-    let config = manifest
-        .config
-        .digest
-        .parse::<Digest>()
-        .map_err(|why| not_wasm(format!("its config digest is not valid: {why}")))?;
-    if manifest.config.size > MAX_CONFIG_BYTES {
-        return Err(not_wasm(format!(
-            "its config is {} bytes; keyrot reads at most {MAX_CONFIG_BYTES}",
-            manifest.config.size
-        )));
-    }
-    let layer = match manifest.layers.as_slice() {
-        [layer] if layer.media_type == WASM_LAYER_MEDIA_TYPE => layer,
-        [layer] => {
-            return Err(not_wasm(format!(
-                "its layer has media type '{}', not '{WASM_LAYER_MEDIA_TYPE}'",
-                shown(&layer.media_type)
-            )));
-        }
-        layers => {
-            return Err(not_wasm(format!(
-                "it has {} layers; a component artifact has exactly one \
-                 '{WASM_LAYER_MEDIA_TYPE}' layer",
-                layers.len()
-            )));
-        }
-    };
-    let layer_digest = layer
-        .digest
-        .parse::<Digest>()
-        .map_err(|why| not_wasm(format!("its layer digest is not valid: {why}")))?;
-    if layer.size == 0 || layer.size > MAX_COMPONENT_BYTES {
-        return Err(not_wasm(format!(
-            "its component is {} bytes; keyrot takes 1 to {MAX_COMPONENT_BYTES}",
-            layer.size
-        )));
-    }
-    Ok(WasmArtifact {
-        config,
-        config_size: manifest.config.size,
-        layer: layer_digest,
-        layer_size: layer.size,
-    })
+    wasm_artifact(raw).map_err(|reason| not_wasm(reference, reason))
 }
 
 /// Checks a Wasm artifact's config: wasm/wasip2.
 pub(super) fn check_config(reference: &str, config: &[u8]) -> Result<(), OciError> {
-    let parsed: WasmConfig = serde_json::from_slice(config).map_err(|e| OciError::NotWasm {
-        reference: reference.to_string(),
-        reason: format!(
-            "its config is not a Wasm config ({})",
-            shown(&e.to_string())
-        ),
+    let parsed: WasmConfig = serde_json::from_slice(config).map_err(|e| {
+        not_wasm(
+            reference,
+            format!(
+                "its config is not a Wasm config ({})",
+                shown(&e.to_string())
+            ),
+        )
     })?;
     if parsed.architecture != "wasm" || parsed.os != "wasip2" {
-        return Err(OciError::NotWasm {
-            reference: reference.to_string(),
-            reason: format!(
+        return Err(not_wasm(
+            reference,
+            format!(
                 "its config says architecture '{}', os '{}'; keyrot runs wasm/wasip2 components",
                 shown(&parsed.architecture),
                 shown(&parsed.os)
             ),
-        });
+        ));
     }
     Ok(())
+}
+
+/// The refusal of `reference`, saying why it is not a Wasm component
+/// artifact.
+fn not_wasm(reference: &str, reason: String) -> OciError {
+    OciError::NotWasm {
+        reference: reference.to_string(),
+        reason,
+    }
+}
+
+/// What a raw manifest names, checked step by step in the order a reader
+/// would: its kind, its schema, its artifact type, its config, its layer.
+/// The error is the reason it is not a Wasm component artifact.
+fn wasm_artifact(raw: &[u8]) -> Result<WasmArtifact, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(raw).map_err(|_| "its manifest is not JSON".to_string())?;
+    check_manifest_kind(&value)?;
+    let manifest: ImageManifest = serde_json::from_value(value).map_err(|e| {
+        format!(
+            "its manifest is not an OCI image manifest ({})",
+            shown(&e.to_string())
+        )
+    })?;
+    if manifest.schema_version != 2 {
+        return Err(format!(
+            "its manifest has schema version {}, not 2",
+            manifest.schema_version
+        ));
+    }
+    check_artifact_type(manifest.artifact_type.as_deref())?;
+    let (config, config_size) = check_config_descriptor(&manifest.config)?;
+    let (layer, layer_size) = check_the_one_layer(&manifest.layers)?;
+    Ok(WasmArtifact {
+        config,
+        config_size,
+        layer,
+        layer_size,
+    })
+}
+
+/// The manifest says it is an OCI image manifest: not an image index (by
+/// its media type, or by its `manifests` if it names none), not a Docker
+/// manifest, not silent about what it is.
+fn check_manifest_kind(value: &serde_json::Value) -> Result<(), String> {
+    const AN_INDEX: &str = "it is an image index (a list of manifests), not an image manifest";
+    match value.get("mediaType").and_then(|t| t.as_str()) {
+        Some(OCI_MANIFEST_MEDIA_TYPE) => Ok(()),
+        Some(OCI_INDEX_MEDIA_TYPE | DOCKER_LIST_MEDIA_TYPE) => Err(AN_INDEX.into()),
+        Some(DOCKER_MANIFEST_MEDIA_TYPE) => {
+            Err("it is a Docker image manifest, not an OCI image manifest".into())
+        }
+        Some(other) => Err(format!(
+            "its manifest's media type is '{}', not '{OCI_MANIFEST_MEDIA_TYPE}'",
+            shown(other)
+        )),
+        None if value.get("manifests").is_some() => Err(AN_INDEX.into()),
+        None => Err(format!(
+            "its manifest does not say its media type; keyrot takes only \
+             '{OCI_MANIFEST_MEDIA_TYPE}'"
+        )),
+    }
+}
+
+/// No `artifactType`, or a Wasm one.
+fn check_artifact_type(kind: Option<&str>) -> Result<(), String> {
+    match kind {
+        Some(kind) if kind != WASM_CONFIG_MEDIA_TYPE && kind != WASM_LAYER_MEDIA_TYPE => {
+            Err(format!(
+                "its artifact type is '{}', not a Wasm component",
+                shown(kind)
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The config's digest and size: a Wasm config, a well-formed digest, at
+/// most [`MAX_CONFIG_BYTES`].
+fn check_config_descriptor(config: &Descriptor) -> Result<(Digest, u64), String> {
+    if config.media_type != WASM_CONFIG_MEDIA_TYPE {
+        return Err(format!(
+            "its config media type is '{}', not '{WASM_CONFIG_MEDIA_TYPE}'",
+            shown(&config.media_type)
+        ));
+    }
+    let digest = config
+        .digest
+        .parse::<Digest>()
+        .map_err(|why| format!("its config digest is not valid: {why}"))?;
+    if config.size > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "its config is {} bytes; keyrot reads at most {MAX_CONFIG_BYTES}",
+            config.size
+        ));
+    }
+    Ok((digest, config.size))
+}
+
+/// The digest and size of the one [`WASM_LAYER_MEDIA_TYPE`] layer: a
+/// well-formed digest, 1 to [`MAX_COMPONENT_BYTES`] bytes.
+fn check_the_one_layer(layers: &[Descriptor]) -> Result<(Digest, u64), String> {
+    let layer = match layers {
+        [layer] if layer.media_type == WASM_LAYER_MEDIA_TYPE => layer,
+        [layer] => {
+            return Err(format!(
+                "its layer has media type '{}', not '{WASM_LAYER_MEDIA_TYPE}'",
+                shown(&layer.media_type)
+            ));
+        }
+        layers => {
+            return Err(format!(
+                "it has {} layers; a component artifact has exactly one \
+                 '{WASM_LAYER_MEDIA_TYPE}' layer",
+                layers.len()
+            ));
+        }
+    };
+    let digest = layer
+        .digest
+        .parse::<Digest>()
+        .map_err(|why| format!("its layer digest is not valid: {why}"))?;
+    if layer.size == 0 || layer.size > MAX_COMPONENT_BYTES {
+        return Err(format!(
+            "its component is {} bytes; keyrot takes 1 to {MAX_COMPONENT_BYTES}",
+            layer.size
+        ));
+    }
+    Ok((digest, layer.size))
 }
 
 #[cfg(test)]
