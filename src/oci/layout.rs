@@ -218,18 +218,16 @@ fn check_the_one_layer(layers: &[Descriptor]) -> Result<(Digest, u64), String> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
 
-    fn manifest(value: serde_json::Value) -> Vec<u8> {
-        serde_json::to_vec(&value).unwrap()
+    fn layer(media_type: &str) -> Value {
+        json!({"mediaType": media_type, "digest": format!("sha256:{}", "b".repeat(64)), "size": 1})
     }
 
-    fn layer(t: &str) -> serde_json::Value {
-        serde_json::json!({"mediaType": t, "digest": format!("sha256:{}", "b".repeat(64)), "size": 1})
-    }
-
-    fn wasm_manifest(config: &str, layers: Vec<serde_json::Value>) -> serde_json::Value {
-        serde_json::json!({
+    fn wasm_manifest(config: &str, layers: Vec<Value>) -> Value {
+        json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST_MEDIA_TYPE,
             "config": {"mediaType": config, "digest": format!("sha256:{}", "c".repeat(64)), "size": 1},
@@ -237,94 +235,97 @@ mod tests {
         })
     }
 
+    /// The manifest of a well-formed Wasm component artifact.
+    fn good() -> Value {
+        wasm_manifest(WASM_CONFIG_MEDIA_TYPE, vec![layer(WASM_LAYER_MEDIA_TYPE)])
+    }
+
+    /// [`good`] with one thing changed.
+    fn good_but(change: impl FnOnce(&mut Value)) -> Value {
+        let mut value = good();
+        change(&mut value);
+        value
+    }
+
+    /// `check_manifest` refuses `value` saying `expected`, and no escape
+    /// character reaches the message.
+    fn assert_refused(value: Value, expected: &str) {
+        let raw = serde_json::to_vec(&value).unwrap();
+        let message = check_manifest("r", &raw).unwrap_err().to_string();
+        assert!(message.contains(expected), "{expected}: {message}");
+        assert!(!message.contains('\u{1b}'), "{message:?}");
+    }
+
     #[test]
-    fn refuses_other_layouts() {
-        let ok = wasm_manifest(WASM_CONFIG_MEDIA_TYPE, vec![layer(WASM_LAYER_MEDIA_TYPE)]);
-        assert!(check_manifest("r", &manifest(ok.clone())).is_ok());
-        let err = |v: serde_json::Value| check_manifest("r", &manifest(v)).unwrap_err().to_string();
-        let cases = [
-            (
-                wasm_manifest(
-                    "application/vnd.oci.image.config.v1+json",
-                    vec![layer(WASM_LAYER_MEDIA_TYPE)],
-                ),
-                "config media type",
+    fn accepts_the_wasm_layout() {
+        assert!(check_manifest("r", &serde_json::to_vec(&good()).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn refuses_indexes_docker_manifests_and_manifests_that_do_not_say() {
+        assert_refused(
+            json!({"schemaVersion": 2, "mediaType": OCI_INDEX_MEDIA_TYPE, "manifests": []}),
+            "image index",
+        );
+        assert_refused(json!({"schemaVersion": 2, "manifests": []}), "image index");
+        assert_refused(
+            good_but(|v| v["mediaType"] = DOCKER_MANIFEST_MEDIA_TYPE.into()),
+            "Docker image manifest",
+        );
+        assert_refused(
+            good_but(|v| {
+                v.as_object_mut().unwrap().remove("mediaType");
+            }),
+            "does not say its media type",
+        );
+    }
+
+    #[test]
+    fn refuses_other_artifact_types_configs_and_layers() {
+        assert_refused(
+            wasm_manifest(
+                "application/vnd.oci.image.config.v1+json",
+                vec![layer(WASM_LAYER_MEDIA_TYPE)],
             ),
-            (
-                wasm_manifest(
-                    WASM_CONFIG_MEDIA_TYPE,
-                    vec![layer(WASM_LAYER_MEDIA_TYPE), layer(WASM_LAYER_MEDIA_TYPE)],
-                ),
-                "2 layers",
+            "config media type",
+        );
+        assert_refused(
+            wasm_manifest(
+                WASM_CONFIG_MEDIA_TYPE,
+                vec![layer(WASM_LAYER_MEDIA_TYPE), layer(WASM_LAYER_MEDIA_TYPE)],
             ),
-            (
-                wasm_manifest(
-                    WASM_CONFIG_MEDIA_TYPE,
-                    vec![layer("application/octet-stream")],
-                ),
-                "media type",
+            "2 layers",
+        );
+        assert_refused(
+            wasm_manifest(
+                WASM_CONFIG_MEDIA_TYPE,
+                vec![layer("application/octet-stream")],
             ),
-            (
-                serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX_MEDIA_TYPE, "manifests": []}),
-                "image index",
-            ),
-            (
-                serde_json::json!({"schemaVersion": 2, "manifests": []}),
-                "image index",
-            ),
-            (
-                {
-                    let mut v = ok.clone();
-                    v["mediaType"] = DOCKER_MANIFEST_MEDIA_TYPE.into();
-                    v
-                },
-                "Docker image manifest",
-            ),
-            (
-                {
-                    let mut v = ok.clone();
-                    v.as_object_mut().unwrap().remove("mediaType");
-                    v
-                },
-                "does not say its media type",
-            ),
-            (
-                {
-                    let mut v = ok.clone();
-                    v["artifactType"] = "application/vnd.cncf.helm.config.v1+json".into();
-                    v
-                },
-                "artifact type",
-            ),
-            (
-                {
-                    let mut v = ok.clone();
-                    v["layers"][0]["digest"] = "sha256:../../../../dev/zero".into();
-                    v
-                },
-                "layer digest is not valid",
-            ),
-            (
-                {
-                    let mut v = ok.clone();
-                    v["layers"][0]["size"] = (MAX_COMPONENT_BYTES + 1).into();
-                    v
-                },
-                "keyrot takes 1 to",
-            ),
-            (
-                {
-                    let mut v = ok.clone();
-                    v["config"]["mediaType"] = "\u{1b}[2J".into();
-                    v
-                },
-                "\\u{1b}[2J",
-            ),
-        ];
-        for (value, expected) in cases {
-            let message = err(value);
-            assert!(message.contains(expected), "{expected}: {message}");
-            assert!(!message.contains('\u{1b}'), "{message:?}");
-        }
+            "media type",
+        );
+        assert_refused(
+            good_but(|v| v["artifactType"] = "application/vnd.cncf.helm.config.v1+json".into()),
+            "artifact type",
+        );
+    }
+
+    #[test]
+    fn refuses_a_malformed_digest_and_a_size_out_of_bounds() {
+        assert_refused(
+            good_but(|v| v["layers"][0]["digest"] = "sha256:../../../../dev/zero".into()),
+            "layer digest is not valid",
+        );
+        assert_refused(
+            good_but(|v| v["layers"][0]["size"] = (MAX_COMPONENT_BYTES + 1).into()),
+            "keyrot takes 1 to",
+        );
+    }
+
+    #[test]
+    fn escapes_what_the_registry_wrote() {
+        assert_refused(
+            good_but(|v| v["config"]["mediaType"] = "\u{1b}[2J".into()),
+            "\\u{1b}[2J",
+        );
     }
 }
