@@ -38,14 +38,80 @@ pub async fn resolve(reference: &OciRef, options: &RegistryOptions) -> Result<Di
         let raw = client
             .manifest(tag, MAX_MANIFEST_BYTES)
             .await?
-            .ok_or_else(|| OciError::NotFound {
-                what: format!("tag {tag}"),
-                repository: reference.repository.clone(),
-                registry: reference.registry.clone(),
-            })?;
+            .ok_or_else(|| not_found(reference, format!("tag {tag}")))?;
         Ok(Digest::sha256(&raw))
     })
     .await
+}
+
+/// Pulls the component pinned by `reference`'s digest, checks every byte
+/// against it and the Wasm artifact layout, and stores it; a digest already
+/// in the store is used without asking the registry.
+pub async fn pull(
+    reference: &OciRef,
+    options: &RegistryOptions,
+    store: &Store,
+) -> Result<Pulled, OciError> {
+    let digest = reference
+        .digest
+        .clone()
+        .expect("pull needs a digest: resolve the tag first");
+    let shown_ref = reference.to_string();
+    // An unsafe cache is refused before anything is read from it.
+    store.dir(digest.algorithm())?;
+    if let Some((path, sha256)) = stored_component(store, &digest, &shown_ref) {
+        tracing::debug!(reference = %shown_ref, "plugin found in the cache");
+        return Ok(Pulled {
+            reference: shown_ref,
+            manifest_digest: digest.to_string(),
+            component_sha256: sha256,
+            path,
+            from_cache: true,
+        });
+    }
+
+    let operation = format!("pulling {shown_ref}");
+    let layer = within(options, reference, operation, async {
+        let mut client = Client::new(reference, options, false)?;
+        download(&mut client, reference, &digest, store).await
+    })
+    .await?;
+    let (path, sha256) = store.component(&layer).ok_or_else(|| OciError::Cache {
+        path: store.path(&layer),
+        cause: std::io::Error::other("the component just stored cannot be read back"),
+    })?;
+    Ok(Pulled {
+        reference: shown_ref,
+        manifest_digest: digest.to_string(),
+        component_sha256: sha256,
+        path,
+        from_cache: false,
+    })
+}
+
+/// The component of the manifest `digest`, if the store holds both intact
+/// and the manifest still passes the layout checks: its path and sha256.
+fn stored_component(store: &Store, digest: &Digest, shown_ref: &str) -> Option<(PathBuf, String)> {
+    let manifest = store.get(digest, MAX_MANIFEST_BYTES)?;
+    let artifact = check_manifest(shown_ref, &manifest).ok()?;
+    store.component(&artifact.layer)
+}
+
+/// Fetches and checks the manifest `digest` names, its config and its
+/// layer (streamed into the store), then stores the manifest: last, so
+/// the store never holds a manifest whose component did not arrive whole.
+/// Returns the layer's digest.
+async fn download(
+    client: &mut Client<'_>,
+    reference: &OciRef,
+    digest: &Digest,
+    store: &Store,
+) -> Result<Digest, OciError> {
+    let (raw, artifact) = fetch_manifest(client, reference, digest).await?;
+    fetch_config(client, reference, &artifact).await?;
+    fetch_layer_into(store, client, reference, &artifact).await?;
+    store.put(&raw)?;
+    Ok(artifact.layer)
 }
 
 /// Fetches the manifest `digest` names, checks its bytes against it and
@@ -59,11 +125,7 @@ async fn fetch_manifest(
     let raw = client
         .manifest(&digest.to_string(), MAX_MANIFEST_BYTES)
         .await?
-        .ok_or_else(|| OciError::NotFound {
-            what: format!("artifact with digest {digest}"),
-            repository: reference.repository.clone(),
-            registry: reference.registry.clone(),
-        })?;
+        .ok_or_else(|| not_found(reference, format!("artifact with digest {digest}")))?;
     let actual = Digest::of(digest.algorithm(), &raw);
     if &actual != digest {
         return Err(OciError::DigestMismatch {
@@ -87,87 +149,66 @@ pub(super) async fn check_remote(
     fetch_manifest(client, reference, digest).await.map(|_| ())
 }
 
-/// Pulls the component pinned by `reference`'s digest, checks every byte
-/// against it and the Wasm artifact layout, and stores it; a digest already
-/// in the store is used without asking the registry.
-pub async fn pull(
+/// Fetches the artifact's config (at most [`MAX_CONFIG_BYTES`], checked
+/// against its digest) and checks it is a wasm/wasip2 one.
+async fn fetch_config(
+    client: &mut Client<'_>,
     reference: &OciRef,
-    options: &RegistryOptions,
-    store: &Store,
-) -> Result<Pulled, OciError> {
-    let digest = reference
-        .digest
-        .clone()
-        .expect("pull needs a digest: resolve the tag first");
+    artifact: &WasmArtifact,
+) -> Result<(), OciError> {
     let shown_ref = reference.to_string();
-    // An unsafe cache is refused before anything is read from it.
-    store.dir(digest.algorithm())?;
-    if let Some(manifest) = store.get(&digest, MAX_MANIFEST_BYTES)
-        && let Ok(artifact) = check_manifest(&shown_ref, &manifest)
-        && let Some((path, sha256)) = store.component(&artifact.layer)
-    {
-        tracing::debug!(reference = %shown_ref, "plugin found in the cache");
-        return Ok(Pulled {
-            reference: shown_ref,
-            manifest_digest: digest.to_string(),
-            component_sha256: sha256,
-            path,
-            from_cache: true,
-        });
+    let config = client
+        .blob(
+            &artifact.config,
+            artifact.config_size,
+            MAX_CONFIG_BYTES,
+            "the config",
+            &shown_ref,
+        )
+        .await?
+        .ok_or_else(|| not_found(reference, format!("config with digest {}", artifact.config)))?;
+    check_config(&shown_ref, &config)
+}
+
+/// Streams the artifact's layer into the store under its digest: written
+/// to a temporary file, checked as it arrives, and put in place only whole
+/// and intact.
+async fn fetch_layer_into(
+    store: &Store,
+    client: &mut Client<'_>,
+    reference: &OciRef,
+    artifact: &WasmArtifact,
+) -> Result<(), OciError> {
+    let dir = store.dir(artifact.layer.algorithm())?;
+    let path = store.path(&artifact.layer);
+    let cache_err = |cause| OciError::Cache {
+        path: path.clone(),
+        cause,
+    };
+    let mut file = crate::fsutil::AtomicFile::create(&dir, &path).map_err(cache_err)?;
+    client
+        .blob_to(
+            &artifact.layer,
+            artifact.layer_size,
+            &mut file,
+            "the component layer",
+            &reference.to_string(),
+        )
+        .await?
+        .ok_or_else(|| {
+            not_found(
+                reference,
+                format!("component layer with digest {}", artifact.layer),
+            )
+        })?;
+    file.commit().map_err(cache_err)
+}
+
+/// The registry does not have `what` in `reference`'s repository.
+fn not_found(reference: &OciRef, what: String) -> OciError {
+    OciError::NotFound {
+        what,
+        repository: reference.repository.clone(),
+        registry: reference.registry.clone(),
     }
-
-    let operation = format!("pulling {shown_ref}");
-    let layer = within(options, reference, operation, async {
-        let mut client = Client::new(reference, options, false)?;
-        let (raw, artifact) = fetch_manifest(&mut client, reference, &digest).await?;
-        let missing = |what: &str, d: &Digest| OciError::NotFound {
-            what: format!("{what} with digest {d}"),
-            repository: reference.repository.clone(),
-            registry: reference.registry.clone(),
-        };
-        let config = client
-            .blob(
-                &artifact.config,
-                artifact.config_size,
-                MAX_CONFIG_BYTES,
-                "the config",
-                &shown_ref,
-            )
-            .await?
-            .ok_or_else(|| missing("config", &artifact.config))?;
-        check_config(&shown_ref, &config)?;
-
-        let dir = store.dir(artifact.layer.algorithm())?;
-        let path = store.path(&artifact.layer);
-        let cache_err = |cause| OciError::Cache {
-            path: path.clone(),
-            cause,
-        };
-        let mut file = crate::fsutil::AtomicFile::create(&dir, &path).map_err(cache_err)?;
-        client
-            .blob_to(
-                &artifact.layer,
-                artifact.layer_size,
-                &mut file,
-                "the component layer",
-                &shown_ref,
-            )
-            .await?
-            .ok_or_else(|| missing("component layer", &artifact.layer))?;
-        file.commit().map_err(cache_err)?;
-        store.put(&raw)?;
-        Ok(artifact.layer)
-    })
-    .await?;
-    let (path, sha256) = store.component(&layer).ok_or_else(|| OciError::Cache {
-        path: store.path(&layer),
-        cause: std::io::Error::other("the component just stored cannot be read back"),
-    })?;
-    Ok(Pulled {
-        reference: shown_ref,
-        manifest_digest: digest.to_string(),
-        component_sha256: sha256,
-        path,
-        from_cache: false,
-    })
 }
