@@ -2,8 +2,8 @@
 //! or a token from the token service its challenge names (the Docker token
 //! protocol), credentials sent only where the operator's flags allow.
 
-use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
+use reqwest::{RequestBuilder, Response, Url};
 use zeroize::Zeroizing;
 
 use super::super::auth::{self, Challenge, Credential};
@@ -40,7 +40,7 @@ impl Client<'_> {
             ),
         };
         match challenge {
-            Challenge::Basic => match self.credential.as_ref().and_then(Option::as_ref) {
+            Challenge::Basic => match self.found_credential() {
                 Some(Credential::Basic { user, password }) => {
                     use base64::Engine as _;
                     let pair = Zeroizing::new(format!("{user}:{}", password.as_str()));
@@ -64,22 +64,52 @@ impl Client<'_> {
         }
     }
 
+    /// The credential looked up for this registry, if it has one.
+    fn found_credential(&self) -> Option<&Credential> {
+        self.credential.as_ref().and_then(Option::as_ref)
+    }
+
     /// Gets a token from the token service `realm` names, sending
     /// credentials only if it is on the registry's host (or a host the
     /// operator allowed) and reached over HTTPS (or plain HTTP to loopback
     /// or an insecure-named host).
     async fn token(
-        &mut self,
+        &self,
         realm: &str,
         service: Option<&str>,
         scope: Option<&str>,
     ) -> Result<Zeroizing<String>, OciError> {
+        let url = self.token_service(realm)?;
+        let default_scope = format!(
+            "repository:{}:{}",
+            self.repository,
+            if self.push { "pull,push" } else { "pull" }
+        );
+        let scope = scope.unwrap_or(&default_scope);
+        let action = "getting a token";
+        let response = self
+            .token_request(url, service, scope)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(action, e))?;
+        if !response.status().is_success() {
+            return Err(self.status_error(action, response).await);
+        }
+        self.read_token(response, action).await
+    }
+
+    /// The token service's URL, if keyrot may ask it: an HTTP URL, plain
+    /// HTTP only to loopback or an insecure-named host, and, when there
+    /// are credentials to send, on the registry's host or one the operator
+    /// named. A refusal gives every reason, each with the flag that would
+    /// allow it.
+    fn token_service(&self, realm: &str) -> Result<Url, OciError> {
         let refuse = |reason: String| OciError::TokenRealm {
             registry: self.registry.clone(),
             realm: shown(realm).into_owned(),
             reason,
         };
-        let mut url = Url::parse(realm).map_err(|e| refuse(format!("it is not a URL ({e})")))?;
+        let url = Url::parse(realm).map_err(|e| refuse(format!("it is not a URL ({e})")))?;
         if url.scheme() != "https" && url.scheme() != "http" {
             return Err(refuse("it is not an HTTP URL".into()));
         }
@@ -91,8 +121,7 @@ impl Client<'_> {
                  --insecure-registry {host}"
             ));
         }
-        let credential = self.credential.as_ref().and_then(Option::as_ref);
-        if credential.is_some() && !self.may_receive_credentials(&url) {
+        if self.found_credential().is_some() && !self.may_receive_credentials(&url) {
             why_not.push(format!(
                 "it is on another host than the registry, and the credentials for {} are \
                  never sent elsewhere unless you name that host with --registry-token-host {host}",
@@ -102,13 +131,15 @@ impl Client<'_> {
         if !why_not.is_empty() {
             return Err(refuse(why_not.join("; and ")));
         }
-        let default_scope = format!(
-            "repository:{}:{}",
-            self.repository,
-            if self.push { "pull,push" } else { "pull" }
-        );
-        let scope = scope.unwrap_or(&default_scope);
-        let request = match credential {
+        Ok(url)
+    }
+
+    /// The request for a token of `scope`: a `docker login` identity token
+    /// is sent as an OAuth2 refresh token in a POSTed form; otherwise a GET
+    /// with `service` and `scope` in the query, with the user and password
+    /// if there are any.
+    fn token_request(&self, mut url: Url, service: Option<&str>, scope: &str) -> RequestBuilder {
+        match self.found_credential() {
             Some(Credential::IdentityToken(refresh)) => {
                 let mut form = url::form_urlencoded::Serializer::new(String::new());
                 form.append_pair("grant_type", "refresh_token")
@@ -120,7 +151,7 @@ impl Client<'_> {
                 }
                 let body = Zeroizing::new(form.finish());
                 self.http
-                    .post(url.clone())
+                    .post(url)
                     .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
                     .body(body.as_bytes().to_vec())
             }
@@ -132,7 +163,7 @@ impl Client<'_> {
                     }
                     query.append_pair("scope", scope);
                 }
-                let request = self.http.get(url.clone());
+                let request = self.http.get(url);
                 match other {
                     Some(Credential::Basic { user, password }) => {
                         request.basic_auth(user, Some(password.as_str()))
@@ -140,24 +171,26 @@ impl Client<'_> {
                     _ => request,
                 }
             }
-        };
-        let action = "getting a token";
-        let response = request
-            .send()
-            .await
-            .map_err(|e| self.transport_error(action, e))?;
-        if !response.status().is_success() {
-            return Err(self.status_error(action, response).await);
         }
-        let body = Zeroizing::new(
-            self.read_capped(response, MAX_TOKEN_BYTES, "the token")
-                .await?,
-        );
+    }
+
+    /// The token in a token service's answer: a JSON document of at most
+    /// [`MAX_TOKEN_BYTES`] whose `token` (or `access_token`) is printable
+    /// ASCII.
+    async fn read_token(
+        &self,
+        response: Response,
+        action: &'static str,
+    ) -> Result<Zeroizing<String>, OciError> {
         #[derive(serde::Deserialize)]
         struct Answer {
             token: Option<String>,
             access_token: Option<String>,
         }
+        let body = Zeroizing::new(
+            self.read_capped(response, MAX_TOKEN_BYTES, "the token")
+                .await?,
+        );
         let answer: Answer = serde_json::from_slice(&body)
             .map_err(|_| self.protocol_error(action, "its answer is not a token (JSON)"))?;
         let token = answer
