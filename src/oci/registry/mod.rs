@@ -20,12 +20,14 @@
 //! Each call has connect and read timeouts; the overall deadline of a
 //! whole operation is the caller's ([`super::options::within`]).
 //!
-//! The calls are here; how one request is sent (credentials, 401s,
-//! redirects) is in `send`, how a challenge is answered (Basic, or a token
-//! from a token service) in `token`, and how answers are read (capped) and
-//! turned into errors in `answers`.
+//! The calls are here. How one request is sent (credentials, 401s,
+//! redirects) is in `send`; where requests and credentials may go, in
+//! `hosts`; how a challenge is answered (Basic, or a token from a token
+//! service), in `token`; how answers are read (capped) and turned into
+//! errors, in `answers`.
 
 mod answers;
+mod hosts;
 mod send;
 mod token;
 
@@ -38,7 +40,7 @@ use reqwest::{Method, StatusCode, Url};
 use zeroize::Zeroizing;
 
 use self::answers::chain;
-use self::send::same_origin;
+use self::hosts::same_origin;
 use super::auth::Credential;
 use super::digest::{Digest, Hasher};
 use super::{OciError, OciRef, RegistryOptions, shown};

@@ -10,6 +10,7 @@ use reqwest::{Method, Response, StatusCode, Url};
 use super::super::auth::Challenge;
 use super::super::{OciError, shown};
 use super::Client;
+use super::hosts::same_origin;
 
 /// Redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
@@ -90,28 +91,4 @@ impl Client<'_> {
             return Ok(response);
         }
     }
-
-    /// Whether plain HTTP to `url`'s host is allowed: loopback, or named
-    /// with `--insecure-registry`.
-    pub(super) fn plain_ok(&self, url: &Url) -> bool {
-        let loopback = match url.host() {
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        };
-        loopback
-            || self.options.insecure.iter().any(|allowed| {
-                Url::parse(&format!("http://{allowed}/")).is_ok_and(|allowed| {
-                    allowed.host_str() == url.host_str()
-                        && allowed.port_or_known_default() == url.port_or_known_default()
-                })
-            })
-    }
-}
-
-pub(super) fn same_origin(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str() == b.host_str()
-        && a.port_or_known_default() == b.port_or_known_default()
 }

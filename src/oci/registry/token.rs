@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 use super::super::auth::{self, Challenge, Credential};
 use super::super::{OciError, shown};
 use super::Client;
+use super::hosts::authority;
 
 /// A token service's answer is a small JSON document.
 const MAX_TOKEN_BYTES: u64 = 64 * 1024;
@@ -199,27 +200,5 @@ impl Client<'_> {
             .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
             .ok_or_else(|| self.protocol_error(action, "its answer holds no usable token"))?;
         Ok(Zeroizing::new(token))
-    }
-
-    /// Whether `url` may receive this registry's credentials: the
-    /// registry's own host and port, or one the operator named.
-    fn may_receive_credentials(&self, url: &Url) -> bool {
-        let same = |a: &Url, b: &Url| {
-            a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
-        };
-        same(url, &self.origin)
-            || self.options.token_hosts.iter().any(|allowed| {
-                Url::parse(&format!("{}://{allowed}/", url.scheme()))
-                    .is_ok_and(|allowed| same(url, &allowed))
-            })
-    }
-}
-
-/// `host[:port]` of a URL, as an operator would name it in a flag.
-fn authority(url: &Url) -> String {
-    match (url.host_str(), url.port()) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_string(),
-        (None, _) => String::new(),
     }
 }
