@@ -72,7 +72,7 @@ impl Client<'_> {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|l| url.join(l).ok())
                     .ok_or_else(|| self.protocol_error(action, "a redirect without a location"))?;
-                if next.scheme() == "http" && !self.plain_ok(&next) {
+                if next.scheme() == "http" && !self.may_use_plain_http(&next) {
                     return Err(self.protocol_error(
                         action,
                         &format!(

@@ -116,7 +116,7 @@ impl Client<'_> {
         }
         let host = authority(&url);
         let mut why_not = Vec::new();
-        if url.scheme() == "http" && !self.plain_ok(&url) {
+        if url.scheme() == "http" && !self.may_use_plain_http(&url) {
             why_not.push(format!(
                 "it is plain HTTP to a host that is neither loopback nor named with \
                  --insecure-registry {host}"
