@@ -48,12 +48,7 @@ impl Client<'_> {
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && ours && !authenticated {
                 authenticated = true;
-                let challenge = response
-                    .headers()
-                    .get(WWW_AUTHENTICATE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(Challenge::parse);
-                match challenge {
+                match challenge(&response) {
                     Some(challenge) => {
                         self.authenticate(challenge, action).await?;
                         continue;
@@ -66,29 +61,49 @@ impl Client<'_> {
                 if redirects > MAX_REDIRECTS {
                     return Err(self.protocol_error(action, "too many redirects"));
                 }
-                let next = response
-                    .headers()
-                    .get(LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|l| url.join(l).ok())
-                    .ok_or_else(|| self.protocol_error(action, "a redirect without a location"))?;
-                if next.scheme() == "http" && !self.may_use_plain_http(&next) {
-                    return Err(self.protocol_error(
-                        action,
-                        &format!(
-                            "it redirected to plain HTTP on a host that is neither loopback nor \
-                             named with --insecure-registry ({}); refusing",
-                            shown(next.origin().ascii_serialization().as_str())
-                        ),
-                    ));
-                }
-                if next.scheme() != "https" && next.scheme() != "http" {
-                    return Err(self.protocol_error(action, "a redirect to a non-HTTP URL"));
-                }
-                url = next;
+                url = self.redirect_target(&response, &url, action)?;
                 continue;
             }
             return Ok(response);
         }
     }
+
+    /// Where a redirect from `url` leads, if keyrot follows it there: an
+    /// HTTP URL, plain HTTP only to loopback or an insecure-named host.
+    fn redirect_target(
+        &self,
+        response: &Response,
+        url: &Url,
+        action: &'static str,
+    ) -> Result<Url, OciError> {
+        let next = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| url.join(l).ok())
+            .ok_or_else(|| self.protocol_error(action, "a redirect without a location"))?;
+        if next.scheme() == "http" && !self.may_use_plain_http(&next) {
+            return Err(self.protocol_error(
+                action,
+                &format!(
+                    "it redirected to plain HTTP on a host that is neither loopback nor \
+                     named with --insecure-registry ({}); refusing",
+                    shown(next.origin().ascii_serialization().as_str())
+                ),
+            ));
+        }
+        if next.scheme() != "https" && next.scheme() != "http" {
+            return Err(self.protocol_error(action, "a redirect to a non-HTTP URL"));
+        }
+        Ok(next)
+    }
+}
+
+/// The challenge of a 401, if it has one keyrot speaks.
+fn challenge(response: &Response) -> Option<Challenge> {
+    response
+        .headers()
+        .get(WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Challenge::parse)
 }
