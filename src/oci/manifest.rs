@@ -10,11 +10,21 @@ use super::Digest;
 
 /// An OCI image manifest's own media type.
 pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// An OCI image index: a list of manifests.
 pub(super) const OCI_INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+/// A Docker image manifest (cosign writes its signature manifests so).
 pub(super) const DOCKER_MANIFEST_MEDIA_TYPE: &str =
     "application/vnd.docker.distribution.manifest.v2+json";
+/// A Docker manifest list.
 pub(super) const DOCKER_LIST_MEDIA_TYPE: &str =
     "application/vnd.docker.distribution.manifest.list.v2+json";
+/// The `Accept` of a manifest request: the four kinds above, so that a
+/// registry sends what it has and anything but an OCI image manifest is
+/// refused with the reason (by [`super::layout::check_manifest`]).
+pub(super) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// No manifest keyrot reads is near this (one of keyrot's is ~400 bytes).
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
@@ -71,5 +81,24 @@ impl Descriptor {
             },
             digest,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_request_accepts_every_kind_keyrot_tells_apart() {
+        let accepted: Vec<&str> = MANIFEST_ACCEPT.split(", ").collect();
+        assert_eq!(
+            accepted,
+            [
+                OCI_MANIFEST_MEDIA_TYPE,
+                OCI_INDEX_MEDIA_TYPE,
+                DOCKER_MANIFEST_MEDIA_TYPE,
+                DOCKER_LIST_MEDIA_TYPE
+            ]
+        );
     }
 }

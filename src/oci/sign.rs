@@ -26,7 +26,7 @@ use sigstore::crypto::{CosignVerificationKey, Signature, SigningScheme};
 use sigstore::registry::OciReference;
 use zeroize::Zeroizing;
 
-use super::manifest::{Descriptor, ImageManifest};
+use super::manifest::{DOCKER_MANIFEST_MEDIA_TYPE, Descriptor, ImageManifest};
 use super::options::within;
 use super::registry::Client;
 use super::{
@@ -37,8 +37,6 @@ use super::{
 const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 /// The annotation that carries a layer's signature.
 const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
-/// cosign writes its signature manifests with Docker's media type.
-const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Signatures read per artifact; more are ignored, with a warning.
 const MAX_SIGNATURES: usize = 64;
 /// A simple-signing payload is a few hundred bytes.

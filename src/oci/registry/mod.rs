@@ -43,14 +43,8 @@ use self::answers::chain;
 use self::hosts::same_origin;
 use super::auth::Credential;
 use super::digest::{Digest, Hasher};
+use super::manifest::MANIFEST_ACCEPT;
 use super::{OciError, OciRef, RegistryOptions, shown};
-
-/// The manifest types keyrot asks for; anything else it is sent is refused
-/// by [`super::layout::check_manifest`] with the reason.
-const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
-     application/vnd.oci.image.index.v1+json, \
-     application/vnd.docker.distribution.manifest.v2+json, \
-     application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// One registry and repository, as one operation talks to it.
 pub(super) struct Client<'a> {
