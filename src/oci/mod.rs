@@ -17,7 +17,7 @@
 //!   descriptor's size) and every operation a deadline
 //!   ([`RegistryOptions::timeout`]);
 //! - credentials are scoped to one registry ([`auth`]) and go only where
-//!   [`registry`]'s rules allow;
+//!   `registry`'s rules allow;
 //! - whatever a registry says is escaped before it reaches a terminal.
 //!
 //! Pulled artifacts are kept content-addressed in a private directory
@@ -29,7 +29,7 @@
 //! manifest types (`manifest`) and the Wasm artifact layout and its checks
 //! (`layout`), [`pull`] and [`resolve`] (`pull`), [`push`] (`push`), the
 //! [`Store`] on disk (`store`), [`RegistryOptions`] and the deadline
-//! (`options`), the registry's HTTP API ([`registry`]), credentials and
+//! (`options`), the registry's HTTP API (`registry`), credentials and
 //! challenges ([`auth`]), and [`OciError`] (`error`).
 
 pub mod auth;

@@ -13,10 +13,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
 /// How to reach registries.
 #[derive(Clone, Debug)]
 pub struct RegistryOptions {
-    /// Hosts (HOST[:PORT], as in the reference) that may be reached over
+    /// Hosts (`HOST[:PORT]`, as in the reference) that may be reached over
     /// plain HTTP, credentials included; loopback registries always may.
     pub insecure: Vec<String>,
-    /// Token services (HOST[:PORT]) on another host than their registry
+    /// Token services (`HOST[:PORT]`) on another host than their registry
     /// that may receive the registry's credentials (`--registry-token-host`).
     pub token_hosts: Vec<String>,
     /// The deadline of each registry operation.

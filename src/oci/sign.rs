@@ -9,9 +9,9 @@
 //! are kept in the cache ([`crate::fsutil`], private) and checked again,
 //! cryptographically, when the registry cannot be reached.
 //!
-//! The registry calls are [`super::registry`]'s, within the operation
-//! deadline: at most [`MAX_SIGNATURES`] signatures are read, each payload
-//! at most [`MAX_PAYLOAD_BYTES`] and checked against its digest. Signing
+//! The registry calls are `super::registry`'s, within the operation
+//! deadline: at most `MAX_SIGNATURES` signatures are read, each payload
+//! at most `MAX_PAYLOAD_BYTES` and checked against its digest. Signing
 //! keeps the signatures already at the tag byte for byte (their layers are
 //! reused, never re-serialized), and signs only a digest, after checking
 //! the registry holds a Wasm component artifact under it.
