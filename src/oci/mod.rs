@@ -25,12 +25,17 @@
 //! [`crate::fsutil`]), so a second run with the same digest needs no
 //! registry. Signatures live in [`sign`].
 //!
-//! One concern a file: [`OciRef`] and its parsing (`reference`), the
-//! manifest types (`manifest`) and the Wasm artifact layout and its checks
-//! (`layout`), [`pull`] and [`resolve`] (`pull`), [`push`] (`push`), the
-//! [`Store`] on disk (`store`), [`RegistryOptions`] and the deadline
-//! (`options`), the registry's HTTP API (`registry`), credentials and
-//! challenges ([`auth`]), and [`OciError`] (`error`).
+//! One concern a file:
+//!
+//! - `reference`: [`OciRef`] and its parsing;
+//! - `manifest`: OCI image manifests, descriptors and media types;
+//! - `layout`: the Wasm artifact layout, its caps and its checks;
+//! - `pull`: [`resolve`] and [`pull`]; `push`: [`push`];
+//! - `store`: the content-addressed [`Store`] on disk;
+//! - `options`: [`RegistryOptions`] and the deadline of each operation;
+//! - `registry`: the registry's HTTP API, under keyrot's rules;
+//! - [`auth`]: credentials and challenges; [`sign`]: cosign signatures;
+//! - [`digest`]: checked digests; `error`: [`OciError`].
 
 pub mod auth;
 pub mod digest;
