@@ -6,7 +6,7 @@
 //! from the Docker config's entry for that registry (`auths`,
 //! `credHelpers`, `credsStore`), else none. They are looked up only when a
 //! registry asks (a 401), and where they may be sent is decided in
-//! [`super::registry`].
+//! `super::registry`.
 
 use std::fmt;
 
@@ -44,7 +44,7 @@ pub const PASSWORD_VAR: &str = "KEYROT_REGISTRY_PASSWORD";
 /// The variable naming the registry they belong to.
 pub const HOST_VAR: &str = "KEYROT_REGISTRY_HOST";
 
-/// The credentials for `registry` (HOST[:PORT] as in a reference), if any.
+/// The credentials for `registry` (`HOST[:PORT]` as in a reference), if any.
 /// Environment credentials count only for the registry
 /// `KEYROT_REGISTRY_HOST` names; set without it, they are an error rather
 /// than sent to whichever registry asks.
@@ -104,7 +104,7 @@ pub fn lookup(registry: &str) -> Result<Option<Credential>, OciError> {
     }
 }
 
-/// Whether two registry names (HOST[:PORT]) are the same registry: case
+/// Whether two registry names (`HOST[:PORT]`) are the same registry: case
 /// does not matter in a host name, and `:443` is the default port.
 pub fn same_registry(a: &str, b: &str) -> bool {
     let norm = |s: &str| {

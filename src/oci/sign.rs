@@ -9,9 +9,9 @@
 //! are kept in the cache ([`crate::fsutil`], private) and checked again,
 //! cryptographically, when the registry cannot be reached.
 //!
-//! The registry calls are [`super::registry`]'s, within the operation
-//! deadline: at most [`MAX_SIGNATURES`] signatures are read, each payload
-//! at most [`MAX_PAYLOAD_BYTES`] and checked against its digest. Signing
+//! The registry calls are `super::registry`'s, within the operation
+//! deadline: at most `MAX_SIGNATURES` signatures are read, each payload
+//! at most `MAX_PAYLOAD_BYTES` and checked against its digest. Signing
 //! keeps the signatures already at the tag byte for byte (their layers are
 //! reused, never re-serialized), and signs only a digest, after checking
 //! the registry holds a Wasm component artifact under it.
@@ -26,18 +26,17 @@ use sigstore::crypto::{CosignVerificationKey, Signature, SigningScheme};
 use sigstore::registry::OciReference;
 use zeroize::Zeroizing;
 
+use super::manifest::{DOCKER_MANIFEST_MEDIA_TYPE, Descriptor, ImageManifest};
+use super::options::within;
 use super::registry::Client;
 use super::{
-    Descriptor, Digest, ImageManifest, MAX_MANIFEST_BYTES, OCI_MANIFEST_MEDIA_TYPE, OciError,
-    OciRef, RegistryOptions, within,
+    Digest, MAX_MANIFEST_BYTES, OCI_MANIFEST_MEDIA_TYPE, OciError, OciRef, RegistryOptions,
 };
 
 /// A cosign signature layer's media type.
 const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 /// The annotation that carries a layer's signature.
 const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
-/// cosign writes its signature manifests with Docker's media type.
-const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Signatures read per artifact; more are ignored, with a warning.
 const MAX_SIGNATURES: usize = 64;
 /// A simple-signing payload is a few hundred bytes.
@@ -164,7 +163,7 @@ async fn signature_layers(
 
 /// The signatures at an artifact's `.sig` tag, each payload fetched (at
 /// most [`MAX_PAYLOAD_BYTES`]) and checked against its digest.
-async fn fetch_with(
+async fn fetch_signatures_with(
     client: &mut Client<'_>,
     reference: &OciRef,
     digest: &Digest,
@@ -218,8 +217,8 @@ async fn fetch_with(
     Ok(signatures)
 }
 
-/// [`fetch_with`] as one operation, within the deadline.
-async fn fetch(
+/// [`fetch_signatures_with`] as one operation, within the deadline.
+async fn fetch_signatures(
     reference: &OciRef,
     digest: &Digest,
     options: &RegistryOptions,
@@ -230,7 +229,7 @@ async fn fetch(
     );
     within(options, reference, operation, async {
         let mut client = Client::new(reference, options, false)?;
-        fetch_with(&mut client, reference, digest).await
+        fetch_signatures_with(&mut client, reference, digest).await
     })
     .await
 }
@@ -271,7 +270,7 @@ pub async fn sign(
     let pinned = reference.with_digest(digest);
     within(options, reference, format!("signing {pinned}"), async {
         let mut client = Client::new(reference, options, true)?;
-        super::check_remote(&mut client, reference, digest).await?;
+        super::pull::check_remote(&mut client, reference, digest).await?;
         let mut layers = signature_layers(&mut client, reference, digest).await?;
         let (mut layer, payload_digest) = Descriptor::of(SIMPLE_SIGNING_MEDIA_TYPE, &payload);
         layer.annotations = Some(BTreeMap::from([(
@@ -313,9 +312,9 @@ pub async fn verify(
     options: &RegistryOptions,
     cache_dir: &Path,
 ) -> Result<Verified, OciError> {
-    let (signatures, from_cache) = match fetch(reference, digest, options).await {
+    let (signatures, from_cache) = match fetch_signatures(reference, digest, options).await {
         Ok(signatures) => (signatures, false),
-        Err(err) => match cached(cache_dir, digest) {
+        Err(err) => match cached_signatures(cache_dir, digest) {
             Some(cached) => {
                 tracing::warn!("{err}; checking the signatures cached from an earlier run");
                 (cached, true)
@@ -337,7 +336,7 @@ pub async fn verify(
             .collect();
         if !valid.is_empty() {
             if !from_cache {
-                store(cache_dir, digest, &valid);
+                cache_signatures(cache_dir, digest, &valid);
             }
             return Ok(Verified {
                 key: key.path.clone(),
@@ -358,15 +357,15 @@ pub async fn verify(
 
 /// Where verified signatures of `digest` are kept: a private directory
 /// under the cache, made or checked on the way.
-fn cache_file(cache_dir: &Path, digest: &Digest) -> std::io::Result<(PathBuf, PathBuf)> {
+fn signature_cache_file(cache_dir: &Path, digest: &Digest) -> std::io::Result<(PathBuf, PathBuf)> {
     let dir = crate::fsutil::ensure_private_tree(cache_dir, Path::new("oci/signatures"))?;
     let file = dir.join(format!("{}.json", digest.tag_form()));
     Ok((dir, file))
 }
 
 /// Signatures verified by an earlier run, if kept safely.
-fn cached(cache_dir: &Path, digest: &Digest) -> Option<Vec<StoredSignature>> {
-    let read = cache_file(cache_dir, digest)
+fn cached_signatures(cache_dir: &Path, digest: &Digest) -> Option<Vec<StoredSignature>> {
+    let read = signature_cache_file(cache_dir, digest)
         .and_then(|(_, file)| crate::fsutil::read_private(&file, MAX_CACHE_BYTES));
     match read {
         Ok(bytes) => serde_json::from_slice(&bytes).ok(),
@@ -379,9 +378,9 @@ fn cached(cache_dir: &Path, digest: &Digest) -> Option<Vec<StoredSignature>> {
 }
 
 /// Keeps verified signatures for offline runs; failing to is only slower.
-fn store(cache_dir: &Path, digest: &Digest, signatures: &[StoredSignature]) {
+fn cache_signatures(cache_dir: &Path, digest: &Digest, signatures: &[StoredSignature]) {
     let bytes = serde_json::to_vec(signatures).expect("serializes");
-    let written = cache_file(cache_dir, digest)
+    let written = signature_cache_file(cache_dir, digest)
         .and_then(|(dir, file)| crate::fsutil::write_atomic(&dir, &file, &bytes));
     if let Err(err) = written {
         tracing::warn!("cannot cache the signatures of {digest}: {err}");
@@ -396,7 +395,7 @@ pub async fn status(
     keys: &[PublicKey],
     options: &RegistryOptions,
 ) -> Result<(usize, Vec<PathBuf>), OciError> {
-    let signatures = fetch(reference, digest, options).await?;
+    let signatures = fetch_signatures(reference, digest, options).await?;
     let expected = digest.to_string();
     let by = keys
         .iter()
