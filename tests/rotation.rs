@@ -329,7 +329,9 @@ fn invariants(run: &Run) {
         let id = &old.access_key_id;
         let now = status_now(id);
         match &old.action {
-            OldKeyAction::Unchanged | OldKeyAction::DeleteFailed { .. } => {
+            OldKeyAction::Unchanged
+            | OldKeyAction::DeleteFailed { .. }
+            | OldKeyAction::Draining => {
                 assert_eq!(now.as_ref(), Some(&old.status), "{id}: {:?}", old.action)
             }
             OldKeyAction::DeletedToMakeRoom => {

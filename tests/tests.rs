@@ -17,6 +17,9 @@
 //! - `promise`: the promise under bad luck: failed reruns keep the journal,
 //!   a create IAM applies late, forged and stale records, two machines on
 //!   one user, leases renewed and lost, a new key deleted behind our back.
+//! - `drain`: `--retire drain` with a real consumer of the old key: kept
+//!   while used, deactivated when quiet, deleted after the grace, a person
+//!   called past the timeout, `drain undo`, kills at each drain step.
 //! - `fleet`: many users in one run: users files, `--all-users`, two
 //!   accounts, a job file's targets, throttling, Ctrl-C.
 //! - `fleet_fake`: the library's fleet in process on the fake IAM (Ctrl-C
@@ -43,6 +46,7 @@ mod contract;
 mod credentials_file;
 mod docs;
 mod dotenv;
+mod drain;
 mod examples;
 mod fake;
 mod first_run;

@@ -22,7 +22,7 @@
 //! allow-dirs = ["~/.aws:/aws"]
 //! inject-headers = ["api.github.com=Authorization:Bearer {env:GITHUB_TOKEN}"]
 //! older-than = "90d"                # rotate only keys at least this old
-//! retire = "deactivate"             # or "delete" (the default)
+//! retire = "deactivate"             # or "delete" (the default), or "drain"
 //! verify-timeout = "60s"            # verify = false to skip the check
 //! journal = "iam"                   # or "file" (the default)
 //!
@@ -97,6 +97,9 @@ pub struct Job {
     pub retire: Option<RetireMode>,
     pub verify: Option<bool>,
     pub verify_timeout: Option<String>,
+    pub drain_quiet: Option<String>,
+    pub drain_grace: Option<String>,
+    pub drain_timeout: Option<String>,
     pub journal: Option<JournalKind>,
     #[serde(default)]
     pub aws: AwsOptions,
@@ -126,6 +129,9 @@ pub struct Parsed {
     pub memory: Option<usize>,
     pub older_than: Option<Duration>,
     pub verify_timeout: Option<Duration>,
+    pub drain_quiet: Option<Duration>,
+    pub drain_grace: Option<Duration>,
+    pub drain_timeout: Option<Duration>,
     pub registry_timeout: Option<Duration>,
     pub plugin_sha256: Option<String>,
     pub concurrency: Option<usize>,
@@ -148,6 +154,9 @@ impl Parsed {
             memory: one("memory", &job.memory, args::parse_size)?,
             older_than: one("older-than", &job.older_than, args::parse_age)?,
             verify_timeout: one("verify-timeout", &job.verify_timeout, args::parse_duration)?,
+            drain_quiet: one("drain-quiet", &job.drain_quiet, args::parse_age)?,
+            drain_grace: one("drain-grace", &job.drain_grace, args::parse_age)?,
+            drain_timeout: one("drain-timeout", &job.drain_timeout, args::parse_age)?,
             registry_timeout: one(
                 "registry-timeout",
                 &job.registry_timeout,
@@ -171,6 +180,9 @@ impl Parsed {
             memory: self.memory.or(defaults.memory),
             older_than: self.older_than.or(defaults.older_than),
             verify_timeout: self.verify_timeout.or(defaults.verify_timeout),
+            drain_quiet: self.drain_quiet.or(defaults.drain_quiet),
+            drain_grace: self.drain_grace.or(defaults.drain_grace),
+            drain_timeout: self.drain_timeout.or(defaults.drain_timeout),
             registry_timeout: self.registry_timeout.or(defaults.registry_timeout),
             plugin_sha256: self
                 .plugin_sha256
@@ -298,6 +310,12 @@ impl Job {
                 .verify_timeout
                 .clone()
                 .or_else(|| d.verify_timeout.clone()),
+            drain_quiet: self.drain_quiet.clone().or_else(|| d.drain_quiet.clone()),
+            drain_grace: self.drain_grace.clone().or_else(|| d.drain_grace.clone()),
+            drain_timeout: self
+                .drain_timeout
+                .clone()
+                .or_else(|| d.drain_timeout.clone()),
             journal: d.journal,
             aws: self.aws.clone().or(d.aws.clone()),
             plugin_keys: list(&self.plugin_keys, &d.plugin_keys),

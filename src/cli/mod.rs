@@ -35,6 +35,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Some(Command::Rotate(args)) => rotate(cli, args).await,
         Some(Command::Status(args)) => status::status(cli, args).await,
         Some(Command::Journal(command)) => status::journal(cli, command).await,
+        Some(Command::Drain(args::DrainCommand::Undo(args))) => status::drain_undo(args).await,
         Some(Command::Plugin(PluginCommand::Inspect { path, key })) if oci_cmd::is_oci(path) => {
             let load = load_options(cli.no_cache, None);
             let reference = path.to_string_lossy();

@@ -14,6 +14,7 @@ use keyrot::grants::{
     AllowList, DirGrant, Grants, HeaderInjection, HostRule, SecretSource, parse_secret_arg,
 };
 use keyrot::host::{LoadOptions, Plugin, Sandbox, WasmHandler};
+use keyrot::rotation::DrainPolicy;
 use keyrot::{
     AwsOptions, CacheMode, IamTagJournal, Interrupt, PluginLimits, RotateOptions, Settings,
     StateDir,
@@ -169,6 +170,21 @@ impl TargetSpec {
                 .or(values.verify_timeout)
                 .unwrap_or(RotateOptions::DEFAULT_VERIFY_TIMEOUT),
             dry_run: args.dry_run,
+            drain: DrainPolicy {
+                quiet: args
+                    .drain_quiet
+                    .or(values.drain_quiet)
+                    .unwrap_or(DrainPolicy::DEFAULT_QUIET),
+                grace: args
+                    .drain_grace
+                    .or(values.drain_grace)
+                    .unwrap_or(DrainPolicy::DEFAULT_GRACE),
+                timeout: args
+                    .drain_timeout
+                    .or(values.drain_timeout)
+                    .unwrap_or(DrainPolicy::DEFAULT_TIMEOUT),
+                force: args.force,
+            },
         };
         let sha256 = match &args.plugin_sha256 {
             Some(hex) => Some(check_sha256(hex, "--plugin-sha256")?),

@@ -78,7 +78,7 @@ impl Observer for Progress {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         counts.done += 1;
         match report.outcome {
-            Outcome::Rotated | Outcome::Partial => counts.rotated += 1,
+            Outcome::Rotated | Outcome::Partial | Outcome::Draining => counts.rotated += 1,
             Outcome::Skipped | Outcome::WouldRotate => counts.skipped += 1,
             Outcome::Failed | Outcome::NeedsManualAction | Outcome::BadInput => counts.failed += 1,
         }

@@ -14,6 +14,7 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
         Outcome::Rotated => "rotated",
         Outcome::Skipped => "skipped",
         Outcome::WouldRotate => "would rotate (dry run: nothing was changed)",
+        Outcome::Draining => "rotated; the old key drains",
         Outcome::Failed => "not rotated",
         Outcome::Partial => "rotated, but an old key remains",
         Outcome::NeedsManualAction => "NEEDS MANUAL ACTION",
@@ -46,6 +47,9 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
         )?;
     }
     keys_text(out, report)?;
+    if let Some(drain) = &report.drain {
+        writeln!(out, "  drain: {}", drain.note)?;
+    }
     plan_and_steps_text(out, report)?;
     if let Some(error) = &report.error {
         let label = if report.outcome.exit_code() == 0 {
@@ -78,6 +82,7 @@ fn keys_text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
             OldKeyAction::Deleted => "deleted",
             OldKeyAction::KeptInactive => "deactivated (--retire deactivate)",
             OldKeyAction::AlreadyGone => "already gone",
+            OldKeyAction::Draining => "kept active while it drains (--retire drain)",
             OldKeyAction::Deactivated { .. } => "could not be deleted, deactivated",
             OldKeyAction::DeleteFailed { .. } => "could not be deleted",
             OldKeyAction::StillActive { .. } => "could not be deleted or deactivated: STILL ACTIVE",
@@ -210,6 +215,7 @@ fn fleet_outcome(outcome: Outcome) -> &'static str {
         Outcome::Rotated => "rotated",
         Outcome::Skipped => "skipped",
         Outcome::WouldRotate => "would-rotate",
+        Outcome::Draining => "draining",
         Outcome::Failed => "failed",
         Outcome::Partial => "partial",
         Outcome::NeedsManualAction => "NEEDS-ACTION",

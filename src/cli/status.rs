@@ -9,11 +9,11 @@ use keyrot::fleet;
 use keyrot::{
     AccessKeyInfo, AwsIam, AwsOptions, CallerIdentity, FileJournal, Iam, IamErrorKind,
     IamTagJournal, Journal, JournalRecord, KeyLastUsed, KeyStatus, StateDir,
-    rotation::{human_duration, parse_rfc3339, resume, unix_now},
+    rotation::{drain, human_duration, parse_rfc3339, resume, unix_now},
 };
 use serde::Serialize;
 
-use super::args::{JournalArgs, JournalCommand, JournalKind, StatusArgs};
+use super::args::{DrainArgs, JournalArgs, JournalCommand, JournalKind, StatusArgs};
 use super::{Cli, Output, render, state_options};
 
 /// One key as `status` shows it.
@@ -186,11 +186,45 @@ async fn look(
             last_used,
         });
     }
-    view.next = next(&keys, view.journal.as_ref(), older_than);
+    view.next = match view
+        .journal
+        .as_ref()
+        .filter(|r| r.phase == keyrot::Phase::Draining)
+    {
+        Some(record) => drain_next(record, &keys, &view.keys),
+        None => next(&keys, view.journal.as_ref(), older_than),
+    };
     view
 }
 
 /// What a rotation would do now.
+/// What the next run does with a draining old key (by the default drain
+/// windows), from its last use.
+fn drain_next(record: &JournalRecord, keys: &[AccessKeyInfo], views: &[KeyView]) -> String {
+    let steps: Vec<String> = record
+        .keys_before
+        .iter()
+        .map(|id| {
+            let key = keys.iter().find(|k| &k.access_key_id == id);
+            let used = views
+                .iter()
+                .find(|v| &v.access_key_id == id)
+                .and_then(|v| v.last_used.clone())
+                .unwrap_or_default();
+            let policy = keyrot::rotation::DrainPolicy::default();
+            match drain::decide(record, key, &used, unix_now(), &policy) {
+                Some(step) => drain::describe(&step, id, &record.user, &used),
+                None => format!("old key {id} is gone: the drain ends"),
+            }
+        })
+        .collect();
+    format!(
+        "drain (since {}): {}",
+        keyrot::rotation::rfc3339(record.handed_over.unwrap_or(record.started)),
+        steps.join("; ")
+    )
+}
+
 fn next(
     keys: &[AccessKeyInfo],
     journal: Option<&JournalRecord>,
@@ -415,4 +449,49 @@ async fn clear(
         }
     }
     Ok(Ok(()))
+}
+
+/// `keyrot drain undo`: a draining old key that was deactivated is made
+/// active again, and its drain restarts now (a consumer was missed).
+pub(super) async fn drain_undo(args: &DrainArgs) -> anyhow::Result<u8> {
+    let user = &args.user;
+    super::check_user_name(user)?;
+    let (iam, _caller, store) = match connect(&args.aws, &args.state).await? {
+        Ok(connected) => connected,
+        Err(code) => return Ok(code),
+    };
+    let journal = store.journal();
+    // As a run would: under the user's lock, or its lease.
+    let record = journal.begin(user).await?;
+    let undone = async {
+        let Some(mut record) =
+            record.filter(|r| r.phase == keyrot::Phase::Draining && r.deactivated.is_some())
+        else {
+            anyhow::bail!(
+                "user {user} has no old key that a drain deactivated (`keyrot status --user \
+                 {user}` shows its keys and journal); nothing was changed"
+            );
+        };
+        for key in &record.keys_before {
+            iam.update_access_key_status(user, key, KeyStatus::Active)
+                .await
+                .map_err(|e| anyhow::anyhow!("could not make old key {key} active again: {e}"))?;
+        }
+        record.deactivated = None;
+        record.handed_over = Some(unix_now());
+        journal.save(&record).await?;
+        Ok(record.keys_before)
+    }
+    .await;
+    journal.release(user).await;
+    let keys = undone?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "old key {} of user {user} is active again; its drain restarts now (a later run \
+         deactivates it once IAM has seen it unused for --drain-quiet)",
+        keys.join(", ")
+    )?;
+    out.flush()?;
+    Ok(0)
 }

@@ -27,6 +27,8 @@ pub struct FleetSummary {
     pub skipped: usize,
     /// Dry run: would rotate.
     pub would_rotate: usize,
+    /// Rotated, the old key draining (`--retire drain`).
+    pub draining: usize,
     /// Not rotated; keys as they were.
     pub failed: usize,
     /// Rotated, but an old key remains (inactive).
@@ -57,6 +59,7 @@ impl FleetSummary {
                 Outcome::Rotated => &mut summary.rotated,
                 Outcome::Skipped => &mut summary.skipped,
                 Outcome::WouldRotate => &mut summary.would_rotate,
+                Outcome::Draining => &mut summary.draining,
                 Outcome::Failed => &mut summary.failed,
                 Outcome::Partial => &mut summary.partial,
                 Outcome::NeedsManualAction => &mut summary.needs_manual_action,

@@ -405,6 +405,8 @@ impl Journal for IamTagJournal {
             started: now,
             owner: String::new(),
             lease_until: 0,
+            handed_over: None,
+            deactivated: None,
         });
         let written = inner.write(&record).await;
         // Our claim and any expired ones go; a claim left behind only delays

@@ -52,6 +52,8 @@ mod tests {
             started: 1_796_205_600,
             owner: "build-host-with-a-long-name.example.com:4194304:0123456789abcdef".into(),
             lease_until: 1_796_206_500,
+            handed_over: None,
+            deactivated: None,
         }
     }
 }

@@ -32,6 +32,12 @@ pub(super) fn encode_tag(record: &JournalRecord) -> Result<String, String> {
     fields.push(format!("r={}", record.retire.as_str()));
     fields.push(format!("t={}", record.started));
     fields.push(format!("x={}", record.lease_until));
+    if let Some(handed) = record.handed_over {
+        fields.push(format!("d={handed}"));
+    }
+    if let Some(deactivated) = record.deactivated {
+        fields.push(format!("z={deactivated}"));
+    }
     fields.push(format!("h={}", record.owner));
     let text = fields.join("/");
     if text.len() > 256 {
@@ -66,17 +72,28 @@ pub(super) fn decode_tag(user: &str, value: &str) -> Result<JournalRecord, Strin
         v.parse::<u64>()
             .map_err(|_| format!("bad number '{v}' for {name}"))
     };
+    let optional_number = |key: &str, name: &str| {
+        fields
+            .get(key)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("bad number '{v}' for {name}"))
+            })
+            .transpose()
+    };
     let version = number("v", "version")?;
     let phase = match field("p", "phase")? {
         "claimed" => Phase::Claimed,
         "create-sent" => Phase::CreateSent,
         "created" => Phase::Created,
         "propagated" => Phase::Propagated,
+        "draining" => Phase::Draining,
         other => return Err(format!("unknown phase '{other}'")),
     };
     let retire = match field("r", "retire mode")? {
         "delete" => RetireMode::Delete,
         "deactivate" => RetireMode::Deactivate,
+        "drain" => RetireMode::Drain,
         other => return Err(format!("unknown retire mode '{other}'")),
     };
     Ok(JournalRecord {
@@ -95,6 +112,8 @@ pub(super) fn decode_tag(user: &str, value: &str) -> Result<JournalRecord, Strin
         started: number("t", "start time")?,
         owner: field("h", "owner")?.to_string(),
         lease_until: number("x", "lease")?,
+        handed_over: optional_number("d", "handover time")?,
+        deactivated: optional_number("z", "deactivation time")?,
     })
 }
 

@@ -247,6 +247,28 @@ pub enum RotationFailure {
         /// The old keys, left as they were.
         old: Vec<String>,
     },
+    /// Drain mode: the old key's last use could not be read, so nothing was
+    /// decided about it.
+    #[error(
+        "could not read when old key {key} of user '{user}' was last used \
+         (iam:GetAccessKeyLastUsed): {cause}; it stays active and draining"
+    )]
+    DrainUnknown {
+        /// The user.
+        user: String,
+        /// The draining key.
+        key: String,
+        /// IAM's error.
+        cause: IamError,
+    },
+    /// Drain mode: the old key is still used after `--drain-timeout`.
+    #[error("{what}")]
+    DrainTimedOut {
+        /// The user.
+        user: String,
+        /// What was found, and what to do.
+        what: String,
+    },
     /// The handler stored the new key, and listing the keys to confirm it
     /// is still there failed: the old keys were not retired.
     #[error(
@@ -275,6 +297,7 @@ impl RotationFailure {
             | RotationFailure::CreateUncertain { .. }
             | RotationFailure::NewKeyGone { .. }
             | RotationFailure::Unconfirmed { .. }
+            | RotationFailure::DrainTimedOut { .. }
             | RotationFailure::Lost {
                 stored: Some(_), ..
             } => Outcome::NeedsManualAction,
@@ -309,6 +332,8 @@ impl RotationFailure {
             | RotationFailure::Orphaned { .. }
             | RotationFailure::Unconfirmed { .. }
             | RotationFailure::NotStarted { .. }
+            | RotationFailure::DrainUnknown { .. }
+            | RotationFailure::DrainTimedOut { .. }
             | RotationFailure::Lost { .. } => false,
         }
     }

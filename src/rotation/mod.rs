@@ -29,6 +29,7 @@
 //! and the journal is removed only if the run saw how IAM stands (see
 //! [`state`] and [`resume`]).
 
+pub mod drain;
 mod engine;
 mod failure;
 mod report;
@@ -41,6 +42,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+pub use self::drain::{DrainPolicy, DrainStep};
 pub use self::failure::{GiveUp, RotationError, RotationFailure};
 pub use self::report::{
     NewKeyReport, NewKeyState, OldKeyAction, OldKeyReport, Outcome, ResumeReport, RotationReport,
@@ -64,6 +66,8 @@ pub struct RotateOptions {
     pub verify_timeout: Duration,
     /// List, describe and preflight only: send no write call to IAM.
     pub dry_run: bool,
+    /// How drain mode ([`RetireMode::Drain`]) waits.
+    pub drain: DrainPolicy,
 }
 
 impl RotateOptions {
@@ -78,6 +82,7 @@ impl Default for RotateOptions {
             older_than: None,
             verify_timeout: Self::DEFAULT_VERIFY_TIMEOUT,
             dry_run: false,
+            drain: DrainPolicy::default(),
         }
     }
 }

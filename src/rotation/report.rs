@@ -20,6 +20,9 @@ pub enum Outcome {
     Skipped,
     /// A dry run found that a rotation would go ahead.
     WouldRotate,
+    /// The new key is in place; the old key drains (`--retire drain`):
+    /// a later run retires it once nothing uses it.
+    Draining,
     /// Nothing was rotated; the active key is unchanged.
     Failed,
     /// The new key is propagated, but an old key could not be deleted (it was
@@ -37,7 +40,7 @@ impl Outcome {
     /// The process exit code for this outcome.
     pub fn exit_code(self) -> u8 {
         match self {
-            Outcome::Rotated | Outcome::Skipped | Outcome::WouldRotate => 0,
+            Outcome::Rotated | Outcome::Skipped | Outcome::WouldRotate | Outcome::Draining => 0,
             Outcome::Failed => 1,
             Outcome::BadInput => 2,
             Outcome::Partial => 3,
@@ -156,6 +159,8 @@ pub enum OldKeyAction {
     KeptInactive,
     /// Already gone when keyrot tried to delete it (`NoSuchEntity`).
     AlreadyGone,
+    /// Kept active while it drains (`--retire drain`).
+    Draining,
     /// Could not be deleted, so it was set `Inactive`.
     Deactivated {
         /// Why the delete failed.
@@ -215,6 +220,26 @@ pub struct ResumeReport {
     pub action: String,
 }
 
+/// A draining old key, and what this run did about it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DrainReport {
+    /// The old key.
+    pub access_key_id: String,
+    /// When the new key was handed over, RFC 3339: the drain's start.
+    pub since: String,
+    /// When the old key was deactivated, RFC 3339, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deactivated: Option<String>,
+    /// Its last use, as IAM reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<crate::iam::KeyLastUsed>,
+    /// What this run did: the step.
+    #[serde(flatten)]
+    pub step: Option<super::drain::DrainStep>,
+    /// The step in words.
+    pub note: String,
+}
+
 /// Why nothing was rotated (`--older-than`).
 #[derive(Clone, Debug, Serialize)]
 pub struct SkipReport {
@@ -259,6 +284,9 @@ pub struct RotationReport {
     pub old_keys: Vec<OldKeyReport>,
     /// Each step as it ran.
     pub steps: Vec<StepRecord>,
+    /// Drain mode: the old key that drains, and what this run did about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainReport>,
     /// What the handler logged.
     pub handler_log: Vec<LogLine>,
     /// Why the run failed or is partial, with what to do next.
@@ -289,6 +317,7 @@ impl RotationReport {
             new_key: None,
             old_keys: Vec::new(),
             steps: Vec::new(),
+            drain: None,
             handler_log: Vec::new(),
             error: None,
             journal: None,

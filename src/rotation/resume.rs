@@ -29,6 +29,9 @@ pub struct ResumePlan {
     /// applied by IAM: its start, carried into the fresh run's record so
     /// that the key it makes is still recognised.
     pub carry_window: Option<u64>,
+    /// A drain in progress: its old keys go when nothing uses them
+    /// ([`super::drain`]), and no new rotation starts meanwhile.
+    pub drain: bool,
     /// What this run does about it, in words.
     pub summary: String,
 }
@@ -46,6 +49,7 @@ pub fn plan(
         Phase::CreateSent => evidence.create_sent()?,
         Phase::Created => evidence.created()?,
         Phase::Propagated => evidence.propagated()?,
+        Phase::Draining => evidence.draining()?,
     };
     evidence.check_old_keys()?;
     Ok(plan)
@@ -59,6 +63,7 @@ impl ResumePlan {
             keep: None,
             afresh: true,
             carry_window: None,
+            drain: false,
             summary,
         }
     }
@@ -210,6 +215,20 @@ impl Evidence<'_> {
         Ok(plan)
     }
 
+    /// A drain in progress: its new key must still be the user's, as for
+    /// `propagated`; the old keys are the drain's to retire.
+    fn draining(&self) -> Result<ResumePlan, String> {
+        let mut plan = self.propagated()?;
+        plan.retire.clear();
+        plan.drain = true;
+        plan.summary = format!(
+            "its old key(s) {} drain since {}",
+            self.record.keys_before.join(", "),
+            rfc3339(self.record.handed_over.unwrap_or(self.record.started))
+        );
+        Ok(plan)
+    }
+
     /// Delete the run's key `id`, then rotate afresh.
     fn delete(&self, id: &str) -> ResumePlan {
         let mut plan = ResumePlan::afresh(format!(
@@ -296,6 +315,8 @@ mod tests {
             started: T,
             owner: "host:1:abcd".into(),
             lease_until: 0,
+            handed_over: None,
+            deactivated: None,
         }
     }
 

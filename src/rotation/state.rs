@@ -44,6 +44,10 @@ pub enum RetireMode {
     /// Set them `Inactive`, so an operator can re-enable one if an unknown
     /// consumer breaks; a later run deletes them when it needs room.
     Deactivate,
+    /// Leave the old active key active until IAM's record of its last use
+    /// says nobody uses it, then deactivate it, then delete it, across
+    /// later runs ([`super::drain`]).
+    Drain,
 }
 
 impl RetireMode {
@@ -52,6 +56,7 @@ impl RetireMode {
         match self {
             RetireMode::Delete => "delete",
             RetireMode::Deactivate => "deactivate",
+            RetireMode::Drain => "drain",
         }
     }
 }
@@ -68,6 +73,9 @@ pub enum Phase {
     Created,
     /// The handler stored the new key; the old keys are to be retired.
     Propagated,
+    /// Drain mode: the handler stored the new key, and the old active key
+    /// stays until nothing uses it; later runs retire it.
+    Draining,
 }
 
 impl Phase {
@@ -78,6 +86,7 @@ impl Phase {
             Phase::CreateSent => "create-sent",
             Phase::Created => "created",
             Phase::Propagated => "propagated",
+            Phase::Draining => "draining",
         }
     }
 }
@@ -111,6 +120,14 @@ pub struct JournalRecord {
     /// For a lease (IAM tags): after this Unix time another run may take
     /// over. 0 when a local lock guards the record instead.
     pub lease_until: u64,
+    /// Drain mode: when the handler stored the new key, Unix seconds; the
+    /// old keys drain from then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handed_over: Option<u64>,
+    /// Drain mode: when the draining keys were deactivated, Unix seconds;
+    /// they are deleted once the grace after it has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated: Option<u64>,
 }
 
 impl JournalRecord {
@@ -161,6 +178,7 @@ impl JournalRecord {
                 "its active key {active} is not among the keys it lists"
             ));
         }
+        self.check_drain(now)?;
         match (self.phase, &self.new_key) {
             (Phase::Claimed, _) if !self.keys_before.is_empty() || self.new_key.is_some() => {
                 Err("a claim with keys in it".into())
@@ -169,7 +187,7 @@ impl JournalRecord {
                 "phase {} with a new key {new}",
                 self.phase.as_str()
             )),
-            (Phase::Created | Phase::Propagated, None) => {
+            (Phase::Created | Phase::Propagated | Phase::Draining, None) => {
                 Err(format!("phase {} without a new key", self.phase.as_str()))
             }
             (_, Some(new)) if !is_key_id(new) => Err(format!("'{new}' is not an access key id")),
@@ -177,6 +195,27 @@ impl JournalRecord {
                 "its new key {new} is also one of the keys from before the run"
             )),
             _ => Ok(()),
+        }
+    }
+
+    /// A draining record has its handover time (after the run started, not
+    /// in the future) and no other record has drain times.
+    fn check_drain(&self, now: u64) -> Result<(), String> {
+        match (self.phase, self.handed_over, self.deactivated) {
+            (Phase::Draining, None, _) => Err("a drain without its handover time".into()),
+            (Phase::Draining, Some(handed), _)
+                if handed + CLOCK_SKEW < self.started || handed > now + CLOCK_SKEW =>
+            {
+                Err(format!(
+                    "its handover time {} is before the run started or in the future",
+                    super::rfc3339(handed)
+                ))
+            }
+            (Phase::Draining, Some(handed), Some(deactivated)) if deactivated < handed => {
+                Err("its keys were deactivated before they were handed over".into())
+            }
+            (Phase::Draining, ..) | (_, None, None) => Ok(()),
+            (phase, ..) => Err(format!("phase {} with drain times", phase.as_str())),
         }
     }
 

@@ -66,16 +66,17 @@ Environment:
                             AWS_SHARED_CREDENTIALS_FILE, AWS_ROLE_ARN / AWS_WEB_IDENTITY_TOKEN_FILE
 
 Exit codes:
-  0  rotated: the new key is in place and the old keys are retired; or
-     skipped (--older-than), or a dry run that would rotate
+  0  rotated: the new key is in place and the old keys are retired (or
+     draining, --retire drain); or skipped (--older-than), or a dry run
   1  failed: the keys are as they were (the message says why), or another
      run holds the user
   2  bad usage, plugin, settings or grants, an unknown user, or a journal
      that IAM no longer matches: nothing was touched
   3  partial: the new key is in place, but an old key could not be deleted
      (it was deactivated)
-  4  needs manual action: a key nobody holds exists, or an old key could be
-     neither deleted nor deactivated; the message names the key and the command
+  4  needs manual action: a key nobody holds exists, an old key could be
+     neither deleted nor deactivated, or a draining key is still used after
+     --drain-timeout; the message names the key and what to do
   A fleet exits with the first of 4, 3, 1, 2, 0 that any of its users has.";
 
 /// The usage lines `keyrot -h`, `--help` and a bare `keyrot` show.

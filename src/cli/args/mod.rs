@@ -203,6 +203,9 @@ pub enum Command {
     /// Show or clear the journal an interrupted run left
     #[command(subcommand)]
     Journal(JournalCommand),
+    /// Drain mode: put a deactivated old key back while it drains
+    #[command(subcommand)]
+    Drain(DrainCommand),
     /// Inspect, publish, sign or verify a plugin
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -272,6 +275,31 @@ pub enum JournalCommand {
     /// Refused while a run holds the user (its lock, or a live lease) unless
     /// --force.
     Clear(JournalArgs),
+}
+
+/// `keyrot drain ...`
+#[derive(Debug, Subcommand)]
+pub enum DrainCommand {
+    /// Make a draining old key active again and restart its drain
+    ///
+    /// For a consumer missed by a rotation with --retire drain: once the
+    /// old key was deactivated, this puts it back to active, and the next
+    /// runs wait for it to go quiet again.
+    Undo(DrainArgs),
+}
+
+/// Whose drain.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The IAM user
+    #[arg(long, value_name = "NAME", help_heading = "Users")]
+    pub user: String,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub aws: AwsOptions,
 }
 
 /// Which user's journal.
@@ -511,10 +539,13 @@ pub struct RotateArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_age, help_heading = "Rotation")]
     pub older_than: Option<Duration>,
 
-    /// What to do with the old keys: delete, or deactivate [default: delete]
+    /// What to do with the old keys: delete, deactivate or drain [default: delete]
     ///
     /// deactivate is a grace period: an operator can re-enable the old key
     /// if a consumer breaks; the next run deletes it when it needs room.
+    /// drain keeps the old key active until IAM has seen it unused for
+    /// --drain-quiet, then a later run deactivates it, and deletes it after
+    /// --drain-grace more.
     #[arg(
         long,
         value_enum,
@@ -523,6 +554,25 @@ pub struct RotateArgs {
         help_heading = "Rotation"
     )]
     pub retire: Option<RetireArg>,
+
+    /// Drain: an old key unused this long is no longer in use [default: 1d]
+    #[arg(long, value_name = "DURATION", value_parser = parse_age, hide_short_help = true, help_heading = "Drain")]
+    pub drain_quiet: Option<Duration>,
+
+    /// Drain: how long a deactivated old key waits before it is deleted [default: 3d]
+    #[arg(long, value_name = "DURATION", value_parser = parse_age, hide_short_help = true, help_heading = "Drain")]
+    pub drain_grace: Option<Duration>,
+
+    /// Drain: an old key still used this long after the handover needs a person [default: 14d]
+    ///
+    /// The run then exits 4, naming the last use (time, service, region),
+    /// and deletes nothing.
+    #[arg(long, value_name = "DURATION", value_parser = parse_age, hide_short_help = true, help_heading = "Drain")]
+    pub drain_timeout: Option<Duration>,
+
+    /// Drain: delete an old key still in use after --drain-timeout anyway
+    #[arg(long, hide_short_help = true, help_heading = "Drain")]
+    pub force: bool,
 
     /// Do not prove the new key works before the handler gets it
     ///
@@ -561,6 +611,8 @@ pub enum RetireArg {
     Delete,
     /// Set them Inactive.
     Deactivate,
+    /// Keep the old active key until nothing uses it, then retire it.
+    Drain,
 }
 
 impl From<RetireArg> for RetireMode {
@@ -568,6 +620,7 @@ impl From<RetireArg> for RetireMode {
         match arg {
             RetireArg::Delete => RetireMode::Delete,
             RetireArg::Deactivate => RetireMode::Deactivate,
+            RetireArg::Drain => RetireMode::Drain,
         }
     }
 }

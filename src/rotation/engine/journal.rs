@@ -21,6 +21,14 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
             // Another run took the record over: it is that run's now.
             _ if lost => self.rotator.journal.release(user).await,
             Held::Nothing => self.clear_journal().await,
+            // A drain goes on across runs: its record stays, unleased.
+            Held::Record(record) if record.phase == Phase::Draining => {
+                self.rotator.journal.release(user).await;
+                self.report.journal = Some(format!(
+                    "the journal keeps the drain of old key(s) {} for the next run",
+                    record.keys_before.join(", ")
+                ));
+            }
             Held::Record(record) if finished => {
                 let since = self
                     .window

@@ -19,6 +19,7 @@
 //! report says so.
 
 mod create;
+mod draining;
 mod finish;
 mod journal;
 mod resuming;
@@ -207,7 +208,13 @@ impl<'a, I: Iam, H: NewKeyHandler> Attempt<'a, I, H> {
         // Unverified, only once the old one went.
         let switch_later = self.hand_over(&rotation, new_key).await?;
         self.confirm_new_key(&new_key_id, &keys).await?;
-        self.retire_old_keys(&keys).await;
+        if self.rotator.options.retire == RetireMode::Drain
+            && let Some(base) = self.written.clone()
+        {
+            self.start_drain(base, &keys, &new_key_id).await?;
+        } else {
+            self.retire_old_keys(&keys).await;
+        }
         if let Some(key) = switch_later {
             self.rotator.iam.sign_with(&key).await;
         }
@@ -327,6 +334,8 @@ impl<'a, I: Iam, H: NewKeyHandler> Attempt<'a, I, H> {
             started: self.window.unwrap_or_else(unix_now),
             owner: crate::rotation::owner_id().to_string(),
             lease_until: 0,
+            handed_over: None,
+            deactivated: None,
         };
         self.advance(record).await.map_err(|cause| match cause {
             JournalError::Lost { .. } => RotationFailure::Lost {

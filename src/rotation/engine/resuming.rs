@@ -35,6 +35,13 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
                 "keep its new key {new}, which the destination holds"
             ));
         }
+        if plan.drain {
+            lines.extend(self.drain_plan(&record, &keys).await);
+            lines.push("then stop: no new rotation starts while one drains".into());
+            self.report.plan = lines;
+            self.report.outcome = Outcome::WouldRotate;
+            return Ok(());
+        }
         if !plan.afresh {
             lines.push("then stop: that rotation is complete".into());
             self.report.plan = lines;
@@ -77,6 +84,7 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
                 match self.rotator.options.retire {
                     RetireMode::Delete => "delete",
                     RetireMode::Deactivate => "deactivate",
+                    RetireMode::Drain => "drain (keep active until unused, then retire)",
                 },
                 key.access_key_id
             ));
@@ -121,6 +129,23 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
             self.window = plan.carry_window;
             return Ok(Resumed::Afresh);
         }
+        self.report.new_key = plan.keep.clone().map(|new| NewKeyReport {
+            access_key_id: new,
+            state: NewKeyState::Propagated,
+        });
+        // A drain in progress moves on; no new rotation starts meanwhile
+        // (two in flight would mean three keys).
+        if plan.drain {
+            self.progress_drain(record, &keys).await?;
+            return Ok(Resumed::Finished);
+        }
+        // Handed over in drain mode, but the drain was never recorded.
+        if record.retire == RetireMode::Drain
+            && let Some(new) = plan.keep.clone()
+        {
+            self.start_drain(record, &keys, &new).await?;
+            return Ok(Resumed::Finished);
+        }
         let find = |id: &str| keys.iter().find(|k| k.access_key_id == id);
         self.report.old_keys = record
             .keys_before
@@ -138,10 +163,6 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
                 .await;
             self.report.set_old_key(&key.access_key_id, action);
         }
-        self.report.new_key = plan.keep.map(|new| NewKeyReport {
-            access_key_id: new,
-            state: NewKeyState::Propagated,
-        });
         Ok(Resumed::Finished)
     }
 
