@@ -81,6 +81,9 @@ pub(super) struct Attempt<'a, I, H> {
     /// The start of an interrupted run whose create may still be applied:
     /// this run's record keeps it, so that a key it makes is recognised.
     window: Option<u64>,
+    /// A key an interrupted attempt had created, may have handed over, and
+    /// this run deleted: the destination may still hold it.
+    abandoned: Option<String>,
 }
 
 impl<'a, I: Iam, H: NewKeyHandler> Attempt<'a, I, H> {
@@ -99,6 +102,7 @@ impl<'a, I: Iam, H: NewKeyHandler> Attempt<'a, I, H> {
             written: None,
             held: Held::Unknown,
             window: None,
+            abandoned: None,
         }
     }
 
@@ -281,6 +285,7 @@ impl<'a, I: Iam, H: NewKeyHandler> Attempt<'a, I, H> {
             current_key_id: current.map(|k| k.access_key_id.clone()),
             // IAM users live in the caller's account.
             account_id: self.rotator.caller.as_ref().map(|c| c.account.clone()),
+            abandoned_key_id: self.abandoned.clone(),
         };
         self.preflight(&rotation).await?;
         if self.rotator.options.dry_run {

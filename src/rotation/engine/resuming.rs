@@ -127,6 +127,10 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
         self.report.resumed_from(&record, plan.summary.clone());
         if plan.afresh {
             self.window = plan.carry_window;
+            // Only a key journaled as created can have reached the handler.
+            if record.phase == Phase::Created {
+                self.abandoned = plan.delete.first().cloned();
+            }
             return Ok(Resumed::Afresh);
         }
         self.report.new_key = plan.keep.clone().map(|new| NewKeyReport {
