@@ -75,8 +75,8 @@ Exit codes:
   3  partial: the new key is in place, but an old key could not be deleted
      (it was deactivated)
   4  needs manual action: a key nobody holds exists, an old key could be
-     neither deleted nor deactivated, or a draining key is still used after
-     --drain-timeout; the message names the key and what to do
+     neither deleted nor deactivated, or a draining key is still in use past
+     its --drain-timeout; the message names the key and what to do
   A fleet exits with the first of 4, 3, 1, 2, 0 that any of its users has.";
 
 /// The usage lines `keyrot -h`, `--help` and a bare `keyrot` show.
