@@ -174,7 +174,7 @@ impl Parsed {
     }
 
     /// These values over `defaults` (a target's over the job's).
-    fn over(&self, defaults: &Parsed) -> Parsed {
+    fn with_defaults(&self, defaults: &Parsed) -> Parsed {
         Parsed {
             timeout: self.timeout.or(defaults.timeout),
             memory: self.memory.or(defaults.memory),
@@ -245,11 +245,11 @@ impl Job {
             only.target.clear();
             return vec![only];
         }
-        self.target.iter().map(|t| t.over(self)).collect()
+        self.target.iter().map(|t| t.with_defaults(self)).collect()
     }
 
     /// This target's values over `defaults`.
-    fn over(&self, defaults: &Job) -> Job {
+    fn with_defaults(&self, defaults: &Job) -> Job {
         fn list<T: Clone>(own: &[T], default: &[T]) -> Vec<T> {
             if own.is_empty() { default } else { own }.to_vec()
         }
@@ -325,7 +325,7 @@ impl Job {
                 .clone()
                 .or_else(|| d.registry_timeout.clone()),
             target: Vec::new(),
-            parsed: self.parsed.over(&defaults.parsed),
+            parsed: self.parsed.with_defaults(&defaults.parsed),
         }
     }
 

@@ -119,7 +119,7 @@ pub(super) async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
     }
     let mut users = Vec::new();
     for user in &names {
-        users.push(look(&iam, journal.as_ref(), user, args.older_than).await);
+        users.push(user_view(&iam, journal.as_ref(), user, args.older_than).await);
     }
     let code = if users.iter().any(|u| u.error.is_some()) {
         2
@@ -141,7 +141,7 @@ pub(super) async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-async fn look(
+async fn user_view(
     iam: &AwsIam,
     journal: &dyn Journal,
     user: &str,

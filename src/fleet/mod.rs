@@ -47,7 +47,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use self::run::{Turn, run_turns};
+use self::run::{UserTask, run_tasks};
 pub use self::select::{check_path_prefix, check_user_name, dedup, read_users_file, unknown_users};
 pub use self::summary::{FleetSummary, fleet_exit_code};
 use crate::handler::NewKeyHandler;
@@ -246,9 +246,9 @@ impl Fleet {
         H: NewKeyHandler + 'static,
     {
         let mut selection = Selection::default();
-        let mut turns = Vec::new();
+        let mut tasks = Vec::new();
         for target in targets {
-            turns.extend(self.prepare_target(target, &mut selection).await?);
+            tasks.extend(self.prepare_target(target, &mut selection).await?);
         }
         if let Some(only) = &self.only
             && !selection.unlisted
@@ -265,18 +265,18 @@ impl Fleet {
             }
         }
         Ok(Rotations {
-            turns,
+            tasks,
             fleet: self.clone(),
         })
     }
 
-    /// One target's turns: its users' rotations, or, when its account or
+    /// One target's tasks: its users' rotations, or, when its account or
     /// its users cannot be reached, reports of why.
     async fn prepare_target<H>(
         &self,
         target: Target<H>,
         selection: &mut Selection,
-    ) -> Result<Vec<Turn>, FleetError>
+    ) -> Result<Vec<UserTask>, FleetError>
     where
         H: NewKeyHandler + 'static,
     {
@@ -372,7 +372,7 @@ impl Fleet {
         handler: H,
         options: RotateOptions,
         users: Vec<String>,
-    ) -> Vec<Turn>
+    ) -> Vec<UserTask>
     where
         H: NewKeyHandler + 'static,
     {
@@ -393,7 +393,7 @@ impl Fleet {
             .into_iter()
             .map(|user| {
                 let rotator = rotator.clone();
-                Turn::Rotate {
+                UserTask::Rotate {
                     account: account.clone(),
                     user: user.clone(),
                     rotation: Box::pin(async move {
@@ -439,14 +439,14 @@ impl Selection {
     }
 }
 
-/// The turns of a target that could not be reached: each named user fails
+/// The tasks of a target that could not be reached: each named user fails
 /// with `why`; a target of all users is one line for the path.
 fn failed(
     users: &Users,
     named: Option<Vec<String>>,
     account: Option<String>,
     why: &str,
-) -> Vec<Turn> {
+) -> Vec<UserTask> {
     let users = match (named, users) {
         (Some(users), _) => users,
         (None, Users::All { path_prefix }) => vec![format!("{path_prefix}*")],
@@ -455,7 +455,7 @@ fn failed(
     users
         .iter()
         .map(|user| {
-            Turn::Done(Box::new(RotationReport::failed(
+            UserTask::Reported(Box::new(RotationReport::failed(
                 user,
                 account.as_deref(),
                 why.to_string(),
@@ -466,27 +466,27 @@ fn failed(
 
 /// A fleet's rotations, prepared and not yet run.
 pub struct Rotations {
-    turns: Vec<Turn>,
+    tasks: Vec<UserTask>,
     fleet: Fleet,
 }
 
 impl Rotations {
     /// How many users the run reports.
     pub fn len(&self) -> usize {
-        self.turns.len()
+        self.tasks.len()
     }
 
     /// Whether there is nobody to rotate.
     pub fn is_empty(&self) -> bool {
-        self.turns.is_empty()
+        self.tasks.is_empty()
     }
 
     /// Rotates every user, [`Fleet::concurrency`] at a time; returns each
     /// user's report, in the order the targets named them.
     pub async fn run(self, observer: &dyn Observer) -> Vec<RotationReport> {
         let fleet = self.fleet;
-        run_turns(
-            self.turns,
+        run_tasks(
+            self.tasks,
             fleet.concurrency,
             &fleet.interrupt,
             observer,

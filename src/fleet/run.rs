@@ -14,22 +14,23 @@ use tokio::task::{Id, JoinError, JoinSet};
 use super::Observer;
 use crate::rotation::{Interrupt, Outcome, RotationReport};
 
-/// One user's turn: a rotation to run, or a report already known (its
+/// One user's part of a fleet: a rotation to run, or a report already known (its
 /// account could not be reached, say).
-pub(super) enum Turn {
+pub(super) enum UserTask {
     Rotate {
         account: String,
         user: String,
         rotation: Pin<Box<dyn Future<Output = RotationReport> + Send>>,
     },
-    Done(Box<RotationReport>),
+    Reported(Box<RotationReport>),
 }
 
-/// Runs every turn, `concurrency` at a time, in order of start; returns the
-/// reports in the order of `turns`. Once `interrupt` fires, turns not yet
-/// started are reported as not started; those in flight finish safely.
-pub(super) async fn run_turns(
-    turns: Vec<Turn>,
+/// Runs every user's task, `concurrency` at a time, in order of start;
+/// returns the reports in the order of `users`. Once `interrupt` fires,
+/// users not yet started are reported as not started; those in flight
+/// finish safely.
+pub(super) async fn run_tasks(
+    users: Vec<UserTask>,
     concurrency: usize,
     interrupt: &Interrupt,
     observer: &dyn Observer,
@@ -37,17 +38,17 @@ pub(super) async fn run_turns(
 ) -> Vec<RotationReport> {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = JoinSet::new();
-    let mut reports: Vec<Option<RotationReport>> = Vec::with_capacity(turns.len());
+    let mut reports: Vec<Option<RotationReport>> = Vec::with_capacity(users.len());
     let mut whose = HashMap::new();
-    for (index, turn) in turns.into_iter().enumerate() {
+    for (index, task) in users.into_iter().enumerate() {
         reports.push(None);
-        let (account, user, rotation) = match turn {
-            Turn::Done(report) => {
+        let (account, user, rotation) = match task {
+            UserTask::Reported(report) => {
                 observer.finished(&report);
                 reports[index] = Some(*report);
                 continue;
             }
-            Turn::Rotate {
+            UserTask::Rotate {
                 account,
                 user,
                 rotation,
