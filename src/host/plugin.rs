@@ -98,9 +98,13 @@ pub struct Plugin {
 
 impl Plugin {
     /// Reads, verifies, compiles (or loads from the cache) and links the
-    /// component at `path`. A pinned plugin (`expected_sha256`) is always
-    /// hashed; an unpinned one whose file has not changed since the cache
-    /// last hashed it is not read at all (see [`cache`](super::cache)).
+    /// component at `path`. While the file's stamp is the one the cache
+    /// recorded when it last hashed the file, the file is not read again
+    /// (see [`cache`](super::cache)): unpinned, the record's sha256 is the
+    /// file's; pinned (`expected_sha256`), the record counts only if it
+    /// names the pinned sha256, else the file is hashed and the pin checked
+    /// against the bytes read now. Bytes that are compiled are always
+    /// hashed and checked against the pin.
     pub fn load(path: &Path, options: &LoadOptions) -> Result<Self, PluginError> {
         let mut source = Source::open(path, options)?;
         let engine = engine::engine()
@@ -198,9 +202,14 @@ impl<'a> Source<'a> {
         let stamp = FileStamp::of(&file.metadata().map_err(|e| read_error(path, e))?);
         let cache = Cache::open(&options.cache);
         let known = cache.known_sha256(&stamp);
-        // A pin is always checked against the bytes read now, never against
-        // a record of an earlier read.
-        let trusted = known.as_ref().filter(|_| options.expected_sha256.is_none());
+        // Pinned, a record counts only if it names the pin; one that does
+        // not is not believed, and the bytes read now decide.
+        let trusted = known.as_ref().filter(|sha256| {
+            options
+                .expected_sha256
+                .as_ref()
+                .is_none_or(|pin| pin.eq_ignore_ascii_case(sha256))
+        });
         let (sha256, head, hashed) = match trusted {
             Some(sha256) => {
                 let head = read_head(&file).map_err(|e| read_error(path, e))?;
