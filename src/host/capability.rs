@@ -10,16 +10,43 @@
 //! [`Capability`]: it links its interfaces into the process's one linker
 //! (linking grants nothing), checks the operator's grants against what the
 //! plugin imports or declares, says in words what a plugin importing it
-//! asks for (`plugin inspect`), and builds its part of each call's fresh
-//! store. `config.rs` is the smallest complete example. The shape is
+//! asks for (`plugin inspect`), names the secrets its grants hold (redacted
+//! from everything the plugin says), and builds its part of each call's
+//! fresh store. `config.rs` is the smallest complete example. The shape is
 //! `wasmtime_wasi_config::add_to_linker` plus Spin's factors (`init` links,
 //! `configure_app` checks, `prepare` builds per-instance state).
 //!
-//! To add one (request signing, say): write `src/host/NAME.rs` implementing
-//! [`Capability`] and add a line to the `capabilities!` list in
-//! `host/mod.rs`. The list generates the store's state, [`HostState`], with
-//! one field per capability, and [`Capabilities`], which links, checks,
-//! describes and prepares them all in the list's order.
+//! To add one (request signing, say): put its grant, as plain data with its
+//! own parser and tests, in [`crate::grants`]; write `src/host/NAME.rs`;
+//! add a line to the `capabilities!` list in `host/mod.rs`. The list
+//! generates the store's state, [`HostState`], with one field per
+//! capability, and [`Capabilities`], which links, checks, describes and
+//! prepares them all in the list's order. The new file looks like this:
+//!
+//! ```ignore
+//! //! The `keyrot:aws/signing` capability: signs requests with a key the
+//! //! plugin never sees.
+//! pub(super) struct Signing;
+//!
+//! impl Capability for Signing {
+//!     type State = Signer; // what one call keeps: `state.signing`
+//!     const INSPECT: &'static [(&'static str, &'static str)] =
+//!         &[("keyrot:aws/signing", "AWS request signing (needs --sign-with)")];
+//!
+//!     fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+//!         signing::add_to_linker::<HostState, HasSelf<Signer>>(linker, |s| &mut s.signing)
+//!     }
+//!     fn check_grants(plugin: &Plugin, sandbox: &Sandbox) -> Result<(), PluginError> {
+//!         // imports it, but nothing granted: PluginError::Grants("... add --sign-with")
+//!     }
+//!     fn secrets(sandbox: &Sandbox) -> Vec<&str> {
+//!         // the signing key's secret, so it is redacted from the plugin's output
+//!     }
+//!     fn prepare(call: &CallSetup<'_>, _wasi: &mut WasiCtxBuilder) -> Result<Signer, String> {
+//!         Ok(Signer::new(&call.sandbox.grants.signing))
+//!     }
+//! }
+//! ```
 
 use wasmtime::Store;
 use wasmtime::component::{Linker, ResourceTable};
@@ -58,6 +85,13 @@ pub(super) trait Capability {
     ) -> Result<(), PluginError> {
         let _ = (name, info, sandbox);
         Ok(())
+    }
+
+    /// Values of the operator's grants that the plugin's output (its log,
+    /// its errors) must never show: redacted from every call.
+    fn secrets(sandbox: &Sandbox) -> Vec<&str> {
+        let _ = sandbox;
+        Vec::new()
     }
 
     /// This capability's state for one call, and its part of the call's
@@ -142,6 +176,14 @@ macro_rules! capabilities {
                 use $crate::host::capability::Capability;
                 $(<$capability>::check_described(name, info, sandbox)?;)*
                 Ok(())
+            }
+
+            /// Every capability's secrets, for redaction.
+            fn secrets(sandbox: &$crate::host::Sandbox) -> Vec<&str> {
+                use $crate::host::capability::Capability;
+                let mut secrets = Vec::new();
+                $(secrets.extend(<$capability>::secrets(sandbox));)*
+                secrets
             }
 
             /// A fresh store for one call, holding every capability's state.

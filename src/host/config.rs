@@ -45,6 +45,11 @@ impl Capability for Config {
             .map_err(|e| PluginError::Settings(escape_control(&e).into_owned()))
     }
 
+    /// The secret settings (`--secret`).
+    fn secrets(sandbox: &Sandbox) -> Vec<&str> {
+        sandbox.settings.secret_values().collect()
+    }
+
     fn prepare(call: &CallSetup<'_>, _wasi: &mut WasiCtxBuilder) -> Result<Self::State, String> {
         Ok(call.sandbox.settings.variables())
     }
@@ -174,7 +179,7 @@ impl Settings {
     }
 
     /// Every secret value, for redaction.
-    pub(super) fn secret_values(&self) -> impl Iterator<Item = &str> {
+    fn secret_values(&self) -> impl Iterator<Item = &str> {
         self.secrets.values().map(|s| s.as_str())
     }
 

@@ -82,6 +82,18 @@ impl Capability for Http {
         Ok(())
     }
 
+    /// An injected header can come back in a response (a server echoing
+    /// the request). Every copy of the value holds its secret part, so
+    /// redacting that (cut copies included) covers the value; a secret that
+    /// itself starts with `Bearer ` is redacted without it too.
+    fn secrets(sandbox: &Sandbox) -> Vec<&str> {
+        let headers = sandbox.grants.headers.iter();
+        headers
+            .flat_map(|h| [Some(h.secret.as_str()), h.secret.strip_prefix("Bearer ")])
+            .flatten()
+            .collect()
+    }
+
     fn prepare(call: &CallSetup<'_>, _wasi: &mut WasiCtxBuilder) -> Result<HttpState, String> {
         let grants = &call.sandbox.grants;
         Ok(HttpState {

@@ -110,6 +110,7 @@ pub struct WasmHandler {
     name: String,
     info: PluginInfo,
     sandbox: Sandbox,
+    /// Keeps the process's epoch ticker running while this handler lives.
     _ticker: Arc<EpochTicker>,
 }
 
@@ -228,24 +229,12 @@ impl WasmHandler {
         PluginCall::new(&self.plugin.engine, &setup)
     }
 
-    /// Values to scrub from everything the plugin says during a call: the
-    /// secret settings, the injected headers' secrets and, when handling,
-    /// the new key's secret.
+    /// Values to scrub from everything the plugin says during a call: every
+    /// capability's secrets and, when handling, the new key's secret.
     fn secrets(&self, key: Option<&NewAccessKey>) -> Vec<Zeroizing<String>> {
-        // An injected header can come back in a response (a server echoing
-        // the request). Every copy of the value holds its secret part, so
-        // redacting that (cut copies included) covers the value; a secret
-        // that itself starts with `Bearer ` is redacted without it too.
-        let header_values = self.sandbox.grants.headers.iter().flat_map(|h| {
-            [Some(h.secret.as_str()), h.secret.strip_prefix("Bearer ")]
-                .into_iter()
-                .flatten()
-        });
         let key = key.map(|k| k.secret_access_key.expose());
-        self.sandbox
-            .settings
-            .secret_values()
-            .chain(header_values)
+        Capabilities::secrets(&self.sandbox)
+            .into_iter()
             .chain(key)
             .map(|s| Zeroizing::new(s.to_string()))
             .collect()
