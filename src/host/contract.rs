@@ -29,29 +29,30 @@ use crate::handler::Rotation;
 use crate::iam::NewAccessKey;
 
 /// What a plugin says about itself (`describe()`), whatever version it
-/// speaks.
+/// speaks. The fields are the WIT record's (`wit/handler.wit`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PluginInfo {
-    /// A short name, e.g. `github`.
+    /// Short name, used to prefix the handler's log lines, e.g. `github`.
     pub name: String,
-    /// The plugin's own version.
+    /// The handler's own version, e.g. `1.2.0`.
     pub version: String,
-    /// One line on what it does with the new key.
+    /// One sentence: where this handler puts the new key.
     pub description: String,
-    /// The settings it reads through `wasi:config`.
+    /// Every setting the handler reads; keyrot rejects settings not listed.
     pub settings: Vec<Setting>,
 }
 
-/// One setting a plugin reads.
+/// One setting a handler reads through `wasi:config/store`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Setting {
-    /// Its name, as given to `--config NAME=VALUE` or `--secret`.
+    /// The key passed to `wasi:config/store.get`, e.g. `repo`.
     pub name: String,
-    /// What it is, for people.
+    /// One line for the operator: what the value means, with an example.
     pub description: String,
-    /// Whether the plugin cannot work without it.
+    /// keyrot refuses to run, before touching IAM, if it is missing.
     pub required: bool,
-    /// Whether it must come through `--secret` (and is redacted).
+    /// The value is a credential: given with `--secret`, redacted from
+    /// logs and reports.
     pub secret: bool,
 }
 
