@@ -1,7 +1,8 @@
 //! Plugin start-up, cold and warm: load (compile, or read the compiled-code
 //! cache) + instantiate + call `describe` + call a no-op `preflight`. Warm
 //! starts are measured unpinned (the cache knows the file's sha256) and
-//! pinned with `--plugin-sha256` (the file is hashed at every start).
+//! pinned with `--plugin-sha256` (the cache's record counts when it names
+//! the pin, so neither start hashes the file).
 //!
 //! A benchmark, not a test: it prints numbers and asserts nothing.
 //!

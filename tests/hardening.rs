@@ -197,13 +197,15 @@ async fn a_cache_entry_copied_over_another_plugins_name_is_not_run() {
 }
 
 /// The cache remembers the sha256 of a plugin file that has not changed
-/// (same inode, size, mtime and ctime), so an unpinned warm start need not
-/// read it. A pin is always checked against the bytes read now: a record
-/// naming another plugin (only someone who can write the private cache
-/// could plant one, as they could plant compiled code) is believed
-/// unpinned and ignored pinned.
+/// (same inode, size, mtime and ctime), so a warm start need not read it,
+/// pinned or not. A record naming another plugin (only someone who can
+/// write the private cache could plant one, as they could plant compiled
+/// code) is believed unpinned, and pinned only when it names the pin:
+/// otherwise the file is hashed and the pin checked against its bytes. A
+/// record that names the pin while the file holds other bytes is caught as
+/// soon as the bytes are needed (no compiled entry for the pin).
 #[tokio::test]
-async fn a_pinned_plugin_is_hashed_even_when_the_cache_remembers_its_sha256() {
+async fn a_pinned_plugin_is_hashed_when_the_cache_remembers_another_sha256() {
     use std::os::unix::fs::MetadataExt;
     let (moto, _) = Moto::start_with_user("ci-bot").await;
     let cache = tempfile::tempdir().unwrap();
@@ -230,7 +232,7 @@ async fn a_pinned_plugin_is_hashed_even_when_the_cache_remembers_its_sha256() {
     std::fs::create_dir_all(&seen).unwrap();
     std::fs::write(
         seen.join(format!("{:x}-{:x}", meta.dev(), meta.ino())),
-        record,
+        &record,
     )
     .unwrap();
 
@@ -251,6 +253,39 @@ async fn a_pinned_plugin_is_hashed_even_when_the_cache_remembers_its_sha256() {
         err.contains(&format!("[hello] hello, new key {new}")),
         "{err}"
     );
+
+    // The pinned run above hashed the file and put the record right; plant
+    // the wrong one again. Pinned to what it names, it is believed: the
+    // file is not read, and the compiled code for that sha256 is what
+    // describes itself (before any key is touched: the setting is refused).
+    std::fs::write(
+        seen.join(format!("{:x}-{:x}", meta.dev(), meta.ino())),
+        &record,
+    )
+    .unwrap();
+    let refused = ["--plugin-sha256", &hostile_sha, "--config", "nope=1"];
+    let out = moto.rotate("hello", &refused, &env);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr(&out).contains("plugin 'hostile'"), "{}", show(&out));
+    // Without a compiled entry for the pin, the bytes are read after all,
+    // and they are not the pinned ones.
+    for entry in std::fs::read_dir(cache.path()).unwrap() {
+        let entry = entry.unwrap().path();
+        if entry.extension().is_some_and(|e| e == "cwasm") {
+            std::fs::remove_file(entry).unwrap();
+        }
+    }
+    let out = moto.rotate("hello", &refused, &env);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "has sha256 {hello_sha}, not the pinned {hostile_sha}"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("hostile'"), "{err}");
+    assert_eq!(moto.keys("ci-bot").await[0].0, *new, "no key was touched");
 }
 
 #[tokio::test]

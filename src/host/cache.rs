@@ -39,9 +39,13 @@
 //! and nothing can set it back (short of changing the system clock), and
 //! only files left alone for a few seconds are recorded, so a changed file
 //! is always hashed again. A record is trusted like an entry (private, or
-//! ignored), and it is never used for a pinned plugin: `--plugin-sha256` is
-//! always checked against the bytes read at that start. The worst a wrong
-//! record can do unpinned is what a wrong entry can do.
+//! ignored). A pinned plugin uses it only when it names the pinned sha256;
+//! otherwise the file is hashed and `--plugin-sha256` checked against the
+//! bytes read at that start. That is no weaker than hashing every time: the
+//! pin guards against the file changing, which moves its stamp, and what
+//! runs on a hit is the entry's code, which only the cache vouches for
+//! either way. The worst a wrong record can do is what a wrong entry can
+//! do.
 
 use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -302,8 +306,7 @@ const SEEN_DIR: &str = "seen";
 /// to a file moves its change time (ctime) to the current time, and no
 /// call can set ctime back, so a file whose stamp is unchanged since it
 /// was hashed still has that hash. That lets a warm start skip hashing an
-/// 18 MB plugin (~14 ms) when nothing pins it; a pinned plugin is always
-/// hashed (see `Plugin::load`).
+/// 18 MB plugin (~14 ms), pinned or not (see `Plugin::load`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct FileStamp {
     dev: u64,

@@ -1,14 +1,59 @@
 //! The `wasi:config/store` capability: operator settings, checked against
-//! what the plugin's `describe()` says it reads.
+//! what the plugin's `describe()` says it reads. The smallest complete
+//! `Capability`: the grant ([`Settings`]), its check, its per-call state
+//! and its linking.
 
 use std::collections::BTreeMap;
 
 use wasmtime::component::Linker;
+use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use zeroize::Zeroizing;
 
-use super::HostState;
-use super::bindings::keyrot::handler::types::PluginInfo;
+use super::capability::{CallSetup, Capability};
+use super::{HostState, PluginError, PluginInfo, Sandbox};
+use crate::text::escape_control;
+
+/// Settings, through `wasi:config/store`.
+pub(super) struct Config;
+
+impl Capability for Config {
+    /// The call's settings, plain and secret alike (none for `describe`).
+    type State = WasiConfigVariables;
+
+    const INSPECT: &'static [(&'static str, &'static str)] =
+        &[("wasi:config/", "settings (--config, --secret)")];
+
+    /// Links `wasi:config/store`, answering from the store's variables.
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        wasmtime_wasi_config::add_to_linker(linker, |state: &mut HostState| {
+            WasiConfig::from(&state.config)
+        })
+    }
+
+    /// The settings fit what the plugin says it reads.
+    fn check_described(
+        name: &str,
+        info: &PluginInfo,
+        sandbox: &Sandbox,
+    ) -> Result<(), PluginError> {
+        sandbox
+            .settings
+            .check(name, info)
+            // The message quotes setting names and descriptions the plugin
+            // chose: printed inert.
+            .map_err(|e| PluginError::Settings(escape_control(&e).into_owned()))
+    }
+
+    /// The secret settings (`--secret`).
+    fn secrets(sandbox: &Sandbox) -> Vec<&str> {
+        sandbox.settings.secret_values().collect()
+    }
+
+    fn prepare(call: &CallSetup<'_>, _wasi: &mut WasiCtxBuilder) -> Result<Self::State, String> {
+        Ok(call.sandbox.settings.variables())
+    }
+}
 
 /// The settings an operator gave a plugin: plain ones (`--config`) and
 /// secret ones (`--secret`, redacted everywhere).
@@ -134,12 +179,12 @@ impl Settings {
     }
 
     /// Every secret value, for redaction.
-    pub(super) fn secret_values(&self) -> impl Iterator<Item = &str> {
+    fn secret_values(&self) -> impl Iterator<Item = &str> {
         self.secrets.values().map(|s| s.as_str())
     }
 
     /// The per-call `wasi:config` state: plain and secret settings alike.
-    pub(super) fn variables(&self) -> WasiConfigVariables {
+    fn variables(&self) -> WasiConfigVariables {
         let secrets = self.secrets.iter().map(|(k, v)| (k.clone(), v.to_string()));
         WasiConfigVariables::from_iter(self.values.clone().into_iter().chain(secrets))
     }
@@ -185,17 +230,10 @@ fn quoted(names: &[&str]) -> String {
         .join(", ")
 }
 
-/// Links `wasi:config/store`, answering from the store's variables.
-pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wasmtime_wasi_config::add_to_linker(linker, |state: &mut HostState| {
-        WasiConfig::from(&state.config)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::bindings::keyrot::handler::types::Setting;
+    use crate::host::Setting;
 
     fn info() -> PluginInfo {
         PluginInfo {

@@ -11,15 +11,47 @@ use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use super::HostState;
+use super::capability::{CallSetup, Capability};
+use super::{HostState, Plugin, PluginError, Sandbox};
 use crate::grants::DirGrant;
+
+/// The granted directories (`--allow-dir`), and nothing else.
+pub(super) struct Filesystem;
+
+impl Capability for Filesystem {
+    type State = ();
+
+    const INSPECT: &'static [(&'static str, &'static str)] = &[(
+        "wasi:filesystem/",
+        "filesystem (sees only --allow-dir directories)",
+    )];
+
+    /// WASI p2 (linked first, by the engine) brings the filesystem; this
+    /// only takes symlink creation away.
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        refuse_symlinks(linker)
+    }
+
+    /// Every granted directory exists, so a typo fails before any key is
+    /// created.
+    fn check_grants(_plugin: &Plugin, sandbox: &Sandbox) -> Result<(), PluginError> {
+        for dir in &sandbox.grants.dirs {
+            dir.check().map_err(PluginError::Grants)?;
+        }
+        Ok(())
+    }
+
+    fn prepare(call: &CallSetup<'_>, wasi: &mut WasiCtxBuilder) -> Result<(), String> {
+        preopen(wasi, &call.sandbox.grants.dirs)
+    }
+}
 
 /// The filesystem interface wasmtime-wasi links; components importing any
 /// semver-compatible 0.2.x version resolve to it.
 const TYPES: &str = "wasi:filesystem/types@0.2.12";
 
 /// Preopens each granted directory at its guest path.
-pub(super) fn preopen(builder: &mut WasiCtxBuilder, dirs: &[DirGrant]) -> Result<(), String> {
+fn preopen(builder: &mut WasiCtxBuilder, dirs: &[DirGrant]) -> Result<(), String> {
     for dir in dirs {
         let perms = if dir.read_only {
             FsPerms::ReadOnly
@@ -35,7 +67,7 @@ pub(super) fn preopen(builder: &mut WasiCtxBuilder, dirs: &[DirGrant]) -> Result
 
 /// Replaces `descriptor.symlink-at` (linked by wasmtime-wasi) with one that
 /// always fails with `not-permitted`.
-pub(super) fn refuse_symlinks(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+fn refuse_symlinks(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let result = linker.instance(TYPES)?.func_wrap(
         "[method]descriptor.symlink-at",

@@ -19,12 +19,14 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use wasmtime::component::Linker;
+use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::{
     Error as HttpError, RequestOptions, Result as HttpResult, WasiBody, WasiHttpCtx,
     WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
-use super::HostState;
+use super::capability::{CallSetup, Capability};
+use super::{HostState, Plugin, PluginError, Sandbox};
 use crate::grants::{AllowList, HeaderInjection, HostRule};
 
 /// Requests one call may make.
@@ -43,32 +45,101 @@ pub const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 /// The wasi:http import a plugin needs a host grant for.
 pub const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler";
 
-/// Per-call HTTP state: the policy and what the call has done so far.
-pub(super) struct HttpGuard {
+/// Outbound HTTP (`wasi:http`), to the allowed hosts only.
+pub(super) struct Http;
+
+impl Capability for Http {
+    type State = HttpState;
+
+    const INSPECT: &'static [(&'static str, &'static str)] =
+        &[(OUTGOING_HANDLER, "outbound HTTP (needs --allow-host)")];
+
+    /// Links `wasi:http` (types and outgoing-handler). Linking grants
+    /// nothing: every request still has to pass [`HttpGuard`].
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+    }
+
+    /// A plugin that makes requests has a host to send them to, and every
+    /// injected header goes to an allowed host.
+    fn check_grants(plugin: &Plugin, sandbox: &Sandbox) -> Result<(), PluginError> {
+        let hosts = &sandbox.grants.hosts;
+        if wants_http(plugin.imports()) && hosts.is_empty() {
+            return Err(PluginError::Grants(format!(
+                "plugin '{}' wants outbound HTTP (it imports {OUTGOING_HANDLER}) but no host is \
+                 allowed: add --allow-host HOST for each host it must reach",
+                plugin.path().display(),
+            )));
+        }
+        for injection in &sandbox.grants.headers {
+            if !hosts.rules().contains(&injection.host) {
+                return Err(PluginError::Grants(format!(
+                    "--inject-header names {0}, which is not allowed: add --allow-host {0}",
+                    injection.host
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// An injected header can come back in a response (a server echoing
+    /// the request). Every copy of the value holds its secret part, so
+    /// redacting that (cut copies included) covers the value; a secret that
+    /// itself starts with `Bearer ` is redacted without it too.
+    fn secrets(sandbox: &Sandbox) -> Vec<&str> {
+        let headers = sandbox.grants.headers.iter();
+        headers
+            .flat_map(|h| [Some(h.secret.as_str()), h.secret.strip_prefix("Bearer ")])
+            .flatten()
+            .collect()
+    }
+
+    fn prepare(call: &CallSetup<'_>, _wasi: &mut WasiCtxBuilder) -> Result<HttpState, String> {
+        let grants = &call.sandbox.grants;
+        Ok(HttpState {
+            ctx: WasiHttpCtx::new(),
+            guard: HttpGuard {
+                plugin: call.plugin.to_string(),
+                allow: grants.hosts.clone(),
+                headers: grants.headers.clone(),
+                requests: 0,
+                notes: Arc::default(),
+            },
+        })
+    }
+}
+
+/// Whether a component with these imports can make outbound requests.
+pub(super) fn wants_http(imports: &[String]) -> bool {
+    imports.iter().any(|i| i.starts_with(OUTGOING_HANDLER))
+}
+
+/// One call's HTTP state: wasi:http's context and keyrot's guard.
+pub(super) struct HttpState {
+    ctx: WasiHttpCtx,
+    guard: HttpGuard,
+}
+
+impl HttpState {
+    /// What the host refused the plugin during the call, for its log and
+    /// its error.
+    pub(super) fn take_notes(&self) -> Vec<String> {
+        let mut notes = self.guard.notes.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *notes)
+    }
+}
+
+/// The call's HTTP policy and what the call has done so far.
+struct HttpGuard {
     plugin: String,
-    allow: Arc<AllowList>,
-    headers: Arc<Vec<HeaderInjection>>,
+    allow: AllowList,
+    headers: Vec<HeaderInjection>,
     requests: u32,
     /// Messages for the plugin's log (denials), drained after the call.
     notes: Arc<Mutex<Vec<String>>>,
 }
 
 impl HttpGuard {
-    pub(super) fn new(
-        plugin: &str,
-        allow: Arc<AllowList>,
-        headers: Arc<Vec<HeaderInjection>>,
-        notes: Arc<Mutex<Vec<String>>>,
-    ) -> Self {
-        Self {
-            plugin: plugin.to_string(),
-            allow,
-            headers,
-            requests: 0,
-            notes,
-        }
-    }
-
     /// Refuses a request; the reason reaches the log (and the report) with
     /// the plugin's other lines once the call ends.
     fn deny(&self, why: String) -> HttpError {
@@ -232,20 +303,9 @@ async fn read_whole_body(
 impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
-            ctx: &mut self.http,
+            ctx: &mut self.http.ctx,
             table: &mut self.table,
-            hooks: &mut self.http_guard,
+            hooks: &mut self.http.guard,
         }
     }
-}
-
-/// Links `wasi:http` (types and outgoing-handler). Linking grants nothing:
-/// every request still has to pass [`HttpGuard`].
-pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
-}
-
-/// A fresh wasi:http context.
-pub(super) fn context() -> WasiHttpCtx {
-    WasiHttpCtx::new()
 }

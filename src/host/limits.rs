@@ -1,19 +1,62 @@
 //! Hard limits on a plugin call: memory, guest CPU time, wall-clock time.
 //!
 //! Guest CPU is bounded by Wasmtime's epoch interruption: one ticker thread
-//! per process advances the engine's epoch, and every few ticks the store checks the
-//! call's deadline (trapping past it) and yields. Time spent in host calls is
-//! bounded by an outer tokio timeout around the whole call.
+//! per process advances the engine's epoch, and every few ticks the store
+//! checks the call's deadline (trapping past it) and yields. Time spent in
+//! host calls is bounded by an outer tokio timeout around the whole call
+//! ([`outer_timeout`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use wasmtime::{Engine, ResourceLimiter};
+use wasmtime::component::Linker;
+use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::HostState;
+use super::capability::{CallSetup, Capability};
 
 /// How often the epoch advances: the granularity of the CPU deadline.
 pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Memory and time, for every call.
+pub(super) struct Limits;
+
+impl Capability for Limits {
+    type State = MemoryLimiter;
+
+    /// Nothing to link: limits are set on the store.
+    fn add_to_linker(_linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+
+    fn prepare(call: &CallSetup<'_>, _wasi: &mut WasiCtxBuilder) -> Result<MemoryLimiter, String> {
+        Ok(MemoryLimiter::new(call.sandbox.limits.memory_bytes))
+    }
+
+    /// Caps the store's memory and gives its guest code a deadline.
+    fn arm(store: &mut Store<HostState>, call: &CallSetup<'_>) {
+        store.limiter(|state| &mut state.limits);
+        let deadline = Instant::now() + call.sandbox.limits.timeout;
+        store.set_epoch_deadline(CHECK_TICKS);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(CHECK_TICKS)
+            })
+        });
+    }
+}
+
+/// The wall-clock bound on a whole call. The epoch deadline stops guest
+/// code; this also stops a call stuck in the host (an HTTP request, say).
+/// A little slack lets the epoch trap win when both fire.
+pub(super) fn outer_timeout(limits: &PluginLimits) -> Duration {
+    limits.timeout + EPOCH_TICK * 10
+}
 
 /// Limits for each plugin call.
 #[derive(Clone, Copy, Debug)]
@@ -47,22 +90,39 @@ impl Default for PluginLimits {
 pub(super) struct MemoryLimiter {
     max: usize,
     used: usize,
-    pub(super) exceeded: bool,
+    exceeded: bool,
     /// The machine, not the limit, refused memory the plugin was allowed.
-    pub(super) host_failed: bool,
+    host_failed: bool,
     /// The last growth allowed: (`used` before it, whether it stayed within
     /// the memory's own maximum), to undo it if it then fails.
     last_grow: Option<(usize, bool)>,
 }
 
+/// What the memory limiter saw during a call.
+#[derive(Clone, Copy)]
+pub(super) struct MemoryVerdict {
+    /// The plugin asked for more than `--memory`.
+    pub exceeded: bool,
+    /// The machine failed to provide memory within the limit.
+    pub host_failed: bool,
+}
+
 impl MemoryLimiter {
-    pub(super) fn new(max: usize) -> Self {
+    fn new(max: usize) -> Self {
         Self {
             max,
             used: 0,
             exceeded: false,
             host_failed: false,
             last_grow: None,
+        }
+    }
+
+    /// What the limiter saw, once the call is over.
+    pub(super) fn verdict(&self) -> MemoryVerdict {
+        MemoryVerdict {
+            exceeded: self.exceeded,
+            host_failed: self.host_failed,
         }
     }
 
@@ -187,7 +247,7 @@ impl Drop for EpochTicker {
 /// How many ticks guest code runs between checks of its deadline. At each
 /// check it also yields to the async executor, so a call can be cancelled
 /// (an operator's interrupt) even while the guest spins.
-pub(super) const CHECK_TICKS: u64 = 10;
+const CHECK_TICKS: u64 = 10;
 
 #[cfg(test)]
 mod tests {

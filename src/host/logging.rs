@@ -13,22 +13,84 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime::component::{HasSelf, Linker};
+use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use zeroize::Zeroizing;
 
+use self::wasi_logging::Level;
 use super::HostState;
-use super::bindings::wasi::logging::logging::{self, Level};
+use super::capability::{CallSetup, Capability};
 use crate::handler::{LogLevel, LogLine};
 use crate::secret::redact;
 use crate::text::{escape_control, truncate};
+
+/// Bindings for `wasi:logging` (`wit/deps/logging`), shared by every
+/// contract version's bindings (their `with`).
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit/deps/logging",
+        world: "wasi:logging/imports",
+    });
+}
+pub use bindings::wasi::logging::logging as wasi_logging;
 
 /// Lines kept per call; later ones are counted, not kept.
 const MAX_LINES: usize = 1000;
 /// Bytes kept per line.
 const MAX_LINE_BYTES: usize = 4096;
 /// Bytes of stdout (and, separately, stderr) kept per call.
-pub(super) const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// `wasi:logging`, and the plugin's stdout and stderr.
+pub(super) struct Logging;
+
+impl Capability for Logging {
+    type State = LogState;
+
+    const INSPECT: &'static [(&'static str, &'static str)] = &[("wasi:logging/", "logging")];
+
+    /// Links `wasi:logging/logging`.
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        wasi_logging::add_to_linker::<HostState, HasSelf<LogState>>(linker, |state| {
+            &mut state.logging
+        })
+    }
+
+    /// A fresh log, and stdout/stderr captured into it (never inherited).
+    fn prepare(call: &CallSetup<'_>, wasi: &mut WasiCtxBuilder) -> Result<LogState, String> {
+        let stdout = CapturedOutput::new(MAX_OUTPUT_BYTES);
+        let stderr = CapturedOutput::new(MAX_OUTPUT_BYTES);
+        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        Ok(LogState {
+            log: PluginLog::new(call.plugin, call.secrets.to_vec()),
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// One call's log: what the plugin logged, and what it printed.
+pub(super) struct LogState {
+    log: PluginLog,
+    stdout: CapturedOutput,
+    stderr: CapturedOutput,
+}
+
+impl LogState {
+    /// Ends the call's log: keyrot's `notes` about the call, then what the
+    /// plugin printed. Also returns the last lines of its stderr (not yet
+    /// redacted), for a crash's message.
+    pub(super) fn close(self, notes: &[String]) -> (PluginLog, Option<String>) {
+        let mut log = self.log;
+        for note in notes {
+            log.note(note);
+        }
+        log.push_output("stdout", &self.stdout);
+        log.push_output("stderr", &self.stderr);
+        (log, self.stderr.last_words())
+    }
+}
 
 /// What one plugin call logged, redacted and bounded.
 pub(super) struct PluginLog {
@@ -39,7 +101,7 @@ pub(super) struct PluginLog {
 }
 
 impl PluginLog {
-    pub(super) fn new(plugin: &str, secrets: Vec<Zeroizing<String>>) -> Self {
+    fn new(plugin: &str, secrets: Vec<Zeroizing<String>>) -> Self {
         Self {
             plugin: plugin.to_string(),
             secrets,
@@ -54,7 +116,7 @@ impl PluginLog {
         redact(text, &secrets)
     }
 
-    pub(super) fn push(&mut self, level: LogLevel, context: &str, message: &str) {
+    fn push(&mut self, level: LogLevel, context: &str, message: &str) {
         if self.lines.len() >= MAX_LINES {
             self.dropped += 1;
             return;
@@ -86,7 +148,7 @@ impl PluginLog {
     /// Adds keyrot's own note about the call (a denied request, say): kept in
     /// the report with the plugin's lines, but logged as keyrot's, so hiding
     /// the plugin's log (`--plugin-log hide`) never hides it.
-    pub(super) fn note(&mut self, message: &str) {
+    fn note(&mut self, message: &str) {
         let message = truncate(&self.redact(message), MAX_LINE_BYTES).to_string();
         tracing::warn!(
             "plugin '{}': {}",
@@ -101,7 +163,7 @@ impl PluginLog {
     }
 
     /// Adds what the plugin wrote to stdout or stderr, a line at a time.
-    pub(super) fn push_output(&mut self, stream: &str, output: &CapturedOutput) {
+    fn push_output(&mut self, stream: &str, output: &CapturedOutput) {
         let (bytes, dropped) = output.contents();
         let level = if stream == "stderr" {
             LogLevel::Warn
@@ -144,7 +206,7 @@ impl PluginLog {
     }
 }
 
-impl logging::Host for HostState {
+impl wasi_logging::Host for LogState {
     fn log(&mut self, level: Level, context: String, message: String) {
         // A failpoint inside a host call, with the plugin's frames on the
         // stack: a panic here must unwind out through them.
@@ -161,15 +223,10 @@ impl logging::Host for HostState {
     }
 }
 
-/// Links `wasi:logging/logging`.
-pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    logging::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
-}
-
 /// A stdout/stderr sink that keeps the first `capacity` bytes and silently
 /// counts the rest, so a chatty plugin neither fails nor grows the host.
 #[derive(Clone)]
-pub(super) struct CapturedOutput {
+struct CapturedOutput {
     inner: Arc<Mutex<Captured>>,
 }
 
@@ -180,7 +237,7 @@ struct Captured {
 }
 
 impl CapturedOutput {
-    pub(super) fn new(capacity: usize) -> Self {
+    fn new(capacity: usize) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Captured {
                 bytes: Vec::new(),
@@ -200,7 +257,7 @@ impl CapturedOutput {
 
     /// The last lines worth quoting in an error (a panic message, say).
     /// Not yet redacted, nor shortened (redact first).
-    pub(super) fn last_words(&self) -> Option<String> {
+    fn last_words(&self) -> Option<String> {
         let (bytes, _) = self.contents();
         let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text

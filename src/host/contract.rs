@@ -1,0 +1,287 @@
+//! The `keyrot:handler` contract, in every version keyrot loads, called
+//! through one trait.
+//!
+//! Each version is a frozen WIT package (`wit/` is the newest; older ones
+//! live in `wit/VERSION/`) with bindings of its own. The host calls every
+//! version the same way, through [`Handler`], and [`handler_contract!`]
+//! writes that trait's impl for a version's bindings, so a version's module
+//! holds only what really differs: its `bindgen!` and how keyrot's
+//! [`Rotation`] maps onto its record. A plugin built for an older version
+//! keeps working; it simply does not get what later versions added.
+//!
+//! Adding `keyrot:handler@0.3.0`: copy today's `wit/` to `wit/0.2.0/` and
+//! point `v0_2` at it, write the new `wit/handler.wit`, add a `v0_3` module
+//! shaped like the ones below, and put `v0_3::VERSION` first in
+//! [`VERSIONS`]. A second world (a reporter) gets a trait of its own beside
+//! [`Handler`], written the same way; the store, the capabilities, the
+//! limits and the failure reports ([`super::call`]) are the same for it.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use wasmtime::Store;
+use wasmtime::component::InstancePre;
+use zeroize::Zeroize;
+
+use super::HostState;
+use crate::handler::Rotation;
+use crate::iam::NewAccessKey;
+
+/// What a plugin says about itself (`describe()`), whatever version it
+/// speaks. The fields are the WIT record's (`wit/handler.wit`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PluginInfo {
+    /// Short name, used to prefix the handler's log lines, e.g. `github`.
+    pub name: String,
+    /// The handler's own version, e.g. `1.2.0`.
+    pub version: String,
+    /// One sentence: where this handler puts the new key.
+    pub description: String,
+    /// Every setting the handler reads; keyrot rejects settings not listed.
+    pub settings: Vec<Setting>,
+}
+
+/// One setting a handler reads through `wasi:config/store`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Setting {
+    /// The key passed to `wasi:config/store.get`, e.g. `repo`.
+    pub name: String,
+    /// One line for the operator: what the value means, with an example.
+    pub description: String,
+    /// keyrot refuses to run, before touching IAM, if it is missing.
+    pub required: bool,
+    /// The value is a credential: given with `--secret`, redacted from
+    /// logs and reports.
+    pub secret: bool,
+}
+
+/// A handler plugin linked against one contract version. Each call
+/// instantiates it in the call's fresh store and calls one export; what the
+/// export returns as an error (`Err(message)`) is the plugin's refusal, a
+/// trap is the outer `Err`.
+pub(super) trait Handler: Send + Sync {
+    /// `describe()`: what the plugin is and which settings it reads.
+    fn describe<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> BoxFuture<'a, wasmtime::Result<PluginInfo>>;
+
+    /// `preflight(rotation)`: whether the plugin can deliver a key now.
+    fn preflight<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+        rotation: &'a Rotation,
+    ) -> BoxFuture<'a, wasmtime::Result<Result<(), String>>>;
+
+    /// `handle(rotation, key)`: deliver the new key.
+    fn handle<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+        rotation: &'a Rotation,
+        key: &'a NewAccessKey,
+    ) -> BoxFuture<'a, wasmtime::Result<Result<(), String>>>;
+}
+
+/// One contract version keyrot loads.
+pub(super) struct Version {
+    /// The package, e.g. `keyrot:handler@0.2.0`.
+    pub package: &'static str,
+    /// The interface a plugin of this version exports, e.g.
+    /// `keyrot:handler/handler@0.2.0`.
+    pub export: &'static str,
+    /// Checks a linked component's exports against this version's.
+    pub link: fn(InstancePre<HostState>) -> wasmtime::Result<Arc<dyn Handler>>,
+}
+
+/// Every version keyrot loads, newest first: a plugin exporting several
+/// speaks the newest.
+pub(super) const VERSIONS: [Version; 2] = [v0_2::VERSION, v0_1::VERSION];
+
+/// The contract version plugins built from `wit/` speak.
+pub const CURRENT_CONTRACT: &str = VERSIONS[0].package;
+
+/// The world a plugin must target, in every version keyrot loads, for
+/// error messages: `keyrot:handler/new-key-handler@0.2.0 (or the older
+/// @0.1.0)`.
+pub(super) fn world_names() -> String {
+    let [newest, older @ ..] = &VERSIONS;
+    let version = |v: &Version| {
+        v.package
+            .rsplit_once('@')
+            .map_or("", |(_, v)| v)
+            .to_string()
+    };
+    let older: Vec<String> = older.iter().map(|v| format!("@{}", version(v))).collect();
+    format!(
+        "keyrot:handler/new-key-handler@{} (or the older {})",
+        version(newest),
+        older.join(", ")
+    )
+}
+
+/// A WIT copy of the new key whose secret is zeroized when it is dropped,
+/// however the call ends (returned, trapped, timed out, cancelled,
+/// panicked).
+struct WipeOnDrop<K> {
+    key: K,
+    secret: fn(&mut K) -> &mut String,
+}
+
+impl<K> Drop for WipeOnDrop<K> {
+    fn drop(&mut self) {
+        (self.secret)(&mut self.key).zeroize();
+    }
+}
+
+/// Implements [`Handler`] for the bindings generated in the module it is
+/// invoked in, and declares that module's `VERSION`. The calls are the same
+/// in every version: instantiate, call the export, convert the records
+/// (whose fields have not changed so far; a version that changes one gives
+/// it a conversion of its own). The module provides
+/// `From<&Rotation> for wit::Rotation`.
+macro_rules! handler_contract {
+    ($version:literal) => {
+        use self::keyrot::handler::types as wit;
+        use futures_util::future::BoxFuture;
+        use wasmtime::Store;
+        use $crate::host::HostState;
+        use $crate::host::contract::{Handler, PluginInfo, Setting, Version, WipeOnDrop};
+
+        /// This version, for [`super::VERSIONS`].
+        pub(super) const VERSION: Version = Version {
+            package: concat!("keyrot:handler@", $version),
+            export: concat!("keyrot:handler/handler@", $version),
+            link: |pre| Ok(std::sync::Arc::new(NewKeyHandlerPre::new(pre)?)),
+        };
+
+        impl Handler for NewKeyHandlerPre<HostState> {
+            fn describe<'a>(
+                &'a self,
+                store: &'a mut Store<HostState>,
+            ) -> BoxFuture<'a, wasmtime::Result<PluginInfo>> {
+                Box::pin(async move {
+                    let instance = self.instantiate_async(&mut *store).await?;
+                    let info = instance
+                        .keyrot_handler_handler()
+                        .call_describe(&mut *store)
+                        .await?;
+                    Ok(PluginInfo {
+                        name: info.name,
+                        version: info.version,
+                        description: info.description,
+                        settings: info
+                            .settings
+                            .into_iter()
+                            .map(|s| Setting {
+                                name: s.name,
+                                description: s.description,
+                                required: s.required,
+                                secret: s.secret,
+                            })
+                            .collect(),
+                    })
+                })
+            }
+
+            fn preflight<'a>(
+                &'a self,
+                store: &'a mut Store<HostState>,
+                rotation: &'a $crate::handler::Rotation,
+            ) -> BoxFuture<'a, wasmtime::Result<Result<(), String>>> {
+                Box::pin(async move {
+                    let instance = self.instantiate_async(&mut *store).await?;
+                    instance
+                        .keyrot_handler_handler()
+                        .call_preflight(&mut *store, &wit::Rotation::from(rotation))
+                        .await
+                })
+            }
+
+            fn handle<'a>(
+                &'a self,
+                store: &'a mut Store<HostState>,
+                rotation: &'a $crate::handler::Rotation,
+                key: &'a $crate::iam::NewAccessKey,
+            ) -> BoxFuture<'a, wasmtime::Result<Result<(), String>>> {
+                Box::pin(async move {
+                    let instance = self.instantiate_async(&mut *store).await?;
+                    $crate::testhook::hit("host-handle");
+                    // The guest gets its own copy; the host's is wiped.
+                    let copy = WipeOnDrop {
+                        key: wit::AccessKey {
+                            user_name: key.user_name.clone(),
+                            access_key_id: key.access_key_id.clone(),
+                            secret_access_key: key.secret_access_key.expose().to_string(),
+                            create_date: key.create_date.clone(),
+                        },
+                        secret: |k| &mut k.secret_access_key,
+                    };
+                    instance
+                        .keyrot_handler_handler()
+                        .call_handle(&mut *store, &wit::Rotation::from(rotation), &copy.key)
+                        .await
+                })
+            }
+        }
+    };
+}
+
+/// `keyrot:handler@0.2.0`, the current contract (`wit/`).
+mod v0_2 {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "keyrot:handler/new-key-handler",
+        exports: { default: async },
+        with: { "wasi:logging/logging": crate::host::logging::wasi_logging },
+    });
+
+    handler_contract!("0.2.0");
+
+    impl From<&crate::handler::Rotation> for wit::Rotation {
+        fn from(rotation: &crate::handler::Rotation) -> Self {
+            wit::Rotation {
+                user_name: rotation.user_name.clone(),
+                current_key_id: rotation.current_key_id.clone(),
+                account_id: rotation.account_id.clone(),
+            }
+        }
+    }
+}
+
+/// `keyrot:handler@0.1.0`, the first contract (`wit/0.1.0/`).
+mod v0_1 {
+    wasmtime::component::bindgen!({
+        path: "wit/0.1.0",
+        world: "keyrot:handler/new-key-handler",
+        exports: { default: async },
+        with: { "wasi:logging/logging": crate::host::logging::wasi_logging },
+    });
+
+    handler_contract!("0.1.0");
+
+    /// 0.1.0 has no account id: the plugin simply does not get it.
+    impl From<&crate::handler::Rotation> for wit::Rotation {
+        fn from(rotation: &crate::handler::Rotation) -> Self {
+            wit::Rotation {
+                user_name: rotation.user_name.clone(),
+                current_key_id: rotation.current_key_id.clone(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_every_version_newest_first() {
+        assert_eq!(CURRENT_CONTRACT, "keyrot:handler@0.2.0");
+        assert_eq!(
+            world_names(),
+            "keyrot:handler/new-key-handler@0.2.0 (or the older @0.1.0)"
+        );
+        assert_eq!(VERSIONS[1].export, "keyrot:handler/handler@0.1.0");
+    }
+}
