@@ -9,6 +9,16 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
+/// What a panic said, from its payload (a `&str` or a `String`, as `panic!`
+/// makes them).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// Longest handler error message kept, in bytes.
 pub const MAX_ERROR_BYTES: usize = 8 * 1024;
 

@@ -143,11 +143,7 @@ impl Failure<'_> {
     /// keyrot's host code panicked while the plugin ran: a bug in keyrot,
     /// reported as a handler failure so the rotation still ends safely.
     fn host_panicked(&self, panic: &(dyn Any + Send)) -> HandlerError {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+        let what = crate::text::panic_message(panic);
         HandlerError::new(
             HandlerErrorKind::Trapped,
             format!(

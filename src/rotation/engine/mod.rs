@@ -557,7 +557,7 @@ impl<I: Iam, H: NewKeyHandler> KeyRotator<I, H> {
         tokio::select! {
             result = call => result.unwrap_or_else(|panic| Err(HandlerError::new(
                 HandlerErrorKind::Trapped,
-                format!("the handler call crashed keyrot's host side: {}", panic_message(&panic)),
+                format!("the handler call crashed keyrot's host side: {}", crate::text::panic_message(&*panic)),
             ))).map_err(Stop::Handler),
             () = self.interrupt.stopped() => Err(Stop::Handler(Interrupt::error())),
             () = self.journal.lost(user) => Err(Stop::Lost(lost_error(user))),
@@ -573,15 +573,6 @@ fn lost_error(user: &str) -> JournalError {
               over"
             .into(),
     }
-}
-
-/// The text of a panic payload.
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".to_string())
 }
 
 /// An IAM error that ends the create's throttling retries.

@@ -1,0 +1,45 @@
+//! What an operator grants a plugin, as pure data: which hosts it may reach,
+//! which directories it sees, which secrets it gets and which headers the
+//! host adds for it. Everything here parses and answers questions without
+//! Wasmtime, so the policy is testable on its own; `crate::host` enforces it.
+//!
+//! Every grant is off unless named:
+//!
+//! - `--allow-host api.github.com` (https, port 443) or
+//!   `--allow-host http://127.0.0.1:8080`: exact hosts only, no wildcards.
+//! - `--allow-dir HOST_PATH[:GUEST_PATH][:ro]`: one preopened directory.
+//! - `--secret NAME=env:VAR` or `NAME=file:PATH`: a redacted setting.
+//! - `--inject-header 'api.github.com=Authorization:Bearer {env:TOKEN}'`:
+//!   a header the host adds to requests to that host only, so the plugin
+//!   never sees the token.
+
+mod dirs;
+mod headers;
+mod hosts;
+mod secrets;
+
+pub use self::dirs::{DirGrant, check_private_dirs};
+pub use self::headers::HeaderInjection;
+pub use self::hosts::{AllowList, HostRule, Scheme};
+pub use self::secrets::{MAX_SECRET_BYTES, SecretSource, parse_secret_arg};
+
+use std::path::{Path, PathBuf};
+
+/// Everything granted to one plugin run.
+#[derive(Clone, Debug, Default)]
+pub struct Grants {
+    /// Hosts outbound HTTP may reach.
+    pub hosts: AllowList,
+    /// Directories the plugin sees.
+    pub dirs: Vec<DirGrant>,
+    /// Headers the host adds to requests, by host.
+    pub headers: Vec<HeaderInjection>,
+}
+
+/// Expands a leading `~/` to `$HOME/`, for paths in job files.
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
