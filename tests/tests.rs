@@ -24,8 +24,9 @@
 //!   accounts, a job file's targets, throttling, Ctrl-C.
 //! - `fleet_fake`: the library's fleet in process on the fake IAM (Ctrl-C
 //!   before a turn, a panicking task, refused input, the file journal's lock).
-//! - `contract`: plugins of contract 0.2.0 (told the account id) and 0.1.0
-//!   (still loaded) through the same binary, and `inspect` naming each.
+//! - `contract`: plugins of contract 0.3.0 (told the account id and, after
+//!   a kill, the key left behind), 0.2.0 and 0.1.0 (still loaded) through
+//!   the same binary, and `inspect` naming each.
 //! - `readme`: the handler guide's examples are the code the tests build,
 //!   and no documented command changes real keys without saying so.
 //! - `docs`: `docs/reference.md` lists exactly the flags of every command's
