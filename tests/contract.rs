@@ -178,9 +178,9 @@ async fn inspect_names_the_contract_version_in_text_and_json() {
 }
 
 /// Plugins built from `wit/` speak the current contract whatever their
-/// language, gitlab too (its world includes it); circleci and dotenv stay
-/// on 0.1.0 on purpose (their worlds include it, and their builds take it
-/// from `wit/0.1.0/`).
+/// language, dotenv and gitlab too (their worlds include it); circleci stays
+/// on 0.1.0 on purpose (its world includes it, and its build takes it from
+/// `wit/0.1.0/`).
 #[tokio::test]
 async fn each_in_repo_plugin_speaks_the_contract_its_build_chose() {
     let moto = Moto::start();
@@ -194,7 +194,7 @@ async fn each_in_repo_plugin_speaks_the_contract_its_build_chose() {
         ("js-hello", CURRENT),
         ("c-hello", CURRENT),
         ("circleci", V0_1),
-        ("dotenv", V0_1),
+        ("dotenv", CURRENT),
     ] {
         let wasm = plugin(name).to_string_lossy().into_owned();
         let out = moto.keyrot(&["plugin", "inspect", &wasm, "--output", "json"]);
