@@ -17,6 +17,9 @@
 //! - `promise`: the promise under bad luck: failed reruns keep the journal,
 //!   a create IAM applies late, forged and stale records, two machines on
 //!   one user, leases renewed and lost, a new key deleted behind our back.
+//! - `resume`: a kill at every step boundary of a rotation, then the same
+//!   command with no flag, converges with each strict file handler
+//!   (aws-credentials-file, dotenv): contract 0.3.0's abandoned key.
 //! - `drain`: `--retire drain` with a real consumer of the old key: kept
 //!   while used, deactivated when quiet, deleted after the grace, a person
 //!   called past the timeout, `drain undo`, kills at each drain step.
@@ -64,6 +67,7 @@ mod oci;
 mod promise;
 mod proxy;
 mod readme;
+mod resume;
 mod rotation;
 mod sandbox;
 mod schedule;
