@@ -85,10 +85,10 @@ pub(super) trait Handler: Send + Sync {
 
 /// One contract version keyrot loads.
 pub(super) struct Version {
-    /// The package, e.g. `keyrot:handler@0.2.0`.
+    /// The package, e.g. `keyrot:handler@0.3.0`.
     pub package: &'static str,
     /// The interface a plugin of this version exports, e.g.
-    /// `keyrot:handler/handler@0.2.0`.
+    /// `keyrot:handler/handler@0.3.0`.
     pub export: &'static str,
     /// Checks a linked component's exports against this version's.
     pub link: fn(InstancePre<HostState>) -> wasmtime::Result<Arc<dyn Handler>>,
