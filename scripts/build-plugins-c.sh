@@ -13,9 +13,10 @@
 #
 # Then: bindings (`wit-bindgen c`) from wit/ for c-hello and from
 # plugins/dotenv/wit (keyrot's world plus wasi:filesystem; it includes the
-# 0.1.0 contract, taken from wit/0.1.0/) for dotenv, the
-# dotenv unit tests (natively,
-# under ASan and UBSan), clang for wasm32-wasi (a reactor core module), and
+# contract version its world names, taken from wit/ when that is the current
+# one, else from the frozen wit/VERSION/) for dotenv, the dotenv unit tests
+# (natively, under ASan and UBSan), clang for wasm32-wasi (a reactor core
+# module), and
 # `wasm-tools component new --adapt` to make the component. Idempotent: run it
 # again and it only rebuilds the plugins (a few seconds).
 set -euo pipefail

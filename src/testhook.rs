@@ -11,7 +11,8 @@
 //!   stderr and sleeps forever, so a test can SIGKILL keyrot at exactly that
 //!   step; `wait` prints the same line and then waits until the file named
 //!   by `KEYROT_TEST_RESUME` exists, so a test can let two runs interleave
-//!   in a chosen order.
+//!   in a chosen order. `*:trace` prints `keyrot-test-hook: passed <point>`
+//!   at every point the run passes, so a test can list them.
 //! - `KEYROT_TEST_CLOCK_OFFSET=<seconds>` (may be negative) moves keyrot's
 //!   idea of now ([`now_offset`]), as a machine with a wrong clock would.
 //! - `KEYROT_TEST_OWNER=<host:pid>` replaces the host and pid in the run's
@@ -73,6 +74,12 @@ mod armed {
             let Some((name, action)) = entry.trim().split_once(':') else {
                 continue;
             };
+            if name == "*" && action == "trace" {
+                let mut stderr = std::io::stderr();
+                let _ = writeln!(stderr, "keyrot-test-hook: passed {point}");
+                let _ = stderr.flush();
+                continue;
+            }
             if name != point {
                 continue;
             }

@@ -1,17 +1,21 @@
 //! Contract versions, through the real binary against moto: the same keyrot
-//! rotates with a plugin built from `wit/` (`keyrot:handler@0.2.0`, which is
-//! told the account id) and with one built from the frozen `wit/0.1.0/`
-//! (which is not), and `plugin inspect` names the version each speaks.
+//! rotates with a plugin built from `wit/` (`keyrot:handler@0.3.0`, which is
+//! told the account id and, after an interrupted run, the key it may have
+//! left), with one built from the frozen `wit/0.2.0/` (told the account id
+//! only) and with one built from the frozen `wit/0.1.0/` (told neither), and
+//! `plugin inspect` names the version each speaks.
 
 use std::path::PathBuf;
 use std::process::Output;
 
 use serde_json::Value;
 
+use crate::schedule::{Setup, kill};
 use crate::util::{Moto, plugin, show};
 
-const CURRENT: &str = "keyrot:handler@0.2.0";
-const OLDER: &str = "keyrot:handler@0.1.0";
+const CURRENT: &str = "keyrot:handler@0.3.0";
+const V0_2: &str = "keyrot:handler@0.2.0";
+const V0_1: &str = "keyrot:handler@0.1.0";
 
 /// The account moto answers `sts:GetCallerIdentity` with by default.
 const MOTO_ACCOUNT: &str = "123456789012";
@@ -80,9 +84,65 @@ async fn a_plugin_of_the_current_contract_is_told_the_account_id() {
     assert_eq!(report["account"], MOTO_ACCOUNT, "{report}");
     assert_eq!(
         run.held()[2..],
-        [format!("account={MOTO_ACCOUNT}")],
-        "the plugin got the account the caller identity names"
+        [format!("account={MOTO_ACCOUNT}"), "abandoned=".into()],
+        "the plugin got the account the caller identity names, and no abandoned key: \
+         no interrupted run was finished"
     );
+}
+
+#[tokio::test]
+async fn a_plugin_of_the_0_2_0_contract_still_rotates_and_gets_the_account_id_only() {
+    let run = Stored::run("fixture_store_v2").await;
+    run.assert_rotated().await;
+    assert_eq!(run.report()["account"], MOTO_ACCOUNT);
+    assert_eq!(run.held()[2..], [format!("account={MOTO_ACCOUNT}")]);
+}
+
+/// Kills a rotation through `fixture` once its handler stored the new key
+/// and before keyrot recorded that, reruns the same command, and returns
+/// the key the killed run left at the destination and what the rerun's
+/// handler wrote after the key and secret.
+async fn kill_after_handle_then_rerun(fixture: &'static str) -> (String, Vec<String>) {
+    let setup = Setup::with_plugin(fixture).await;
+    let (child, _home) = setup.start_paused("after-handle", &[]);
+    kill(child);
+    let (left, _) = setup
+        .held()
+        .expect("the killed run's handler stored its key");
+    assert_ne!(left, setup.old, "the killed run's own key");
+    let out = setup.run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    setup.assert_converged(false).await;
+    assert_ne!(setup.held().unwrap().0, left, "the rerun's key replaced it");
+    assert!(
+        !setup
+            .moto
+            .keys("ci-bot")
+            .await
+            .iter()
+            .any(|(k, _)| *k == left),
+        "the key the killed run left is deleted"
+    );
+    let text = std::fs::read_to_string(setup.dest.join("key")).unwrap();
+    (left, text.lines().skip(2).map(str::to_string).collect())
+}
+
+#[tokio::test]
+async fn after_a_kill_a_plugin_of_the_current_contract_is_told_the_key_left_behind() {
+    let (left, rest) = kill_after_handle_then_rerun("fixture_store").await;
+    assert_eq!(
+        rest,
+        [
+            format!("account={MOTO_ACCOUNT}"),
+            format!("abandoned={left}")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn after_a_kill_a_plugin_of_the_0_2_0_contract_is_not_told_and_converges() {
+    let (_, rest) = kill_after_handle_then_rerun("fixture_store_v2").await;
+    assert_eq!(rest, [format!("account={MOTO_ACCOUNT}")]);
 }
 
 #[tokio::test]
@@ -98,7 +158,8 @@ async fn inspect_names_the_contract_version_in_text_and_json() {
     let moto = Moto::start();
     for (fixture, contract, note) in [
         ("fixture_store", CURRENT, "current"),
-        ("fixture_store_v1", OLDER, "older, still loaded"),
+        ("fixture_store_v2", V0_2, "older, still loaded"),
+        ("fixture_store_v1", V0_1, "older, still loaded"),
     ] {
         let wasm = plugin(fixture).to_string_lossy().into_owned();
         let out = moto.keyrot(&["plugin", "inspect", &wasm]);
@@ -117,8 +178,9 @@ async fn inspect_names_the_contract_version_in_text_and_json() {
 }
 
 /// Plugins built from `wit/` speak the current contract whatever their
-/// language; circleci and dotenv stay on 0.1.0 on purpose (their worlds
-/// include it, and their builds take it from `wit/0.1.0/`).
+/// language, dotenv and gitlab too (their worlds include it); circleci stays
+/// on 0.1.0 on purpose (its world includes it, and its build takes it from
+/// `wit/0.1.0/`).
 #[tokio::test]
 async fn each_in_repo_plugin_speaks_the_contract_its_build_chose() {
     let moto = Moto::start();
@@ -131,8 +193,8 @@ async fn each_in_repo_plugin_speaks_the_contract_its_build_chose() {
         ("gitlab", CURRENT),
         ("js-hello", CURRENT),
         ("c-hello", CURRENT),
-        ("circleci", OLDER),
-        ("dotenv", OLDER),
+        ("circleci", V0_1),
+        ("dotenv", CURRENT),
     ] {
         let wasm = plugin(name).to_string_lossy().into_owned();
         let out = moto.keyrot(&["plugin", "inspect", &wasm, "--output", "json"]);
@@ -143,14 +205,14 @@ async fn each_in_repo_plugin_speaks_the_contract_its_build_chose() {
 }
 
 #[tokio::test]
-async fn a_component_that_is_no_handler_is_told_both_accepted_versions() {
+async fn a_component_that_is_no_handler_is_told_every_accepted_version() {
     let moto = Moto::start();
     let wasm = plugin("not-a-handler").to_string_lossy().into_owned();
     let out = moto.keyrot(&["plugin", "inspect", &wasm]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("keyrot:handler/new-key-handler@0.2.0 (or the older @0.1.0)"),
+        stderr.contains("keyrot:handler/new-key-handler@0.3.0 (or the older @0.2.0, @0.1.0)"),
         "{stderr}"
     );
     assert!(stderr.contains("it exports wasi:cli/run@"), "{stderr}");

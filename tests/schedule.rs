@@ -25,6 +25,9 @@ pub(crate) fn json(out: &Output) -> Value {
 /// A destination the test can read (the `store` fixture's directory) and a
 /// state directory shared by every run of one test.
 pub(crate) struct Setup {
+    /// The fixture that stores the key (`fixture_store` unless
+    /// [`Setup::with_plugin`] says otherwise).
+    pub plugin: &'static str,
     pub moto: Moto,
     pub old: String,
     pub dir: tempfile::TempDir,
@@ -34,12 +37,19 @@ pub(crate) struct Setup {
 
 impl Setup {
     pub async fn new() -> Setup {
+        Self::with_plugin("fixture_store").await
+    }
+
+    /// [`Setup::new`] with another fixture of the same file format, e.g.
+    /// `fixture_store_v2` (contract 0.2.0).
+    pub async fn with_plugin(plugin: &'static str) -> Setup {
         let (moto, old) = Moto::start_with_user("ci-bot").await;
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("dest");
         let state = dir.path().join("state");
         std::fs::create_dir(&dest).unwrap();
         Setup {
+            plugin,
             moto,
             old,
             dir,
@@ -52,7 +62,7 @@ impl Setup {
     pub fn args(&self, endpoint: &str, extra: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = [
             "--plugin",
-            plugin("fixture_store").to_str().unwrap(),
+            plugin(self.plugin).to_str().unwrap(),
             "--user",
             "ci-bot",
             "--endpoint-url",
@@ -101,29 +111,9 @@ impl Setup {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> (Child, tempfile::TempDir) {
-        let point = hook.split(':').next().unwrap();
         let args = self.args(endpoint, extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut env = env.to_vec();
-        env.push(("KEYROT_TEST_HOOK", hook));
-        let (mut cmd, home) = self.moto.command(&args, &env);
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = Vec::new();
-        loop {
-            match lines.next() {
-                Some(Ok(line)) if line.contains(&format!("paused at {point}")) => break,
-                Some(Ok(line)) => seen.push(line),
-                _ => panic!("keyrot never reached {point}: {}", seen.join("\n")),
-            }
-        }
-        // Keep draining stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        (child, home)
+        start_at(&self.moto, &args, hook, env)
     }
 
     /// The flags of [`Setup::args`], but with the state directory `state`:
@@ -166,6 +156,38 @@ impl Setup {
             }
         }
     }
+}
+
+/// Starts keyrot with `args` against `moto` and the test hook `hook`
+/// (`point:pause` or `point:wait`); returns once it is at the point. Its
+/// stdout is kept for [`finish`].
+pub(crate) fn start_at(
+    moto: &Moto,
+    args: &[&str],
+    hook: &str,
+    env: &[(&str, &str)],
+) -> (Child, tempfile::TempDir) {
+    let point = hook.split(':').next().unwrap();
+    let mut env = env.to_vec();
+    env.push(("KEYROT_TEST_HOOK", hook));
+    let (mut cmd, home) = moto.command(args, &env);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains(&format!("paused at {point}")) => break,
+            Some(Ok(line)) => seen.push(line),
+            _ => panic!("keyrot never reached {point}: {}", seen.join("\n")),
+        }
+    }
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, home)
 }
 
 /// Waits for a run started with [`Setup::start_at`]; its stdout (the

@@ -17,6 +17,9 @@
 //! - `promise`: the promise under bad luck: failed reruns keep the journal,
 //!   a create IAM applies late, forged and stale records, two machines on
 //!   one user, leases renewed and lost, a new key deleted behind our back.
+//! - `resume`: a kill at every step boundary of a rotation, then the same
+//!   command with no flag, converges with each strict file handler
+//!   (aws-credentials-file, dotenv): contract 0.3.0's abandoned key.
 //! - `drain`: `--retire drain` with a real consumer of the old key: kept
 //!   while used, deactivated when quiet, deleted after the grace, a person
 //!   called past the timeout, `drain undo`, kills at each drain step.
@@ -24,8 +27,9 @@
 //!   accounts, a job file's targets, throttling, Ctrl-C.
 //! - `fleet_fake`: the library's fleet in process on the fake IAM (Ctrl-C
 //!   before a turn, a panicking task, refused input, the file journal's lock).
-//! - `contract`: plugins of contract 0.2.0 (told the account id) and 0.1.0
-//!   (still loaded) through the same binary, and `inspect` naming each.
+//! - `contract`: plugins of contract 0.3.0 (told the account id and, after
+//!   a kill, the key left behind), 0.2.0 and 0.1.0 (still loaded) through
+//!   the same binary, and `inspect` naming each.
 //! - `readme`: the handler guide's examples are the code the tests build,
 //!   and no documented command changes real keys without saying so.
 //! - `docs`: `docs/reference.md` lists exactly the flags of every command's
@@ -63,6 +67,7 @@ mod oci;
 mod promise;
 mod proxy;
 mod readme;
+mod resume;
 mod rotation;
 mod sandbox;
 mod schedule;

@@ -9,10 +9,10 @@
 //! [`Rotation`] maps onto its record. A plugin built for an older version
 //! keeps working; it simply does not get what later versions added.
 //!
-//! Adding `keyrot:handler@0.3.0`: copy today's `wit/` to `wit/0.2.0/` and
-//! point `v0_2` at it, write the new `wit/handler.wit`, add a `v0_3` module
-//! shaped like the ones below, and put `v0_3::VERSION` first in
-//! [`VERSIONS`]. A second world (a reporter) gets a trait of its own beside
+//! Adding `keyrot:handler@0.4.0`: copy today's `wit/` (`handler.wit` and
+//! `deps/`) word for word to `wit/0.3.0/` and point `v0_3` at it, write the
+//! new `wit/handler.wit`, add a `v0_4` module shaped like the ones below,
+//! and put `v0_4::VERSION` first in [`VERSIONS`]. A second world (a reporter) gets a trait of its own beside
 //! [`Handler`], written the same way; the store, the capabilities, the
 //! limits and the failure reports ([`super::call`]) are the same for it.
 
@@ -85,10 +85,10 @@ pub(super) trait Handler: Send + Sync {
 
 /// One contract version keyrot loads.
 pub(super) struct Version {
-    /// The package, e.g. `keyrot:handler@0.2.0`.
+    /// The package, e.g. `keyrot:handler@0.3.0`.
     pub package: &'static str,
     /// The interface a plugin of this version exports, e.g.
-    /// `keyrot:handler/handler@0.2.0`.
+    /// `keyrot:handler/handler@0.3.0`.
     pub export: &'static str,
     /// Checks a linked component's exports against this version's.
     pub link: fn(InstancePre<HostState>) -> wasmtime::Result<Arc<dyn Handler>>,
@@ -96,14 +96,14 @@ pub(super) struct Version {
 
 /// Every version keyrot loads, newest first: a plugin exporting several
 /// speaks the newest.
-pub(super) const VERSIONS: [Version; 2] = [v0_2::VERSION, v0_1::VERSION];
+pub(super) const VERSIONS: [Version; 3] = [v0_3::VERSION, v0_2::VERSION, v0_1::VERSION];
 
 /// The contract version plugins built from `wit/` speak.
 pub const CURRENT_CONTRACT: &str = VERSIONS[0].package;
 
 /// The world a plugin must target, in every version keyrot loads, for
-/// error messages: `keyrot:handler/new-key-handler@0.2.0 (or the older
-/// @0.1.0)`.
+/// error messages: `keyrot:handler/new-key-handler@0.3.0 (or the older
+/// @0.2.0, @0.1.0)`.
 pub(super) fn world_names() -> String {
     let [newest, older @ ..] = &VERSIONS;
     let version = |v: &Version| {
@@ -227,8 +227,8 @@ macro_rules! handler_contract {
     };
 }
 
-/// `keyrot:handler@0.2.0`, the current contract (`wit/`).
-mod v0_2 {
+/// `keyrot:handler@0.3.0`, the current contract (`wit/`).
+mod v0_3 {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "keyrot:handler/new-key-handler",
@@ -236,8 +236,32 @@ mod v0_2 {
         with: { "wasi:logging/logging": crate::host::logging::wasi_logging },
     });
 
+    handler_contract!("0.3.0");
+
+    impl From<&crate::handler::Rotation> for wit::Rotation {
+        fn from(rotation: &crate::handler::Rotation) -> Self {
+            wit::Rotation {
+                user_name: rotation.user_name.clone(),
+                current_key_id: rotation.current_key_id.clone(),
+                account_id: rotation.account_id.clone(),
+                abandoned_key_id: rotation.abandoned_key_id.clone(),
+            }
+        }
+    }
+}
+
+/// `keyrot:handler@0.2.0` (`wit/0.2.0/`).
+mod v0_2 {
+    wasmtime::component::bindgen!({
+        path: "wit/0.2.0",
+        world: "keyrot:handler/new-key-handler",
+        exports: { default: async },
+        with: { "wasi:logging/logging": crate::host::logging::wasi_logging },
+    });
+
     handler_contract!("0.2.0");
 
+    /// 0.2.0 has no abandoned key: the plugin simply does not get it.
     impl From<&crate::handler::Rotation> for wit::Rotation {
         fn from(rotation: &crate::handler::Rotation) -> Self {
             wit::Rotation {
@@ -260,7 +284,8 @@ mod v0_1 {
 
     handler_contract!("0.1.0");
 
-    /// 0.1.0 has no account id: the plugin simply does not get it.
+    /// 0.1.0 has no account id (nor abandoned key): the plugin simply does
+    /// not get them.
     impl From<&crate::handler::Rotation> for wit::Rotation {
         fn from(rotation: &crate::handler::Rotation) -> Self {
             wit::Rotation {
@@ -277,11 +302,12 @@ mod tests {
 
     #[test]
     fn names_every_version_newest_first() {
-        assert_eq!(CURRENT_CONTRACT, "keyrot:handler@0.2.0");
+        assert_eq!(CURRENT_CONTRACT, "keyrot:handler@0.3.0");
         assert_eq!(
             world_names(),
-            "keyrot:handler/new-key-handler@0.2.0 (or the older @0.1.0)"
+            "keyrot:handler/new-key-handler@0.3.0 (or the older @0.2.0, @0.1.0)"
         );
-        assert_eq!(VERSIONS[1].export, "keyrot:handler/handler@0.1.0");
+        assert_eq!(VERSIONS[1].export, "keyrot:handler/handler@0.2.0");
+        assert_eq!(VERSIONS[2].export, "keyrot:handler/handler@0.1.0");
     }
 }

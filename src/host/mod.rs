@@ -93,7 +93,7 @@ pub struct PluginReport {
     pub path: std::path::PathBuf,
     /// Its sha256, for `--plugin-sha256`.
     pub sha256: String,
-    /// The contract version it speaks, e.g. `keyrot:handler@0.2.0`.
+    /// The contract version it speaks, e.g. `keyrot:handler@0.3.0`.
     pub contract: &'static str,
     /// What `describe()` said.
     #[serde(flatten)]

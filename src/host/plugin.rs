@@ -146,12 +146,12 @@ impl Plugin {
         &self.sha256
     }
 
-    /// Every interface the component exports, e.g. `keyrot:handler/handler@0.2.0`.
+    /// Every interface the component exports, e.g. `keyrot:handler/handler@0.3.0`.
     pub fn exports(&self) -> &[String] {
         &self.exports
     }
 
-    /// The contract version the plugin speaks, e.g. `keyrot:handler@0.2.0`.
+    /// The contract version the plugin speaks, e.g. `keyrot:handler@0.3.0`.
     pub fn contract(&self) -> &'static str {
         self.contract
     }

@@ -1,9 +1,10 @@
 //! Whether a profile may be overwritten. Pure, so it is unit-tested natively.
 //!
 //! A credentials profile is someone's working key. The handler replaces it
-//! only when it holds nothing or holds the very key being rotated (which
-//! keyrot deletes afterwards anyway); any other key might belong to another
-//! user or account, so overwriting it needs `force=true`.
+//! only when it holds nothing, the very key being rotated (which keyrot
+//! deletes afterwards anyway), or the key an interrupted rotation of this
+//! user left there (which keyrot has deleted already); any other key might
+//! belong to another user or account, so overwriting it needs `force=true`.
 
 /// Why writing is allowed.
 #[derive(Debug, PartialEq, Eq)]
@@ -12,28 +13,48 @@ pub enum Verdict {
     Empty,
     /// The profile holds exactly the key being rotated.
     Current,
+    /// The profile holds exactly the key an interrupted rotation of this
+    /// user stored there before keyrot deleted it (contract 0.3.0's
+    /// `abandoned-key-id`).
+    Abandoned,
     /// The profile holds another key; `force=true` says replace it. The
     /// string names the key(s), masked, for the log.
     Forced(String),
 }
 
+/// What keyrot said about the keys: the user's active key, and the key an
+/// interrupted rotation may have left at the destination.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expected<'a> {
+    /// `rotation.current-key-id`.
+    pub current: Option<&'a str>,
+    /// `rotation.abandoned-key-id`.
+    pub abandoned: Option<&'a str>,
+}
+
 /// Decides whether `profile`, holding the access key ids `held`, may be
-/// given a new key when `current` is the user's active key.
+/// given a new key when keyrot expects the keys `expected`.
 pub fn check(
     profile: &str,
     held: &[String],
-    current: Option<&str>,
+    expected: Expected,
     force: bool,
 ) -> Result<Verdict, String> {
-    match (held, current) {
-        ([], _) => return Ok(Verdict::Empty),
-        ([only], Some(current)) if only == current => return Ok(Verdict::Current),
+    let Expected { current, abandoned } = expected;
+    match held {
+        [] => return Ok(Verdict::Empty),
+        [only] if Some(only.as_str()) == current => return Ok(Verdict::Current),
+        [only] if Some(only.as_str()) == abandoned => return Ok(Verdict::Abandoned),
         _ => {}
     }
     // Masks that collide would read as "holds X, not X": show those in
     // full (key ids are not secret, only long).
     let mut ids: Vec<&str> = held.iter().map(String::as_str).collect();
-    ids.extend(current.filter(|current| !ids.contains(current)));
+    for id in [current, abandoned].into_iter().flatten() {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
     let masked: Vec<String> = ids.into_iter().map(mask).collect();
     let clash = (1..masked.len()).any(|i| masked[..i].contains(&masked[i]));
     let show = |id: &str| if clash { id.to_string() } else { mask(id) };
@@ -50,9 +71,19 @@ pub fn check(
     if force {
         return Ok(Verdict::Forced(holds));
     }
-    let why = match current {
-        Some(current) => format!("not the key being rotated ({})", show(current)),
-        None => "and the user has no active key being rotated".to_string(),
+    let left = |abandoned| format!("the one an interrupted rotation left ({})", show(abandoned));
+    let why = match (current, abandoned) {
+        (Some(current), None) => format!("not the key being rotated ({})", show(current)),
+        (Some(current), Some(abandoned)) => format!(
+            "neither the key being rotated ({}) nor {}",
+            show(current),
+            left(abandoned)
+        ),
+        (None, None) => "and the user has no active key being rotated".to_string(),
+        (None, Some(abandoned)) => format!(
+            "not {}, and the user has no active key being rotated",
+            left(abandoned)
+        ),
     };
     Err(format!(
         "profile '{profile}' holds {holds}, {why}: refusing to overwrite it; \
@@ -77,28 +108,80 @@ mod tests {
 
     const CURRENT: &str = "AKIACURRENTKEY005678";
     const OTHER: &str = "AKIAOTHERKEYXXXX1234";
+    const ABANDONED: &str = "AKIAABANDONEDKEY9012";
 
     fn held(ids: &[&str]) -> Vec<String> {
         ids.iter().map(|id| id.to_string()).collect()
     }
 
+    /// keyrot rotates `current`, after no interrupted run.
+    fn rotating(current: Option<&str>) -> Expected<'_> {
+        Expected {
+            current,
+            abandoned: None,
+        }
+    }
+
+    /// keyrot rotates `current`, after an interrupted run that may have
+    /// left `abandoned`.
+    fn resuming<'a>(current: Option<&'a str>, abandoned: &'a str) -> Expected<'a> {
+        Expected {
+            current,
+            abandoned: Some(abandoned),
+        }
+    }
+
     #[test]
     fn an_empty_profile_may_be_written() {
-        assert_eq!(check("ci", &[], Some(CURRENT), false), Ok(Verdict::Empty));
-        assert_eq!(check("ci", &[], None, false), Ok(Verdict::Empty));
+        assert_eq!(
+            check("ci", &[], rotating(Some(CURRENT)), false),
+            Ok(Verdict::Empty)
+        );
+        assert_eq!(check("ci", &[], rotating(None), false), Ok(Verdict::Empty));
+        assert_eq!(
+            check("ci", &[], resuming(Some(CURRENT), ABANDONED), false),
+            Ok(Verdict::Empty)
+        );
     }
 
     #[test]
     fn the_key_being_rotated_may_be_replaced() {
         assert_eq!(
-            check("ci", &held(&[CURRENT]), Some(CURRENT), false),
+            check("ci", &held(&[CURRENT]), rotating(Some(CURRENT)), false),
+            Ok(Verdict::Current)
+        );
+        assert_eq!(
+            check(
+                "ci",
+                &held(&[CURRENT]),
+                resuming(Some(CURRENT), ABANDONED),
+                false
+            ),
             Ok(Verdict::Current)
         );
     }
 
     #[test]
+    fn the_key_an_interrupted_rotation_left_may_be_replaced() {
+        assert_eq!(
+            check(
+                "ci",
+                &held(&[ABANDONED]),
+                resuming(Some(CURRENT), ABANDONED),
+                false
+            ),
+            Ok(Verdict::Abandoned)
+        );
+        // Also for a user that had no active key to rotate.
+        assert_eq!(
+            check("ci", &held(&[ABANDONED]), resuming(None, ABANDONED), false),
+            Ok(Verdict::Abandoned)
+        );
+    }
+
+    #[test]
     fn another_key_is_refused_with_masked_ids() {
-        let error = check("ci", &held(&[OTHER]), Some(CURRENT), false).unwrap_err();
+        let error = check("ci", &held(&[OTHER]), rotating(Some(CURRENT)), false).unwrap_err();
         assert_eq!(
             error,
             "profile 'ci' holds key AKIA…1234, not the key being rotated (AKIA…5678): \
@@ -107,8 +190,32 @@ mod tests {
     }
 
     #[test]
+    fn another_key_is_refused_after_an_interrupted_rotation_too() {
+        let error = check(
+            "ci",
+            &held(&[OTHER]),
+            resuming(Some(CURRENT), ABANDONED),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            "profile 'ci' holds key AKIA…1234, neither the key being rotated (AKIA…5678) \
+             nor the one an interrupted rotation left (AKIA…9012): refusing to overwrite it; \
+             pass --config force=true to replace it anyway"
+        );
+        let error = check("ci", &held(&[OTHER]), resuming(None, ABANDONED), false).unwrap_err();
+        assert_eq!(
+            error,
+            "profile 'ci' holds key AKIA…1234, not the one an interrupted rotation left \
+             (AKIA…9012), and the user has no active key being rotated: refusing to \
+             overwrite it; pass --config force=true to replace it anyway"
+        );
+    }
+
+    #[test]
     fn any_key_is_refused_when_nothing_is_being_rotated() {
-        let error = check("ci", &held(&[OTHER]), None, false).unwrap_err();
+        let error = check("ci", &held(&[OTHER]), rotating(None), false).unwrap_err();
         assert!(error.contains("holds key AKIA…1234"), "{error}");
         assert!(error.contains("no active key"), "{error}");
         assert!(error.contains("force=true"), "{error}");
@@ -116,28 +223,72 @@ mod tests {
 
     #[test]
     fn disagreeing_duplicates_are_refused_even_if_one_is_current() {
-        let error = check("ci", &held(&[CURRENT, OTHER]), Some(CURRENT), false).unwrap_err();
+        let error = check(
+            "ci",
+            &held(&[CURRENT, OTHER]),
+            rotating(Some(CURRENT)),
+            false,
+        )
+        .unwrap_err();
         assert!(error.contains("holds keys AKIA…5678, AKIA…1234"), "{error}");
+        // ... or the one an interrupted rotation left.
+        let error = check(
+            "ci",
+            &held(&[ABANDONED, CURRENT]),
+            resuming(Some(CURRENT), ABANDONED),
+            false,
+        )
+        .unwrap_err();
+        assert!(error.contains("holds keys AKIA…9012, AKIA…5678"), "{error}");
     }
 
     #[test]
     fn force_overrides_and_says_what_it_replaces() {
         assert_eq!(
-            check("ci", &held(&[OTHER]), Some(CURRENT), true),
+            check("ci", &held(&[OTHER]), rotating(Some(CURRENT)), true),
             Ok(Verdict::Forced("key AKIA…1234".into()))
         );
         assert!(matches!(
-            check("ci", &held(&[OTHER]), None, true),
+            check("ci", &held(&[OTHER]), rotating(None), true),
             Ok(Verdict::Forced(_))
         ));
+        assert_eq!(
+            check(
+                "ci",
+                &held(&[OTHER]),
+                resuming(Some(CURRENT), ABANDONED),
+                true
+            ),
+            Ok(Verdict::Forced("key AKIA…1234".into()))
+        );
     }
 
     #[test]
     fn ids_whose_masks_collide_are_shown_in_full() {
-        let error = check("ci", &held(&[OTHER]), Some("AKIAZZZZZZZZZZZZ1234"), false).unwrap_err();
+        let error = check(
+            "ci",
+            &held(&[OTHER]),
+            rotating(Some("AKIAZZZZZZZZZZZZ1234")),
+            false,
+        )
+        .unwrap_err();
         assert!(
             error.contains(&format!(
                 "holds key {OTHER}, not the key being rotated (AKIAZZZZZZZZZZZZ1234)"
+            )),
+            "{error}"
+        );
+        let error = check(
+            "ci",
+            &held(&[OTHER]),
+            resuming(Some(CURRENT), "AKIAYYYYYYYYYYYY1234"),
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            error.contains(&format!(
+                "holds key {OTHER}, neither the key being rotated ({CURRENT}) nor the one an \
+                 interrupted rotation left (AKIAYYYYYYYYYYYY1234)"
             )),
             "{error}"
         );

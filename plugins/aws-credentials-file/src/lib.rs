@@ -74,6 +74,11 @@ impl Guest for CredentialsFileHandler {
                 Verdict::Current => format!(
                     "profile '{profile}' in {path} holds the key being rotated; it will be replaced"
                 ),
+                Verdict::Abandoned => format!(
+                    "profile '{profile}' in {path} holds key {}, which an interrupted rotation \
+                     left there and keyrot has deleted since; it will be replaced",
+                    rotation.abandoned_key_id.as_deref().unwrap_or_default()
+                ),
                 Verdict::Empty => {
                     format!("profile '{profile}' in {path} holds no key yet; one will be added")
                 }
@@ -171,12 +176,11 @@ fn allowed(
     context: &str,
 ) -> Result<Verdict, String> {
     let held = parsed.access_key_ids(&settings.profile);
-    let verdict = guard::check(
-        &settings.profile,
-        &held,
-        rotation.current_key_id.as_deref(),
-        settings.force,
-    )?;
+    let expected = guard::Expected {
+        current: rotation.current_key_id.as_deref(),
+        abandoned: rotation.abandoned_key_id.as_deref(),
+    };
+    let verdict = guard::check(&settings.profile, &held, expected, settings.force)?;
     if let Verdict::Forced(holds) = &verdict {
         log(
             Level::Warn,

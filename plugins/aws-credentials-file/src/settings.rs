@@ -26,7 +26,7 @@ pub const DECLARED: [(&str, &str, bool); 4] = [
     (
         FORCE,
         "true to replace a profile holding a key other than the one being rotated \
-         (default: false)",
+         or one an interrupted rotation left (default: false)",
         false,
     ),
     (

@@ -29,7 +29,7 @@ typedef dotenv_handler_string_t string_t;
 typedef exports_keyrot_handler_handler_rotation_t rotation_t;
 typedef exports_keyrot_handler_handler_access_key_t access_key_t;
 
-#define VERSION "0.1.0"
+#define VERSION "0.2.0"
 #define MAX_PATH 1024
 #define ERR_LEN 4096
 
@@ -151,7 +151,9 @@ static const struct {
     {"secret-key-variable",
      "The variable that holds the secret access key (default: AWS_SECRET_ACCESS_KEY)", false},
     {"force",
-     "true to replace a key id other than the one being rotated (default: false)", false},
+     "true to replace a key id other than the one being rotated or one an interrupted "
+     "rotation left (default: false)",
+     false},
 };
 
 typedef struct {
@@ -296,17 +298,49 @@ static bool read_file(const settings_t *s, current_file *f, char **error) {
     return true;
 }
 
-/* Whether the file's key id may be overwritten; warns when force does. */
-static bool allowed(const settings_t *s, const current_file *f, const char *current,
+/* What keyrot said about the keys: the user's active key, and the key an
+ * interrupted rotation may have left at the destination (each NULL if
+ * none). */
+typedef struct {
+    char *current;
+    char *abandoned;
+} expected_t;
+
+/* Takes the key ids out of the rotation record, and frees it. */
+static expected_t expected_of(rotation_t *rotation) {
+    expected_t e = {
+        rotation->current_key_id.is_some ? c_string(&rotation->current_key_id.val) : NULL,
+        rotation->abandoned_key_id.is_some ? c_string(&rotation->abandoned_key_id.val) : NULL,
+    };
+    exports_keyrot_handler_handler_rotation_free(rotation);
+    return e;
+}
+
+static void expected_free(expected_t *e) {
+    free(e->current);
+    free(e->abandoned);
+    e->current = e->abandoned = NULL;
+}
+
+/* Whether the file's key id may be overwritten; says so when it replaces
+ * the key an interrupted rotation left, warns when force replaces another. */
+static bool allowed(const settings_t *s, const current_file *f, const expected_t *keys,
                     const char *context, char **error) {
     char why[ERR_LEN];
-    if (!env_guard(f->text.data ? f->text.data : "", &f->doc, s->names[ENV_KEY_ID], s->path,
-                   current, s->force, why, sizeof why)) {
+    switch (env_guard(f->text.data ? f->text.data : "", &f->doc, s->names[ENV_KEY_ID], s->path,
+                      keys->current, keys->abandoned, s->force, why, sizeof why)) {
+    case ENV_GUARD_REFUSED:
         *error = format("%s", why);
         return false;
-    }
-    if (why[0])
+    case ENV_GUARD_ABANDONED:
+        log_line(INFO, context, "%s", why);
+        return true;
+    case ENV_GUARD_FORCED:
         log_line(WARN, context, "%s", why);
+        return true;
+    case ENV_GUARD_OK:
+        return true;
+    }
     return true;
 }
 
@@ -338,15 +372,13 @@ void exports_keyrot_handler_handler_describe(exports_keyrot_handler_handler_plug
 }
 
 bool exports_keyrot_handler_handler_preflight(rotation_t *rotation, string_t *err) {
-    char *current = rotation->current_key_id.is_some ? c_string(&rotation->current_key_id.val)
-                                                     : NULL;
-    exports_keyrot_handler_handler_rotation_free(rotation);
+    expected_t keys = expected_of(rotation);
     settings_t s;
     current_file f;
     char *error = NULL;
     char probe_err[ERR_LEN];
     if (!load_settings(&s, &error)) {
-        free(current);
+        expected_free(&keys);
         return fail(err, error);
     }
     bool ok = fio_probe_dir(s.path, probe_err, sizeof probe_err) &&
@@ -359,7 +391,7 @@ bool exports_keyrot_handler_handler_preflight(rotation_t *rotation, string_t *er
         if (!f.exists) {
             log_line(INFO, "preflight", "%s does not exist yet: it will be created with %s and %s",
                      s.path, id, s.names[ENV_SECRET]);
-        } else if ((ok = allowed(&s, &f, current, "preflight", &error))) {
+        } else if ((ok = allowed(&s, &f, &keys, "preflight", &error))) {
             if (count_of(&f.doc, ENV_KEY_ID) == 0)
                 log_line(INFO, "preflight", "%s has no %s yet: it will be added", s.path, id);
             else
@@ -368,7 +400,7 @@ bool exports_keyrot_handler_handler_preflight(rotation_t *rotation, string_t *er
         current_free(&f);
     }
     settings_free(&s);
-    free(current);
+    expected_free(&keys);
     return ok ? true : fail(err, error);
 }
 
@@ -391,9 +423,7 @@ static bool new_values(const access_key_t *key, char *values[2], char **error) {
 
 bool exports_keyrot_handler_handler_handle(rotation_t *rotation, access_key_t *key,
                                            string_t *err) {
-    char *current = rotation->current_key_id.is_some ? c_string(&rotation->current_key_id.val)
-                                                     : NULL;
-    exports_keyrot_handler_handler_rotation_free(rotation);
+    expected_t keys = expected_of(rotation);
     char *values[2] = {NULL, NULL};
     char *error = NULL;
     bool ok = new_values(key, values, &error);
@@ -408,7 +438,7 @@ bool exports_keyrot_handler_handler_handle(rotation_t *rotation, access_key_t *k
     ok = ok && load_settings(&s, &error);
     /* Checked again: the file may have changed since preflight. */
     ok = ok && read_file(&s, &f, &error);
-    ok = ok && allowed(&s, &f, current, "handle", &error);
+    ok = ok && allowed(&s, &f, &keys, "handle", &error);
     if (ok) {
         const char *names[2] = {s.names[0], s.names[1]};
         const char *vals[2] = {values[0], values[1]};
@@ -443,7 +473,7 @@ bool exports_keyrot_handler_handler_handle(rotation_t *rotation, access_key_t *k
     env_buf_free(&out);
     current_free(&f);
     settings_free(&s);
-    free(current);
+    expected_free(&keys);
     free(values[ENV_KEY_ID]);
     free_secret(values[ENV_SECRET]);
     return ok ? true : fail(err, error);

@@ -334,50 +334,87 @@ bool env_render(const char *text, size_t len, const env_doc *doc, const char *co
 
 /* ---- the guard ----------------------------------------------------------- */
 
-bool env_guard(const char *text, const env_doc *doc, const char *var_name, const char *path,
-               const char *current, bool force, char *why, size_t why_len) {
+/* Whether the assignment's value is exactly `id`. */
+static bool holds(const char *text, const env_assignment *a, const char *id) {
+    size_t n = a->value_end - a->value_start;
+    return id && strlen(id) == n && memcmp(text + a->value_start, id, n) == 0;
+}
+
+env_verdict env_guard(const char *text, const env_doc *doc, const char *var_name,
+                      const char *path, const char *current, const char *abandoned, bool force,
+                      char *why, size_t why_len) {
     why[0] = '\0';
-    const env_assignment *other = NULL;
+    const env_assignment *other = NULL, *left = NULL;
     for (size_t i = 0; i < doc->count && !other; i++) {
         const env_assignment *a = &doc->found[i];
-        size_t n = a->value_end - a->value_start;
-        if (a->var != ENV_KEY_ID || n == 0)
+        if (a->var != ENV_KEY_ID || a->value_end == a->value_start)
             continue; /* an empty value holds no key */
-        bool same = current && strlen(current) == n && memcmp(text + a->value_start, current, n) == 0;
-        if (!same)
-            other = a;
-    }
-    if (!other)
-        return true;
-
-    const char *held = text + other->value_start;
-    size_t held_len = other->value_end - other->value_start;
-    char held_shown[160], current_shown[160];
-    show_id(held, held_len, false, held_shown, sizeof held_shown);
-    if (current) {
-        show_id(current, strlen(current), false, current_shown, sizeof current_shown);
-        /* Masks that collide would read "holds X, not X": show them whole. */
-        if (strcmp(held_shown, current_shown) == 0) {
-            show_id(held, held_len, true, held_shown, sizeof held_shown);
-            show_id(current, strlen(current), true, current_shown, sizeof current_shown);
+        if (holds(text, a, current))
+            continue;
+        if (holds(text, a, abandoned)) {
+            if (!left)
+                left = a;
+            continue;
         }
+        other = a;
     }
-    char holds[2048];
-    snprintf(holds, sizeof holds, "%s sets %s to key %s (line %zu)", path, var_name, held_shown,
-             other->line);
+    const env_assignment *shown = other ? other : left;
+    if (!shown)
+        return ENV_GUARD_OK;
+
+    const char *held = text + shown->value_start;
+    size_t held_len = shown->value_end - shown->value_start;
+    const char *ids[3] = {held, current, abandoned};
+    size_t lens[3] = {held_len, current ? strlen(current) : 0, abandoned ? strlen(abandoned) : 0};
+    char masked[3][160];
+    for (int k = 0; k < 3; k++)
+        if (ids[k])
+            show_id(ids[k], lens[k], false, masked[k], sizeof masked[k]);
+    /* Masks of two different keys that collide would read "holds X, not
+     * X": show them whole. */
+    bool clash = false;
+    for (int k = 0; k < 3; k++)
+        for (int j = k + 1; j < 3; j++)
+            clash |= ids[k] && ids[j] && strcmp(masked[k], masked[j]) == 0 &&
+                     (lens[k] != lens[j] || memcmp(ids[k], ids[j], lens[k]) != 0);
+    for (int k = 0; clash && k < 3; k++)
+        if (ids[k])
+            show_id(ids[k], lens[k], true, masked[k], sizeof masked[k]);
+    const char *held_shown = masked[0], *current_shown = masked[1], *left_shown = masked[2];
+
+    char sets[2048];
+    snprintf(sets, sizeof sets, "%s sets %s to key %s (line %zu)", path, var_name, held_shown,
+             shown->line);
+    if (!other) {
+        snprintf(why, why_len,
+                 "%s, which an interrupted rotation left there and keyrot has deleted since; "
+                 "replacing it",
+                 sets);
+        return ENV_GUARD_ABANDONED;
+    }
     if (force) {
-        snprintf(why, why_len, "%s, not the key being rotated; replacing it (force=true)", holds);
-        return true;
+        snprintf(why, why_len, "%s, not the key being rotated; replacing it (force=true)", sets);
+        return ENV_GUARD_FORCED;
     }
-    if (current)
-        snprintf(why, why_len,
-                 "%s, not the key being rotated (%s): refusing to overwrite it; "
-                 "pass --config force=true to replace it anyway",
-                 holds, current_shown);
+    char not_expected[1024];
+    if (current && abandoned)
+        snprintf(not_expected, sizeof not_expected,
+                 "neither the key being rotated (%s) nor the one an interrupted rotation left "
+                 "(%s)",
+                 current_shown, left_shown);
+    else if (current)
+        snprintf(not_expected, sizeof not_expected, "not the key being rotated (%s)",
+                 current_shown);
+    else if (abandoned)
+        snprintf(not_expected, sizeof not_expected,
+                 "not the one an interrupted rotation left (%s), and the user has no active key "
+                 "being rotated",
+                 left_shown);
     else
-        snprintf(why, why_len,
-                 "%s, and the user has no active key being rotated: refusing to overwrite it; "
-                 "pass --config force=true to replace it anyway",
-                 holds);
-    return false;
+        snprintf(not_expected, sizeof not_expected,
+                 "and the user has no active key being rotated");
+    snprintf(why, why_len,
+             "%s, %s: refusing to overwrite it; pass --config force=true to replace it anyway",
+             sets, not_expected);
+    return ENV_GUARD_REFUSED;
 }

@@ -86,14 +86,25 @@ bool env_valid_name(const char *name);
  */
 bool env_storable(const char *value);
 
+/* What the guard decided; only ENV_GUARD_REFUSED is false. */
+typedef enum {
+    ENV_GUARD_REFUSED = 0, /* another key: `why` says which, and how to force */
+    ENV_GUARD_OK,          /* no key id, or only `current`: `why` is empty */
+    ENV_GUARD_ABANDONED,   /* `abandoned` (and maybe `current`): `why` says so */
+    ENV_GUARD_FORCED,      /* another key, and `force`: `why` says what goes */
+} env_verdict;
+
 /*
  * Whether the key-id assignments allow writing: the file holds no key id,
- * or only `current`. Otherwise, unless `force`, false with the reason in
- * `why` (key ids masked). With `force`, true and `why` says what is
- * replaced (for a warning); `why` is empty when there is nothing to say.
+ * or only `current` (the user's active key) and `abandoned` (the key an
+ * interrupted rotation may have left, which keyrot has deleted; NULL when
+ * there is none). Any other key is refused, unless `force`, with the reason
+ * in `why` (key ids masked). `why` also says what is replaced when the
+ * abandoned key or (with `force`) another key is, for the log.
  */
-bool env_guard(const char *text, const env_doc *doc, const char *var_name, const char *path,
-               const char *current, bool force, char *why, size_t why_len);
+env_verdict env_guard(const char *text, const env_doc *doc, const char *var_name,
+                      const char *path, const char *current, const char *abandoned, bool force,
+                      char *why, size_t why_len);
 
 /*
  * Writes a key id shortened for messages into out (at least 16 bytes): its

@@ -166,43 +166,104 @@ static void broken_files_are_refused(void) {
     passed++;
 }
 
-/* Runs the guard on `in`; returns whether writing is allowed. */
-static bool guard(const char *in, const char *current, bool force, char *why, size_t why_len) {
+/* Runs the guard on `in`; returns its verdict (refused if it does not parse). */
+static env_verdict guard(const char *in, const char *current, const char *abandoned, bool force,
+                         char *why, size_t why_len) {
     env_doc doc;
     char err[128];
     if (!env_parse(in, strlen(in), NAMES, &doc, err, sizeof err)) {
         env_doc_free(&doc);
-        return false;
+        return ENV_GUARD_REFUSED;
     }
-    bool ok = env_guard(in, &doc, NAMES[0], "/app/.env", current, force, why, why_len);
+    env_verdict verdict = env_guard(in, &doc, NAMES[0], "/app/.env", current, abandoned, force,
+                                    why, why_len);
     env_doc_free(&doc);
-    return ok;
+    return verdict;
 }
 
 static void the_guard_refuses_another_key(void) {
     char why[1024];
     const char *cur = "AKIACURRENTKEY005678";
-    CHECK(guard("", cur, false, why, sizeof why) && why[0] == '\0');
-    CHECK(guard("AWS_ACCESS_KEY_ID=\n", NULL, false, why, sizeof why));
-    CHECK(guard("AWS_ACCESS_KEY_ID=AKIACURRENTKEY005678\n", cur, false, why, sizeof why));
-    CHECK(!guard("X=1\nAWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n", cur, false, why, sizeof why));
+    CHECK(guard("", cur, NULL, false, why, sizeof why) == ENV_GUARD_OK && why[0] == '\0');
+    CHECK(guard("AWS_ACCESS_KEY_ID=\n", NULL, NULL, false, why, sizeof why) == ENV_GUARD_OK);
+    CHECK(guard("AWS_ACCESS_KEY_ID=AKIACURRENTKEY005678\n", cur, NULL, false, why, sizeof why) ==
+              ENV_GUARD_OK &&
+          why[0] == '\0');
+    CHECK(guard("X=1\nAWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n", cur, NULL, false, why,
+                sizeof why) == ENV_GUARD_REFUSED);
     CHECK(strcmp(why, "/app/.env sets AWS_ACCESS_KEY_ID to key AKIA\xe2\x80\xa6" "1234 (line 2), "
                       "not the key being rotated (AKIA\xe2\x80\xa6" "5678): refusing to "
                       "overwrite it; pass --config force=true to replace it anyway") == 0);
-    CHECK(!guard("AWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n", NULL, false, why, sizeof why));
+    CHECK(guard("AWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n", NULL, NULL, false, why, sizeof why) ==
+          ENV_GUARD_REFUSED);
     CHECK(strstr(why, "no active key"));
     /* Disagreeing duplicates are refused even if one is current. */
-    CHECK(!guard("AWS_ACCESS_KEY_ID=AKIACURRENTKEY005678\nAWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n",
-                 cur, false, why, sizeof why));
-    CHECK(guard("AWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n", cur, true, why, sizeof why));
+    CHECK(guard("AWS_ACCESS_KEY_ID=AKIACURRENTKEY005678\nAWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n",
+                cur, NULL, false, why, sizeof why) == ENV_GUARD_REFUSED);
+    CHECK(guard("AWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n", cur, NULL, true, why, sizeof why) ==
+          ENV_GUARD_FORCED);
     CHECK(strstr(why, "replacing it (force=true)"));
     /* Masks that collide are shown whole. */
-    CHECK(!guard("AWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX5678\n", cur, false, why, sizeof why));
+    CHECK(guard("AWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX5678\n", cur, NULL, false, why, sizeof why) ==
+          ENV_GUARD_REFUSED);
     CHECK(strstr(why, "key AKIAOTHERKEYXXXX5678 (line 1), not the key being rotated "
                       "(AKIACURRENTKEY005678)"));
     /* Bytes from the file that are not printable ASCII never reach a message. */
-    CHECK(!guard("AWS_ACCESS_KEY_ID=\xff\xfe\x01xyzzy0123\n", cur, false, why, sizeof why));
+    CHECK(guard("AWS_ACCESS_KEY_ID=\xff\xfe\x01xyzzy0123\n", cur, NULL, false, why, sizeof why) ==
+          ENV_GUARD_REFUSED);
     CHECK(strstr(why, "key ???x\xe2\x80\xa6" "0123"));
+    passed++;
+}
+
+/* After a kill, keyrot names the key an interrupted rotation may have left
+ * (contract 0.3.0's abandoned-key-id): the guard lets it be replaced
+ * without force, and still refuses any other key. */
+static void the_guard_accepts_the_key_an_interrupted_rotation_left(void) {
+    char why[1024];
+    const char *cur = "AKIACURRENTKEY005678";
+    const char *left = "AKIAABANDONEDKEY9012";
+    CHECK(guard("X=1\nAWS_ACCESS_KEY_ID=AKIAABANDONEDKEY9012\n", cur, left, false, why,
+                sizeof why) == ENV_GUARD_ABANDONED);
+    CHECK(strcmp(why, "/app/.env sets AWS_ACCESS_KEY_ID to key AKIA\xe2\x80\xa6" "9012 (line 2), "
+                      "which an interrupted rotation left there and keyrot has deleted since; "
+                      "replacing it") == 0);
+    /* Also for a user that had no active key, and beside the current key. */
+    CHECK(guard("AWS_ACCESS_KEY_ID=AKIAABANDONEDKEY9012\n", NULL, left, false, why, sizeof why) ==
+          ENV_GUARD_ABANDONED);
+    CHECK(guard("AWS_ACCESS_KEY_ID=AKIACURRENTKEY005678\nAWS_ACCESS_KEY_ID=AKIAABANDONEDKEY9012\n",
+                cur, left, false, why, sizeof why) == ENV_GUARD_ABANDONED);
+    CHECK(strstr(why, "(line 2)"));
+    /* The current key, or none, needs nothing said. */
+    CHECK(guard("AWS_ACCESS_KEY_ID=AKIACURRENTKEY005678\n", cur, left, false, why, sizeof why) ==
+              ENV_GUARD_OK &&
+          why[0] == '\0');
+    CHECK(guard("AWS_ACCESS_KEY_ID=\n", cur, left, false, why, sizeof why) == ENV_GUARD_OK);
+    /* Without that key named (an older keyrot, or no interrupted run), it is
+     * another key. */
+    CHECK(guard("AWS_ACCESS_KEY_ID=AKIAABANDONEDKEY9012\n", cur, NULL, false, why, sizeof why) ==
+          ENV_GUARD_REFUSED);
+    /* Any other key is still refused, the message naming all three. */
+    CHECK(guard("AWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n", cur, left, false, why, sizeof why) ==
+          ENV_GUARD_REFUSED);
+    CHECK(strcmp(why, "/app/.env sets AWS_ACCESS_KEY_ID to key AKIA\xe2\x80\xa6" "1234 (line 1), "
+                      "neither the key being rotated (AKIA\xe2\x80\xa6" "5678) nor the one an "
+                      "interrupted rotation left (AKIA\xe2\x80\xa6" "9012): refusing to overwrite "
+                      "it; pass --config force=true to replace it anyway") == 0);
+    CHECK(guard("AWS_ACCESS_KEY_ID=AKIAABANDONEDKEY9012\nAWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n",
+                cur, left, false, why, sizeof why) == ENV_GUARD_REFUSED);
+    CHECK(strstr(why, "key AKIA\xe2\x80\xa6" "1234 (line 2)"));
+    CHECK(guard("AWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n", NULL, left, false, why, sizeof why) ==
+          ENV_GUARD_REFUSED);
+    CHECK(strstr(why, "not the one an interrupted rotation left (AKIA\xe2\x80\xa6" "9012), and "
+                      "the user has no active key being rotated: refusing"));
+    CHECK(guard("AWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n", cur, left, true, why, sizeof why) ==
+          ENV_GUARD_FORCED);
+    /* Masks that collide with the abandoned key's are shown whole. */
+    CHECK(guard("AWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX9012\n", cur, left, false, why, sizeof why) ==
+          ENV_GUARD_REFUSED);
+    CHECK(strstr(why, "key AKIAOTHERKEYXXXX9012 (line 1), neither the key being rotated "
+                      "(AKIACURRENTKEY005678) nor the one an interrupted rotation left "
+                      "(AKIAABANDONEDKEY9012)"));
     passed++;
 }
 
@@ -318,6 +379,7 @@ int main(void) {
     lookalikes_and_multiline_values_are_left_alone();
     broken_files_are_refused();
     the_guard_refuses_another_key();
+    the_guard_accepts_the_key_an_interrupted_rotation_left();
     names_values_and_masks();
     buffers_are_bounded();
     files_are_replaced_atomically_leaving_nothing_behind();

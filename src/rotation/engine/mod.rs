@@ -81,8 +81,9 @@ pub(super) struct Attempt<'a, I, H> {
     /// The start of an interrupted run whose create may still be applied:
     /// this run's record keeps it, so that a key it makes is recognised.
     window: Option<u64>,
-    /// A key an interrupted attempt had created, may have handed over, and
-    /// this run deleted: the destination may still hold it.
+    /// A key an interrupted attempt had created and may have handed over,
+    /// gone now (this run deleted it, or found it deleted): the destination
+    /// may still hold it.
     abandoned: Option<String>,
 }
 

@@ -49,6 +49,7 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
             return Ok(());
         }
         self.window = plan.carry_window;
+        self.abandoned = abandoned(&record);
         let after: Vec<AccessKeyInfo> = keys
             .into_iter()
             .filter(|k| !plan.delete.contains(&k.access_key_id))
@@ -127,10 +128,7 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
         self.report.resumed_from(&record, plan.summary.clone());
         if plan.afresh {
             self.window = plan.carry_window;
-            // Only a key journaled as created can have reached the handler.
-            if record.phase == Phase::Created {
-                self.abandoned = plan.delete.first().cloned();
-            }
+            self.abandoned = abandoned(&record);
             return Ok(Resumed::Afresh);
         }
         self.report.new_key = plan.keep.clone().map(|new| NewKeyReport {
@@ -192,4 +190,14 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
             what,
         }
     }
+}
+
+/// The key an interrupted run, rotated afresh after, may have left at the
+/// destination: only a key journaled as created can have reached the
+/// handler. Whether the rerun deleted it just now or found it already gone
+/// (a rerun killed after deleting it), the destination may still hold it.
+fn abandoned(record: &JournalRecord) -> Option<String> {
+    (record.phase == Phase::Created)
+        .then(|| record.new_key.clone())
+        .flatten()
 }
