@@ -2,9 +2,10 @@
 //!
 //! Four calls rotate a key (list, create, update, delete); the others are
 //! optional extras with defaults (the users of a fleet's `--all-users`,
-//! last use for `keyrot status`, user tags for the IAM-kept journal). [`crate::aws::AwsIam`] implements it with
-//! aws-sdk-iam; tests implement it with a fault-injecting fake for failures
-//! a real emulator cannot produce.
+//! last use for `keyrot status`, user tags for the IAM-kept journal and
+//! exemptions, group members for exemptions). [`crate::aws::AwsIam`]
+//! implements it with aws-sdk-iam; tests implement it with a
+//! fault-injecting fake for failures a real emulator cannot produce.
 
 use std::sync::Arc;
 
@@ -170,6 +171,13 @@ pub trait Iam: Send + Sync {
         Err(unsupported("GetAccessKeyLastUsed"))
     }
 
+    /// The names of the users in IAM group `group`, across all pages
+    /// (exemptions by group); `NoSuchEntity` if there is no such group.
+    async fn group_members(&self, group: &str) -> Result<Vec<String>, IamError> {
+        let _ = group;
+        Err(unsupported("GetGroup"))
+    }
+
     /// From now on, signs every call with `key`: a user rotating its own
     /// key, whose old key is about to be retired, goes on with the new one.
     /// `false` if this implementation cannot.
@@ -228,6 +236,10 @@ impl<T: Iam + ?Sized> Iam for Arc<T> {
 
     async fn access_key_last_used(&self, key_id: &str) -> Result<KeyLastUsed, IamError> {
         (**self).access_key_last_used(key_id).await
+    }
+
+    async fn group_members(&self, group: &str) -> Result<Vec<String>, IamError> {
+        (**self).group_members(group).await
     }
 
     async fn sign_with(&self, key: &NewAccessKey) -> bool {

@@ -34,6 +34,7 @@ pub mod iam;
 pub mod input;
 pub mod journal;
 pub mod oci;
+pub mod org;
 pub mod retry;
 pub mod rotation;
 pub mod secret;

@@ -101,6 +101,20 @@ impl Iam for AwsIam {
         Ok(names)
     }
 
+    async fn group_members(&self, group: &str) -> Result<Vec<String>, IamError> {
+        let users: Vec<_> = self
+            .client()
+            .get_group()
+            .group_name(group)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(iam_error)?;
+        Ok(users.iter().map(|u| u.user_name().to_string()).collect())
+    }
+
     async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyInfo>, IamError> {
         let keys: Vec<_> = self
             .client()

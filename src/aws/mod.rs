@@ -6,10 +6,13 @@
 //!
 //! - `iam`: [`AwsIam`].
 //! - `sts`: [`connect`], [`caller_identity`], [`StsVerifier`].
+//! - `org`: [`AwsOrganizations`] and [`RoleReach`], for whole
+//!   organizations.
 //! - `error`: what an SDK error means (did the call happen?).
 
 mod error;
 mod iam;
+mod org;
 mod sts;
 
 use std::path::PathBuf;
@@ -27,6 +30,7 @@ use aws_types::os_shim_internal::{Env, Fs};
 use serde::Deserialize;
 
 pub use self::iam::AwsIam;
+pub use self::org::{AwsOrganizations, RoleReach};
 pub use self::sts::{Account, ConnectError, StsVerifier, caller_identity, connect};
 
 /// IAM is global; the SDK still needs a region to sign requests.
@@ -74,21 +78,14 @@ pub struct AwsOptions {
     #[arg(long, value_name = "ARN", hide_short_help = true, help_heading = "AWS")]
     pub role_arn: Option<String>,
 
-    /// The external id the role's trust policy requires (with --role-arn)
-    #[arg(
-        long,
-        value_name = "ID",
-        requires = "role_arn",
-        hide_short_help = true,
-        help_heading = "AWS"
-    )]
+    /// The external id the role's trust policy requires (with --role-arn or --org-role-name)
+    #[arg(long, value_name = "ID", hide_short_help = true, help_heading = "AWS")]
     pub external_id: Option<String>,
 
     /// The session name CloudTrail records for the role [default: keyrot]
     #[arg(
         long,
         value_name = "NAME",
-        requires = "role_arn",
         hide_short_help = true,
         help_heading = "AWS"
     )]
@@ -130,7 +127,11 @@ impl AwsOptions {
         if self.role_arn.is_none()
             && (self.external_id.is_some() || self.role_session_name.is_some())
         {
-            return Err("external-id and role-session-name need a role-arn".into());
+            return Err(
+                "--external-id and --role-session-name (external-id, role-session-name) need \
+                 --role-arn, or --org-role-name in an organization run"
+                    .into(),
+            );
         }
         if let Some(name) = &self.role_session_name
             && !is_session_name(name)
@@ -249,7 +250,7 @@ fn endpoint_note(options: &AwsOptions) -> String {
 }
 
 /// The session name an assumed role gets unless `--role-session-name` says.
-const DEFAULT_SESSION_NAME: &str = "keyrot";
+pub(crate) const DEFAULT_SESSION_NAME: &str = "keyrot";
 
 /// `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`.
 fn is_role_arn(arn: &str) -> bool {

@@ -24,7 +24,7 @@ pub fn run(cli: &Cli, command: &CacheCommand) -> anyhow::Result<u8> {
                 let json = serde_json::json!({ "dir": dir, "entries": entries });
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&json)?)?;
             }
-            Output::Text => list_text(&mut stdout, &dir, &entries)?,
+            Output::Text | Output::Csv => list_text(&mut stdout, &dir, &entries)?,
         },
         CacheCommand::Clean { older_than } => {
             let chosen: Vec<CacheEntry> = entries
@@ -40,7 +40,7 @@ pub fn run(cli: &Cli, command: &CacheCommand) -> anyhow::Result<u8> {
                     });
                     writeln!(stdout, "{}", serde_json::to_string_pretty(&json)?)?;
                 }
-                Output::Text => writeln!(
+                Output::Text | Output::Csv => writeln!(
                     stdout,
                     "removed {} from {} ({} freed)",
                     plural(chosen.len(), "entry", "entries"),

@@ -93,7 +93,12 @@ pub struct Job {
     pub config: BTreeMap<String, String>,
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// Rotate keys at least this old (`max-age` is the same key).
+    #[serde(alias = "max-age")]
     pub older_than: Option<String>,
+    /// Warn about keys due within this long (`warn-age` is the same key).
+    #[serde(alias = "warn-age")]
+    pub warn_within: Option<String>,
     pub retire: Option<RetireMode>,
     pub verify: Option<bool>,
     pub verify_timeout: Option<String>,
@@ -114,6 +119,16 @@ pub struct Job {
     /// `[[target]]` blocks (top level only).
     #[serde(default)]
     pub target: Vec<Job>,
+    /// An organization run: `org = true`, or an `[org]` table (top level
+    /// only).
+    #[serde(default, deserialize_with = "org_key")]
+    pub org: Option<OrgJob>,
+    /// In an organization's `[[target]]`: accounts under these OUs.
+    #[serde(default)]
+    pub ous: Vec<String>,
+    /// In an organization's `[[target]]`: these accounts.
+    #[serde(default)]
+    pub accounts: Vec<String>,
     /// The values above written as text, parsed when the job was loaded.
     #[serde(skip)]
     pub parsed: Parsed,
@@ -128,6 +143,7 @@ pub struct Parsed {
     pub timeout: Option<Duration>,
     pub memory: Option<usize>,
     pub older_than: Option<Duration>,
+    pub warn_within: Option<Duration>,
     pub verify_timeout: Option<Duration>,
     pub drain_quiet: Option<Duration>,
     pub drain_grace: Option<Duration>,
@@ -153,6 +169,7 @@ impl Parsed {
             timeout: one("timeout", &job.timeout, args::parse_duration)?,
             memory: one("memory", &job.memory, args::parse_size)?,
             older_than: one("older-than", &job.older_than, args::parse_age)?,
+            warn_within: one("warn-within", &job.warn_within, args::parse_age)?,
             verify_timeout: one("verify-timeout", &job.verify_timeout, args::parse_duration)?,
             drain_quiet: one("drain-quiet", &job.drain_quiet, args::parse_age)?,
             drain_grace: one("drain-grace", &job.drain_grace, args::parse_age)?,
@@ -179,6 +196,7 @@ impl Parsed {
             timeout: self.timeout.or(defaults.timeout),
             memory: self.memory.or(defaults.memory),
             older_than: self.older_than.or(defaults.older_than),
+            warn_within: self.warn_within.or(defaults.warn_within),
             verify_timeout: self.verify_timeout.or(defaults.verify_timeout),
             drain_quiet: self.drain_quiet.or(defaults.drain_quiet),
             drain_grace: self.drain_grace.or(defaults.drain_grace),
@@ -214,6 +232,13 @@ impl Job {
             })
         };
         job.parsed = parse(&job, "")?;
+        if !job.ous.is_empty() || !job.accounts.is_empty() {
+            anyhow::bail!(
+                "job file {}: `ous` and `accounts` choose a [[target]]'s accounts in an \
+                 organization run; the run's own scope is `ous` in the [org] table",
+                path.display()
+            );
+        }
         let mut targets = std::mem::take(&mut job.target);
         for (i, target) in targets.iter_mut().enumerate() {
             let which = target.name.clone().unwrap_or_else(|| format!("#{}", i + 1));
@@ -221,6 +246,7 @@ impl Job {
                 ("[[target]]", !target.target.is_empty()),
                 ("concurrency", target.concurrency.is_some()),
                 ("journal", target.journal.is_some()),
+                ("org", target.org.is_some()),
             ] {
                 if set {
                     anyhow::bail!(
@@ -304,6 +330,7 @@ impl Job {
             config: table(&self.config, &d.config),
             secrets: table(&self.secrets, &d.secrets),
             older_than: self.older_than.clone().or_else(|| d.older_than.clone()),
+            warn_within: self.warn_within.clone().or_else(|| d.warn_within.clone()),
             retire: self.retire.or(d.retire),
             verify: self.verify.or(d.verify),
             verify_timeout: self
@@ -325,6 +352,9 @@ impl Job {
                 .clone()
                 .or_else(|| d.registry_timeout.clone()),
             target: Vec::new(),
+            org: None,
+            ous: self.ous.clone(),
+            accounts: self.accounts.clone(),
             parsed: self.parsed.with_defaults(&defaults.parsed),
         }
     }
@@ -368,6 +398,57 @@ impl Job {
             }
         }
     }
+}
+
+/// A job's `[org]` table: the organization run's scope, role and
+/// exemptions. `org = true` is the table with every default.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OrgJob {
+    /// Only the accounts under these OUs (default: the organization).
+    #[serde(default)]
+    pub ous: Vec<String>,
+    /// The role entered in each member account.
+    pub role_name: Option<String>,
+    /// The external id the member roles require.
+    pub external_id: Option<String>,
+    /// The session name of the member roles.
+    pub role_session_name: Option<String>,
+    /// Members of these IAM groups are exempt.
+    #[serde(default)]
+    pub exempt_groups: Vec<String>,
+    /// The user tag that names the owner.
+    pub owner_tag: Option<String>,
+    /// Accounts and OUs left alone, each with its reason.
+    #[serde(default)]
+    pub exempt: Vec<ExemptEntry>,
+}
+
+/// One `[[org.exempt]]` entry: an account or an OU, and why.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ExemptEntry {
+    pub account: Option<String>,
+    pub ou: Option<String>,
+    pub reason: String,
+}
+
+/// `org = true` (every default), `org = false` (none), or an `[org]` table.
+fn org_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<OrgJob>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Option<OrgJob>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("true, or an [org] table")
+        }
+        fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<Self::Value, E> {
+            Ok(on.then(OrgJob::default))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            OrgJob::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_any(Visitor)
 }
 
 /// Largest job file read: a job is a page of settings, not data.

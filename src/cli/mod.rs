@@ -7,6 +7,7 @@ mod cache_cmd;
 mod console;
 mod job;
 mod oci_cmd;
+mod org;
 mod plan;
 mod progress;
 mod render;
@@ -29,6 +30,9 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 /// Runs what the command line asks for. `Err` means bad input (nothing
 /// touched); a failed rotation is `Ok` with its exit code.
 pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
+    if cli.output == Output::Csv && !matches!(cli.command, Some(Command::Status(_))) {
+        anyhow::bail!("--output csv is for `keyrot status`; use text or json here");
+    }
     let result = match &cli.command {
         Some(Command::Cache(command)) => cache_cmd::run(cli, command),
         None => rotate(cli, &cli.rotate).await,
@@ -76,11 +80,24 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
     let interrupt = Interrupt::default();
     stop_safely_on_signals(interrupt.clone());
     let fleet = plan.fleet(journal, interrupt);
-    let mut targets = Vec::with_capacity(handlers.len());
-    for (spec, handler) in std::mem::take(&mut plan.targets).into_iter().zip(handlers) {
-        targets.push(spec.reach(handler).await);
-    }
-    let rotations = fleet.prepare(targets).await?;
+    let (targets, decided) = match &plan.org {
+        Some(org) => {
+            let rules = plan.rules();
+            match org.census(&plan.targets[0].aws, &rules).await? {
+                Ok((census, _home)) => census.into_targets(&rules, &handlers),
+                Err(code) => return Ok(code),
+            }
+        }
+        None => {
+            let mut targets = Vec::with_capacity(handlers.len());
+            for (spec, handler) in std::mem::take(&mut plan.targets).into_iter().zip(handlers) {
+                targets.push(spec.reach(handler).await);
+            }
+            (targets, Vec::new())
+        }
+    };
+    let mut rotations = fleet.prepare(targets).await?;
+    rotations.include(decided);
     let progress = Progress::new(cli, rotations.len(), !plan.single);
     let reports = rotations.run(&progress).await;
     progress.finish();
@@ -95,7 +112,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
 fn print_fleet(cli: &Cli, reports: &[RotationReport], summary: &FleetSummary) -> u8 {
     let mut stdout = std::io::stdout().lock();
     let printed = match cli.output {
-        Output::Text => render::fleet_text(&mut stdout, reports, summary),
+        Output::Text | Output::Csv => render::fleet_text(&mut stdout, reports, summary),
         Output::Json => render::fleet_json(
             &mut stdout,
             reports,
@@ -119,7 +136,7 @@ fn print_report(cli: &Cli, report: &RotationReport) -> u8 {
     let code = report.outcome.exit_code();
     let mut stdout = std::io::stdout().lock();
     let printed = match cli.output {
-        Output::Text => render::text(&mut stdout, report),
+        Output::Text | Output::Csv => render::text(&mut stdout, report),
         // The plugin's log can hold whatever it chose to write (redaction
         // catches only literal secrets): in the report only when asked for.
         Output::Json => {
@@ -182,7 +199,7 @@ async fn inspect(cli: &Cli, path: &std::path::Path) -> anyhow::Result<u8> {
     let report = WasmHandler::inspect(plugin).await?;
     let mut stdout = std::io::stdout().lock();
     match cli.output {
-        Output::Text => render::inspect_text(&mut stdout, &report, cli.verbose > 0)?,
+        Output::Text | Output::Csv => render::inspect_text(&mut stdout, &report, cli.verbose > 0)?,
         Output::Json => render::json(&mut stdout, &report)?,
     }
     stdout.flush()?;

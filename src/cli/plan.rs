@@ -23,6 +23,8 @@ use keyrot::{
 use super::args::{self, JournalKind, RotateArgs, StateArgs};
 use super::job::Job;
 use super::oci_cmd;
+use super::org::OrgPlan;
+use keyrot::org::{Place, Rule};
 
 /// What to do, checked: everything that can be known wrong before touching
 /// AWS is rejected here. Flags override the job file (every target of it);
@@ -39,6 +41,8 @@ pub(super) struct Plan {
     /// One user named once (`--user` or the job's `user`): today's report
     /// shape, not the fleet's.
     pub single: bool,
+    /// An organization run: its scope, role and exemptions.
+    pub org: Option<OrgPlan>,
 }
 
 /// One set of users and everything their rotations share: plugin,
@@ -50,9 +54,12 @@ pub(super) struct TargetSpec {
     plugin: oci_cmd::PluginSource,
     load: LoadOptions,
     sandbox: Sandbox,
-    aws: AwsOptions,
+    pub aws: AwsOptions,
     options: RotateOptions,
     verify: bool,
+    /// Which accounts of an organization it covers (`Anywhere` outside
+    /// organization runs).
+    place: Place,
 }
 
 impl Plan {
@@ -63,9 +70,18 @@ impl Plan {
         };
         let job_path = args.job.as_deref().map(|p| p.display().to_string());
         let (journal, state_dir) = state_options(&args.state, job.journal)?;
-        let flag_users = flag_users(args)?;
+        let concurrency = args
+            .concurrency
+            .or(job.parsed.concurrency)
+            .unwrap_or(Fleet::DEFAULT_CONCURRENCY);
+        let org = OrgPlan::new(&args.org, &args.aws, &job, job_path.as_deref(), concurrency)?;
+        let flag_users = flag_users(args, org.is_some())?;
         let fleet_job = !job.target.is_empty();
-        let only = match (&flag_users, fleet_job) {
+        let only = match (&flag_users, fleet_job || org.is_some()) {
+            (Some(Users::All { .. }), true) if org.is_some() => bail!(
+                "--all-users is implied in an organization run: every user of each account \
+                 is taken (narrow with --path-prefix, or pick some with --user)"
+            ),
             (Some(Users::All { .. }), true) => bail!(
                 "--all-users cannot pick users from the job file's [[target]] blocks: each \
                  target selects its own (all-users = true in a target)"
@@ -78,20 +94,39 @@ impl Plan {
             .into_iter()
             .enumerate()
             .map(|(i, target)| {
-                let label = match (&target.name, fleet_job) {
-                    (_, false) => String::new(),
-                    (Some(name), true) => format!("target {name}"),
-                    (None, true) => format!("target #{}", i + 1),
+                let label = target_label(&target, i, fleet_job);
+                let users = match &org {
+                    Some(_) => Some(org_users(args, &target, &label, &job_path)?),
+                    None if fleet_job => None,
+                    None => flag_users.clone(),
                 };
-                let users = if fleet_job { None } else { flag_users.clone() };
-                TargetSpec::new(args, target, label, &job_path, users, &state_dir, no_cache)
+                let mut spec =
+                    TargetSpec::new(args, target, label, &job_path, users, &state_dir, no_cache)?;
+                match &org {
+                    // Members are entered through the org role; the flags'
+                    // external id and session name are that role's.
+                    Some(org) => spec.aws = org.home_aws(std::mem::take(&mut spec.aws)),
+                    None if spec.place != Place::Anywhere => bail!(
+                        "job file {}: {}: `ous` and `accounts` choose accounts of an \
+                         organization: add an [org] table (or pass --org)",
+                        job_path.as_deref().unwrap_or("?"),
+                        spec.label
+                    ),
+                    None => {}
+                }
+                Ok(spec)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let concurrency = args
-            .concurrency
-            .or(job.parsed.concurrency)
-            .unwrap_or(Fleet::DEFAULT_CONCURRENCY);
-        let single = is_single(args, &job);
+        let single = org.is_none() && is_single(args, &job);
+        let mut org = org;
+        if let Some(org) = &mut org {
+            // Exemptions ending soon are warned about within the widest
+            // window any target gives.
+            org.run.screen.warn_within = targets
+                .iter()
+                .filter_map(|t: &TargetSpec| t.options.warn_within)
+                .max();
+        }
         Ok(Self {
             targets,
             only,
@@ -100,8 +135,68 @@ impl Plan {
             wait_lock: args.wait_lock,
             concurrency,
             single,
+            org,
         })
     }
+
+    /// The organization run's rules: each target's place, path and policy.
+    pub fn rules(&self) -> Vec<Rule> {
+        self.targets
+            .iter()
+            .map(|t| Rule {
+                label: t.label.clone(),
+                place: t.place.clone(),
+                path_prefix: match &t.users {
+                    Users::All { path_prefix } => path_prefix.clone(),
+                    _ => "/".into(),
+                },
+                options: t.options.clone(),
+                verify: t.verify,
+            })
+            .collect()
+    }
+}
+
+/// How messages name a job's target `i`: `target NAME`, `target #2`, or
+/// nothing in a job without `[[target]]` blocks.
+pub(super) fn target_label(target: &Job, i: usize, fleet_job: bool) -> String {
+    match (&target.name, fleet_job) {
+        (_, false) => String::new(),
+        (Some(name), true) => format!("target {name}"),
+        (None, true) => format!("target #{}", i + 1),
+    }
+}
+
+/// A target's users in an organization run: every user under its path
+/// (`--path-prefix` over the target's), never names: names pick among them
+/// with `--user`.
+fn org_users(
+    args: &RotateArgs,
+    target: &Job,
+    label: &str,
+    job_path: &Option<String>,
+) -> anyhow::Result<Users> {
+    let in_job = |key: &str| {
+        JobKey {
+            path: job_path.as_deref(),
+            label,
+        }
+        .name(key)
+    };
+    if target.user.is_some() || !target.users.is_empty() || target.users_file.is_some() {
+        bail!(
+            "{}: an organization run takes every user of each account under a path \
+             (path-prefix); pick some by name with --user",
+            in_job("user, users, users-file")
+        );
+    }
+    let path_prefix = args
+        .path_prefix
+        .clone()
+        .or_else(|| target.path_prefix.clone())
+        .unwrap_or_else(|| "/".into());
+    fleet::check_path_prefix(&path_prefix).map_err(|e| anyhow::anyhow!("--path-prefix: {e}"))?;
+    Ok(Users::All { path_prefix })
 }
 
 impl TargetSpec {
@@ -158,13 +253,24 @@ impl TargetSpec {
                 .or(values.memory)
                 .unwrap_or(PluginLimits::DEFAULT_MEMORY_BYTES),
         };
+        let older_than = args.older_than.or(values.older_than);
+        let warn_within = args.warn_within.or(values.warn_within);
+        if warn_within.is_some() && older_than.is_none() {
+            bail!(
+                "--warn-within (warn-within, warn-age) warns before a key reaches \
+                 --older-than (older-than, max-age): give that too"
+            );
+        }
+        let place = super::org::place_of(&job)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("ous, accounts")))?;
         let options = RotateOptions {
             retire: args
                 .retire
                 .map(Into::into)
                 .or(job.retire)
                 .unwrap_or_default(),
-            older_than: args.older_than.or(values.older_than),
+            older_than,
+            warn_within,
             verify_timeout: args
                 .verify_timeout
                 .or(values.verify_timeout)
@@ -203,6 +309,7 @@ impl TargetSpec {
                 limits,
             },
             aws: args.aws.clone().or(job.aws),
+            place,
         })
     }
 
@@ -270,9 +377,9 @@ pub(super) fn check_user_name(user: &str) -> anyhow::Result<()> {
 
 /// The users the flags select, if any: `--user` (repeatable) and
 /// `--users-file` together, or `--all-users`.
-fn flag_users(args: &RotateArgs) -> anyhow::Result<Option<Users>> {
-    if args.path_prefix.is_some() && !args.all_users {
-        bail!("--path-prefix selects among all users: it needs --all-users");
+fn flag_users(args: &RotateArgs, org: bool) -> anyhow::Result<Option<Users>> {
+    if args.path_prefix.is_some() && !args.all_users && !org {
+        bail!("--path-prefix selects among all users: it needs --all-users (or --org)");
     }
     if args.all_users {
         let path_prefix = args.path_prefix.clone().unwrap_or_else(|| "/".into());
@@ -405,6 +512,8 @@ impl TargetSpec {
             handler,
             options: self.options,
             account,
+            notes: Default::default(),
+            screen: None,
         }
     }
 }

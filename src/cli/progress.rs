@@ -79,7 +79,7 @@ impl Observer for Progress {
         counts.done += 1;
         match report.outcome {
             Outcome::Rotated | Outcome::Partial | Outcome::Draining => counts.rotated += 1,
-            Outcome::Skipped | Outcome::WouldRotate => counts.skipped += 1,
+            Outcome::Skipped | Outcome::Exempt | Outcome::WouldRotate => counts.skipped += 1,
             Outcome::Failed | Outcome::NeedsManualAction | Outcome::BadInput => counts.failed += 1,
         }
         if let Some(bar) = &self.bar {

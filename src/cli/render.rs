@@ -13,6 +13,7 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
     let headline = match report.outcome {
         Outcome::Rotated => "rotated",
         Outcome::Skipped => "skipped",
+        Outcome::Exempt => "exempt (left alone)",
         Outcome::WouldRotate => "would rotate (dry run: nothing was changed)",
         Outcome::Draining => "rotated; the old key drains",
         Outcome::Failed => "not rotated",
@@ -29,6 +30,7 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
     if let Some(arn) = &report.caller_arn {
         writeln!(out, "  acting as {arn}")?;
     }
+    selection_text(out, report)?;
     if let Some(resumed) = &report.resumed {
         writeln!(
             out,
@@ -46,6 +48,9 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
             skipped.age, skipped.threshold
         )?;
     }
+    for warning in &report.warnings {
+        writeln!(out, "  warning: {}", escape_control(warning))?;
+    }
     keys_text(out, report)?;
     if let Some(drain) = &report.drain {
         writeln!(out, "  drain: {}", drain.note)?;
@@ -62,6 +67,39 @@ pub fn text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
         writeln!(out, "note: {journal}")?;
     }
     Ok(())
+}
+
+/// Which target chose the user, by which rule; its owner; its exemption.
+fn selection_text(out: &mut impl Write, report: &RotationReport) -> io::Result<()> {
+    if let Some(target) = &report.target {
+        let rule = report
+            .rule
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        writeln!(out, "  {target}{rule}")?;
+    }
+    if let Some(owner) = &report.owner {
+        writeln!(out, "  owner {}", escape_control(owner))?;
+    }
+    if let Some(exempt) = &report.exempt {
+        writeln!(out, "  {}", exempt_text(exempt))?;
+    }
+    Ok(())
+}
+
+/// An exemption in words: `exempt by tag keyrot:exempt until 2027-03-01: reason`.
+pub fn exempt_text(exempt: &keyrot::rotation::ExemptReport) -> String {
+    let until = exempt
+        .until
+        .as_deref()
+        .map(|u| format!(" until {u}"))
+        .unwrap_or_default();
+    format!(
+        "exempt by {}{until}: {}",
+        exempt.by,
+        escape_control(&exempt.reason)
+    )
 }
 
 /// What became of the new key and of each old one.
@@ -214,6 +252,7 @@ fn fleet_outcome(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Rotated => "rotated",
         Outcome::Skipped => "skipped",
+        Outcome::Exempt => "exempt",
         Outcome::WouldRotate => "would-rotate",
         Outcome::Draining => "draining",
         Outcome::Failed => "failed",
@@ -262,24 +301,44 @@ pub fn fleet_text(
     for report in reports {
         writeln!(out, "{}", fleet_line(report))?;
     }
-    let troubled: Vec<&RotationReport> = reports.iter().filter(|r| r.error.is_some()).collect();
-    if !troubled.is_empty() {
+    let noted: Vec<&RotationReport> = reports
+        .iter()
+        .filter(|r| r.error.is_some() || r.exempt.is_some() || !r.warnings.is_empty())
+        .collect();
+    if !noted.is_empty() {
         writeln!(out)?;
     }
-    for report in troubled {
-        writeln!(
-            out,
-            "{} (account {}): {}: {}",
-            report.user,
-            report.account.as_deref().unwrap_or("?"),
-            fleet_outcome(report.outcome),
-            escape_control(report.error.as_deref().unwrap_or_default())
-        )?;
+    for report in noted {
+        let who = match &report.owner {
+            Some(owner) => format!(
+                "{} (account {}, owner {})",
+                report.user,
+                report.account.as_deref().unwrap_or("?"),
+                escape_control(owner)
+            ),
+            None => format!(
+                "{} (account {})",
+                report.user,
+                report.account.as_deref().unwrap_or("?")
+            ),
+        };
+        let outcome = fleet_outcome(report.outcome);
+        if let Some(error) = &report.error {
+            writeln!(out, "{who}: {outcome}: {}", escape_control(error))?;
+        }
+        if let Some(exempt) = &report.exempt {
+            writeln!(out, "{who}: {}", exempt_text(exempt))?;
+        }
+        for warning in &report.warnings {
+            writeln!(out, "{who}: warning: {}", escape_control(warning))?;
+        }
     }
     let mut counts = Vec::new();
     for (n, what) in [
         (summary.rotated, "rotated"),
         (summary.skipped, "skipped"),
+        (summary.exempt, "exempt"),
+        (summary.warned, "with warnings"),
         (summary.would_rotate, "would rotate"),
         (summary.partial, "partial"),
         (summary.failed, "failed"),

@@ -31,6 +31,8 @@
 //!     handler: Arc::new(handler),
 //!     options: RotateOptions::default(),
 //!     account: Ok(Reached::from_account(&account, true)),
+//!     notes: Default::default(),
+//!     screen: None,
 //! };
 //! let fleet = Fleet::new(JournalChoice::File(StateDir::open("state".as_ref())?));
 //! let reports = fleet.prepare(vec![target]).await?.run(&NoObserver).await;
@@ -40,6 +42,7 @@
 //! ```
 
 mod run;
+mod screen;
 mod select;
 mod summary;
 
@@ -48,6 +51,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use self::run::{UserTask, run_tasks};
+pub use self::screen::{Notes, Screen, Screened};
 pub use self::select::{check_path_prefix, check_user_name, dedup, read_users_file, unknown_users};
 pub use self::summary::{FleetSummary, fleet_exit_code};
 use crate::handler::NewKeyHandler;
@@ -68,6 +72,9 @@ pub enum Users {
         /// The IAM path prefix, e.g. `/ci/`.
         path_prefix: String,
     },
+    /// These users, just listed from IAM (an organization's): not checked
+    /// again.
+    Listed(Vec<String>),
 }
 
 /// An account keyrot reached: IAM there, who keyrot acts as, and how to
@@ -116,6 +123,11 @@ pub struct Target<H> {
     pub options: RotateOptions,
     /// Their account, or why it could not be reached.
     pub account: Result<Reached, Unreached>,
+    /// Written into each of its users' reports: the rule that selected
+    /// them, their account's name.
+    pub notes: Notes,
+    /// Looks at each user just before its rotation (exemptions, owners).
+    pub screen: Option<Arc<dyn Screen>>,
 }
 
 /// Where each user's journal is kept.
@@ -286,7 +298,7 @@ impl Fleet {
             format!("{}: ", target.label)
         };
         let named = match &target.users {
-            Users::Named(users) => Some(self.wanted(users)),
+            Users::Named(users) | Users::Listed(users) => Some(self.wanted(users)),
             Users::All { .. } => None,
         };
         selection.match_all(named.iter().flatten());
@@ -295,7 +307,13 @@ impl Fleet {
             Err(unreached) => {
                 selection.unlisted |= named.is_none();
                 let why = format!("{prefix}{}", unreached.why);
-                return Ok(failed(&target.users, named, unreached.account, &why));
+                let mut tasks = failed(&target.users, named, unreached.account, &why);
+                for task in &mut tasks {
+                    if let UserTask::Reported(report) = task {
+                        target.notes.apply(report);
+                    }
+                }
+                return Ok(tasks);
             }
         };
         let account = reached.caller.account.clone();
@@ -328,7 +346,7 @@ impl Fleet {
                 });
             }
         }
-        if self.check_users {
+        if self.check_users && matches!(target.users, Users::Named(_)) {
             let unknown = unknown_users(&*reached.iam, &users, self.concurrency).await;
             if !unknown.is_empty() {
                 return Err(FleetError::UnknownUsers {
@@ -338,7 +356,12 @@ impl Fleet {
                 });
             }
         }
-        Ok(self.rotations(reached, target.handler, target.options, users))
+        let shared = Shared {
+            label: target.label,
+            notes: target.notes,
+            screen: target.screen,
+        };
+        Ok(self.rotations(reached, target.handler, target.options, shared, users))
     }
 
     /// Every user under a target's path prefix that [`Fleet::only`] picks,
@@ -371,6 +394,7 @@ impl Fleet {
         reached: Reached,
         handler: H,
         options: RotateOptions,
+        shared: Shared,
         users: Vec<String>,
     ) -> Vec<UserTask>
     where
@@ -380,6 +404,7 @@ impl Fleet {
         let journal = self
             .journal
             .for_account(reached.iam.clone(), &account, self.wait_lock);
+        let iam = reached.iam.clone();
         let mut rotator = KeyRotator::new(reached.iam, handler)
             .with_options(options)
             .with_interrupt(self.interrupt.clone())
@@ -389,18 +414,32 @@ impl Fleet {
             rotator = rotator.with_verifier(verifier);
         }
         let rotator = Arc::new(rotator);
+        let shared = Arc::new(shared);
         users
             .into_iter()
             .map(|user| {
-                let rotator = rotator.clone();
+                let (rotator, shared, iam) = (rotator.clone(), shared.clone(), iam.clone());
+                let account = account.clone();
                 UserTask::Rotate {
                     account: account.clone(),
                     user: user.clone(),
                     rotation: Box::pin(async move {
-                        match rotator.rotate_keys(&user).await {
+                        let notes = match &shared.screen {
+                            None => shared.notes.clone(),
+                            Some(screen) => match screen.screen(&*iam, &account, &user).await {
+                                Screened::Rotate(notes) => shared.notes.and(notes),
+                                Screened::Decided(mut report) => {
+                                    shared.mark(&mut report, &shared.notes);
+                                    return *report;
+                                }
+                            },
+                        };
+                        let mut report = match rotator.rotate_keys(&user).await {
                             Ok(report) => report,
                             Err(err) => *err.report,
-                        }
+                        };
+                        shared.mark(&mut report, &notes);
+                        report
                     }),
                 }
             })
@@ -418,6 +457,23 @@ impl Fleet {
             })
             .cloned()
             .collect()
+    }
+}
+
+/// What every user of a target shares beyond the rotator.
+struct Shared {
+    label: String,
+    notes: Notes,
+    screen: Option<Arc<dyn Screen>>,
+}
+
+impl Shared {
+    /// Names the target and adds `notes` to a user's report.
+    fn mark(&self, report: &mut RotationReport, notes: &Notes) {
+        if !self.label.is_empty() && report.target.is_none() {
+            report.target = Some(self.label.clone());
+        }
+        notes.apply(report);
     }
 }
 
@@ -450,7 +506,7 @@ fn failed(
     let users = match (named, users) {
         (Some(users), _) => users,
         (None, Users::All { path_prefix }) => vec![format!("{path_prefix}*")],
-        (None, Users::Named(_)) => Vec::new(),
+        (None, Users::Named(_) | Users::Listed(_)) => Vec::new(),
     };
     users
         .iter()
@@ -479,6 +535,15 @@ impl Rotations {
     /// Whether there is nobody to rotate.
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
+    }
+
+    /// Adds reports decided before the run (an exempt account, say), so
+    /// they are counted and shown with the rest, first.
+    pub fn include(&mut self, reports: Vec<RotationReport>) {
+        let decided = reports
+            .into_iter()
+            .map(|report| UserTask::Reported(Box::new(report)));
+        self.tasks.splice(0..0, decided);
     }
 
     /// Rotates every user, [`Fleet::concurrency`] at a time; returns each

@@ -25,6 +25,10 @@ pub struct FleetSummary {
     pub rotated: usize,
     /// Skipped by `--older-than`.
     pub skipped: usize,
+    /// Left alone by an exemption.
+    pub exempt: usize,
+    /// Users with a warning (a key due soon, an exemption ending).
+    pub warned: usize,
     /// Dry run: would rotate.
     pub would_rotate: usize,
     /// Rotated, the old key draining (`--retire drain`).
@@ -58,6 +62,7 @@ impl FleetSummary {
             *match report.outcome {
                 Outcome::Rotated => &mut summary.rotated,
                 Outcome::Skipped => &mut summary.skipped,
+                Outcome::Exempt => &mut summary.exempt,
                 Outcome::WouldRotate => &mut summary.would_rotate,
                 Outcome::Draining => &mut summary.draining,
                 Outcome::Failed => &mut summary.failed,
@@ -65,6 +70,7 @@ impl FleetSummary {
                 Outcome::NeedsManualAction => &mut summary.needs_manual_action,
                 Outcome::BadInput => &mut summary.bad_input,
             } += 1;
+            summary.warned += usize::from(!report.warnings.is_empty());
             if let Some(account) = &report.account
                 && !summary.accounts.contains(account)
             {

@@ -45,9 +45,9 @@ use tokio::sync::Notify;
 pub use self::drain::{DrainPolicy, DrainStep};
 pub use self::failure::{GiveUp, RotationError, RotationFailure};
 pub use self::report::{
-    NewKeyReport, NewKeyState, OldKeyAction, OldKeyReport, Outcome, ResumeReport, RotationReport,
-    SCHEMA_VERSION, SkipReport, Step, StepRecord, human_duration, now_rfc3339, parse_rfc3339,
-    rfc3339, unix_now,
+    ExemptReport, NewKeyReport, NewKeyState, OldKeyAction, OldKeyReport, Outcome, ResumeReport,
+    RotationReport, SCHEMA_VERSION, SkipReport, Step, StepRecord, human_duration, now_rfc3339,
+    parse_rfc3339, rfc3339, unix_now,
 };
 pub use self::state::{Journal, JournalError, JournalRecord, NoJournal, Phase, RetireMode};
 use crate::handler::{HandlerError, HandlerErrorKind, NewKeyHandler};
@@ -62,6 +62,9 @@ pub struct RotateOptions {
     pub retire: RetireMode,
     /// Rotate only if the active key is at least this old.
     pub older_than: Option<Duration>,
+    /// With `older_than`: a key that comes due within this long is
+    /// skipped with a warning, so its owner can prepare.
+    pub warn_within: Option<Duration>,
     /// How long to wait for a new key to start working.
     pub verify_timeout: Duration,
     /// List, describe and preflight only: send no write call to IAM.
@@ -80,6 +83,7 @@ impl Default for RotateOptions {
         Self {
             retire: RetireMode::Delete,
             older_than: None,
+            warn_within: None,
             verify_timeout: Self::DEFAULT_VERIFY_TIMEOUT,
             dry_run: false,
             drain: DrainPolicy::default(),

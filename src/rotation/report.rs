@@ -18,6 +18,9 @@ pub enum Outcome {
     Rotated,
     /// Nothing to do: the active key is younger than `--older-than`.
     Skipped,
+    /// Left alone on purpose: an exemption (a user tag, a group, the
+    /// account or its OU) says so, with its reason.
+    Exempt,
     /// A dry run found that a rotation would go ahead.
     WouldRotate,
     /// The new key is in place; the old key drains (`--retire drain`):
@@ -40,7 +43,11 @@ impl Outcome {
     /// The process exit code for this outcome.
     pub fn exit_code(self) -> u8 {
         match self {
-            Outcome::Rotated | Outcome::Skipped | Outcome::WouldRotate | Outcome::Draining => 0,
+            Outcome::Rotated
+            | Outcome::Skipped
+            | Outcome::Exempt
+            | Outcome::WouldRotate
+            | Outcome::Draining => 0,
             Outcome::Failed => 1,
             Outcome::BadInput => 2,
             Outcome::Partial => 3,
@@ -247,6 +254,22 @@ pub struct SkipReport {
     pub age: String,
     /// The threshold it is under, e.g. `90d`.
     pub threshold: String,
+    /// When it comes due, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due: Option<String>,
+}
+
+/// Why a user was left alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExemptReport {
+    /// What exempts it: `tag keyrot:exempt`, `group NAME`, `account`,
+    /// `OU ou-...`.
+    pub by: String,
+    /// The reason given.
+    pub reason: String,
+    /// The last day the exemption holds (`YYYY-MM-DD`), if it ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 /// Everything a run did, for people (text) and machines (JSON). Never holds
@@ -261,12 +284,32 @@ pub struct RotationReport {
     pub timestamp: String,
     /// The AWS account the user belongs to, when known.
     pub account: Option<String>,
+    /// The account's name in the organization, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
     /// Who keyrot acted as (`sts:GetCallerIdentity`), when known.
     pub caller_arn: Option<String>,
     /// The IAM user.
     pub user: String,
     /// How the run ended.
     pub outcome: Outcome,
+    /// The fleet target that selected the user (`target prod`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The rule that decided for it: what the target matched and its
+    /// policy (`OU ou-prod, path /ci/; max-age 90d, retire drain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Who owns the user, from its owner tag (`--owner-tag`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Why the user was left alone, for `exempt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exempt: Option<ExemptReport>,
+    /// What a person should know though nothing failed: a key due soon
+    /// (`--warn-within`), an exemption that expired or is about to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Whether this was a dry run (no write call was sent).
     pub dry_run: bool,
     /// A journal from an interrupted run, finished first.
@@ -307,9 +350,15 @@ impl RotationReport {
             keyrot_version: env!("CARGO_PKG_VERSION"),
             timestamp: now_rfc3339(),
             account: None,
+            account_name: None,
             caller_arn: None,
             user: user.to_string(),
             outcome: Outcome::Failed,
+            target: None,
+            rule: None,
+            owner: None,
+            exempt: None,
+            warnings: Vec::new(),
             dry_run: false,
             resumed: None,
             skipped: None,
@@ -332,6 +381,15 @@ impl RotationReport {
         report.account = account.map(str::to_string);
         report.outcome = Outcome::Failed;
         report.error = Some(error);
+        report
+    }
+
+    /// A report for a user (or `*`, a whole account) left alone on purpose.
+    pub fn exempt(user: &str, account: Option<&str>, exempt: ExemptReport) -> Self {
+        let mut report = Self::new(user);
+        report.account = account.map(str::to_string);
+        report.outcome = Outcome::Exempt;
+        report.exempt = Some(exempt);
         report
     }
 

@@ -4,13 +4,16 @@
 //! - `help`: what `-h`, `--help` and a bare `keyrot` show, and where each
 //!   global flag is shown;
 //! - `values`: the parsers of flag values (durations, sizes, ages, ...),
-//!   which job files use too.
+//!   which job files use too;
+//! - `org`: the flags of organization runs, for rotations and `status`.
 
 mod help;
+mod org;
 mod values;
 
 pub use self::help::command_tree;
 use self::help::{AFTER_LONG_HELP, AFTER_SHORT_HELP, USAGE, bare_usage};
+pub use self::org::OrgArgs;
 
 pub(super) use self::values::{
     parse_age, parse_concurrency, parse_duration, parse_key_value, parse_sha256, parse_size,
@@ -234,7 +237,7 @@ pub enum CacheCommand {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// An IAM user to show (repeatable)
-    #[arg(long, value_name = "NAME", required_unless_present_any = ["users_file", "all_users"], help_heading = "Users")]
+    #[arg(long, value_name = "NAME", required_unless_present_any = ["users_file", "all_users", "org", "ou", "job"], help_heading = "Users")]
     pub user: Vec<String>,
 
     /// Show the users named in FILE (one a line, as for a rotation)
@@ -245,18 +248,27 @@ pub struct StatusArgs {
     #[arg(long, conflicts_with_all = ["user", "users_file"], help_heading = "Users")]
     pub all_users: bool,
 
-    /// With --all-users: only users whose IAM path starts with this
-    #[arg(
-        long,
-        value_name = "PATH",
-        requires = "all_users",
-        help_heading = "Users"
-    )]
+    /// With --all-users or --org: only users whose IAM path starts with this
+    #[arg(long, value_name = "PATH", help_heading = "Users")]
     pub path_prefix: Option<String>,
 
     /// Say "skip" for keys younger than this, as `rotate --older-than` would
     #[arg(long, value_name = "DURATION", value_parser = parse_age, help_heading = "Rotation")]
     pub older_than: Option<Duration>,
+
+    /// Say "warn" for keys due within this long, as `rotate --warn-within` would
+    #[arg(long, value_name = "DURATION", value_parser = parse_age, help_heading = "Rotation")]
+    pub warn_within: Option<Duration>,
+
+    /// Show what this job file's targets would do (plugins are not loaded)
+    ///
+    /// Its users, or its organization and targets (each with its own
+    /// max-age and warn-age); flags given as well override it.
+    #[arg(long, value_name = "FILE", help_heading = "Rotation")]
+    pub job: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub org: OrgArgs,
 
     #[command(flatten)]
     pub state: StateArgs,
@@ -461,11 +473,10 @@ pub struct RotateArgs {
     #[arg(long, conflicts_with_all = ["user", "users_file"], hide_short_help = true, help_heading = "Users")]
     pub all_users: bool,
 
-    /// With --all-users: only users whose IAM path starts with this, e.g. /ci/
+    /// With --all-users or --org: only users whose IAM path starts with this, e.g. /ci/
     #[arg(
         long,
         value_name = "PATH",
-        requires = "all_users",
         hide_short_help = true,
         help_heading = "Users"
     )]
@@ -539,6 +550,13 @@ pub struct RotateArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_age, help_heading = "Rotation")]
     pub older_than: Option<Duration>,
 
+    /// With --older-than: warn about keys that come due within this long, e.g. 14d
+    ///
+    /// They are skipped with a warning in the report, so their owners can
+    /// prepare; nothing changes.
+    #[arg(long, value_name = "DURATION", value_parser = parse_age, hide_short_help = true, help_heading = "Rotation")]
+    pub warn_within: Option<Duration>,
+
     /// What to do with the old keys: delete, deactivate or drain [default: delete]
     ///
     /// deactivate is a grace period: an operator can re-enable the old key
@@ -590,6 +608,9 @@ pub struct RotateArgs {
     pub wait_lock: Option<Duration>,
 
     #[command(flatten)]
+    pub org: OrgArgs,
+
+    #[command(flatten)]
     pub state: StateArgs,
 
     #[command(flatten)]
@@ -632,6 +653,8 @@ pub enum Output {
     Text,
     /// The full report as one JSON object.
     Json,
+    /// `keyrot status` only: a row per key, for a spreadsheet.
+    Csv,
 }
 
 #[cfg(test)]

@@ -273,11 +273,26 @@ impl<'a, I: Iam, H: NewKeyHandler> Attempt<'a, I, H> {
             && let Some(age) = key_age(key)
             && age < threshold
         {
+            let due_in = threshold - age;
             self.report.outcome = Outcome::Skipped;
             self.report.skipped = Some(SkipReport {
                 age: human_duration(age),
                 threshold: human_duration(threshold),
+                due: Some(rfc3339(unix_now() + due_in.as_secs())),
             });
+            if self
+                .rotator
+                .options
+                .warn_within
+                .is_some_and(|window| due_in <= window)
+            {
+                self.report.warnings.push(format!(
+                    "key {} comes due in {} (max age {}): the next run after that rotates it",
+                    key.access_key_id,
+                    human_duration(due_in),
+                    human_duration(threshold)
+                ));
+            }
             return Ok(None);
         }
 
