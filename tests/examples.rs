@@ -538,6 +538,7 @@ fn the_recipes_use_only_real_flags() {
         "examples/Dockerfile",
         "examples/github-actions/rotate-aws-keys.yml",
         "examples/kubernetes/cronjob.yaml",
+        "examples/org/org-rotation.toml",
     ] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         for line in text.lines() {

@@ -37,6 +37,8 @@ fn target<H>(label: &str, users: &[&str], handler: H, iam: &Arc<FakeIam>) -> Tar
         handler,
         options: RotateOptions::default(),
         account: reached(iam),
+        notes: Default::default(),
+        screen: None,
     }
 }
 

@@ -34,7 +34,7 @@ fn root() -> &'static Path {
 /// A YAML file's documents as JSON, through PyYAML in the project
 /// virtualenv (moto's server extra depends on it; scripts/setup.sh
 /// installs both).
-fn yaml_documents(path: &Path) -> Vec<Value> {
+pub fn yaml_documents(path: &Path) -> Vec<Value> {
     let python = root().join(".venv/bin/python");
     let out = Command::new(&python)
         .args([

@@ -136,7 +136,11 @@ fn unsafe_commands(text: &str) -> (Vec<String>, usize) {
             continue;
         }
         let cmd = command.take().unwrap();
-        if cmd.contains("--user") || cmd.contains("--job") {
+        // `keyrot status` only looks, whatever it is asked to look at.
+        let selects = ["--user", "--job", "--org", "--ou "]
+            .iter()
+            .any(|flag| cmd.contains(flag));
+        if selects && !cmd.starts_with("keyrot status") {
             rotating += 1;
             let said = comments.join(" ");
             let safe = cmd.contains("--endpoint-url") || cmd.contains("--dry-run");

@@ -39,6 +39,9 @@
 //! - `kubernetes`: the CronJob example runs with its read-only root, mounts,
 //!   user and environment.
 //! - `examples`: the IAM policies in `examples/` suffice, with IAM auth on.
+//! - `org`: whole AWS Organizations on moto: rules per OU, exemptions by
+//!   tag, group, account and OU, owners, `status --org` in text, JSON and
+//!   CSV, shards, and an organization that cannot be listed or entered.
 //! - `first_run`: what a new user hit (ignored flags, messages naming the
 //!   wrong thing, two exit codes for one failure, journal commands needing
 //!   AWS, self-rotation with the IAM journal, a lock wait Ctrl-C stops).
@@ -64,6 +67,7 @@ mod hardening;
 mod hostile_registry;
 mod kubernetes;
 mod oci;
+mod org;
 mod promise;
 mod proxy;
 mod readme;

@@ -148,6 +148,32 @@ impl Moto {
         }
     }
 
+    /// Turns IAM authorization on from now on (moto's `reset-auth`): every
+    /// call after this is checked against the signer's policies.
+    pub fn enforce_auth(&self) {
+        self.reset_auth("0");
+    }
+
+    /// Turns IAM authorization off again, for more setup.
+    pub fn relax_auth(&self) {
+        self.reset_auth("inf");
+    }
+
+    fn reset_auth(&self, count: &str) {
+        use std::io::{Read, Write};
+        let addr = self.url.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).expect("connect to moto");
+        write!(
+            stream,
+            "POST /moto-api/reset-auth HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{count}",
+            count.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.contains(" 200 "), "moto reset-auth: {response}");
+    }
+
     /// The access key id and secret keyrot signs with.
     pub fn credentials(&self) -> (String, String) {
         self.credentials.clone()

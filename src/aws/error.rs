@@ -14,7 +14,12 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
+    // An answer whose body could not be read still has a status: a 403
+    // from a proxy, or an error body in another shape, is still "denied".
+    let status = err.raw_response().and_then(http_status);
+    let denied_unread = err.code().is_none() && matches!(status, Some(401 | 403));
     let kind = match &err {
+        _ if denied_unread => IamErrorKind::AccessDenied,
         SdkError::ConstructionFailure(_) => IamErrorKind::Other,
         SdkError::ServiceError(service) => match err.code() {
             Some("NoSuchEntity") => IamErrorKind::NoSuchEntity,
@@ -50,6 +55,11 @@ where
     let message = match (err.code(), err.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.to_string(),
+        _ if denied_unread => format!(
+            "AccessDenied (HTTP {}; the answer's body could not be read: {})",
+            status.unwrap_or_default(),
+            error_chain(&err)
+        ),
         _ => error_chain(&err),
     };
     // No credentials is never a lost answer: say what to give keyrot.

@@ -37,15 +37,18 @@ where
     R: std::fmt::Debug + 'static,
 {
     let kind = match err.code() {
-        Some("AccessDeniedException" | "AccessDenied") => OrgErrorKind::AccessDenied,
         Some("AWSOrganizationsNotInUseException") => OrgErrorKind::NotInOrganization,
         Some("ParentNotFoundException") => OrgErrorKind::NoSuchParent,
         _ => OrgErrorKind::Other,
     };
+    let error = iam_error(err);
     OrgError {
-        kind,
+        kind: match error.kind {
+            crate::iam::IamErrorKind::AccessDenied => OrgErrorKind::AccessDenied,
+            _ => kind,
+        },
         call,
-        message: iam_error(err).message,
+        message: error.message,
     }
 }
 

@@ -291,7 +291,8 @@ impl Job {
         let selects = self.user.is_some()
             || !self.users.is_empty()
             || self.users_file.is_some()
-            || self.all_users.is_some();
+            || self.all_users.is_some()
+            || self.path_prefix.is_some();
         let d = defaults;
         Job {
             plugin: self.plugin.clone().or_else(|| d.plugin.clone()),

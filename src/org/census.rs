@@ -244,7 +244,8 @@ impl OrgRun {
         match self.users_of(&account, &reached, rules).await {
             Ok((users, members)) => {
                 let screen =
-                    TagScreen::new(self.screen.clone(), members, Some(account.name.clone()));
+                    TagScreen::new(self.screen.clone(), members, Some(account.name.clone()))
+                        .acting_as(&reached.caller.arn);
                 AccountCensus {
                     account,
                     state: AccountState::Reached {

@@ -106,7 +106,7 @@ fn parse_day(date: &str) -> Option<u64> {
     if !shaped {
         return None;
     }
-    Some(parse_rfc3339(&format!("{date}T23:59:59Z"))?)
+    parse_rfc3339(&format!("{date}T23:59:59Z"))
 }
 
 /// Screens the users of one account: exempt by group (members read once
@@ -118,6 +118,8 @@ pub struct TagScreen {
     group_of: HashMap<String, String>,
     /// The account's name, for reports.
     account_name: Option<String>,
+    /// The IAM user keyrot itself signs as here, if it is one.
+    myself: Option<String>,
 }
 
 impl TagScreen {
@@ -140,7 +142,19 @@ impl TagScreen {
             rules,
             group_of,
             account_name,
+            myself: None,
         }
+    }
+
+    /// Leaves alone the IAM user of `caller_arn` (keyrot's own identity in
+    /// the account it runs in): its key also signs the role sessions of
+    /// every other account, so it is rotated in a run of its own, which
+    /// goes on with the new key.
+    pub fn acting_as(mut self, caller_arn: &str) -> Self {
+        self.myself = caller_arn
+            .split_once(":user/")
+            .map(|(_, path)| path.rsplit('/').next().unwrap_or(path).to_string());
+        self
     }
 
     /// The decision for `user` with these tags, at `now`.
@@ -162,6 +176,25 @@ impl TagScreen {
             report.account_name.clone_from(&self.account_name);
             Screened::Decided(Box::new(report))
         };
+        if self
+            .myself
+            .as_deref()
+            .is_some_and(|me| me.eq_ignore_ascii_case(user))
+        {
+            return decided(RotationReport::exempt(
+                user,
+                Some(account),
+                ExemptReport {
+                    by: "self".into(),
+                    reason: format!(
+                        "keyrot signs as this user, whose key opens every other account: \
+                         rotate it in a run of its own (keyrot --user {user}), which goes on \
+                         with the new key"
+                    ),
+                    until: None,
+                },
+            ));
+        }
         if let Some(group) = self.group_of.get(&user.to_ascii_lowercase()) {
             return decided(RotationReport::exempt(
                 user,
@@ -229,8 +262,12 @@ impl TagScreen {
 #[async_trait]
 impl Screen for TagScreen {
     async fn screen(&self, iam: &dyn Iam, account: &str, user: &str) -> Screened {
-        // Group members are known without a call; the tag needs one.
-        if self.group_of.contains_key(&user.to_ascii_lowercase()) {
+        // Group members and keyrot itself are known without a call; the
+        // tag needs one.
+        let me = self.myself.as_deref();
+        if self.group_of.contains_key(&user.to_ascii_lowercase())
+            || me.is_some_and(|me| me.eq_ignore_ascii_case(user))
+        {
             return self.decide(account, user, &[], unix_now());
         }
         match iam.list_user_tags(user).await {

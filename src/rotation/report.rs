@@ -510,10 +510,15 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
 pub fn human_duration(d: std::time::Duration) -> String {
     let secs = d.as_secs();
     let (days, hours, mins) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60);
+    // A zero second unit is dropped: `90d`, not `90d 0h`.
+    let two = |big: u64, unit: &str, small: u64, small_unit: &str| match small {
+        0 => format!("{big}{unit}"),
+        _ => format!("{big}{unit} {small}{small_unit}"),
+    };
     match () {
-        _ if days > 0 => format!("{days}d {hours}h"),
-        _ if hours > 0 => format!("{hours}h {mins}m"),
-        _ if mins > 0 => format!("{mins}m {}s", secs % 60),
+        _ if days > 0 => two(days, "d", hours, "h"),
+        _ if hours > 0 => two(hours, "h", mins, "m"),
+        _ if mins > 0 => two(mins, "m", secs % 60, "s"),
         _ if secs > 0 => format!("{secs}s"),
         _ => format!("{}ms", d.as_millis()),
     }
@@ -541,5 +546,7 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(3 * 3600 + 120)), "3h 2m");
         assert_eq!(human_duration(Duration::from_secs(62)), "1m 2s");
         assert_eq!(human_duration(Duration::from_millis(800)), "800ms");
+        assert_eq!(human_duration(Duration::from_secs(90 * 86_400)), "90d");
+        assert_eq!(human_duration(Duration::from_secs(120)), "2m");
     }
 }

@@ -19,7 +19,7 @@ pub struct OrgArgs {
     /// Only the accounts under this OU, at any depth (repeatable)
     ///
     /// An id like ou-abcd-12345678; implies --org.
-    #[arg(long, value_name = "OU_ID", help_heading = "Organization")]
+    #[arg(long, value_name = "OU", help_heading = "Organization")]
     pub ou: Vec<String>,
 
     /// The role keyrot assumes in each member account, by name
