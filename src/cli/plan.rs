@@ -43,6 +43,10 @@ pub(super) struct Plan {
     pub single: bool,
     /// An organization run: its scope, role and exemptions.
     pub org: Option<OrgPlan>,
+    /// The reporters told about the run, checked but not loaded yet.
+    pub reporters: Vec<super::notify::ReporterSpec>,
+    /// A failed reporter fails the run's exit code (`--notify-required`).
+    pub notify_required: bool,
 }
 
 /// One set of users and everything their rotations share: plugin,
@@ -117,6 +121,7 @@ impl Plan {
                 Ok(spec)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let reporters = super::notify::reporter_specs(args, &job, job_path.as_deref(), no_cache)?;
         let single = org.is_none() && is_single(args, &job);
         let mut org = org;
         if let Some(org) = &mut org {
@@ -136,6 +141,8 @@ impl Plan {
             concurrency,
             single,
             org,
+            reporters,
+            notify_required: args.notify.notify_required,
         })
     }
 
