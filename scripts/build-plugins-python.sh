@@ -4,6 +4,8 @@
 # or another version; nothing goes into the system's Python:
 #   plugins/gitlab        -> plugins/target/components/gitlab.wasm
 #   plugins/python-hello  -> plugins/target/components/python-hello.wasm
+#   plugins/python-report -> plugins/target/components/python-report.wasm
+#                            (a reporter, from wit/reporter/ alone)
 # The WIT each one is built against is assembled under plugins/target/python/
 # from keyrot's wit/ (the contract, unchanged) and, for gitlab, its own world
 # plus the WASI 0.2 packages wasi:http needs, taken from the wasmtime-wasi-http
@@ -111,4 +113,5 @@ build() {
 start=$SECONDS
 build gitlab plugins/gitlab "$wit" keyrot:gitlab/gitlab-handler@0.1.0
 build python-hello plugins/python-hello wit keyrot:handler/new-key-handler
+build python-report plugins/python-report wit/reporter keyrot:reporter/run-reporter
 echo "Python plugins ready in plugins/target/components ($((SECONDS - start))s)"
