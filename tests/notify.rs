@@ -801,3 +801,49 @@ fn the_readme_job_with_two_reporters_is_valid() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn slack_through_an_incoming_webhook_names_the_failure_and_what_to_do() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let slack = FakeSlack::start(&[], 0);
+    let hook = format!("{}{}", slack.server.url, FakeSlack::WEBHOOK_PATH);
+    let allow = format!("slack:{}", slack.server.url);
+    let out = moto.keyrot_with_env(
+        &[
+            "--plugin",
+            &wasm("fixture_fail"),
+            "--user",
+            "ci-bot",
+            "--endpoint-url",
+            &moto.url,
+            "--notify",
+            &wasm("slack"),
+            "--notify-secret",
+            "slack:webhook-url=env:SLACK_WEBHOOK",
+            "--notify-allow-host",
+            &allow,
+        ],
+        &[("SLACK_WEBHOOK", hook.as_str())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    moto.assert_only_key("ci-bot", &old).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("notify slack: sent (1 user)"), "{stdout}");
+    let messages = slack.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0].channel, "#hooked");
+    let header = messages[0].blocks[0]["text"]["text"].as_str().unwrap();
+    assert_eq!(header, "keyrot: 1 user(s) need attention");
+    let line = messages[0].blocks[2]["text"]["text"].as_str().unwrap();
+    assert!(
+        line.starts_with(&format!(
+            ":red_circle: *{ACCOUNT}/ci-bot* failed: handler failed"
+        )) && line.contains("_nothing was changed: fix what the reason names"),
+        "{line}"
+    );
+    // The webhook's URL is its secret: never printed.
+    assert!(!show(&out).contains("fakeWebhookSecret"), "{}", show(&out));
+    let mut seen = printed(&out);
+    seen.extend(bodies(&slack.server));
+    assert_no_secret(&moto, &seen);
+}

@@ -90,6 +90,9 @@ pub struct FakeSlack {
 impl FakeSlack {
     /// The bot token it accepts.
     pub const TOKEN: &str = "xoxb-fake-slack-token";
+    /// Its one incoming webhook (the path is the webhook's secret), bound
+    /// to channel `#hooked`.
+    pub const WEBHOOK_PATH: &str = "/services/T0FAKE/B0FAKE/fakeWebhookSecret";
 
     /// Knows `channels`; the first `rate_limited` calls are answered 429.
     pub fn start(channels: &[&str], rate_limited: usize) -> FakeSlack {
@@ -102,6 +105,9 @@ impl FakeSlack {
                 Reply::new(200, json!({"ok": false, "error": error}).to_string())
                     .header("content-type", "application/json; charset=utf-8")
             };
+            if request.method == "POST" && request.path == Self::WEBHOOK_PATH {
+                return incoming_webhook(request, &kept);
+            }
             if request.method != "POST" || request.path != "/chat.postMessage" {
                 return Reply::new(404, "not found");
             }
@@ -162,6 +168,32 @@ impl FakeSlack {
     pub fn messages(&self) -> Vec<SlackMessage> {
         self.messages.lock().unwrap().clone()
     }
+}
+
+/// An incoming webhook: 200 `ok` (text) on success, 400 with the error
+/// (`invalid_payload`, `no_text`, `invalid_blocks`) otherwise; no threads.
+fn incoming_webhook(request: &Recorded, messages: &Mutex<Vec<SlackMessage>>) -> Reply {
+    let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+        return Reply::new(400, "invalid_payload");
+    };
+    let text = body["text"].as_str().unwrap_or("").to_string();
+    let blocks = body["blocks"].as_array().cloned().unwrap_or_default();
+    if text.is_empty() && blocks.is_empty() {
+        return Reply::new(400, "no_text");
+    }
+    if !blocks_are_valid(&blocks) {
+        return Reply::new(400, "invalid_blocks");
+    }
+    let mut messages = messages.lock().unwrap();
+    let ts = format!("1700000000.{:06}", messages.len() + 1);
+    messages.push(SlackMessage {
+        channel: "#hooked".into(),
+        ts,
+        thread_ts: None,
+        text,
+        blocks,
+    });
+    Reply::new(200, "ok").header("content-type", "text/html")
 }
 
 /// Block Kit's limits: at most 50 blocks; a section's text at most 3000

@@ -107,3 +107,23 @@ pub fn who(user: &UserReport) -> String {
         None => user.user.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn only_429_and_5xx_are_retried() {
+        assert!(http::retryable(429) && http::retryable(503));
+        assert!(!http::retryable(400) && !http::retryable(202) && !http::retryable(404));
+    }
+}

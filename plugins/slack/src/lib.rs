@@ -233,3 +233,25 @@ fn post(
 }
 
 reporter_kit::export!(Slack);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_channels_parse_and_refuse_what_is_not_a_pair() {
+        assert_eq!(
+            parse_owners("team-a=#team-a, team-b = C0123,").unwrap(),
+            [
+                ("team-a".to_string(), "#team-a".to_string()),
+                ("team-b".to_string(), "C0123".to_string())
+            ]
+        );
+        assert!(
+            parse_owners("team-a")
+                .unwrap_err()
+                .contains("OWNER=CHANNEL")
+        );
+        assert!(parse_owners("=#ops").is_err());
+    }
+}

@@ -174,3 +174,84 @@ fn truncate(text: &str, max: usize) -> String {
     cut.push('…');
     cut
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reporter_kit::{Outcome, Summary};
+
+    fn user(i: usize, reason: Option<String>) -> UserReport {
+        UserReport {
+            account: Some("123456789012".into()),
+            account_name: None,
+            user: format!("u{i}<!channel>"),
+            owner: Some("team-a".into()),
+            target: None,
+            outcome: if reason.is_some() {
+                Outcome::Failed
+            } else {
+                Outcome::Skipped
+            },
+            events: vec![if reason.is_some() {
+                Event::Failed
+            } else {
+                Event::Warning
+            }],
+            new_key: None,
+            old_keys: Vec::new(),
+            due: None,
+            exemption: None,
+            warnings: vec!["key comes due in 3d".into()],
+            reason,
+            advice: None,
+        }
+    }
+
+    fn run(users: Vec<UserReport>) -> RunReport {
+        RunReport {
+            keyrot_version: "0.1.0".into(),
+            time: "2026-12-07T00:00:00Z".into(),
+            dry_run: false,
+            accounts: vec!["123456789012".into()],
+            summary: Summary {
+                users: users.len() as u32,
+                rotated: 0,
+                skipped: 0,
+                exempt: 0,
+                would_rotate: 0,
+                draining: 0,
+                failed: 0,
+                partial: 0,
+                needs_manual_action: 0,
+                bad_input: 0,
+                warned: 0,
+                exit_code: 1,
+            },
+            users,
+        }
+    }
+
+    #[test]
+    fn long_runs_split_within_block_kits_limits() {
+        let mut users: Vec<UserReport> = (0..60).map(|i| user(i, None)).collect();
+        users.push(user(60, Some("x".repeat(5000))));
+        let run = run(users);
+        let selected: Vec<&UserReport> = run.users.iter().collect();
+        let parts = messages(&run, &selected);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].blocks.len(), MAX_BLOCKS);
+        assert_eq!(parts[1].blocks.len(), 61 + 2 - MAX_BLOCKS);
+        for block in parts.iter().flat_map(|p| &p.blocks) {
+            let text = block["text"]["text"].as_str().unwrap();
+            assert!(text.chars().count() <= MAX_SECTION_CHARS);
+            // A user's text cannot mention @channel.
+            assert!(!text.contains("<!channel>"), "{text}");
+        }
+        assert!(
+            parts[0].blocks[0]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("1 user(s) need attention")
+        );
+    }
+}

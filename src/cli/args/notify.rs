@@ -15,7 +15,13 @@ pub struct NotifyArgs {
     /// A WebAssembly component of the world keyrot:reporter/run-reporter.
     /// It is named by its file name without .wasm in the --notify-* flags
     /// below. A job file's [[notify]] blocks give each its own settings.
-    #[arg(long, value_name = "PLUGIN", help_heading = "Notify")]
+    // In --help only: -h is a page (tests/usability.rs).
+    #[arg(
+        long,
+        value_name = "PLUGIN",
+        hide_short_help = true,
+        help_heading = "Notify"
+    )]
     pub notify: Vec<PathBuf>,
 
     /// The events a reporter is told about [default: failed,needs-attention,warning,rotated]
