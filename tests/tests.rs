@@ -42,6 +42,8 @@
 //! - `org`: whole AWS Organizations on moto: rules per OU, exemptions by
 //!   tag, group, account and OU, owners, `status --org` in text, JSON and
 //!   CSV, shards, and an organization that cannot be listed or entered.
+//! - `metrics`: `status --output prometheus` and a run's `--metrics-file`,
+//!   read by `prometheus_client`'s parser and checked against IAM.
 //! - `first_run`: what a new user hit (ignored flags, messages naming the
 //!   wrong thing, two exit codes for one failure, journal commands needing
 //!   AWS, self-rotation with the IAM journal, a lock wait Ctrl-C stops).
@@ -66,6 +68,7 @@ mod grants;
 mod hardening;
 mod hostile_registry;
 mod kubernetes;
+mod metrics;
 mod oci;
 mod org;
 mod promise;

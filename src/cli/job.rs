@@ -81,6 +81,8 @@ pub struct Job {
     pub path_prefix: Option<String>,
     /// Users rotated at a time (top level only).
     pub concurrency: Option<usize>,
+    /// Where the run's metrics go (top level only).
+    pub metrics_file: Option<PathBuf>,
     pub timeout: Option<String>,
     pub memory: Option<String>,
     #[serde(default)]
@@ -245,6 +247,7 @@ impl Job {
             for (key, set) in [
                 ("[[target]]", !target.target.is_empty()),
                 ("concurrency", target.concurrency.is_some()),
+                ("metrics-file", target.metrics_file.is_some()),
                 ("journal", target.journal.is_some()),
                 ("org", target.org.is_some()),
             ] {
@@ -323,6 +326,7 @@ impl Job {
                 d.path_prefix.clone()
             },
             concurrency: None,
+            metrics_file: None,
             timeout: self.timeout.clone().or_else(|| d.timeout.clone()),
             memory: self.memory.clone().or_else(|| d.memory.clone()),
             allow_hosts: list(&self.allow_hosts, &d.allow_hosts),
@@ -373,6 +377,9 @@ impl Job {
         }
         if let Some(file) = &job.users_file {
             job.users_file = Some(base.join(file));
+        }
+        if let Some(file) = &job.metrics_file {
+            job.metrics_file = Some(base.join(file));
         }
         let relative = |p: &str| !p.starts_with('/') && !p.starts_with('~');
         for dir in &mut job.allow_dirs {

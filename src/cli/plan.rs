@@ -43,6 +43,8 @@ pub(super) struct Plan {
     pub single: bool,
     /// An organization run: its scope, role and exemptions.
     pub org: Option<OrgPlan>,
+    /// Where the run's outcomes go as metrics (`--metrics-file`).
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// One set of users and everything their rotations share: plugin,
@@ -118,6 +120,10 @@ impl Plan {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let single = org.is_none() && is_single(args, &job);
+        let metrics_file = args.metrics_file.clone().or(job.metrics_file.clone());
+        if let Some(path) = &metrics_file {
+            super::metrics::check_writable(path)?;
+        }
         let mut org = org;
         if let Some(org) = &mut org {
             // Exemptions ending soon are warned about within the widest
@@ -136,6 +142,7 @@ impl Plan {
             concurrency,
             single,
             org,
+            metrics_file,
         })
     }
 

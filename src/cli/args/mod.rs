@@ -607,6 +607,18 @@ pub struct RotateArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, hide_short_help = true, help_heading = "Rotation")]
     pub wait_lock: Option<Duration>,
 
+    /// Also write the run's outcomes as Prometheus metrics to FILE
+    ///
+    /// Replaced atomically at the end of each run, for node_exporter's
+    /// textfile collector (a FILE ending in .prom in its directory).
+    #[arg(
+        long,
+        value_name = "FILE",
+        hide_short_help = true,
+        help_heading = "Output"
+    )]
+    pub metrics_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub org: OrgArgs,
 
@@ -655,6 +667,9 @@ pub enum Output {
     Json,
     /// `keyrot status` only: a row per key, for a spreadsheet.
     Csv,
+    /// `keyrot status` only: metrics in the Prometheus text format, for
+    /// node_exporter's textfile collector or a Pushgateway.
+    Prometheus,
 }
 
 #[cfg(test)]
