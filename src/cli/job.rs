@@ -91,6 +91,12 @@ pub struct Job {
     pub allow_dirs: Vec<String>,
     #[serde(default)]
     pub inject_headers: Vec<String>,
+    /// Hosts whose requests the host signs, `HOST[=SERVICE/REGION]`.
+    #[serde(default)]
+    pub aws_sign: Vec<String>,
+    pub aws_sign_role_arn: Option<String>,
+    pub aws_sign_external_id: Option<String>,
+    pub aws_sign_profile: Option<String>,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
     #[serde(default)]
@@ -332,6 +338,19 @@ impl Job {
             allow_hosts: list(&self.allow_hosts, &d.allow_hosts),
             allow_dirs: list(&self.allow_dirs, &d.allow_dirs),
             inject_headers: list(&self.inject_headers, &d.inject_headers),
+            aws_sign: list(&self.aws_sign, &d.aws_sign),
+            aws_sign_role_arn: self
+                .aws_sign_role_arn
+                .clone()
+                .or_else(|| d.aws_sign_role_arn.clone()),
+            aws_sign_external_id: self
+                .aws_sign_external_id
+                .clone()
+                .or_else(|| d.aws_sign_external_id.clone()),
+            aws_sign_profile: self
+                .aws_sign_profile
+                .clone()
+                .or_else(|| d.aws_sign_profile.clone()),
             config: table(&self.config, &d.config),
             secrets: table(&self.secrets, &d.secrets),
             older_than: self.older_than.clone().or_else(|| d.older_than.clone()),
