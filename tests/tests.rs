@@ -11,6 +11,8 @@
 //! - `hardening`: broken output streams, the cache, FIFOs, limits.
 //! - `github`, `credentials_file`, `gitlab`, `circleci`, `dotenv`: each
 //!   handler against its fake destination.
+//! - `aws_stores`: the Secrets Manager and SSM handlers against moto with
+//!   IAM auth on, their requests signed by the host (`--aws-sign`).
 //! - `schedule`: unattended runs: verification, kill -9 and resume, locks,
 //!   grace mode, `--older-than`, status, dry runs, and wire faults from the
 //!   `proxy` in front of moto.
@@ -49,6 +51,7 @@
 //!   AWS, self-rotation with the IAM journal, a lock wait Ctrl-C stops).
 //! - `usability`: help, colour, errors that say what to do, inspect, cache.
 
+mod aws_stores;
 mod circleci;
 mod cli;
 mod contract;
