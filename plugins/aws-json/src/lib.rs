@@ -251,6 +251,37 @@ fn transport_cause(code: Option<&ErrorCode>, service: &Service, other: impl FnOn
     }
 }
 
+/// `AKIA...` or `ASIA...`: looks like an access key id.
+pub fn is_key_id(text: &str) -> bool {
+    text.len() >= 16
+        && (text.starts_with("AKIA") || text.starts_with("ASIA"))
+        && text.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// A store may hold the user's current key, the key an interrupted run
+/// left (contract 0.3.0's abandoned key), or no key id at all; any other
+/// key id belongs to another user or another process. `place` names the
+/// store for the error.
+pub fn check_holder(
+    held: Option<&str>,
+    current: Option<&str>,
+    abandoned: Option<&str>,
+    user: &str,
+    place: &str,
+) -> Result<(), String> {
+    let Some(held) = held.filter(|h| is_key_id(h)) else {
+        return Ok(());
+    };
+    if [current, abandoned].contains(&Some(held)) {
+        return Ok(());
+    }
+    Err(format!(
+        "{place} holds key {held}, which is not {user}'s current key ({}): it belongs to \
+         another user or is managed by someone else; nothing was changed",
+        current.unwrap_or("none")
+    ))
+}
+
 /// The region of an ARN (`arn:aws:secretsmanager:eu-west-1:...`).
 pub fn region_of_arn(arn: &str) -> Option<&str> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
@@ -282,6 +313,17 @@ mod tests {
             Some("eu-west-1")
         );
         assert_eq!(region_of_arn("ci/deploy"), None);
+    }
+
+    #[test]
+    fn a_store_holding_another_key_is_someone_elses() {
+        let key = "AKIAIOSFODNN7EXAMPLE";
+        assert!(check_holder(None, Some(key), None, "ci", "s").is_ok());
+        assert!(check_holder(Some("placeholder"), Some(key), None, "ci", "s").is_ok());
+        assert!(check_holder(Some(key), Some(key), None, "ci", "s").is_ok());
+        assert!(check_holder(Some(key), None, Some(key), "ci", "s").is_ok());
+        let other = check_holder(Some("AKIAOTHERUSERSKEY123"), Some(key), None, "ci", "s");
+        assert!(other.unwrap_err().contains("AKIAOTHERUSERSKEY123"));
     }
 
     #[test]

@@ -252,27 +252,14 @@ impl Guest for SecretsManager {
     }
 }
 
-/// The secret may hold the user's current key, the key an interrupted run
-/// left, or none; anything else belongs to someone else.
 fn check_holder(held: Option<&str>, rotation: &Rotation, settings: &Settings) -> Result<(), String> {
-    let Some(held) = held.filter(|h| !h.is_empty()) else {
-        return Ok(());
-    };
-    let ours = [&rotation.current_key_id, &rotation.abandoned_key_id]
-        .into_iter()
-        .flatten()
-        .any(|id| id == held);
-    if ours {
-        return Ok(());
-    }
-    Err(format!(
-        "{} holds key {held} in field {}, which is not {}'s current key ({}): it belongs to \
-         another user or is managed by someone else; nothing was changed",
-        settings.name(),
-        settings.id_field,
-        rotation.user_name,
-        rotation.current_key_id.as_deref().unwrap_or("none")
-    ))
+    aws_json::check_holder(
+        held,
+        rotation.current_key_id.as_deref(),
+        rotation.abandoned_key_id.as_deref(),
+        &rotation.user_name,
+        &format!("{} (field {})", settings.name(), settings.id_field),
+    )
 }
 
 export!(SecretsManager);

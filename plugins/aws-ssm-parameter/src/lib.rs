@@ -23,7 +23,7 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use aws_json::{Service, region_of_arn};
+use aws_json::{Service, is_key_id, region_of_arn};
 use exports::keyrot::handler::handler::Guest;
 use keyrot::handler::types::{AccessKey, PluginInfo, Rotation, Setting};
 use serde_json::{Map, Value, json};
@@ -195,13 +195,6 @@ fn json_object(name: &str, text: &str) -> Result<Map<String, Value>, String> {
     }
 }
 
-/// `AKIA...` or `ASIA...`: looks like an access key id.
-fn is_key_id(text: &str) -> bool {
-    text.len() >= 16
-        && (text.starts_with("AKIA") || text.starts_with("ASIA"))
-        && text.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-}
-
 impl Guest for Ssm {
     fn describe() -> PluginInfo {
         let setting = |name: &str, description: &str| Setting {
@@ -304,25 +297,14 @@ impl Guest for Ssm {
     }
 }
 
-/// The parameters may hold the user's current key, the key an interrupted
-/// run left, or a placeholder; another key id belongs to someone else.
 fn check_holder(held: Option<&str>, rotation: &Rotation) -> Result<(), String> {
-    let Some(held) = held.filter(|h| is_key_id(h)) else {
-        return Ok(());
-    };
-    let ours = [&rotation.current_key_id, &rotation.abandoned_key_id]
-        .into_iter()
-        .flatten()
-        .any(|id| id == held);
-    if ours {
-        return Ok(());
-    }
-    Err(format!(
-        "the parameters hold key {held}, which is not {}'s current key ({}): they belong to \
-         another user or are managed by someone else; nothing was changed",
-        rotation.user_name,
-        rotation.current_key_id.as_deref().unwrap_or("none")
-    ))
+    aws_json::check_holder(
+        held,
+        rotation.current_key_id.as_deref(),
+        rotation.abandoned_key_id.as_deref(),
+        &rotation.user_name,
+        "the parameters",
+    )
 }
 
 export!(Ssm);
