@@ -2,10 +2,13 @@
 # Installs what building and testing keyrot needs on a fresh machine:
 #   - the wasm32-wasip2 Rust target (for plugins), clippy and rustfmt;
 #   - a project virtualenv, .venv/ (git-ignored), holding the moto IAM
-#     emulator (moto_server, boto3). Nothing is installed into the system's
+#     emulator (moto_server, boto3) and prometheus_client (whose parser
+#     reads keyrot's metrics in tests). Nothing is installed into the system's
 #     Python: Debian 12 refuses `pip install` there (externally managed);
 #   - the CNCF distribution registry (Debian's docker-registry), for the
 #     OCI tests, and the openssl CLI, which makes their throwaway CA;
+#   - promtool (Debian's prometheus), which lints keyrot's metrics and
+#     tests the example alert rules;
 #   - unshare and mount (util-linux), for the test that runs the Kubernetes
 #     example with a read-only root in a mount namespace.
 # Needs python3 with its venv module; on Debian/Ubuntu the python3-venv
@@ -63,6 +66,15 @@ if [ "$have_moto" != "$MOTO_VERSION" ] || ! "$VENV/bin/python" -c 'import moto.s
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
         "moto[server]==$MOTO_VERSION"
 fi
+# The metrics tests parse keyrot's Prometheus output with the reference
+# client's own parser.
+PROMETHEUS_CLIENT_VERSION="0.21.1"
+have_prom=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("prometheus_client"))' 2>/dev/null || true)
+if [ "$have_prom" != "$PROMETHEUS_CLIENT_VERSION" ]; then
+    say "installing prometheus_client $PROMETHEUS_CLIENT_VERSION into $VENV (pip)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "prometheus_client==$PROMETHEUS_CLIENT_VERSION"
+fi
 [ -x "$VENV/bin/moto_server" ] || {
     say "error: $VENV/bin/moto_server is missing after installing moto"
     exit 1
@@ -81,6 +93,16 @@ if ! command -v openssl >/dev/null 2>&1; then
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
     "${sudo[@]}" apt-get update -qq
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
+# The metrics tests lint keyrot's output and test the example alert rules
+# with promtool, from Debian's prometheus package (its service is not
+# started where no init system runs; the tests start nothing of it).
+if ! command -v promtool >/dev/null 2>&1; then
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    say "installing prometheus, for promtool (apt-get)"
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 # The test of the Kubernetes example runs keyrot in a mount namespace with a
 # read-only root: unshare (util-linux), mount, chroot (coreutils).

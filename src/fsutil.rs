@@ -193,6 +193,11 @@ impl AtomicFile {
         })
     }
 
+    /// Sets the file's permissions (0600 until then), before it appears.
+    pub fn set_permissions(&self, permissions: fs::Permissions) -> io::Result<()> {
+        self.file.set_permissions(permissions)
+    }
+
     /// Syncs the file, renames it over the final name and syncs the
     /// directory.
     pub fn commit(mut self) -> io::Result<()> {

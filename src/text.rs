@@ -71,6 +71,21 @@ pub fn cap_error(message: &str) -> Cow<'_, str> {
     ))
 }
 
+/// Each distinct message in an error's source chain, joined: readable where
+/// the SDK's own `Display` is just "dispatch failure".
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

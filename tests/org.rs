@@ -657,6 +657,54 @@ async fn status_shows_the_organization_in_text_json_and_csv() {
         .expect("a row for an exempt account");
     assert_eq!(sandbox_row["user"], "*");
     assert_eq!(sandbox_row["state"], "exempt");
+
+    // The same look as metrics, read by prometheus_client's parser; an
+    // account name is anyone's to choose, quotes and backslashes included.
+    let odd_name = r#"ops "blue" \ team"#;
+    let odd = f.org.account(odd_name, &f.org.root).await;
+    let out = f
+        .org
+        .keyrot(&["status", "--job", job, "--output", "prometheus"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    crate::metrics::promtool_lint(&out.stdout);
+    let m = crate::metrics::parse_prometheus(&out.stdout);
+    let one = |family: &str, having: &[(&str, &str)]| {
+        let found = crate::metrics::samples(&m, family, having);
+        assert_eq!(found.len(), 1, "{family} {having:?}: {found:?}");
+        (found[0].labels.clone(), found[0].value)
+    };
+    let (labels, _) = one("keyrot_account_state", &[("account", &odd)]);
+    assert_eq!(labels["account_name"], odd_name);
+    assert_eq!(labels["state"], "entered");
+    let (labels, _) = one("keyrot_account_state", &[("account", &f.sandbox[0])]);
+    assert_eq!(labels["state"], "exempt");
+    let (labels, value) = one(
+        "keyrot_user_state",
+        &[("account", &f.dev[0]), ("user", "vendor-sync")],
+    );
+    assert_eq!((labels["state"].as_str(), value), ("exempt", 1.0));
+    assert_eq!(labels["owner"], "team-odd");
+    let (_, until) = one(
+        "keyrot_exemption_expiry_timestamp_seconds",
+        &[("account", &f.dev[0]), ("user", "vendor-sync")],
+    );
+    // The tag's last day, to its end (00:00 UTC the day after).
+    let last_day = day_from_now(100, AGE_45D);
+    let (y, mo, d) = (&last_day[..4], &last_day[5..7], &last_day[8..10]);
+    let end = aws_smithy_types::DateTime::from_str(
+        &format!("{y}-{mo}-{d}T00:00:00Z"),
+        aws_smithy_types::date_time::Format::DateTime,
+    )
+    .unwrap()
+    .secs()
+        + DAY;
+    assert_eq!(until, end as f64);
+    let (labels, _) = one(
+        "keyrot_user_state",
+        &[("account", &f.prod[0]), ("user", "deployer")],
+    );
+    assert_eq!(labels["state"], "warn");
+    assert_eq!(labels["target"], "prod");
 }
 
 #[tokio::test]

@@ -11,6 +11,8 @@
 //! - `hardening`: broken output streams, the cache, FIFOs, limits.
 //! - `github`, `credentials_file`, `gitlab`, `circleci`, `dotenv`: each
 //!   handler against its fake destination.
+//! - `aws_stores`: the Secrets Manager and SSM handlers against moto with
+//!   IAM auth on, their requests signed by the host (`--aws-sign`).
 //! - `schedule`: unattended runs: verification, kill -9 and resume, locks,
 //!   grace mode, `--older-than`, status, dry runs, and wire faults from the
 //!   `proxy` in front of moto.
@@ -42,6 +44,8 @@
 //! - `org`: whole AWS Organizations on moto: rules per OU, exemptions by
 //!   tag, group, account and OU, owners, `status --org` in text, JSON and
 //!   CSV, shards, and an organization that cannot be listed or entered.
+//! - `metrics`: `status --output prometheus` and a run's `--metrics-file`,
+//!   read by `prometheus_client`'s parser and checked against IAM.
 //! - `first_run`: what a new user hit (ignored flags, messages naming the
 //!   wrong thing, two exit codes for one failure, journal commands needing
 //!   AWS, self-rotation with the IAM journal, a lock wait Ctrl-C stops).
@@ -52,6 +56,7 @@
 //!   selects, failing, hanging and trapping reporters, `--notify-required`,
 //!   a Python reporter, bad input, and no secret reaching any of them.
 
+mod aws_stores;
 mod circleci;
 mod cli;
 mod contract;
@@ -71,6 +76,7 @@ mod grants;
 mod hardening;
 mod hostile_registry;
 mod kubernetes;
+mod metrics;
 mod notify;
 mod notify_fakes;
 mod oci;

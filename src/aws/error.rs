@@ -4,6 +4,7 @@
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 
 use crate::iam::{IamError, IamErrorKind};
+use crate::text::error_chain;
 
 /// Classifies an SDK error. Only a definite error answer from AWS, or a
 /// request that was never sent, counts as "did not happen": a timeout, a
@@ -93,19 +94,4 @@ fn http_status<R: std::fmt::Debug + 'static>(raw: &R) -> Option<u16> {
     let any = raw as &dyn std::any::Any;
     any.downcast_ref::<aws_smithy_runtime_api::http::Response>()
         .map(|r| r.status().as_u16())
-}
-
-/// Each distinct message in an error's source chain, joined: readable where
-/// the SDK's own `Display` is just "dispatch failure".
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }

@@ -253,7 +253,7 @@ fn endpoint_note(options: &AwsOptions) -> String {
 pub(crate) const DEFAULT_SESSION_NAME: &str = "keyrot";
 
 /// `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`.
-fn is_role_arn(arn: &str) -> bool {
+pub fn is_role_arn(arn: &str) -> bool {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
         if !partition.is_empty()

@@ -24,7 +24,9 @@ pub fn run(cli: &Cli, command: &CacheCommand) -> anyhow::Result<u8> {
                 let json = serde_json::json!({ "dir": dir, "entries": entries });
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&json)?)?;
             }
-            Output::Text | Output::Csv => list_text(&mut stdout, &dir, &entries)?,
+            Output::Text | Output::Csv | Output::Prometheus => {
+                list_text(&mut stdout, &dir, &entries)?
+            }
         },
         CacheCommand::Clean { older_than } => {
             let chosen: Vec<CacheEntry> = entries
@@ -40,7 +42,7 @@ pub fn run(cli: &Cli, command: &CacheCommand) -> anyhow::Result<u8> {
                     });
                     writeln!(stdout, "{}", serde_json::to_string_pretty(&json)?)?;
                 }
-                Output::Text | Output::Csv => writeln!(
+                Output::Text | Output::Csv | Output::Prometheus => writeln!(
                     stdout,
                     "removed {} from {} ({} freed)",
                     plural(chosen.len(), "entry", "entries"),

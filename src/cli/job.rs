@@ -90,6 +90,8 @@ pub struct Job {
     pub path_prefix: Option<String>,
     /// Users rotated at a time (top level only).
     pub concurrency: Option<usize>,
+    /// Where the run's metrics go (top level only).
+    pub metrics_file: Option<PathBuf>,
     pub timeout: Option<String>,
     pub memory: Option<String>,
     #[serde(default)]
@@ -98,6 +100,12 @@ pub struct Job {
     pub allow_dirs: Vec<String>,
     #[serde(default)]
     pub inject_headers: Vec<String>,
+    /// Hosts whose requests the host signs, `HOST[=SERVICE/REGION]`.
+    #[serde(default)]
+    pub aws_sign: Vec<String>,
+    pub aws_sign_role_arn: Option<String>,
+    pub aws_sign_external_id: Option<String>,
+    pub aws_sign_profile: Option<String>,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
     #[serde(default)]
@@ -258,6 +266,7 @@ impl Job {
                 ("[[target]]", !target.target.is_empty()),
                 ("concurrency", target.concurrency.is_some()),
                 ("[[notify]]", !target.notify.is_empty()),
+                ("metrics-file", target.metrics_file.is_some()),
                 ("journal", target.journal.is_some()),
                 ("org", target.org.is_some()),
             ] {
@@ -339,11 +348,25 @@ impl Job {
                 d.path_prefix.clone()
             },
             concurrency: None,
+            metrics_file: None,
             timeout: self.timeout.clone().or_else(|| d.timeout.clone()),
             memory: self.memory.clone().or_else(|| d.memory.clone()),
             allow_hosts: list(&self.allow_hosts, &d.allow_hosts),
             allow_dirs: list(&self.allow_dirs, &d.allow_dirs),
             inject_headers: list(&self.inject_headers, &d.inject_headers),
+            aws_sign: list(&self.aws_sign, &d.aws_sign),
+            aws_sign_role_arn: self
+                .aws_sign_role_arn
+                .clone()
+                .or_else(|| d.aws_sign_role_arn.clone()),
+            aws_sign_external_id: self
+                .aws_sign_external_id
+                .clone()
+                .or_else(|| d.aws_sign_external_id.clone()),
+            aws_sign_profile: self
+                .aws_sign_profile
+                .clone()
+                .or_else(|| d.aws_sign_profile.clone()),
             config: table(&self.config, &d.config),
             secrets: table(&self.secrets, &d.secrets),
             older_than: self.older_than.clone().or_else(|| d.older_than.clone()),
@@ -390,6 +413,9 @@ impl Job {
         }
         if let Some(file) = &job.users_file {
             job.users_file = Some(base.join(file));
+        }
+        if let Some(file) = &job.metrics_file {
+            job.metrics_file = Some(base.join(file));
         }
         let relative = |p: &str| !p.starts_with('/') && !p.starts_with('~');
         for dir in &mut job.allow_dirs {

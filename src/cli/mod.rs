@@ -6,6 +6,7 @@ pub mod args;
 mod cache_cmd;
 mod console;
 mod job;
+mod metrics;
 mod notify;
 mod oci_cmd;
 mod org;
@@ -32,8 +33,22 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 /// Runs what the command line asks for. `Err` means bad input (nothing
 /// touched); a failed rotation is `Ok` with its exit code.
 pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
-    if cli.output == Output::Csv && !matches!(cli.command, Some(Command::Status(_))) {
-        anyhow::bail!("--output csv is for `keyrot status`; use text or json here");
+    if matches!(cli.output, Output::Csv | Output::Prometheus)
+        && !matches!(cli.command, Some(Command::Status(_)))
+    {
+        anyhow::bail!(
+            "--output {} is for `keyrot status`; use text or json here{}",
+            if cli.output == Output::Csv {
+                "csv"
+            } else {
+                "prometheus"
+            },
+            if cli.output == Output::Prometheus {
+                " (a rotation writes its outcomes as metrics with --metrics-file)"
+            } else {
+                ""
+            }
+        );
     }
     let result = match &cli.command {
         Some(Command::Cache(command)) => cache_cmd::run(cli, command),
@@ -88,7 +103,14 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
             let rules = plan.rules();
             match org.census(&plan.targets[0].aws, &rules).await? {
                 Ok((census, _home)) => census.into_targets(&rules, &handlers),
-                Err(code) => return Ok(code),
+                Err(code) => {
+                    // The organization could not be listed: no user's
+                    // outcome, but the run's exit code for the metrics.
+                    let mut summary = FleetSummary::of(&[], started.elapsed().as_millis() as u64);
+                    summary.exit_code = code;
+                    write_metrics(plan.metrics_file.as_deref(), &[], &summary);
+                    return Ok(code);
+                }
             }
         }
         None => {
@@ -104,12 +126,13 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
     let progress = Progress::new(cli, rotations.len(), !plan.single);
     let reports = rotations.run(&progress).await;
     progress.finish();
+    let summary = FleetSummary::of(&reports, started.elapsed().as_millis() as u64);
+    write_metrics(plan.metrics_file.as_deref(), &reports, &summary);
     // Every rotation has ended: reporters cannot change any of them.
     let notifications = keyrot::notify::notify(&reporters, &reports).await;
     let code = if plan.single && reports.len() == 1 {
         print_report(cli, &reports[0], &notifications)
     } else {
-        let summary = FleetSummary::of(&reports, started.elapsed().as_millis() as u64);
         print_fleet(cli, &reports, &summary, &notifications)
     };
     Ok(keyrot::notify::exit_code(
@@ -117,6 +140,24 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
         &notifications,
         plan.notify_required,
     ))
+}
+
+/// Writes the run's metrics file, if asked for. Failing to is a warning:
+/// the keys are as the report says either way, and a stale file shows in
+/// `keyrot_run_timestamp_seconds`.
+fn write_metrics(
+    path: Option<&std::path::Path>,
+    reports: &[RotationReport],
+    summary: &FleetSummary,
+) {
+    if let Some(path) = path
+        && let Err(err) = metrics::run(reports, summary).write_file(path)
+    {
+        stderr_line(format_args!(
+            "warning: could not write the metrics to {}: {err}",
+            path.display()
+        ));
+    }
 }
 
 /// Prints a fleet's report and returns its exit code.
@@ -128,8 +169,10 @@ fn print_fleet(
 ) -> u8 {
     let mut stdout = std::io::stdout().lock();
     let printed = match cli.output {
-        Output::Text | Output::Csv => render::fleet_text(&mut stdout, reports, summary)
-            .and_then(|()| render::notifications_text(&mut stdout, notifications)),
+        Output::Text | Output::Csv | Output::Prometheus => {
+            render::fleet_text(&mut stdout, reports, summary)
+                .and_then(|()| render::notifications_text(&mut stdout, notifications))
+        }
         Output::Json => render::fleet_json(
             &mut stdout,
             reports,
@@ -154,7 +197,7 @@ fn print_report(cli: &Cli, report: &RotationReport, notifications: &[Notificatio
     let code = report.outcome.exit_code();
     let mut stdout = std::io::stdout().lock();
     let printed = match cli.output {
-        Output::Text | Output::Csv => render::text(&mut stdout, report)
+        Output::Text | Output::Csv | Output::Prometheus => render::text(&mut stdout, report)
             .and_then(|()| render::notifications_text(&mut stdout, notifications)),
         // The plugin's log can hold whatever it chose to write (redaction
         // catches only literal secrets): in the report only when asked for.
@@ -221,7 +264,9 @@ async fn inspect(cli: &Cli, path: &std::path::Path) -> anyhow::Result<u8> {
     let report = WasmHandler::inspect(plugin).await?;
     let mut stdout = std::io::stdout().lock();
     match cli.output {
-        Output::Text | Output::Csv => render::inspect_text(&mut stdout, &report, cli.verbose > 0)?,
+        Output::Text | Output::Csv | Output::Prometheus => {
+            render::inspect_text(&mut stdout, &report, cli.verbose > 0)?
+        }
         Output::Json => render::json(&mut stdout, &report)?,
     }
     stdout.flush()?;

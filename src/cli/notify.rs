@@ -240,12 +240,14 @@ fn spec(
         load: load_options(no_cache, sha256),
         sandbox: Sandbox {
             settings,
+            // No directories and no AWS signing: a reporter sends messages.
             grants: Grants {
                 hosts: allowed,
-                dirs: Vec::new(),
                 headers,
+                ..Grants::default()
             },
             limits,
+            signer: None,
         },
         on,
     })

@@ -178,7 +178,7 @@ pub(super) async fn push(
     let pinned = reference.with_digest(&digest);
     let mut stdout = std::io::stdout().lock();
     match output {
-        Output::Text | Output::Csv => writeln!(stdout, "{digest}")?,
+        Output::Text | Output::Csv | Output::Prometheus => writeln!(stdout, "{digest}")?,
         Output::Json => render::json(
             &mut stdout,
             &serde_json::json!({
@@ -303,7 +303,7 @@ pub(super) async fn inspect(
     };
     let mut stdout = std::io::stdout().lock();
     match output {
-        Output::Text | Output::Csv => {
+        Output::Text | Output::Csv | Output::Prometheus => {
             render::inspect_text(&mut stdout, &report.plugin, verbose)?;
             let oci = &report.oci;
             writeln!(stdout, "registry:")?;

@@ -11,9 +11,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use keyrot::fleet::{self, Fleet, JournalChoice, Reached, Target, Unreached, Users};
 use keyrot::grants::{
-    AllowList, DirGrant, Grants, HeaderInjection, HostRule, SecretSource, parse_secret_arg,
+    AllowList, AwsSigning, DirGrant, Grants, HeaderInjection, HostRule, SecretSource,
+    SigningIdentity, parse_secret_arg,
 };
-use keyrot::host::{LoadOptions, Plugin, Sandbox, WasmHandler};
+use keyrot::host::{AwsSigner, LoadOptions, Plugin, Sandbox, WasmHandler};
 use keyrot::rotation::DrainPolicy;
 use keyrot::{
     AwsOptions, CacheMode, IamTagJournal, Interrupt, PluginLimits, RotateOptions, Settings,
@@ -47,6 +48,8 @@ pub(super) struct Plan {
     pub reporters: Vec<super::notify::ReporterSpec>,
     /// A failed reporter fails the run's exit code (`--notify-required`).
     pub notify_required: bool,
+    /// Where the run's outcomes go as metrics (`--metrics-file`).
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// One set of users and everything their rotations share: plugin,
@@ -123,6 +126,10 @@ impl Plan {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let reporters = super::notify::reporter_specs(args, &job, job_path.as_deref(), no_cache)?;
         let single = org.is_none() && is_single(args, &job);
+        let metrics_file = args.metrics_file.clone().or(job.metrics_file.clone());
+        if let Some(path) = &metrics_file {
+            super::metrics::check_writable(path)?;
+        }
         let mut org = org;
         if let Some(org) = &mut org {
             // Exemptions ending soon are warned about within the widest
@@ -143,6 +150,7 @@ impl Plan {
             org,
             reporters,
             notify_required: args.notify.notify_required,
+            metrics_file,
         })
     }
 
@@ -314,10 +322,32 @@ impl TargetSpec {
                 settings,
                 grants,
                 limits,
+                signer: None,
             },
             aws: args.aws.clone().or(job.aws),
             place,
         })
+    }
+
+    /// The identity that signs the plugin's AWS requests, resolved with the
+    /// target's own AWS options (its profile's or role's credentials assume
+    /// the signing role; its endpoint and region apply), before any key.
+    async fn signer(&self, prefix: &str) -> anyhow::Result<Arc<AwsSigner>> {
+        let identity = &self.sandbox.grants.aws_signer;
+        if let Some(profile) = &identity.profile {
+            let named = AwsOptions {
+                profile: Some(profile.clone()),
+                ..AwsOptions::default()
+            };
+            named
+                .check()
+                .await
+                .map_err(|e| anyhow::anyhow!("{prefix}--aws-sign-profile: {e}"))?;
+        }
+        let base = self.aws.load().await;
+        AwsSigner::resolve(identity, &base)
+            .await
+            .map_err(|e| anyhow::anyhow!("{prefix}{e}"))
     }
 
     /// `"target prod: "`, or nothing for a job without targets.
@@ -461,7 +491,11 @@ impl Plan {
                     plugin
                 }
             };
-            let handler = WasmHandler::new(plugin, std::mem::take(&mut target.sandbox)).await?;
+            if target.sandbox.grants.aws_signer.is_named() {
+                target.sandbox.signer = Some(target.signer(&prefix).await?);
+            }
+            let sandbox = std::mem::take(&mut target.sandbox);
+            let handler = WasmHandler::new(plugin, sandbox).await?;
             tracing::debug!(plugin = handler.name(), version = %handler.info().version, "plugin ready");
             handlers.push(Arc::new(handler));
         }
@@ -648,12 +682,80 @@ fn grants(
     let headers = job_headers
         .chain(flag_headers)
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let (aws_sign, aws_signer) = aws_signing(args, job, in_job, &allowed)?;
 
     Ok(Grants {
         hosts: allowed,
         dirs,
         headers,
+        aws_sign,
+        aws_signer,
     })
+}
+
+/// The hosts whose requests the host signs, and who signs: flags over the
+/// job file, each host allowed.
+fn aws_signing(
+    args: &RotateArgs,
+    job: &Job,
+    in_job: &dyn Fn(&str) -> String,
+    allowed: &AllowList,
+) -> anyhow::Result<(Vec<AwsSigning>, SigningIdentity)> {
+    let parse = |spec: &String, key: Option<&str>| {
+        let mut rule = AwsSigning::parse(spec);
+        if let Ok(rule) = &mut rule {
+            rule.bind(allowed).map_err(|e| format!("--aws-sign: {e}"))?;
+        }
+        rule.map_err(|e| match key {
+            Some(key) => format!("{}: {e}", in_job(key)),
+            None => e,
+        })
+    };
+    let rules = job
+        .aws_sign
+        .iter()
+        .map(|spec| parse(spec, Some("aws-sign")))
+        .chain(args.aws_sign.iter().map(|spec| parse(spec, None)))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(anyhow::Error::msg)?;
+    // A role or a profile on the command line replaces the job's identity.
+    let flags = args.aws_sign_role_arn.is_some() || args.aws_sign_profile.is_some();
+    let identity = if flags {
+        SigningIdentity {
+            role_arn: args.aws_sign_role_arn.clone(),
+            external_id: args.aws_sign_external_id.clone(),
+            profile: args.aws_sign_profile.clone(),
+        }
+    } else {
+        SigningIdentity {
+            role_arn: job.aws_sign_role_arn.clone(),
+            external_id: args
+                .aws_sign_external_id
+                .clone()
+                .or_else(|| job.aws_sign_external_id.clone()),
+            profile: job.aws_sign_profile.clone(),
+        }
+    };
+    identity.check().map_err(anyhow::Error::msg)?;
+    if let Some(arn) = &identity.role_arn
+        && !keyrot::aws::is_role_arn(arn)
+    {
+        bail!(
+            "--aws-sign-role-arn '{arn}' is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+        );
+    }
+    match (rules.is_empty(), identity.is_named()) {
+        (true, true) => bail!(
+            "--aws-sign-role-arn and --aws-sign-profile name who signs for --aws-sign hosts: \
+             add --aws-sign HOST for each AWS host the plugin writes to"
+        ),
+        (false, false) => bail!(
+            "--aws-sign needs an identity to sign as: add --aws-sign-role-arn ARN (a role \
+             keyrot assumes; never the user whose key is rotated) or --aws-sign-profile NAME"
+        ),
+        _ => {}
+    }
+    Ok((rules, identity))
 }
 
 /// The account id in a role ARN (`arn:aws:iam::ACCOUNT:role/NAME`).

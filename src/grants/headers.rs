@@ -3,8 +3,7 @@
 
 use zeroize::Zeroizing;
 
-use super::hosts::split_host_port;
-use super::{AllowList, HostRule, Scheme, SecretSource};
+use super::{AllowList, HostRule, SecretSource};
 
 /// A header the host adds to every request to one host.
 #[derive(Clone, Debug)]
@@ -87,76 +86,15 @@ impl HeaderInjection {
 }
 
 impl HeaderInjection {
-    /// Ties the header to the allowed host it means, so one spelling works
-    /// in both places. A host written with its scheme must be allowed
-    /// exactly as written. One written without (`127.0.0.1:8080`,
-    /// `api.example.com`) means the one allowed rule for that host (and
-    /// port, if given) whatever its scheme — so `--allow-host
-    /// http://127.0.0.1:8080` and `--inject-header '127.0.0.1:8080=…'`
-    /// go together — and is refused if none or several are allowed, since
-    /// a header bound to the wrong scheme would silently never be sent.
+    /// Ties the header to the allowed host it means (see [`HostRule::bind`]).
     pub fn bind(&mut self, allowed: &AllowList) -> Result<(), String> {
-        let written = self.written.as_str();
-        let schemeless = !written.contains("://");
-        let port_given = schemeless
-            && split_host_port(written.strip_suffix('/').unwrap_or(written))
-                .is_ok_and(|(_, port)| port.is_some());
-        let same_host: Vec<&HostRule> = allowed
-            .rules()
-            .iter()
-            .filter(|r| r.host == self.host.host && (!port_given || r.port == self.host.port))
-            .collect();
-        if !schemeless {
-            if allowed.allows(&self.host) {
-                return Ok(());
-            }
-            let others = if same_host.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " (allowed for that host: {}; write the host the same way in both)",
-                    spelled(&same_host)
-                )
-            };
-            return Err(format!(
-                "headers are injected only into requests to allowed hosts, and {} is not \
-                 allowed: add --allow-host {}{others}",
-                self.host, self.host
-            ));
-        }
-        match same_host.as_slice() {
-            [rule] => {
-                self.host = (*rule).clone();
-                Ok(())
-            }
-            [] => {
-                let plain = HostRule {
-                    scheme: Scheme::Http,
-                    host: self.host.host.clone(),
-                    port: if port_given { self.host.port } else { 80 },
-                };
-                Err(format!(
-                    "headers are injected only into requests to allowed hosts, and \
-                     '{written}' is not allowed: add --allow-host {} (https), or \
-                     --allow-host {plain} for plain HTTP",
-                    self.host
-                ))
-            }
-            several => Err(format!(
-                "'{written}' could mean any of the allowed {}: write the host for the \
-                 header exactly as one of them",
-                spelled(several)
-            )),
-        }
+        self.host = self.host.bind(
+            &self.written,
+            allowed,
+            "headers are injected only into requests to allowed hosts",
+        )?;
+        Ok(())
     }
-}
-
-fn spelled(rules: &[&HostRule]) -> String {
-    rules
-        .iter()
-        .map(|r| r.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

@@ -72,6 +72,72 @@ impl fmt::Display for HostRule {
     }
 }
 
+impl HostRule {
+    /// Ties a grant for a host (an injected header, request signing) to
+    /// the allowed host it means, so one spelling works in both places. A
+    /// host written with its scheme must be allowed exactly as written. One
+    /// written without (`127.0.0.1:8080`, `api.example.com`) means the one
+    /// allowed rule for that host (and port, if given) whatever its scheme —
+    /// so `--allow-host http://127.0.0.1:8080` and `--inject-header
+    /// '127.0.0.1:8080=…'` go together — and is refused if none or several
+    /// are allowed, since a grant bound to the wrong scheme would silently
+    /// never apply. `lead` says what the grant does, for errors.
+    pub fn bind(&self, written: &str, allowed: &AllowList, lead: &str) -> Result<HostRule, String> {
+        let schemeless = !written.contains("://");
+        let port_given = schemeless
+            && split_host_port(written.strip_suffix('/').unwrap_or(written))
+                .is_ok_and(|(_, port)| port.is_some());
+        let same_host: Vec<&HostRule> = allowed
+            .rules()
+            .iter()
+            .filter(|r| r.host == self.host && (!port_given || r.port == self.port))
+            .collect();
+        if !schemeless {
+            if allowed.allows(self) {
+                return Ok(self.clone());
+            }
+            let others = if same_host.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (allowed for that host: {}; write the host the same way in both)",
+                    spelled(&same_host)
+                )
+            };
+            return Err(format!(
+                "{lead}, and {self} is not allowed: add --allow-host {self}{others}"
+            ));
+        }
+        match same_host.as_slice() {
+            [rule] => Ok((*rule).clone()),
+            [] => {
+                let plain = HostRule {
+                    scheme: Scheme::Http,
+                    host: self.host.clone(),
+                    port: if port_given { self.port } else { 80 },
+                };
+                Err(format!(
+                    "{lead}, and '{written}' is not allowed: add --allow-host {self} (https), \
+                     or --allow-host {plain} for plain HTTP"
+                ))
+            }
+            several => Err(format!(
+                "'{written}' could mean any of the allowed {}: write the host exactly as one \
+                 of them",
+                spelled(several)
+            )),
+        }
+    }
+}
+
+fn spelled(rules: &[&HostRule]) -> String {
+    rules
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl FromStr for HostRule {
     type Err = String;
 

@@ -12,12 +12,16 @@
 //! - `--inject-header 'api.github.com=Authorization:Bearer {env:TOKEN}'`:
 //!   a header the host adds to requests to that host only, so the plugin
 //!   never sees the token.
+//! - `--aws-sign HOST` with `--aws-sign-role-arn ARN` (or a profile): AWS
+//!   requests to that host signed by the host (SigV4) as that identity.
 
+mod aws_sign;
 mod dirs;
 mod headers;
 mod hosts;
 mod secrets;
 
+pub use self::aws_sign::{AwsSigning, SigningIdentity};
 pub use self::dirs::{DirGrant, check_private_dirs};
 pub use self::headers::HeaderInjection;
 pub use self::hosts::{AllowList, HostRule, Scheme};
@@ -34,6 +38,10 @@ pub struct Grants {
     pub dirs: Vec<DirGrant>,
     /// Headers the host adds to requests, by host.
     pub headers: Vec<HeaderInjection>,
+    /// Hosts whose requests the host signs (SigV4).
+    pub aws_sign: Vec<AwsSigning>,
+    /// Who signs them.
+    pub aws_signer: SigningIdentity,
 }
 
 /// Expands a leading `~/` to `$HOME/`, for paths in job files.

@@ -67,8 +67,9 @@ impl<'a> PluginCall<'a> {
             ..
         } = self.store.into_data();
         let notes = http.take_notes();
+        let signed = http.take_signed();
         let memory = limits.verdict();
-        let (log, last_words) = logging.close(&notes);
+        let (log, last_words) = logging.close(&notes, &signed);
         let failure = Failure {
             plugin: self.plugin,
             limits: &self.limits,

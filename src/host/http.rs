@@ -6,7 +6,8 @@
 //! error and the log says which flag would allow it. Redirects are the
 //! guest's business, so a redirect to an unlisted host is just another
 //! denied request. The host adds operator-injected headers (credentials the
-//! plugin never sees) and caps timeouts, response size and request count.
+//! plugin never sees), signs requests to `--aws-sign` hosts (see
+//! `aws_sign`), and caps timeouts, response size and request count.
 //!
 //! A request body with a declared `Content-Length` is read whole before the
 //! request goes out. Hyper stops reading such a body at its last byte and
@@ -25,9 +26,10 @@ use wasmtime_wasi_http::{
     WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
+use super::aws_sign::AwsSigner;
 use super::capability::{CallSetup, Capability};
 use super::{HostState, Plugin, PluginError, Sandbox};
-use crate::grants::{AllowList, HeaderInjection, HostRule};
+use crate::grants::{AllowList, AwsSigning, HeaderInjection, HostRule};
 
 /// Requests one call may make.
 pub const MAX_REQUESTS_PER_CALL: u32 = 50;
@@ -51,8 +53,10 @@ pub(super) struct Http;
 impl Capability for Http {
     type State = HttpState;
 
-    const INSPECT: &'static [(&'static str, &'static str)] =
-        &[(OUTGOING_HANDLER, "outbound HTTP (needs --allow-host)")];
+    const INSPECT: &'static [(&'static str, &'static str)] = &[(
+        OUTGOING_HANDLER,
+        "outbound HTTP (needs --allow-host; the host signs AWS requests with --aws-sign)",
+    )];
 
     /// Links `wasi:http` (types and outgoing-handler). Linking grants
     /// nothing: every request still has to pass [`HttpGuard`].
@@ -86,7 +90,7 @@ impl Capability for Http {
                 )));
             }
         }
-        Ok(())
+        check_signing(sandbox)
     }
 
     /// An injected header can come back in a response (a server echoing
@@ -98,6 +102,7 @@ impl Capability for Http {
         headers
             .flat_map(|h| [Some(h.secret.as_str()), h.secret.strip_prefix("Bearer ")])
             .flatten()
+            .chain(sandbox.signer.iter().flat_map(|s| s.secrets()))
             .collect()
     }
 
@@ -109,11 +114,50 @@ impl Capability for Http {
                 plugin: call.plugin.to_string(),
                 allow: grants.hosts.clone(),
                 headers: grants.headers.clone(),
+                signing: grants.aws_sign.clone(),
+                signer: call.sandbox.signer.clone(),
                 requests: 0,
                 notes: Arc::default(),
+                signed: Arc::default(),
             },
         })
     }
+}
+
+/// Signing needs its identity resolved, and signs only for allowed hosts
+/// that carry no injected `Authorization` of their own.
+fn check_signing(sandbox: &Sandbox) -> Result<(), PluginError> {
+    let grants = &sandbox.grants;
+    if grants.aws_sign.is_empty() {
+        return Ok(());
+    }
+    if sandbox.signer.is_none() {
+        return Err(PluginError::Grants(
+            "--aws-sign needs an identity to sign as: add --aws-sign-role-arn ARN (or \
+             --aws-sign-profile NAME)"
+                .into(),
+        ));
+    }
+    for rule in &grants.aws_sign {
+        if !grants.hosts.rules().contains(&rule.host) {
+            return Err(PluginError::Grants(format!(
+                "--aws-sign names {0}, which is not allowed: add --allow-host {0}",
+                rule.host
+            )));
+        }
+        if grants
+            .headers
+            .iter()
+            .any(|h| h.host == rule.host && h.name.eq_ignore_ascii_case("authorization"))
+        {
+            return Err(PluginError::Grants(format!(
+                "{} has both --aws-sign and an injected Authorization header: a request \
+                 carries one or the other",
+                rule.host
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a component with these imports can make outbound requests.
@@ -134,6 +178,12 @@ impl HttpState {
         let mut notes = self.guard.notes.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::take(&mut *notes)
     }
+
+    /// The requests the host signed during the call, for its log.
+    pub(super) fn take_signed(&self) -> Vec<String> {
+        let mut signed = self.guard.signed.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *signed)
+    }
 }
 
 /// The call's HTTP policy and what the call has done so far.
@@ -141,9 +191,13 @@ struct HttpGuard {
     plugin: String,
     allow: AllowList,
     headers: Vec<HeaderInjection>,
+    signing: Vec<AwsSigning>,
+    signer: Option<Arc<AwsSigner>>,
     requests: u32,
     /// Messages for the plugin's log (denials), drained after the call.
     notes: Arc<Mutex<Vec<String>>>,
+    /// The requests signed, for the plugin's log.
+    signed: Arc<Mutex<Vec<String>>>,
 }
 
 impl HttpGuard {
@@ -154,8 +208,12 @@ impl HttpGuard {
         HttpError::HttpRequestDenied
     }
 
-    /// Decides whether the request may go out, and prepares it if so.
-    fn admit(&mut self, request: &mut http::Request<WasiBody>) -> Result<(), HttpError> {
+    /// Decides whether the request may go out, and prepares it if so;
+    /// returns how to sign it, for a `--aws-sign` host.
+    fn admit(
+        &mut self,
+        request: &mut http::Request<WasiBody>,
+    ) -> Result<Option<(AwsSigning, Arc<AwsSigner>)>, HttpError> {
         let uri = request.uri();
         let Some(target) = HostRule::of_uri(uri) else {
             return Err(self.deny(format!(
@@ -190,7 +248,8 @@ impl HttpGuard {
                 request.headers_mut().insert(name, value);
             }
         }
-        Ok(())
+        let rule = self.signing.iter().find(|rule| rule.host == target);
+        Ok(rule.cloned().zip(self.signer.clone()))
     }
 }
 
@@ -224,9 +283,10 @@ impl WasiHttpHooks for HttpGuard {
             > + Send,
     > {
         drop(fut);
-        if let Err(denied) = self.admit(&mut request) {
-            return Box::new(async move { Err(denied) });
-        }
+        let signing = match self.admit(&mut request) {
+            Ok(signing) => signing,
+            Err(denied) => return Box::new(async move { Err(denied) }),
+        };
         let options = options.unwrap_or_default();
         let options = RequestOptions {
             connect_timeout: cap(options.connect_timeout, CONNECT_TIMEOUT),
@@ -234,6 +294,7 @@ impl WasiHttpHooks for HttpGuard {
             between_bytes_timeout: cap(options.between_bytes_timeout, BETWEEN_BYTES_TIMEOUT),
         };
         let notes = self.notes.clone();
+        let signed = self.signed.clone();
         let url = uri_without_query(request.uri());
         let declared = declared_length(&request);
         if declared.is_some_and(|n| n > MAX_REQUEST_BYTES) {
@@ -244,10 +305,32 @@ impl WasiHttpHooks for HttpGuard {
             return Box::new(async move { Err(HttpError::HttpRequestBodySize(declared)) });
         }
         Box::new(async move {
-            let request = match declared {
+            let (mut request, body) = match declared {
                 Some(length) if length > 0 => read_whole_body(request).await?,
-                _ => request,
+                // A body without a declared length streams, unsigned: the
+                // signature covers no payload then, and AWS refuses it.
+                _ => (request, bytes::Bytes::new()),
             };
+            if let Some((rule, signer)) = signing {
+                // The plugin's log (and so the report) says who signed what.
+                let note = match signer.sign(&mut request, &body, &rule).await {
+                    Ok(()) => format!(
+                        "{} {url} signed by the host as {} ({}/{})",
+                        request.method(),
+                        signer.identity(),
+                        rule.service,
+                        rule.region
+                    ),
+                    Err(why) => {
+                        notes
+                            .lock()
+                            .unwrap()
+                            .push(format!("request to {url} not sent: {why}"));
+                        return Err(HttpError::InternalError(Some(why)));
+                    }
+                };
+                signed.lock().unwrap().push(note);
+            }
             let (response, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             let response = response.map(|body| {
@@ -291,7 +374,7 @@ fn declared_length(request: &http::Request<WasiBody>) -> Option<u64> {
 /// the guest's stream stays open until the guest is done with it.
 async fn read_whole_body(
     request: http::Request<WasiBody>,
-) -> Result<http::Request<WasiBody>, HttpError> {
+) -> Result<(http::Request<WasiBody>, bytes::Bytes), HttpError> {
     let (parts, body) = request.into_parts();
     let bytes = Limited::new(body, MAX_REQUEST_BYTES as usize)
         .collect()
@@ -301,10 +384,10 @@ async fn read_whole_body(
             Err(_) => HttpError::HttpRequestBodySize(Some(MAX_REQUEST_BYTES)),
         })?
         .to_bytes();
-    let body = Full::new(bytes)
+    let body = Full::new(bytes.clone())
         .map_err(|never| match never {})
         .boxed_unsync();
-    Ok(http::Request::from_parts(parts, body))
+    Ok((http::Request::from_parts(parts, body), bytes))
 }
 
 impl WasiHttpView for HostState {

@@ -81,8 +81,11 @@ impl LogState {
     /// Ends the call's log: keyrot's `notes` about the call, then what the
     /// plugin printed. Also returns the last lines of its stderr (not yet
     /// redacted), for a crash's message.
-    pub(super) fn close(self, notes: &[String]) -> (PluginLog, Option<String>) {
+    pub(super) fn close(self, notes: &[String], facts: &[String]) -> (PluginLog, Option<String>) {
         let mut log = self.log;
+        for fact in facts {
+            log.fact(fact);
+        }
         for note in notes {
             log.note(note);
         }
@@ -148,6 +151,21 @@ impl PluginLog {
     /// Adds keyrot's own note about the call (a denied request, say): kept in
     /// the report with the plugin's lines, but logged as keyrot's, so hiding
     /// the plugin's log (`--plugin-log hide`) never hides it.
+    /// What the host did for the plugin (a request it signed), at info.
+    fn fact(&mut self, message: &str) {
+        let message = truncate(&self.redact(message), MAX_LINE_BYTES).to_string();
+        tracing::info!(
+            "plugin '{}': {}",
+            escape_control(&self.plugin),
+            escape_control(&message)
+        );
+        self.lines.push(LogLine {
+            level: LogLevel::Info,
+            context: "keyrot".into(),
+            message,
+        });
+    }
+
     fn note(&mut self, message: &str) {
         let message = truncate(&self.redact(message), MAX_LINE_BYTES).to_string();
         tracing::warn!(

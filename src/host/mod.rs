@@ -22,6 +22,8 @@
 //!   that puts them together. One module each: [`http`], `filesystem`,
 //!   `denied` (what is linked but never granted), [`config`], `logging`,
 //!   `limits`.
+//! - `aws_sign`: the identity that signs requests to `--aws-sign` hosts
+//!   (part of [`http`]).
 //! - `engine`: the process's one engine and one linker.
 //!
 //! A [`WasmHandler`] is a plugin checked against the operator's [`Sandbox`]
@@ -30,6 +32,7 @@
 //! target); what belongs to one call (settings, grants, limits, logs) lives
 //! in that call's store.
 
+mod aws_sign;
 pub mod cache;
 mod call;
 mod capability;
@@ -51,6 +54,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+pub use self::aws_sign::AwsSigner;
 pub use self::cache::{CacheMode, CacheOutcome};
 use self::call::{PluginCall, guarded};
 use self::capability::{CallSetup, capabilities};
@@ -90,6 +94,8 @@ pub struct Sandbox {
     pub grants: Grants,
     /// Memory and time limits.
     pub limits: PluginLimits,
+    /// Who signs requests to the `--aws-sign` hosts, resolved.
+    pub signer: Option<Arc<AwsSigner>>,
 }
 
 /// What `keyrot plugin inspect` shows.

@@ -54,6 +54,21 @@ impl Outcome {
             Outcome::NeedsManualAction => 4,
         }
     }
+
+    /// The kebab-case name, as in the JSON report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Rotated => "rotated",
+            Outcome::Skipped => "skipped",
+            Outcome::Exempt => "exempt",
+            Outcome::WouldRotate => "would-rotate",
+            Outcome::Draining => "draining",
+            Outcome::Failed => "failed",
+            Outcome::Partial => "partial",
+            Outcome::NeedsManualAction => "needs-manual-action",
+            Outcome::BadInput => "bad-input",
+        }
+    }
 }
 
 /// A step of the rotation, as timed in the report.

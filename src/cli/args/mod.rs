@@ -539,6 +539,47 @@ pub struct RotateArgs {
     )]
     pub inject_header: Vec<String>,
 
+    /// Sign the plugin's requests to this AWS host (SigV4), as --aws-sign-role-arn
+    ///
+    /// HOST is an AWS endpoint (secretsmanager.eu-west-1.amazonaws.com: its
+    /// service and region are read from the name), or HOST=SERVICE/REGION
+    /// for any other; spelled as in --allow-host, which must allow it. The
+    /// plugin never sees the credentials (repeatable).
+    #[arg(
+        long,
+        value_name = "HOST[=SERVICE/REGION]",
+        hide_short_help = true,
+        help_heading = "Grants"
+    )]
+    pub aws_sign: Vec<String>,
+
+    /// The role whose credentials sign --aws-sign requests (assumed with keyrot's own)
+    #[arg(
+        long,
+        value_name = "ARN",
+        hide_short_help = true,
+        help_heading = "Grants"
+    )]
+    pub aws_sign_role_arn: Option<String>,
+
+    /// The external id the signing role's trust policy asks for
+    #[arg(
+        long,
+        value_name = "ID",
+        hide_short_help = true,
+        help_heading = "Grants"
+    )]
+    pub aws_sign_external_id: Option<String>,
+
+    /// The AWS profile whose credentials sign --aws-sign requests, instead of a role
+    #[arg(
+        long,
+        value_name = "NAME",
+        hide_short_help = true,
+        help_heading = "Grants"
+    )]
+    pub aws_sign_profile: Option<String>,
+
     /// Check everything and print the plan; send no write call to IAM
     ///
     /// Lists the keys, asks the plugin to describe and preflight, and prints
@@ -609,6 +650,18 @@ pub struct RotateArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, hide_short_help = true, help_heading = "Rotation")]
     pub wait_lock: Option<Duration>,
 
+    /// Also write the run's outcomes as Prometheus metrics to FILE
+    ///
+    /// Replaced atomically at the end of each run, for node_exporter's
+    /// textfile collector (a FILE ending in .prom in its directory).
+    #[arg(
+        long,
+        value_name = "FILE",
+        hide_short_help = true,
+        help_heading = "Output"
+    )]
+    pub metrics_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub org: OrgArgs,
 
@@ -660,6 +713,9 @@ pub enum Output {
     Json,
     /// `keyrot status` only: a row per key, for a spreadsheet.
     Csv,
+    /// `keyrot status` only: metrics in the Prometheus text format, for
+    /// node_exporter's textfile collector or a Pushgateway.
+    Prometheus,
 }
 
 #[cfg(test)]

@@ -37,10 +37,12 @@ pub(in crate::cli) async fn journal(cli: &Cli, command: &JournalCommand) -> anyh
     match (command, &store) {
         (JournalCommand::Show(_), _) => match (&record, cli.output) {
             (_, Output::Json) => render::json(&mut out, &record)?,
-            (Some(record), Output::Text | Output::Csv) => {
+            (Some(record), Output::Text | Output::Csv | Output::Prometheus) => {
                 writeln!(out, "{}", serde_json::to_string_pretty(record)?)?
             }
-            (None, Output::Text | Output::Csv) => writeln!(out, "no journal for user {user}")?,
+            (None, Output::Text | Output::Csv | Output::Prometheus) => {
+                writeln!(out, "no journal for user {user}")?
+            }
         },
         (JournalCommand::Clear(_), None) => writeln!(out, "no journal for user {user}")?,
         (JournalCommand::Clear(_), Some((store, account))) => {

@@ -4,11 +4,13 @@
 //! - `view`: one user as status shows it;
 //! - `org`: `status --org`, the compliance view of an organization;
 //! - `csv`: the rows of `--output csv`;
+//! - `prometheus`: the metrics of `--output prometheus`;
 //! - `journal`: `keyrot journal show|clear` and `keyrot drain undo`.
 
 mod csv;
 mod journal;
 mod org;
+mod prometheus;
 mod view;
 
 use std::io::Write;
@@ -151,6 +153,15 @@ pub(super) async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
             for user in &view.users {
                 rows.user(&view.account, None, user)?;
             }
+        }
+        Output::Prometheus => {
+            let mut metrics = super::metrics::Metrics::default();
+            for user in &view.users {
+                prometheus::user(&mut metrics, &view.account, "", user);
+            }
+            let errors = view.users.iter().filter(|u| u.error.is_some()).count();
+            prometheus::finish(&mut metrics, errors);
+            metrics.write(&mut out)?;
         }
     }
     out.flush()?;

@@ -1,6 +1,6 @@
 //! `keyrot status --org`: the compliance view of an organization. Per
 //! account and user: key ages, last use, what is due, warned, exempt,
-//! draining, or left by a failed run; as text, JSON or CSV. Read-only: it
+//! draining, or left by a failed run; as text, JSON, CSV or metrics. Read-only: it
 //! needs only the read permissions of examples/org/status-policy.json.
 
 use std::io::Write;
@@ -16,9 +16,11 @@ use keyrot::{IamTagJournal, Journal, StateDir};
 use serde::Serialize;
 
 use super::csv::Rows;
+use super::prometheus;
 use super::view::{Policy, UserView, user_view};
 use crate::cli::args::{JournalKind, StatusArgs};
 use crate::cli::job::Job;
+use crate::cli::metrics::Metrics;
 use crate::cli::org::{OrgPlan, place_of};
 use crate::cli::plan::target_label;
 use crate::cli::{Cli, Output, render, state_options};
@@ -134,6 +136,7 @@ pub(super) async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
         Output::Json => render::json(&mut out, &view)?,
         Output::Text => text(&mut out, &view)?,
         Output::Csv => csv(&mut out, &view)?,
+        Output::Prometheus => metrics(&mut out, &view)?,
     }
     out.flush()?;
     Ok(u8::from(failed))
@@ -418,6 +421,27 @@ fn text(out: &mut impl Write, view: &OrgStatusView) -> std::io::Result<()> {
             counts.join(", ")
         }
     )
+}
+
+fn metrics(out: &mut impl Write, view: &OrgStatusView) -> std::io::Result<()> {
+    let mut metrics = Metrics::default();
+    let mut errors = 0;
+    for account in &view.accounts {
+        prometheus::account(
+            &mut metrics,
+            &account.account,
+            &account.account_name,
+            account.state,
+            account.exempt.as_ref(),
+        );
+        errors += usize::from(account.error.is_some());
+        for user in &account.users {
+            prometheus::user(&mut metrics, &account.account, &account.account_name, user);
+            errors += usize::from(user.error.is_some());
+        }
+    }
+    prometheus::finish(&mut metrics, errors);
+    metrics.write(out)
 }
 
 fn csv(out: &mut impl Write, view: &OrgStatusView) -> std::io::Result<()> {
