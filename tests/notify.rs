@@ -220,8 +220,9 @@ url = "{alerts}/alerts"
 }
 
 /// An organization of the management account alone, with `users` under
-/// /ci/, each tagged with its owner, each with one key.
-async fn org_with_users(users: &[(String, &str)]) -> Moto {
+/// /ci/, each tagged with its owner (and `exempt`'s with the
+/// `keyrot:exempt` tag given), each with one key.
+async fn org_with_users(users: &[(String, &str)], exempt: (&str, &str)) -> Moto {
     use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
     let moto = Moto::start();
     let orgs = aws_sdk_organizations::Client::from_conf(
@@ -237,21 +238,24 @@ async fn org_with_users(users: &[(String, &str)]) -> Moto {
         .send()
         .await
         .expect("create the organization");
+    let tag = |key: &str, value: &str| {
+        aws_sdk_iam::types::Tag::builder()
+            .key(key)
+            .value(value)
+            .build()
+            .unwrap()
+    };
     for (user, owner) in users {
-        moto.client
+        let mut create = moto
+            .client
             .create_user()
             .user_name(user)
             .path("/ci/")
-            .tags(
-                aws_sdk_iam::types::Tag::builder()
-                    .key("owner")
-                    .value(*owner)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .expect("create a user");
+            .tags(tag("owner", owner));
+        if user == exempt.0 {
+            create = create.tags(tag("keyrot:exempt", exempt.1));
+        }
+        create.send().await.expect("create a user");
         moto.create_key(user, "Active").await;
     }
     moto
@@ -265,7 +269,21 @@ async fn slack_routes_warnings_by_owner_and_threads_what_does_not_fit() {
     let mut users: Vec<(String, &str)> =
         (0..55).map(|i| (format!("svc-{i:02}"), "team-b")).collect();
     users.push(("alice-bot".into(), "team-a"));
-    let moto = org_with_users(&users).await;
+    // team-a's vendor-bot is exempt, until a day within the window: a
+    // warning too.
+    users.push(("vendor-bot".into(), "team-a"));
+    let until = aws_smithy_types::DateTime::from_secs(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            + 5 * 86_400,
+    )
+    .fmt(aws_smithy_types::date_time::Format::DateTime)
+    .unwrap()[..10]
+        .to_string();
+    let exemption = format!("vendor sync, until {until}");
+    let moto = org_with_users(&users, ("vendor-bot", &exemption)).await;
     let before = moto.all_secrets().len();
     // Slack rate limits the first call.
     let slack = FakeSlack::start(&["#ops", "#team-a"], 1);
@@ -321,7 +339,7 @@ token = "env:SLACK_TOKEN"
         "sent",
         "{report}"
     );
-    assert_eq!(notifications(&report)["slack"]["users"], 56);
+    assert_eq!(notifications(&report)["slack"]["users"], 57);
 
     let messages = slack.messages();
     let team_a: Vec<_> = messages.iter().filter(|m| m.channel == "#team-a").collect();
@@ -344,7 +362,9 @@ token = "env:SLACK_TOKEN"
     assert!(header.contains("55 user(s) with warnings"), "{header}");
     let counts = ops[0].blocks[1]["text"]["text"].as_str().unwrap();
     assert!(
-        counts.contains("56 user(s)") && counts.contains("56 skipped"),
+        counts.contains("57 user(s)")
+            && counts.contains("56 skipped")
+            && counts.contains("1 exempt"),
         "{counts}"
     );
     // Every team-b user on exactly one line of #ops; alice-bot only in #team-a.
@@ -357,7 +377,17 @@ token = "env:SLACK_TOKEN"
     };
     let ops_lines = lines(&ops);
     assert_eq!(ops_lines.len(), 55, "{ops_lines:?}");
-    for (user, owner) in &users {
+    let team_a_lines = lines(&team_a);
+    assert_eq!(team_a_lines.len(), 2, "{team_a_lines:?}");
+    let vendor = team_a_lines
+        .iter()
+        .find(|l| l.contains("vendor-bot"))
+        .unwrap();
+    assert!(
+        vendor.contains("exempt") && vendor.contains(&format!("ends on {until}")),
+        "{vendor}"
+    );
+    for (user, owner) in users.iter().filter(|(u, _)| u != "vendor-bot") {
         let here = if *owner == "team-a" {
             lines(&team_a)
         } else {
