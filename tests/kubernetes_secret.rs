@@ -54,8 +54,10 @@ impl FakeKube {
             data["AWS_ACCESS_KEY_ID"] = json!(BASE64.encode(id));
             data["AWS_SECRET_ACCESS_KEY"] = json!(BASE64.encode("old-secret"));
         }
-        let mut cluster = Cluster::default();
-        cluster.version = 100;
+        let mut cluster = Cluster {
+            version: 100,
+            ..Cluster::default()
+        };
         cluster.objects.insert(
             SECRET_PATH.into(),
             json!({
