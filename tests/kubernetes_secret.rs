@@ -37,6 +37,8 @@ struct Cluster {
     races: u32,
     /// Real writes fail (500, etcd timing out); dry runs still pass.
     failing_writes: bool,
+    /// Real patches of Deployments fail the same way.
+    failing_restarts: bool,
 }
 
 struct FakeKube {
@@ -209,7 +211,9 @@ fn answer(r: &Recorded, cluster: &mut Cluster) -> Reply {
             ),
         );
     }
-    if !dry_run && cluster.failing_writes {
+    if !dry_run
+        && (cluster.failing_writes || (resource == "deployments" && cluster.failing_restarts))
+    {
         return status(500, "InternalError", "etcdserver: request timed out");
     }
     let before = object["data"].clone();
@@ -630,4 +634,21 @@ async fn a_run_killed_after_handle_is_finished_by_the_same_command() {
     for secret in moto.all_secrets() {
         assert!(!show(&out).contains(&secret));
     }
+}
+
+#[tokio::test]
+async fn a_failed_restart_is_a_warning_once_the_secret_holds_the_key() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let kube = FakeKube::start(Some(&old));
+    kube.with(|c| c.failing_restarts = true);
+    let out = run(&moto, &kube, &["--config", "restart-deployments=api"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_rotated(&moto, &kube, &old).await;
+    assert!(
+        show(&out).contains(
+            "restart it yourself with kubectl -n payments rollout restart deployment/api"
+        ),
+        "{}",
+        show(&out)
+    );
 }

@@ -539,3 +539,19 @@ async fn a_run_killed_after_handle_is_finished_by_the_same_command() {
         assert!(!show(&out).contains(&secret));
     }
 }
+
+#[tokio::test]
+async fn a_deleted_latest_version_is_written_over_with_cas_on_it() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let vault = FakeVault::start(Some(fields(&old)));
+    // `vault kv delete`: version 5 is deleted; reading it is a 404 that
+    // still carries its metadata.
+    vault.with(|s| s.versions.push(None));
+    let out = run(&moto, &vault, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let new = moto.keys("ci-bot").await[0].0.clone();
+    let (version, data) = vault.current();
+    assert_eq!(version, 6);
+    assert_eq!(data["AWS_ACCESS_KEY_ID"], new.as_str());
+    assert_eq!(vault.writes()[0]["options"], json!({ "cas": 5 }));
+}
