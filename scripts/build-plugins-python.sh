@@ -3,11 +3,12 @@
 # the project virtualenv .venv/ (made by scripts/setup.sh) when it is missing
 # or another version; nothing goes into the system's Python:
 #   plugins/gitlab        -> plugins/target/components/gitlab.wasm
+#   plugins/vault         -> plugins/target/components/vault.wasm
 #   plugins/python-hello  -> plugins/target/components/python-hello.wasm
 #   plugins/python-report -> plugins/target/components/python-report.wasm
 #                            (a reporter, from wit/reporter/ alone)
 # The WIT each one is built against is assembled under plugins/target/python/
-# from keyrot's wit/ (the contract, unchanged) and, for gitlab, its own world
+# from keyrot's wit/ (the contract, unchanged) and, for gitlab and vault, its own world
 # plus the WASI 0.2 packages wasi:http needs, taken from the wasmtime-wasi-http
 # crate keyrot links (found through `cargo metadata`, which fetches it if
 # needed). Safe to run again; scripts/build-plugins.sh python runs it.
@@ -48,13 +49,15 @@ if [ ! -f "$http_deps/http.wit" ]; then
     echo "cannot find the wasi:http WIT of the wasmtime-wasi-http crate (looked in '$http_deps')" >&2
     exit 1
 fi
-want="$(sed -n 's|.*import wasi:http/outgoing-handler@\([0-9.]*\);.*|\1|p' plugins/gitlab/wit/world.wit)"
-if ! grep -qx "package wasi:http@$want;" "$http_deps/http.wit"; then
-    have="$(sed -n 's|^package wasi:http@\(.*\);|\1|p' "$http_deps/http.wit")"
-    echo "plugins/gitlab/wit/world.wit imports wasi:http@$want but keyrot's wasmtime-wasi-http" \
-        "provides wasi:http@$have: update the version in world.wit" >&2
-    exit 1
-fi
+for world in plugins/gitlab/wit/world.wit plugins/vault/wit/world.wit; do
+    want="$(sed -n 's|.*import wasi:http/outgoing-handler@\([0-9.]*\);.*|\1|p' "$world")"
+    if ! grep -qx "package wasi:http@$want;" "$http_deps/http.wit"; then
+        have="$(sed -n 's|^package wasi:http@\(.*\);|\1|p' "$http_deps/http.wit")"
+        echo "$world imports wasi:http@$want but keyrot's wasmtime-wasi-http" \
+            "provides wasi:http@$have: update the version in world.wit" >&2
+        exit 1
+    fi
+done
 
 # keyrot's WIT folder for the contract version a world includes: wit/ for
 # the current one, its frozen copy wit/VERSION/ for an older one.
@@ -72,20 +75,27 @@ keyrot_wit() {
     fi
 }
 
-# plugins/target/python/gitlab-wit: the plugin's world; keyrot's contract and
-# its deps; the WASI packages (one file each: cli, clocks, filesystem, http,
-# io, random, sockets).
-keyrot="$(keyrot_wit plugins/gitlab/wit/world.wit)"
-wit="$work/gitlab-wit"
-rm -rf "$wit"
-mkdir -p "$wit/deps/keyrot-handler"
-cp plugins/gitlab/wit/*.wit "$wit/"
-cp "$keyrot/handler.wit" "$wit/deps/keyrot-handler/"
-cp -R "$keyrot/deps/." "$wit/deps/"
-cp "$http_deps"/*.wit "$wit/deps/"
+# plugins/target/python/NAME-wit for a plugin with outbound HTTP: the
+# plugin's world; keyrot's contract and its deps; the WASI packages (one file
+# each: cli, clocks, filesystem, http, io, random, sockets).
+http_wit() {
+    local name="$1" keyrot wit
+    keyrot="$(keyrot_wit "plugins/$name/wit/world.wit")"
+    wit="$work/$name-wit"
+    rm -rf "$wit"
+    mkdir -p "$wit/deps/keyrot-handler"
+    cp "plugins/$name/wit/"*.wit "$wit/"
+    cp "$keyrot/handler.wit" "$wit/deps/keyrot-handler/"
+    cp -R "$keyrot/deps/." "$wit/deps/"
+    cp "$http_deps"/*.wit "$wit/deps/"
+}
+http_wit gitlab
+http_wit vault
 
-echo "unit-testing plugins/gitlab on the venv's Python"
-(cd plugins/gitlab && PYTHONDONTWRITEBYTECODE=1 "../../$py" -m unittest --quiet)
+for name in gitlab vault; do
+    echo "unit-testing plugins/$name on the venv's Python"
+    (cd "plugins/$name" && PYTHONDONTWRITEBYTECODE=1 "../../$py" -m unittest --quiet)
+done
 
 build() {
     local name="$1" dir="$2" wit_dir="$3" world="$4"
@@ -111,7 +121,8 @@ build() {
 }
 
 start=$SECONDS
-build gitlab plugins/gitlab "$wit" keyrot:gitlab/gitlab-handler@0.1.0
+build gitlab plugins/gitlab "$work/gitlab-wit" keyrot:gitlab/gitlab-handler@0.1.0
+build vault plugins/vault "$work/vault-wit" keyrot:vault/vault-handler@0.1.0
 build python-hello plugins/python-hello wit keyrot:handler/new-key-handler
 build python-report plugins/python-report wit/reporter keyrot:reporter/run-reporter
 echo "Python plugins ready in plugins/target/components ($((SECONDS - start))s)"

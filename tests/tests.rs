@@ -13,6 +13,11 @@
 //!   handler against its fake destination.
 //! - `aws_stores`: the Secrets Manager and SSM handlers against moto with
 //!   IAM auth on, their requests signed by the host (`--aws-sign`).
+//! - `kubernetes_secret`, `vault`, `terraform_cloud`: the secret-store
+//!   handlers against fakes of the Kubernetes API, Vault's KV v2 and
+//!   HCP Terraform's variables that follow their API docs (kept fields,
+//!   409 and check-and-set conflicts, 429s, refused tokens, a kill after
+//!   `handle` finished by the same command).
 //! - `schedule`: unattended runs: verification, kill -9 and resume, locks,
 //!   grace mode, `--older-than`, status, dry runs, and wire faults from the
 //!   `proxy` in front of moto.
@@ -76,6 +81,7 @@ mod grants;
 mod hardening;
 mod hostile_registry;
 mod kubernetes;
+mod kubernetes_secret;
 mod metrics;
 mod notify;
 mod notify_fakes;
@@ -88,6 +94,8 @@ mod resume;
 mod rotation;
 mod sandbox;
 mod schedule;
+mod terraform_cloud;
 mod troubleshooting;
 mod usability;
 mod util;
+mod vault;

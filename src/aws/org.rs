@@ -183,7 +183,7 @@ impl Reach for RoleReach {
     async fn reach(&self, account: &OrgAccount) -> Result<Reached, Unreached> {
         // The role exists in members, not in the account keyrot runs in.
         if account.id == self.home.caller.account {
-            return Ok(Reached::from_account(&self.home, self.verify));
+            return Ok(self.home.reached(self.verify));
         }
         let role = self.role_arn(&account.id);
         let session = self.session_name.as_deref().unwrap_or(DEFAULT_SESSION_NAME);
@@ -242,6 +242,6 @@ impl Reach for RoleReach {
             },
             config: member,
         };
-        Ok(Reached::from_account(&reached, self.verify))
+        Ok(reached.reached(self.verify))
     }
 }

@@ -1,6 +1,7 @@
 //! Who keyrot acts as (`sts:GetCallerIdentity`), reaching an account with
 //! it ([`connect`]), and the STS check that a new key works.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,6 +10,7 @@ use aws_sdk_iam::error::ProvideErrorMetadata;
 
 use super::error::iam_error;
 use super::{AwsIam, AwsOptions};
+use crate::fleet::Reached;
 use crate::iam::{IamError, NewAccessKey};
 use crate::rotation::CallerIdentity;
 use crate::verify::{KeyVerifier, VerifyError};
@@ -23,6 +25,19 @@ pub struct Account {
     pub caller: CallerIdentity,
     /// The SDK config the options describe.
     pub config: aws_config::SdkConfig,
+}
+
+impl Account {
+    /// This account for a fleet's target, verifying new keys with STS or
+    /// not.
+    pub fn reached(&self, verify: bool) -> Reached {
+        Reached {
+            iam: Arc::new(self.iam.clone()),
+            caller: self.caller.clone(),
+            verifier: verify
+                .then(|| Arc::new(StsVerifier::new(&self.config)) as Arc<dyn KeyVerifier>),
+        }
+    }
 }
 
 /// The account these options lead to could not be told.

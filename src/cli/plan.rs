@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use keyrot::fleet::{self, Fleet, JournalChoice, Reached, Target, Unreached, Users};
+use keyrot::fleet::{self, Fleet, JournalChoice, Target, Unreached, Users};
 use keyrot::grants::{
     AllowList, AwsSigning, DirGrant, Grants, HeaderInjection, HostRule, SecretSource,
     SigningIdentity, parse_secret_arg,
@@ -541,7 +541,7 @@ impl TargetSpec {
     /// own users (the others go on), named by the role's account if known.
     pub async fn reach(self, handler: Arc<WasmHandler>) -> Target<Arc<WasmHandler>> {
         let account = match keyrot::aws::connect(&self.aws).await {
-            Ok(account) => Ok(Reached::from_account(&account, self.verify)),
+            Ok(account) => Ok(account.reached(self.verify)),
             Err(err) => Err(Unreached {
                 account: self.aws.role_arn.as_deref().and_then(account_of_role),
                 why: format!("{err}; nothing was changed"),

@@ -3,7 +3,7 @@
 //!
 //! 1. Describe each set of users as a [`Target`]: who ([`Users`]), the
 //!    handler their keys go to, the rotation options, and the account
-//!    reached ([`Reached`], e.g. from [`crate::aws::connect`]) or why it
+//!    reached ([`Reached`], e.g. by `keyrot::aws::connect`) or why it
 //!    could not be.
 //! 2. [`Fleet::prepare`] resolves every target's users (`ListUsers` for
 //!    [`Users::All`]), and refuses bad input before any key changes: a
@@ -30,7 +30,7 @@
 //!     users: Users::Named(vec!["ci-a".into(), "ci-b".into()]),
 //!     handler: Arc::new(handler),
 //!     options: RotateOptions::default(),
-//!     account: Ok(Reached::from_account(&account, true)),
+//!     account: Ok(account.reached(true)),
 //!     notes: Default::default(),
 //!     screen: None,
 //! };
@@ -87,19 +87,6 @@ pub struct Reached {
     pub caller: CallerIdentity,
     /// Proves each new key works before the handler gets it.
     pub verifier: Option<Arc<dyn KeyVerifier>>,
-}
-
-impl Reached {
-    /// An account reached through AWS, verifying new keys with STS or not.
-    pub fn from_account(account: &crate::aws::Account, verify: bool) -> Self {
-        Self {
-            iam: Arc::new(account.iam.clone()),
-            caller: account.caller.clone(),
-            verifier: verify.then(|| {
-                Arc::new(crate::aws::StsVerifier::new(&account.config)) as Arc<dyn KeyVerifier>
-            }),
-        }
-    }
 }
 
 /// An account keyrot could not reach, for its users' reports.

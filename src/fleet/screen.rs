@@ -1,7 +1,7 @@
 //! A look at each user just before its rotation: a [`Screen`] may leave the
 //! user alone (an exemption, with its reason) or add to its report (an
 //! owner, a warning). Organization runs screen by tags and groups
-//! ([`crate::org::TagScreen`]); a plain fleet screens nobody.
+//! (`TagScreen`, in `org/`); a plain fleet screens nobody.
 
 use async_trait::async_trait;
 

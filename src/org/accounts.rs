@@ -55,7 +55,7 @@ pub struct OrgError {
     pub message: String,
 }
 
-/// The Organizations calls discovery makes; [`crate::aws::AwsOrganizations`]
+/// The Organizations calls discovery makes; `AwsOrganizations` (in `aws/`)
 /// implements them with aws-sdk-organizations.
 #[async_trait]
 pub trait Organizations: Send + Sync {

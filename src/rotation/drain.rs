@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::report::{parse_rfc3339, rfc3339};
 use super::state::{CLOCK_SKEW, JournalRecord};
+use super::time::{parse_rfc3339, rfc3339};
 use crate::iam::{AccessKeyInfo, KeyLastUsed, KeyStatus};
 
 /// How long drain mode waits, and whether it may retire a key in use.

@@ -35,6 +35,7 @@ mod failure;
 mod report;
 pub mod resume;
 pub mod state;
+mod time;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,10 +47,10 @@ pub use self::drain::{DrainPolicy, DrainStep};
 pub use self::failure::{GiveUp, RotationError, RotationFailure};
 pub use self::report::{
     ExemptReport, NewKeyReport, NewKeyState, OldKeyAction, OldKeyReport, Outcome, ResumeReport,
-    RotationReport, SCHEMA_VERSION, SkipReport, Step, StepRecord, human_duration, now_rfc3339,
-    parse_rfc3339, rfc3339, unix_now,
+    RotationReport, SCHEMA_VERSION, SkipReport, Step, StepRecord,
 };
 pub use self::state::{Journal, JournalError, JournalRecord, NoJournal, Phase, RetireMode};
+pub use self::time::{human_duration, now_rfc3339, parse_rfc3339, rfc3339, unix_now};
 use crate::handler::{HandlerError, HandlerErrorKind, NewKeyHandler};
 use crate::iam::Iam;
 use crate::retry::RetryPolicy;

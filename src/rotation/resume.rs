@@ -10,8 +10,8 @@
 //! in which that run's `CreateAccessKey` could have been applied. Anything
 //! else is someone else's doing: the rerun stops and says what it found.
 
-use super::report::{parse_rfc3339, rfc3339};
 use super::state::{JournalRecord, Phase};
+use super::time::{parse_rfc3339, rfc3339};
 use crate::iam::{AccessKeyInfo, KeyStatus};
 
 /// What to do about an interrupted run.

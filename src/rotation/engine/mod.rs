@@ -34,9 +34,10 @@ use futures_util::FutureExt;
 use super::failure::{GiveUp, RotationError, RotationFailure};
 use super::report::{
     NewKeyReport, NewKeyState, OldKeyAction, OldKeyReport, Outcome, RotationReport, SkipReport,
-    Step, StepRecord, human_duration, parse_rfc3339, rfc3339, unix_now,
+    Step, StepRecord,
 };
 use super::state::{CREATE_LANDS_WITHIN, JournalError, JournalRecord, Phase, RetireMode};
+use super::time::{human_duration, parse_rfc3339, rfc3339, unix_now};
 use super::{Interrupt, KeyRotator, resume};
 use crate::handler::{HandlerError, HandlerErrorKind, HandlerLog, NewKeyHandler, Rotation};
 use crate::iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyStatus, NewAccessKey};
