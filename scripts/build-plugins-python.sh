@@ -5,6 +5,8 @@
 #   plugins/gitlab        -> plugins/target/components/gitlab.wasm
 #   plugins/vault         -> plugins/target/components/vault.wasm
 #   plugins/python-hello  -> plugins/target/components/python-hello.wasm
+#   plugins/python-report -> plugins/target/components/python-report.wasm
+#                            (a reporter, from wit/reporter/ alone)
 # The WIT each one is built against is assembled under plugins/target/python/
 # from keyrot's wit/ (the contract, unchanged) and, for gitlab and vault, its own world
 # plus the WASI 0.2 packages wasi:http needs, taken from the wasmtime-wasi-http
@@ -122,4 +124,5 @@ start=$SECONDS
 build gitlab plugins/gitlab "$work/gitlab-wit" keyrot:gitlab/gitlab-handler@0.1.0
 build vault plugins/vault "$work/vault-wit" keyrot:vault/vault-handler@0.1.0
 build python-hello plugins/python-hello wit keyrot:handler/new-key-handler
+build python-report plugins/python-report wit/reporter keyrot:reporter/run-reporter
 echo "Python plugins ready in plugins/target/components ($((SECONDS - start))s)"

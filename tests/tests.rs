@@ -55,6 +55,11 @@
 //!   wrong thing, two exit codes for one failure, journal commands needing
 //!   AWS, self-rotation with the IAM journal, a lock wait Ctrl-C stops).
 //! - `usability`: help, colour, errors that say what to do, inspect, cache.
+//! - `notify`: reporters (`--notify`, `[[notify]]`) against local fakes of
+//!   their services (`notify_fakes`: a webhook receiver, Slack's
+//!   chat.postMessage, PagerDuty's Events API v2): the events each filter
+//!   selects, failing, hanging and trapping reporters, `--notify-required`,
+//!   a Python reporter, bad input, and no secret reaching any of them.
 
 mod aws_stores;
 mod circleci;
@@ -78,6 +83,8 @@ mod hostile_registry;
 mod kubernetes;
 mod kubernetes_secret;
 mod metrics;
+mod notify;
+mod notify_fakes;
 mod oci;
 mod org;
 mod promise;

@@ -34,6 +34,15 @@
 //!
 //! [aws]
 //! profile = "security"
+//!
+//! [[notify]]                        # a reporter, told about the run at its end
+//! plugin = "slack.wasm"
+//! on = ["failed", "needs-attention", "warning"]
+//! allow-hosts = ["slack.com"]
+//! [notify.config]
+//! channel = "#ops"
+//! [notify.secrets]
+//! token = "env:SLACK_TOKEN"
 //! ```
 //!
 //! ```toml
@@ -127,6 +136,9 @@ pub struct Job {
     /// `[[target]]` blocks (top level only).
     #[serde(default)]
     pub target: Vec<Job>,
+    /// `[[notify]]` blocks: reporters told about the run (top level only).
+    #[serde(default)]
+    pub notify: Vec<NotifyJob>,
     /// An organization run: `org = true`, or an `[org]` table (top level
     /// only).
     #[serde(default, deserialize_with = "org_key")]
@@ -253,6 +265,7 @@ impl Job {
             for (key, set) in [
                 ("[[target]]", !target.target.is_empty()),
                 ("concurrency", target.concurrency.is_some()),
+                ("[[notify]]", !target.notify.is_empty()),
                 ("metrics-file", target.metrics_file.is_some()),
                 ("journal", target.journal.is_some()),
                 ("org", target.org.is_some()),
@@ -269,6 +282,9 @@ impl Job {
             target.parsed = parse(target, &format!("target {which}: "))?;
         }
         job.target = targets;
+        for notify in &mut job.notify {
+            notify.resolve_paths(base);
+        }
         Ok(job)
     }
 
@@ -376,6 +392,7 @@ impl Job {
                 .clone()
                 .or_else(|| d.registry_timeout.clone()),
             target: Vec::new(),
+            notify: Vec::new(),
             org: None,
             ous: self.ous.clone(),
             accounts: self.accounts.clone(),
@@ -406,24 +423,74 @@ impl Job {
                 *dir = base.join(&*dir).display().to_string();
             }
         }
-        for source in job.secrets.values_mut() {
-            if let Some(path) = source.strip_prefix("file:")
-                && relative(path)
-            {
-                *source = format!("file:{}", base.join(path).display());
+        resolve_secret_paths(&mut job.secrets, &mut job.inject_headers, base);
+    }
+}
+
+/// Makes the `file:` paths of secrets and injected headers relative to
+/// `base`, the job file's directory.
+fn resolve_secret_paths(
+    secrets: &mut BTreeMap<String, String>,
+    inject_headers: &mut [String],
+    base: &Path,
+) {
+    let relative = |p: &str| !p.starts_with('/') && !p.starts_with('~');
+    for source in secrets.values_mut() {
+        if let Some(path) = source.strip_prefix("file:")
+            && relative(path)
+        {
+            *source = format!("file:{}", base.join(path).display());
+        }
+    }
+    for spec in inject_headers {
+        if let Some(start) = spec.find("{file:")
+            && let Some(len) = spec[start..].find('}')
+        {
+            let path = &spec[start + 6..start + len];
+            if relative(path) {
+                let absolute = base.join(path).display().to_string();
+                spec.replace_range(start + 6..start + len, &absolute);
             }
         }
-        for spec in &mut job.inject_headers {
-            if let Some(start) = spec.find("{file:")
-                && let Some(len) = spec[start..].find('}')
-            {
-                let path = &spec[start + 6..start + len];
-                if relative(path) {
-                    let absolute = base.join(path).display().to_string();
-                    spec.replace_range(start + 6..start + len, &absolute);
-                }
-            }
+    }
+}
+
+/// One `[[notify]]` block: a reporter, its sandbox and the events it is
+/// told about. Its grants and settings are its own: nothing is inherited
+/// from the handler's.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NotifyJob {
+    /// The reporter component (relative to the job file).
+    pub plugin: PathBuf,
+    /// How reports and `--notify-*` flags name it (default: the file's
+    /// name without `.wasm`).
+    pub name: Option<String>,
+    /// The sha256 the component must have.
+    pub plugin_sha256: Option<String>,
+    /// The events it is told about (default: failed, needs-attention,
+    /// warning, rotated).
+    pub on: Option<Vec<String>>,
+    /// Its time limit per call.
+    pub timeout: Option<String>,
+    /// Its memory limit.
+    pub memory: Option<String>,
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+    #[serde(default)]
+    pub inject_headers: Vec<String>,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl NotifyJob {
+    fn resolve_paths(&mut self, base: &Path) {
+        if !self.plugin.is_absolute() {
+            self.plugin = base.join(&self.plugin);
         }
+        resolve_secret_paths(&mut self.secrets, &mut self.inject_headers, base);
     }
 }
 
@@ -526,14 +593,15 @@ fn in_secret_entry(text: &str, offset: usize) -> bool {
         }
         let key = trimmed.split(['=', '.', ' ']).next().unwrap_or("").trim();
         let key = key.trim_matches('"');
-        if (table.is_empty() || table == "target") && key == "inject-headers" {
+        if (table.is_empty() || table == "target" || table == "notify") && key == "inject-headers" {
             in_headers = true;
         }
         let sensitive = in_headers
             || table == "secrets"
             || table.starts_with("secrets.")
             || table == "target.secrets"
-            || ((table.is_empty() || table == "target") && key == "secrets");
+            || table == "notify.secrets"
+            || ((table.is_empty() || table == "target" || table == "notify") && key == "secrets");
         if offset < start + line.len() || start + line.len() == text.len() {
             return sensitive;
         }

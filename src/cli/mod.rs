@@ -7,6 +7,7 @@ mod cache_cmd;
 mod console;
 mod job;
 mod metrics;
+mod notify;
 mod oci_cmd;
 mod org;
 mod plan;
@@ -17,6 +18,7 @@ mod status;
 use std::io::Write;
 
 use keyrot::host::{Plugin, WasmHandler};
+use keyrot::notify::NotificationReport;
 use keyrot::{FleetSummary, Interrupt, RotationReport};
 
 pub use self::args::{Cli, Command, Output, PluginCommand, PluginLogMode, RotateArgs};
@@ -91,6 +93,7 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
     let mut plan = Plan::new(args, cli.no_cache)?;
     let handlers = plan.load_handlers(&cli.registry).await?;
+    let reporters = notify::load_reporters(std::mem::take(&mut plan.reporters)).await?;
     let journal = plan.journal()?;
     let interrupt = Interrupt::default();
     stop_safely_on_signals(interrupt.clone());
@@ -125,10 +128,18 @@ async fn rotate(cli: &Cli, args: &RotateArgs) -> anyhow::Result<u8> {
     progress.finish();
     let summary = FleetSummary::of(&reports, started.elapsed().as_millis() as u64);
     write_metrics(plan.metrics_file.as_deref(), &reports, &summary);
-    if plan.single && reports.len() == 1 {
-        return Ok(print_report(cli, &reports[0]));
-    }
-    Ok(print_fleet(cli, &reports, &summary))
+    // Every rotation has ended: reporters cannot change any of them.
+    let notifications = keyrot::notify::notify(&reporters, &reports).await;
+    let code = if plan.single && reports.len() == 1 {
+        print_report(cli, &reports[0], &notifications)
+    } else {
+        print_fleet(cli, &reports, &summary, &notifications)
+    };
+    Ok(keyrot::notify::exit_code(
+        code,
+        &notifications,
+        plan.notify_required,
+    ))
 }
 
 /// Writes the run's metrics file, if asked for. Failing to is a warning:
@@ -150,16 +161,23 @@ fn write_metrics(
 }
 
 /// Prints a fleet's report and returns its exit code.
-fn print_fleet(cli: &Cli, reports: &[RotationReport], summary: &FleetSummary) -> u8 {
+fn print_fleet(
+    cli: &Cli,
+    reports: &[RotationReport],
+    summary: &FleetSummary,
+    notifications: &[NotificationReport],
+) -> u8 {
     let mut stdout = std::io::stdout().lock();
     let printed = match cli.output {
         Output::Text | Output::Csv | Output::Prometheus => {
             render::fleet_text(&mut stdout, reports, summary)
+                .and_then(|()| render::notifications_text(&mut stdout, notifications))
         }
         Output::Json => render::fleet_json(
             &mut stdout,
             reports,
             summary,
+            notifications,
             cli.plugin_log == PluginLogMode::Show,
         ),
     }
@@ -175,16 +193,20 @@ fn print_fleet(cli: &Cli, reports: &[RotationReport], summary: &FleetSummary) ->
 
 /// Prints the report and returns its exit code. The keys may have changed
 /// by now: failing to print must not hide the outcome's exit code.
-fn print_report(cli: &Cli, report: &RotationReport) -> u8 {
+fn print_report(cli: &Cli, report: &RotationReport, notifications: &[NotificationReport]) -> u8 {
     let code = report.outcome.exit_code();
     let mut stdout = std::io::stdout().lock();
     let printed = match cli.output {
-        Output::Text | Output::Csv | Output::Prometheus => render::text(&mut stdout, report),
+        Output::Text | Output::Csv | Output::Prometheus => render::text(&mut stdout, report)
+            .and_then(|()| render::notifications_text(&mut stdout, notifications)),
         // The plugin's log can hold whatever it chose to write (redaction
         // catches only literal secrets): in the report only when asked for.
-        Output::Json => {
-            render::rotation_json(&mut stdout, report, cli.plugin_log == PluginLogMode::Show)
-        }
+        Output::Json => render::rotation_json(
+            &mut stdout,
+            report,
+            notifications,
+            cli.plugin_log == PluginLogMode::Show,
+        ),
     }
     .and_then(|()| stdout.flush());
     drop(stdout);

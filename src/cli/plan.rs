@@ -44,6 +44,10 @@ pub(super) struct Plan {
     pub single: bool,
     /// An organization run: its scope, role and exemptions.
     pub org: Option<OrgPlan>,
+    /// The reporters told about the run, checked but not loaded yet.
+    pub reporters: Vec<super::notify::ReporterSpec>,
+    /// A failed reporter fails the run's exit code (`--notify-required`).
+    pub notify_required: bool,
     /// Where the run's outcomes go as metrics (`--metrics-file`).
     pub metrics_file: Option<PathBuf>,
 }
@@ -120,6 +124,7 @@ impl Plan {
                 Ok(spec)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let reporters = super::notify::reporter_specs(args, &job, job_path.as_deref(), no_cache)?;
         let single = org.is_none() && is_single(args, &job);
         let metrics_file = args.metrics_file.clone().or(job.metrics_file.clone());
         if let Some(path) = &metrics_file {
@@ -143,6 +148,8 @@ impl Plan {
             concurrency,
             single,
             org,
+            reporters,
+            notify_required: args.notify.notify_required,
             metrics_file,
         })
     }

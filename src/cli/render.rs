@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use keyrot::FleetSummary;
 use keyrot::host::PluginReport;
+use keyrot::notify::{Delivery, NotificationReport};
 use keyrot::rotation::{NewKeyState, OldKeyAction, Outcome, RotationReport};
 use keyrot::text::escape_control;
 use serde::Serialize;
@@ -183,12 +184,26 @@ pub fn inspect_text(out: &mut impl Write, report: &PluginReport, verbose: bool) 
     // The WIT contract version it was built against: an older one still
     // loads, but its plugin gets nothing added since (wit/handler.wit says
     // what).
-    let contract_note = if report.contract == keyrot::host::CURRENT_CONTRACT {
+    let current = [
+        keyrot::host::CURRENT_CONTRACT,
+        keyrot::host::CURRENT_REPORTER_CONTRACT,
+    ];
+    let contract_note = if current.contains(&report.contract) {
         "current"
     } else {
         "older, still loaded"
     };
     writeln!(out, "  contract  {} ({contract_note})", report.contract)?;
+    if report.kind == keyrot::host::PluginKind::Reporter {
+        writeln!(
+            out,
+            "  kind      reporter: give it to --notify or a [[notify]] block"
+        )?;
+    }
+    let (plain, secret) = match report.kind {
+        keyrot::host::PluginKind::Handler => ("--config", "secret: --secret"),
+        keyrot::host::PluginKind::Reporter => ("--notify-config", "secret: --notify-secret"),
+    };
     writeln!(out, "settings:")?;
     if info.settings.is_empty() {
         writeln!(out, "  (none)")?;
@@ -198,11 +213,7 @@ pub fn inspect_text(out: &mut impl Write, report: &PluginReport, verbose: bool) 
         .iter()
         .map(|s| {
             let mut flags = vec![if s.required { "required" } else { "optional" }];
-            flags.push(if s.secret {
-                "secret: --secret"
-            } else {
-                "--config"
-            });
+            flags.push(if s.secret { secret } else { plain });
             (
                 escape_control(&s.name).into_owned(),
                 flags.join(", "),
@@ -370,16 +381,72 @@ pub fn fleet_json(
     out: &mut impl Write,
     reports: &[RotationReport],
     summary: &FleetSummary,
+    notifications: &[NotificationReport],
     with_log: bool,
 ) -> io::Result<()> {
     let runs = reports
         .iter()
         .map(|report| run_value(report, with_log))
         .collect::<io::Result<Vec<_>>>()?;
-    json(
-        out,
-        &serde_json::json!({ "summary": summary, "runs": runs }),
-    )
+    let mut value = serde_json::json!({ "summary": summary, "runs": runs });
+    add_notifications(&mut value, notifications, with_log)?;
+    json(out, &value)
+}
+
+/// Adds `notifications` (when there were reporters), each reporter's log
+/// only if `with_log`, as for a handler's.
+fn add_notifications(
+    value: &mut serde_json::Value,
+    notifications: &[NotificationReport],
+    with_log: bool,
+) -> io::Result<()> {
+    if notifications.is_empty() {
+        return Ok(());
+    }
+    let mut list = Vec::with_capacity(notifications.len());
+    for notification in notifications {
+        let mut item = serde_json::to_value(notification)?;
+        if !with_log && let Some(object) = item.as_object_mut() {
+            object.remove("log");
+            object.insert("log_hidden".into(), notification.log.len().into());
+        }
+        list.push(item);
+    }
+    if let Some(object) = value.as_object_mut() {
+        object.insert("notifications".into(), list.into());
+    }
+    Ok(())
+}
+
+/// What became of each reporter, for people: one line each, after the
+/// report; nothing when there were none.
+pub fn notifications_text(
+    out: &mut impl Write,
+    notifications: &[NotificationReport],
+) -> io::Result<()> {
+    for n in notifications {
+        let users = if n.users == 1 { "user" } else { "users" };
+        match (n.delivery, &n.error) {
+            (Delivery::Sent, _) => writeln!(
+                out,
+                "notify {}: sent ({} {users})",
+                escape_control(&n.reporter),
+                n.users
+            )?,
+            (Delivery::NothingToSend, _) => writeln!(
+                out,
+                "notify {}: nothing to send (no user raised {})",
+                escape_control(&n.reporter),
+                n.on.iter().map(|e| e.name()).collect::<Vec<_>>().join(", ")
+            )?,
+            (Delivery::Failed, error) => writeln!(
+                out,
+                "warning: {}",
+                escape_control(error.as_deref().unwrap_or("a reporter failed"))
+            )?,
+        }
+    }
+    Ok(())
 }
 
 /// One report as a JSON value, the handler's log only if `with_log`.
@@ -397,9 +464,12 @@ fn run_value(report: &RotationReport, with_log: bool) -> io::Result<serde_json::
 pub fn rotation_json(
     out: &mut impl Write,
     report: &RotationReport,
+    notifications: &[NotificationReport],
     with_log: bool,
 ) -> io::Result<()> {
-    json(out, &run_value(report, with_log)?)
+    let mut value = run_value(report, with_log)?;
+    add_notifications(&mut value, notifications, with_log)?;
+    json(out, &value)
 }
 
 /// Any report as one JSON object.

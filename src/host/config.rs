@@ -63,6 +63,8 @@ pub struct Settings {
     secrets: BTreeMap<String, Zeroizing<String>>,
     /// Names whose value came from a job file, so errors name its tables.
     from_job: std::collections::BTreeSet<String>,
+    /// A reporter's name: errors name its `--notify-*` flags.
+    reporter: Option<String>,
 }
 
 impl Settings {
@@ -72,6 +74,26 @@ impl Settings {
             values: pairs.into_iter().collect(),
             secrets: BTreeMap::new(),
             from_job: Default::default(),
+            reporter: None,
+        }
+    }
+
+    /// Marks these as the settings of reporter `name`: errors name the
+    /// `--notify-config NAME:` and `--notify-secret NAME:` flags.
+    pub fn for_reporter(mut self, name: &str) -> Self {
+        self.reporter = Some(name.to_string());
+        self
+    }
+
+    /// The flags that give a plain and a secret setting, as errors name
+    /// them, with the reporter's `NAME:` prefix where there is one.
+    fn flags(&self) -> (String, String) {
+        match &self.reporter {
+            Some(name) => (
+                format!("--notify-config {name}:"),
+                format!("--notify-secret {name}:"),
+            ),
+            None => ("--config ".into(), "--secret ".into()),
         }
     }
 
@@ -142,10 +164,12 @@ impl Settings {
                     setting.name
                 ));
             }
+            let (plain, secret) = self.flags();
             return Err(format!(
-                "setting '{0}' of plugin '{plugin}' is secret: pass it with --secret \
-                 {0}=env:VARIABLE or --secret {0}=file:PATH, not --config",
-                setting.name
+                "setting '{0}' of plugin '{plugin}' is secret: pass it with {secret}{0}=env:VARIABLE \
+                 or {secret}{0}=file:PATH, not {1}",
+                setting.name,
+                plain.trim_end()
             ));
         }
         let missing: Vec<String> = info
@@ -153,9 +177,10 @@ impl Settings {
             .iter()
             .filter(|s| s.required && !self.contains(&s.name))
             .map(|s| {
-                let flag = if s.secret { "--secret" } else { "--config" };
+                let (plain, secret) = self.flags();
+                let flag = if s.secret { secret } else { plain };
                 let value = if s.secret { "env:VARIABLE" } else { "VALUE" };
-                format!("{flag} {}={value} ({})", s.name, s.description)
+                format!("{flag}{}={value} ({})", s.name, s.description)
             })
             .collect();
         if !missing.is_empty() {
@@ -320,6 +345,23 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("move it from [config] to [secrets]"), "{err}");
         assert!(!err.contains("--config"), "{err}");
+    }
+
+    #[test]
+    fn a_reporters_settings_are_named_by_its_flags() {
+        let err = settings(&[])
+            .for_reporter("slack")
+            .check("slack", &info())
+            .unwrap_err();
+        assert!(err.contains("--notify-config slack:repo=VALUE"), "{err}");
+        let err = settings(&[("repo", "o/r"), ("token", "t")])
+            .for_reporter("slack")
+            .check("slack", &info())
+            .unwrap_err();
+        assert!(
+            err.contains("--notify-secret slack:token=env:VARIABLE"),
+            "{err}"
+        );
     }
 
     #[test]

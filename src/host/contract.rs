@@ -12,9 +12,12 @@
 //! Adding `keyrot:handler@0.4.0`: copy today's `wit/` (`handler.wit` and
 //! `deps/`) word for word to `wit/0.3.0/` and point `v0_3` at it, write the
 //! new `wit/handler.wit`, add a `v0_4` module shaped like the ones below,
-//! and put `v0_4::VERSION` first in [`VERSIONS`]. A second world (a reporter) gets a trait of its own beside
-//! [`Handler`], written the same way; the store, the capabilities, the
-//! limits and the failure reports ([`super::call`]) are the same for it.
+//! and put `v0_4::VERSION` first in [`VERSIONS`].
+//!
+//! The second world, `keyrot:reporter` (`wit/reporter/`), has a trait of
+//! its own, [`Reporter`], and its own list, [`REPORTER_VERSIONS`], written
+//! the same way; the store, the capabilities, the limits and the failure
+//! reports ([`super::call`]) are the handler's.
 
 use std::sync::Arc;
 
@@ -27,6 +30,7 @@ use zeroize::Zeroize;
 use super::HostState;
 use crate::handler::Rotation;
 use crate::iam::NewAccessKey;
+use crate::notify::RunNotice;
 
 /// What a plugin says about itself (`describe()`), whatever version it
 /// speaks. The fields are the WIT record's (`wit/handler.wit`).
@@ -118,6 +122,16 @@ pub(super) fn world_names() -> String {
         version(newest),
         older.join(", ")
     )
+}
+
+/// The world a reporter must target, for error messages:
+/// `keyrot:reporter/run-reporter@0.1.0`.
+pub(super) fn reporter_world_names() -> String {
+    let versions: Vec<&str> = REPORTER_VERSIONS
+        .iter()
+        .map(|v| v.package.rsplit_once('@').map_or("", |(_, v)| v))
+        .collect();
+    format!("keyrot:reporter/run-reporter@{}", versions.join(", @"))
 }
 
 /// A WIT copy of the new key whose secret is zeroized when it is dropped,
@@ -296,6 +310,189 @@ mod v0_1 {
     }
 }
 
+/// A reporter plugin linked against one version of `keyrot:reporter`.
+pub(super) trait Reporter: Send + Sync {
+    /// `describe()`: what the plugin is and which settings it reads.
+    fn describe<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> BoxFuture<'a, wasmtime::Result<PluginInfo>>;
+
+    /// `report(run)`: deliver the run's report.
+    fn report<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+        run: &'a RunNotice,
+    ) -> BoxFuture<'a, wasmtime::Result<Result<(), String>>>;
+}
+
+/// One version of `keyrot:reporter` keyrot loads.
+pub(super) struct ReporterVersion {
+    /// The package, e.g. `keyrot:reporter@0.1.0`.
+    pub package: &'static str,
+    /// The interface a plugin of this version exports.
+    pub export: &'static str,
+    /// Checks a linked component's exports against this version's.
+    pub link: fn(InstancePre<HostState>) -> wasmtime::Result<Arc<dyn Reporter>>,
+}
+
+/// Every reporter version keyrot loads, newest first.
+pub(super) const REPORTER_VERSIONS: [ReporterVersion; 1] = [reporter_v0_1::VERSION];
+
+/// The reporter contract plugins built from `wit/reporter/` speak.
+pub const CURRENT_REPORTER_CONTRACT: &str = REPORTER_VERSIONS[0].package;
+
+/// `keyrot:reporter@0.1.0`, the first reporter contract (`wit/reporter/`).
+mod reporter_v0_1 {
+    wasmtime::component::bindgen!({
+        path: "wit/reporter",
+        world: "keyrot:reporter/run-reporter",
+        exports: { default: async },
+        with: { "wasi:logging/logging": crate::host::logging::wasi_logging },
+    });
+
+    use self::keyrot::reporter::types as wit;
+    use super::{PluginInfo, Reporter, ReporterVersion, Setting};
+    use crate::host::HostState;
+    use crate::notify::{Event, NoticeKey, RunNotice, UserNotice};
+    use crate::rotation::Outcome;
+    use futures_util::future::BoxFuture;
+    use wasmtime::Store;
+
+    /// This version, for [`super::REPORTER_VERSIONS`].
+    pub(super) const VERSION: ReporterVersion = ReporterVersion {
+        package: "keyrot:reporter@0.1.0",
+        export: "keyrot:reporter/reporter@0.1.0",
+        link: |pre| Ok(std::sync::Arc::new(RunReporterPre::new(pre)?)),
+    };
+
+    impl Reporter for RunReporterPre<HostState> {
+        fn describe<'a>(
+            &'a self,
+            store: &'a mut Store<HostState>,
+        ) -> BoxFuture<'a, wasmtime::Result<PluginInfo>> {
+            Box::pin(async move {
+                let instance = self.instantiate_async(&mut *store).await?;
+                let info = instance
+                    .keyrot_reporter_reporter()
+                    .call_describe(&mut *store)
+                    .await?;
+                Ok(PluginInfo {
+                    name: info.name,
+                    version: info.version,
+                    description: info.description,
+                    settings: info
+                        .settings
+                        .into_iter()
+                        .map(|s| Setting {
+                            name: s.name,
+                            description: s.description,
+                            required: s.required,
+                            secret: s.secret,
+                        })
+                        .collect(),
+                })
+            })
+        }
+
+        fn report<'a>(
+            &'a self,
+            store: &'a mut Store<HostState>,
+            run: &'a RunNotice,
+        ) -> BoxFuture<'a, wasmtime::Result<Result<(), String>>> {
+            Box::pin(async move {
+                let instance = self.instantiate_async(&mut *store).await?;
+                instance
+                    .keyrot_reporter_reporter()
+                    .call_report(&mut *store, &run_report(run))
+                    .await
+            })
+        }
+    }
+
+    fn run_report(run: &RunNotice) -> wit::RunReport {
+        let s = &run.summary;
+        let n = |count: usize| u32::try_from(count).unwrap_or(u32::MAX);
+        wit::RunReport {
+            keyrot_version: run.keyrot_version.to_string(),
+            time: run.time.clone(),
+            dry_run: run.dry_run,
+            accounts: s.accounts.clone(),
+            summary: wit::Summary {
+                users: n(s.users),
+                rotated: n(s.rotated),
+                skipped: n(s.skipped),
+                exempt: n(s.exempt),
+                would_rotate: n(s.would_rotate),
+                draining: n(s.draining),
+                failed: n(s.failed),
+                partial: n(s.partial),
+                needs_manual_action: n(s.needs_manual_action),
+                bad_input: n(s.bad_input),
+                warned: n(s.warned),
+                exit_code: s.exit_code,
+            },
+            users: run.users.iter().map(user_report).collect(),
+        }
+    }
+
+    fn user_report(user: &UserNotice) -> wit::UserReport {
+        wit::UserReport {
+            account: user.account.clone(),
+            account_name: user.account_name.clone(),
+            user: user.user.clone(),
+            owner: user.owner.clone(),
+            target: user.target.clone(),
+            outcome: match user.outcome {
+                Outcome::Rotated => wit::Outcome::Rotated,
+                Outcome::Skipped => wit::Outcome::Skipped,
+                Outcome::Exempt => wit::Outcome::Exempt,
+                Outcome::WouldRotate => wit::Outcome::WouldRotate,
+                Outcome::Draining => wit::Outcome::Draining,
+                Outcome::Failed => wit::Outcome::Failed,
+                Outcome::Partial => wit::Outcome::Partial,
+                Outcome::NeedsManualAction => wit::Outcome::NeedsManualAction,
+                Outcome::BadInput => wit::Outcome::BadInput,
+            },
+            events: user
+                .events
+                .iter()
+                .map(|e| match e {
+                    Event::Rotated => wit::Event::Rotated,
+                    Event::Failed => wit::Event::Failed,
+                    Event::NeedsAttention => wit::Event::NeedsAttention,
+                    Event::Warning => wit::Event::Warning,
+                    Event::Skipped => wit::Event::Skipped,
+                    Event::Exempt => wit::Event::Exempt,
+                    Event::WouldRotate => wit::Event::WouldRotate,
+                })
+                .collect(),
+            new_key: user.new_key.as_ref().map(|k| wit::NewKey {
+                access_key_id: k.access_key_id.clone(),
+                state: k.state.to_string(),
+            }),
+            old_keys: user.old_keys.iter().map(old_key).collect(),
+            due: user.due.clone(),
+            exemption: user.exemption.clone(),
+            warnings: user.warnings.clone(),
+            reason: user.reason.clone(),
+            advice: user.advice.clone(),
+        }
+    }
+
+    fn old_key(key: &NoticeKey) -> wit::OldKey {
+        wit::OldKey {
+            access_key_id: key.access_key_id.clone(),
+            status: key.status.clone(),
+            created: key.created.clone(),
+            age_days: key.age_days,
+            last_used: key.last_used.clone(),
+            last_used_service: key.last_used_service.clone(),
+            action: key.action.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,5 +506,7 @@ mod tests {
         );
         assert_eq!(VERSIONS[1].export, "keyrot:handler/handler@0.2.0");
         assert_eq!(VERSIONS[2].export, "keyrot:handler/handler@0.1.0");
+        assert_eq!(CURRENT_REPORTER_CONTRACT, "keyrot:reporter@0.1.0");
+        assert_eq!(reporter_world_names(), "keyrot:reporter/run-reporter@0.1.0");
     }
 }

@@ -69,9 +69,16 @@ impl Capability for Http {
     fn check_grants(plugin: &Plugin, sandbox: &Sandbox) -> Result<(), PluginError> {
         let hosts = &sandbox.grants.hosts;
         if wants_http(plugin.imports()) && hosts.is_empty() {
+            // A reporter's hosts are its own, granted in its own block.
+            let grant = match plugin.kind() {
+                super::PluginKind::Handler => "--allow-host HOST",
+                super::PluginKind::Reporter => {
+                    "allow-hosts to its [[notify]] block (or --notify-allow-host NAME:HOST)"
+                }
+            };
             return Err(PluginError::Grants(format!(
                 "plugin '{}' wants outbound HTTP (it imports {OUTGOING_HANDLER}) but no host is \
-                 allowed: add --allow-host HOST for each host it must reach",
+                 allowed: add {grant} for each host it must reach",
                 plugin.path().display(),
             )));
         }

@@ -1,5 +1,6 @@
 //! The WebAssembly component host: runs a `keyrot:handler` plugin as a
-//! [`NewKeyHandler`], sandboxed.
+//! [`NewKeyHandler`], and a `keyrot:reporter` plugin as a
+//! [`Notifier`](crate::notify::Notifier), sandboxed alike.
 //!
 //! All of WASI p2 and `wasi:http` are linked, so components from any
 //! toolchain instantiate, but nothing is granted unless the operator names
@@ -13,7 +14,9 @@
 //! - `plugin`: reading, verifying, compiling (via the [`cache`]) and
 //!   linking a component: a [`Plugin`].
 //! - `contract`: the `keyrot:handler` versions keyrot loads, called
-//!   through one trait.
+//!   through one trait, and the `keyrot:reporter` versions, through another.
+//! - `reporter`: a reporter plugin checked against its sandbox: a
+//!   [`WasmReporter`].
 //! - `call`: one call in a fresh store, and what its failures say.
 //! - `capability`: the shape of a sandbox capability, and the list below
 //!   that puts them together. One module each: [`http`], `filesystem`,
@@ -42,6 +45,7 @@ pub mod http;
 mod limits;
 mod logging;
 mod plugin;
+mod reporter;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -55,10 +59,12 @@ pub use self::cache::{CacheMode, CacheOutcome};
 use self::call::{PluginCall, guarded};
 use self::capability::{CallSetup, capabilities};
 pub use self::config::Settings;
-pub use self::contract::{CURRENT_CONTRACT, PluginInfo, Setting};
+pub use self::contract::{CURRENT_CONTRACT, CURRENT_REPORTER_CONTRACT, PluginInfo, Setting};
 use self::limits::EpochTicker;
 pub use self::limits::PluginLimits;
-pub use self::plugin::{LoadOptions, Plugin, PluginError};
+use self::plugin::Linked;
+pub use self::plugin::{LoadOptions, Plugin, PluginError, PluginKind};
+pub use self::reporter::WasmReporter;
 use crate::grants::Grants;
 use crate::handler::{HandlerError, HandlerLog, NewKeyHandler, Rotation};
 use crate::iam::NewAccessKey;
@@ -101,6 +107,8 @@ pub struct PluginReport {
     pub sha256: String,
     /// The contract version it speaks, e.g. `keyrot:handler@0.3.0`.
     pub contract: &'static str,
+    /// `handler` or `reporter`.
+    pub kind: PluginKind,
     /// What `describe()` said.
     #[serde(flatten)]
     pub info: PluginInfo,
@@ -112,12 +120,7 @@ pub struct PluginReport {
 
 /// A plugin checked against its sandbox, ready to preflight and handle.
 pub struct WasmHandler {
-    plugin: Plugin,
-    name: String,
-    info: PluginInfo,
-    sandbox: Sandbox,
-    /// Keeps the process's epoch ticker running while this handler lives.
-    _ticker: Arc<EpochTicker>,
+    inner: Loaded,
 }
 
 impl WasmHandler {
@@ -139,72 +142,117 @@ impl WasmHandler {
 
     /// Checks the plugin against its sandbox (its imports against the
     /// grants, then what `describe()` says against the settings), before
-    /// any key exists.
+    /// any key exists. A reporter given as a handler is refused.
     pub async fn new(plugin: Plugin, sandbox: Sandbox) -> Result<Self, PluginError> {
-        Capabilities::check_grants(&plugin, &sandbox)?;
-        let handler = Self::described(plugin, sandbox).await?;
-        Capabilities::check_described(&handler.name, &handler.info, &handler.sandbox)?;
-        Ok(handler)
+        Ok(Self {
+            inner: Loaded::new(plugin, sandbox, PluginKind::Handler).await?,
+        })
     }
 
-    /// What a plugin says about itself and what it imports, without
-    /// settings or grants.
+    /// What a plugin (handler or reporter) says about itself and what it
+    /// imports, without settings or grants.
     pub async fn inspect(plugin: Plugin) -> Result<PluginReport, PluginError> {
         let path = plugin.path().to_path_buf();
         let sha256 = plugin.sha256().to_string();
         let contract = plugin.contract();
+        let kind = plugin.kind();
         let wants = plugin.capabilities();
         let imports = plugin.imports().to_vec();
-        let handler = Self::described(plugin, Sandbox::default()).await?;
+        let loaded = Loaded::described(plugin, Sandbox::default()).await?;
         Ok(PluginReport {
             path,
             sha256,
             contract,
-            info: handler.info,
+            kind,
+            info: loaded.info,
             wants,
             imports,
         })
     }
 
-    /// Builds the handler and asks the plugin to describe itself.
+    /// The plugin's name (from `describe`, else the file name).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// What the plugin said about itself.
+    pub fn info(&self) -> &PluginInfo {
+        &self.inner.info
+    }
+
+    /// The loaded plugin.
+    pub fn plugin(&self) -> &Plugin {
+        &self.inner.plugin
+    }
+
+    fn handler(&self) -> &dyn contract::Handler {
+        match &self.inner.plugin.linked {
+            Linked::Handler(handler) => &**handler,
+            Linked::Reporter(_) => unreachable!("Loaded::new checked the kind"),
+        }
+    }
+}
+
+/// A plugin of either kind checked against its sandbox and described:
+/// what [`WasmHandler`] and [`WasmReporter`] are made of.
+struct Loaded {
+    plugin: Plugin,
+    name: String,
+    info: PluginInfo,
+    sandbox: Sandbox,
+    /// Keeps the process's epoch ticker running while this plugin lives.
+    _ticker: Arc<EpochTicker>,
+}
+
+impl Loaded {
+    /// Checks the plugin's kind, its imports against the grants, then what
+    /// `describe()` says against the settings.
+    async fn new(plugin: Plugin, sandbox: Sandbox, kind: PluginKind) -> Result<Self, PluginError> {
+        if plugin.kind() != kind {
+            let flag = match kind {
+                PluginKind::Handler => "--notify (a [[notify]] block in a job file)",
+                PluginKind::Reporter => "--plugin (`plugin` in a job file)",
+            };
+            return Err(PluginError::Invalid {
+                path: plugin.path().to_path_buf(),
+                reason: format!(
+                    "is a keyrot {} ({}), not a {}: it belongs to {flag}",
+                    plugin.kind().word(),
+                    plugin.contract(),
+                    kind.word()
+                ),
+            });
+        }
+        Capabilities::check_grants(&plugin, &sandbox)?;
+        let loaded = Self::described(plugin, sandbox).await?;
+        Capabilities::check_described(&loaded.name, &loaded.info, &loaded.sandbox)?;
+        Ok(loaded)
+    }
+
+    /// Builds it and asks the plugin to describe itself.
     async fn described(plugin: Plugin, sandbox: Sandbox) -> Result<Self, PluginError> {
         let name = plugin
             .path()
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "plugin".into());
-        let mut handler = Self {
+        let mut loaded = Self {
             _ticker: EpochTicker::shared(&plugin.engine),
             plugin,
             name,
             info: PluginInfo::default(),
             sandbox,
         };
-        let info = handler
+        let info = loaded
             .describe()
             .await
             .map_err(|e| PluginError::Settings(format!("describe failed: {e}")))?;
         if !info.name.trim().is_empty() {
             // The name prefixes every message about the plugin: inert text.
-            handler.name = escape_control(&info.name).into_owned();
+            loaded.name = escape_control(&info.name).into_owned();
         }
-        handler.info = info;
-        Ok(handler)
-    }
-
-    /// The plugin's name (from `describe`, else the file name).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// What the plugin said about itself.
-    pub fn info(&self) -> &PluginInfo {
-        &self.info
-    }
-
-    /// The loaded plugin.
-    pub fn plugin(&self) -> &Plugin {
-        &self.plugin
+        loaded.info = info;
+        Ok(loaded)
     }
 
     /// `describe()`, in a sandbox with the limits and nothing else: it must
@@ -216,7 +264,10 @@ impl WasmHandler {
         };
         let secrets = self.secrets(None);
         let mut call = self.start(&bare, &secrets)?;
-        let describe = self.plugin.handler.describe(call.store());
+        let describe = match &self.plugin.linked {
+            Linked::Handler(handler) => handler.describe(call.store()),
+            Linked::Reporter(reporter) => reporter.describe(call.store()),
+        };
         let ran = guarded(&bare.limits, async { describe.await.map(Ok) }).await;
         call.finish(ran, &HandlerLog::new())
     }
@@ -250,14 +301,11 @@ impl WasmHandler {
 #[async_trait]
 impl NewKeyHandler for WasmHandler {
     async fn preflight(&self, rotation: &Rotation, log: &HandlerLog) -> Result<(), HandlerError> {
-        let secrets = self.secrets(None);
-        let mut call = self.start(&self.sandbox, &secrets)?;
-        let limits = &self.sandbox.limits;
-        let ran = guarded(
-            limits,
-            self.plugin.handler.preflight(call.store(), rotation),
-        )
-        .await;
+        let inner = &self.inner;
+        let secrets = inner.secrets(None);
+        let mut call = inner.start(&inner.sandbox, &secrets)?;
+        let limits = &inner.sandbox.limits;
+        let ran = guarded(limits, self.handler().preflight(call.store(), rotation)).await;
         call.finish(ran, log)
     }
 
@@ -267,14 +315,11 @@ impl NewKeyHandler for WasmHandler {
         key: &NewAccessKey,
         log: &HandlerLog,
     ) -> Result<(), HandlerError> {
-        let secrets = self.secrets(Some(key));
-        let mut call = self.start(&self.sandbox, &secrets)?;
-        let limits = &self.sandbox.limits;
-        let ran = guarded(
-            limits,
-            self.plugin.handler.handle(call.store(), rotation, key),
-        )
-        .await;
+        let inner = &self.inner;
+        let secrets = inner.secrets(Some(key));
+        let mut call = inner.start(&inner.sandbox, &secrets)?;
+        let limits = &inner.sandbox.limits;
+        let ran = guarded(limits, self.handler().handle(call.store(), rotation, key)).await;
         call.finish(ran, log)
     }
 }

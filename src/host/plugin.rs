@@ -11,7 +11,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::cache::{Cache, CacheMode, CacheOutcome, FileStamp};
-use super::contract::{self, Handler, VERSIONS, Version};
+use super::contract::{self, Handler, REPORTER_VERSIONS, Reporter, VERSIONS};
 use super::{Capabilities, engine};
 use crate::text::escape_control;
 
@@ -89,7 +89,7 @@ pub struct Plugin {
     sha256: String,
     pub(super) engine: Engine,
     /// The component, linked against the contract version it speaks.
-    pub(super) handler: Arc<dyn Handler>,
+    pub(super) linked: Linked,
     contract: &'static str,
     imports: Vec<String>,
     exports: Vec<String>,
@@ -123,13 +123,13 @@ impl Plugin {
             .exports(&engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        let (version, handler) = link(path, &component, &exports)?;
+        let (contract, linked) = link(path, &component, &exports)?;
         Ok(Self {
             path: path.to_path_buf(),
             sha256: source.sha256,
             engine,
-            handler,
-            contract: version.package,
+            linked,
+            contract,
             imports,
             exports,
             cache: outcome,
@@ -151,9 +151,18 @@ impl Plugin {
         &self.exports
     }
 
-    /// The contract version the plugin speaks, e.g. `keyrot:handler@0.3.0`.
+    /// The contract version the plugin speaks, e.g. `keyrot:handler@0.3.0`
+    /// or `keyrot:reporter@0.1.0`.
     pub fn contract(&self) -> &'static str {
         self.contract
+    }
+
+    /// Which kind of plugin it is: a handler or a reporter.
+    pub fn kind(&self) -> PluginKind {
+        match self.linked {
+            Linked::Handler(_) => PluginKind::Handler,
+            Linked::Reporter(_) => PluginKind::Reporter,
+        }
     }
 
     /// Every interface the component imports, e.g. `wasi:http/types@0.2.4`.
@@ -175,6 +184,35 @@ impl Plugin {
     pub fn capabilities(&self) -> Vec<&'static str> {
         Capabilities::inspect(&self.imports)
     }
+}
+
+/// The two kinds of plugin keyrot runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    /// A new-key handler (`keyrot:handler`, `--plugin`).
+    Handler,
+    /// A reporter (`keyrot:reporter`, `--notify`).
+    Reporter,
+}
+
+impl PluginKind {
+    /// The word for it in messages.
+    pub fn word(self) -> &'static str {
+        match self {
+            PluginKind::Handler => "handler",
+            PluginKind::Reporter => "reporter",
+        }
+    }
+}
+
+/// A component linked against the world it exports.
+#[derive(Clone)]
+pub(super) enum Linked {
+    /// A `keyrot:handler` plugin.
+    Handler(Arc<dyn Handler>),
+    /// A `keyrot:reporter` plugin.
+    Reporter(Arc<dyn Reporter>),
 }
 
 /// The plugin file being loaded, and what is known of its sha256.
@@ -289,41 +327,23 @@ impl<'a> Source<'a> {
 }
 
 /// Links the component against the contract version it speaks, found by
-/// the `handler` interface it exports (the newest when it exports several).
+/// the `handler` (or `reporter`) interface it exports (the newest when it
+/// exports several).
 fn link(
     path: &Path,
     component: &Component,
     exports: &[String],
-) -> Result<(&'static Version, Arc<dyn Handler>), PluginError> {
-    let world = contract::world_names();
-    let Some(version) = VERSIONS
+) -> Result<(&'static str, Linked), PluginError> {
+    let handler = VERSIONS
         .iter()
-        .find(|v| exports.iter().any(|e| e == v.export))
-    else {
-        let speaks = exports
-            .iter()
-            .find(|e| e.starts_with("keyrot:handler/handler@"));
-        // Export names are the plugin's choice: printed inert.
-        return Err(invalid(
-            path,
-            match speaks {
-                // A plugin built for a newer keyrot.
-                Some(export) => format!(
-                    "exports {}, a contract version this keyrot does not know: it loads \
-                     {world}; upgrade keyrot, or build the plugin against one of those",
-                    escape_control(export)
-                ),
-                None => format!(
-                    "is not a keyrot handler: it must export the `handler` interface of the \
-                     world {world}, and it exports {}",
-                    if exports.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        escape_control(&exports.join(", ")).into_owned()
-                    }
-                ),
-            },
-        ));
+        .find(|v| exports.iter().any(|e| e == v.export));
+    let reporter = REPORTER_VERSIONS
+        .iter()
+        .find(|v| exports.iter().any(|e| e == v.export));
+    let (package, export, world) = match (handler, reporter) {
+        (Some(v), _) => (v.package, v.export, contract::world_names()),
+        (None, Some(v)) => (v.package, v.export, contract::reporter_world_names()),
+        (None, None) => return Err(unknown_world(path, exports)),
     };
     let linker = engine::linker().map_err(|e| invalid(path, format!("cannot link WASI: {e}")))?;
     let instance_pre = linker.instantiate_pre(component).map_err(|e| {
@@ -332,17 +352,57 @@ fn link(
             format!("needs an import keyrot does not provide (is it built for {world}?): {e:#}"),
         )
     })?;
-    let handler = (version.link)(instance_pre).map_err(|e| {
+    let mismatch = |e: wasmtime::Error, kind: &str| {
         invalid(
             path,
             format!(
-                "is not a keyrot handler: its {} `handler` interface does not match the \
-                 contract ({e:#})",
-                version.export
+                "is not a keyrot {kind}: its {export} interface does not match the contract \
+                 ({e:#})"
             ),
         )
-    })?;
-    Ok((version, handler))
+    };
+    let linked = match handler {
+        Some(v) => Linked::Handler((v.link)(instance_pre).map_err(|e| mismatch(e, "handler"))?),
+        None => {
+            let v = reporter.expect("one of the two matched");
+            Linked::Reporter((v.link)(instance_pre).map_err(|e| mismatch(e, "reporter"))?)
+        }
+    };
+    Ok((package, linked))
+}
+
+/// A component that exports neither world: built for a newer keyrot, or
+/// not for keyrot at all.
+fn unknown_world(path: &Path, exports: &[String]) -> PluginError {
+    let speaks = exports.iter().find(|e| {
+        e.starts_with("keyrot:handler/handler@") || e.starts_with("keyrot:reporter/reporter@")
+    });
+    let worlds = format!(
+        "{}, or a reporter of {}",
+        contract::world_names(),
+        contract::reporter_world_names()
+    );
+    // Export names are the plugin's choice: printed inert.
+    invalid(
+        path,
+        match speaks {
+            // A plugin built for a newer keyrot.
+            Some(export) => format!(
+                "exports {}, a contract version this keyrot does not know: it loads handlers \
+                 of {worlds}; upgrade keyrot, or build the plugin against one of those",
+                escape_control(export)
+            ),
+            None => format!(
+                "is not a keyrot handler nor reporter: a handler must export the `handler` interface of the \
+                 world {worlds} (the `reporter` interface), and it exports {}",
+                if exports.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    escape_control(&exports.join(", ")).into_owned()
+                }
+            ),
+        },
+    )
 }
 
 fn read_error(path: &Path, cause: std::io::Error) -> PluginError {

@@ -77,6 +77,8 @@ Exit codes:
   4  needs manual action: a key nobody holds exists, an old key could be
      neither deleted nor deactivated, or a draining key is still in use past
      its --drain-timeout; the message names the key and what to do
+  5  with --notify-required: every rotation went well, but a reporter
+     failed (the report says which and why)
   A fleet exits with the first of 4, 3, 1, 2, 0 that any of its users has.";
 
 /// The usage lines `keyrot -h`, `--help` and a bare `keyrot` show.

@@ -8,11 +8,13 @@
 //! - `org`: the flags of organization runs, for rotations and `status`.
 
 mod help;
+mod notify;
 mod org;
 mod values;
 
 pub use self::help::command_tree;
 use self::help::{AFTER_LONG_HELP, AFTER_SHORT_HELP, USAGE, bare_usage};
+pub use self::notify::{NotifyArgs, split_name};
 pub use self::org::OrgArgs;
 
 pub(super) use self::values::{
@@ -662,6 +664,9 @@ pub struct RotateArgs {
 
     #[command(flatten)]
     pub org: OrgArgs,
+
+    #[command(flatten)]
+    pub notify: NotifyArgs,
 
     #[command(flatten)]
     pub state: StateArgs,

@@ -123,6 +123,10 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
                 next.keys_before.push(id.clone());
             }
             timed_out |= step == DrainStep::TimedOut;
+            let handed_over = next.handed_over.unwrap_or(record.started);
+            if let Some(warning) = still_in_use(id, &step, &last_used, handed_over, now, &policy) {
+                self.report.warnings.push(warning);
+            }
             self.report.drain = Some(DrainReport {
                 access_key_id: id.clone(),
                 since: rfc3339(next.handed_over.unwrap_or(record.started)),
@@ -221,5 +225,76 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
                 }
             }
         }
+    }
+}
+
+/// A warning for an old key still in use a whole quiet window after the
+/// handover: a consumer was missed, and a person has until the drain's
+/// timeout to move it before the run stops and calls for one.
+fn still_in_use(
+    id: &str,
+    step: &DrainStep,
+    last_used: &crate::iam::KeyLastUsed,
+    handed_over: u64,
+    now: u64,
+    policy: &crate::rotation::DrainPolicy,
+) -> Option<String> {
+    if *step != DrainStep::InUse || now < handed_over + policy.quiet.as_secs() {
+        return None;
+    }
+    let by = last_used
+        .service
+        .as_deref()
+        .map(|s| format!(" by {s}"))
+        .unwrap_or_default();
+    Some(format!(
+        "old key {id} is still in use (last used {}{by}) {} after the handover: move what uses \
+         it to the new key before {}, when the drain stops and needs a person",
+        last_used.date.as_deref().unwrap_or("?"),
+        crate::rotation::human_duration(std::time::Duration::from_secs(now - handed_over)),
+        rfc3339(handed_over + policy.timeout.as_secs())
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iam::KeyLastUsed;
+    use crate::rotation::DrainPolicy;
+
+    #[test]
+    fn a_key_in_use_after_a_quiet_window_is_a_warning() {
+        let policy = DrainPolicy::default();
+        let used = KeyLastUsed {
+            date: Some("2026-12-02T10:00:00Z".into()),
+            service: Some("s3".into()),
+            region: None,
+        };
+        let day = 24 * 3600;
+        let t = 1_796_205_600;
+        // The handover's first day: consumers are still moving.
+        assert_eq!(
+            still_in_use("AKIAOLD", &DrainStep::InUse, &used, t, t + 3600, &policy),
+            None
+        );
+        let warning =
+            still_in_use("AKIAOLD", &DrainStep::InUse, &used, t, t + 2 * day, &policy).unwrap();
+        assert!(
+            warning.contains("AKIAOLD") && warning.contains("by s3"),
+            "{warning}"
+        );
+        assert!(warning.contains(&rfc3339(t + 14 * day)), "{warning}");
+        // Past the timeout it is an error, not a warning.
+        assert_eq!(
+            still_in_use(
+                "AKIAOLD",
+                &DrainStep::TimedOut,
+                &used,
+                t,
+                t + 20 * day,
+                &policy
+            ),
+            None
+        );
     }
 }
