@@ -88,6 +88,17 @@ async fn webhooks_get_exactly_their_events_signed_and_retried() {
     let (moto, old) = Moto::start_with_user("ci-a").await;
     moto.create_user("ci-b").await;
     let kept = moto.create_key("ci-b", "Active").await;
+    // A consumer used ci-a's key: IAM records it, and reporters are told.
+    let (_, secret) = moto
+        .keys_with_secrets()
+        .into_iter()
+        .find(|(id, _)| *id == old)
+        .unwrap();
+    moto.client_for(&old, &secret)
+        .list_users()
+        .send()
+        .await
+        .expect("the old key works");
     let deploy = FakeWebhook::start(&[]);
     // The alerts receiver is unwell at first, then rate limits once.
     let alerts = FakeWebhook::start(&[503, 429]);
@@ -167,6 +178,11 @@ url = "{alerts}/alerts"
     assert_eq!(users[0]["old_keys"][0]["access_key_id"], old.as_str());
     assert_eq!(users[0]["old_keys"][0]["action"], "deleted");
     assert_eq!(users[0]["old_keys"][0]["age_days"], 0);
+    assert_eq!(users[0]["old_keys"][0]["last_used_service"], "iam");
+    assert!(
+        users[0]["old_keys"][0]["last_used"].is_string(),
+        "the old key's last use before the run: {body}"
+    );
     assert_eq!(body["summary"]["users"], 2);
     assert_eq!(body["summary"]["rotated"], 1);
     assert_eq!(body["summary"]["failed"], 1);

@@ -125,6 +125,12 @@ impl Plan {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let reporters = super::notify::reporter_specs(args, &job, job_path.as_deref(), no_cache)?;
+        let mut targets = targets;
+        for target in &mut targets {
+            // Reporters are told each old key's last use: one more IAM call
+            // per key, only when someone is told.
+            target.options.read_last_use = !reporters.is_empty();
+        }
         let single = org.is_none() && is_single(args, &job);
         let metrics_file = args.metrics_file.clone().or(job.metrics_file.clone());
         if let Some(path) = &metrics_file {
@@ -306,6 +312,8 @@ impl TargetSpec {
                     .unwrap_or(DrainPolicy::DEFAULT_TIMEOUT),
                 force: args.force,
             },
+            // Set by the plan once it knows whether reporters are told.
+            read_last_use: false,
         };
         let sha256 = match &args.plugin_sha256 {
             Some(hex) => Some(check_sha256(hex, "--plugin-sha256")?),

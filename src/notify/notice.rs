@@ -119,10 +119,12 @@ impl UserNotice {
                     .as_deref()
                     .and_then(parse_rfc3339)
                     .map(|t| (now.saturating_sub(t) / 86_400) as u32);
-                // keyrot reads a key's last use in drain mode only.
-                let used = drain
-                    .filter(|d| d.access_key_id == key.access_key_id)
-                    .and_then(|d| d.last_used.as_ref());
+                // Read before the run with reporters; drain mode reads it too.
+                let used = key.last_used.as_ref().or_else(|| {
+                    drain
+                        .filter(|d| d.access_key_id == key.access_key_id)
+                        .and_then(|d| d.last_used.as_ref())
+                });
                 NoticeKey {
                     access_key_id: key.access_key_id.clone(),
                     status: key.status.as_str().to_string(),
@@ -227,6 +229,7 @@ mod tests {
                 delete_error: "denied".into(),
                 deactivate_error: "denied".into(),
             },
+            last_used: None,
         });
         let notice = RunNotice::of(&[report], &EventSet::default());
         let user = &notice.users[0];

@@ -72,6 +72,9 @@ pub struct RotateOptions {
     pub dry_run: bool,
     /// How drain mode ([`RetireMode::Drain`]) waits.
     pub drain: DrainPolicy,
+    /// Read each old key's last use (`GetAccessKeyLastUsed`, one call per
+    /// key) before anything changes, for the report: reporters tell it.
+    pub read_last_use: bool,
 }
 
 impl RotateOptions {
@@ -88,6 +91,7 @@ impl Default for RotateOptions {
             verify_timeout: Self::DEFAULT_VERIFY_TIMEOUT,
             dry_run: false,
             drain: DrainPolicy::default(),
+            read_last_use: false,
         }
     }
 }

@@ -216,6 +216,9 @@ pub struct OldKeyReport {
     /// What keyrot did to it.
     #[serde(flatten)]
     pub action: OldKeyAction,
+    /// Its last use before the run, when read (`RotateOptions::read_last_use`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<crate::iam::KeyLastUsed>,
 }
 
 impl OldKeyReport {
@@ -226,6 +229,7 @@ impl OldKeyReport {
             status: key.status.clone(),
             create_date: key.create_date.clone(),
             action: OldKeyAction::Unchanged,
+            last_used: None,
         }
     }
 }

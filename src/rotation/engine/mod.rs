@@ -254,6 +254,9 @@ impl<'a, I: Iam, H: NewKeyHandler> Attempt<'a, I, H> {
             }
         };
         self.report.old_keys = keys.iter().map(OldKeyReport::unchanged).collect();
+        if self.rotator.options.read_last_use {
+            self.read_last_use().await;
+        }
 
         // Two active keys: either may be in use, so refuse rather than guess.
         let active: Vec<&AccessKeyInfo> = keys
@@ -516,6 +519,22 @@ impl<'a, I: Iam, H: NewKeyHandler> Attempt<'a, I, H> {
             note: None,
             error: result.as_ref().err().map(|e| e.to_string()),
         });
+    }
+
+    /// Each old key's last use, for the report; a key IAM will not say
+    /// of (no permission, say) is left without.
+    async fn read_last_use(&mut self) {
+        for key in &mut self.report.old_keys {
+            match self
+                .rotator
+                .iam
+                .access_key_last_used(&key.access_key_id)
+                .await
+            {
+                Ok(used) => key.last_used = Some(used),
+                Err(err) => tracing::debug!("no last use for {}: {err}", key.access_key_id),
+            }
+        }
     }
 
     /// A key for a message: id, creation date and last use.

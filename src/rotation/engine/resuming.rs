@@ -157,6 +157,7 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
                 status: find(id).map_or(KeyStatus::Inactive, |k| k.status.clone()),
                 create_date: find(id).and_then(|k| k.create_date.clone()),
                 action: OldKeyAction::AlreadyGone,
+                last_used: None,
             })
             .collect();
         for key in &plan.retire {
