@@ -17,6 +17,8 @@ use crate::notify_fakes::{FakePagerDuty, FakeSlack, FakeWebhook, hmac_sha256_hex
 use crate::util::{Moto, plugin, show};
 
 const WEBHOOK_SECRET: &str = "whsec-test-signing-secret";
+/// A token the host injects into the alerts reporter's requests.
+const ALERTS_TOKEN: &str = "alerts-receiver-token-7c1e";
 /// The account moto's default credentials belong to.
 const ACCOUNT: &str = "123456789012";
 
@@ -133,6 +135,8 @@ name = "alerts"
 plugin = "{webhook}"
 on = ["failed", "needs-attention"]
 allow-hosts = ["{alerts}"]
+# The receiver wants a token the reporter never sees.
+inject-headers = ["{alerts}=Authorization:Bearer {{env:ALERTS_TOKEN}}"]
 [notify.config]
 url = "{alerts}/alerts"
 "#,
@@ -152,7 +156,10 @@ url = "{alerts}/alerts"
             "--output",
             "json",
         ],
-        &[("WEBHOOK_SECRET", WEBHOOK_SECRET)],
+        &[
+            ("WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("ALERTS_TOKEN", ALERTS_TOKEN),
+        ],
     );
     // ci-b failed: exit 1, whatever the reporters did.
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
@@ -229,6 +236,18 @@ url = "{alerts}/alerts"
     assert_eq!(sent["alerts"]["delivery"], "sent");
     // The signing secret never shows either.
     assert!(!show(&out).contains(WEBHOOK_SECRET), "{}", show(&out));
+    assert!(!show(&out).contains(ALERTS_TOKEN), "{}", show(&out));
+    // The host added the token to every delivery to that receiver, and to
+    // no other.
+    for request in alerts.server.requests() {
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {ALERTS_TOKEN}").as_str())
+        );
+    }
+    for request in deploy.server.requests() {
+        assert_eq!(request.header("authorization"), None);
+    }
     let mut seen = printed(&out);
     seen.extend(bodies(&deploy.server));
     seen.extend(bodies(&alerts.server));
