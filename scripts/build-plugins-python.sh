@@ -92,9 +92,12 @@ http_wit() {
 http_wit gitlab
 http_wit vault
 
+# The handlers with outbound HTTP share plugins/python-shared (the wasi:http
+# client and the shapes their API code works with).
 for name in gitlab vault; do
     echo "unit-testing plugins/$name on the venv's Python"
-    (cd "plugins/$name" && PYTHONDONTWRITEBYTECODE=1 "../../$py" -m unittest --quiet)
+    (cd "plugins/$name" &&
+        PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=../python-shared "../../$py" -m unittest --quiet)
 done
 
 build() {
@@ -105,6 +108,7 @@ build() {
     rm -rf "$src"
     mkdir -p "$src"
     cp "$dir"/*.py "$src/"
+    case "$name" in gitlab | vault) cp plugins/python-shared/*.py "$src/" ;; esac
     rm -f "$src"/test_*.py
     # Skip the slow part when nothing that goes into the component changed.
     local stamp

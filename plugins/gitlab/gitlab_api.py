@@ -25,10 +25,10 @@ description. A 429 is waited out when GitLab's `Retry-After` fits in
 
 import json
 import re
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Optional
 from urllib.parse import quote
 
+from http_types import Response, Send, TransportError
 from settings import DEFAULT_MASKED_ON_CREATE, Settings
 
 VERSION = "0.1.0"
@@ -47,26 +47,6 @@ MAX_RATE_LIMIT_RETRIES = 3
 _ACCESS_KEY_ID = re.compile(r"[A-Z0-9]{16,128}")
 
 
-@dataclass
-class Response:
-    status: int
-    body: bytes
-    # Header names lowercase.
-    headers: Dict[str, str] = field(default_factory=dict)
-
-
-class TransportError(Exception):
-    """The request got no HTTP answer. `code` names the wasi:http
-    `error-code` case, e.g. `HttpRequestDenied`."""
-
-    def __init__(self, code: str, detail: str = ""):
-        super().__init__(f"{code}: {detail}" if detail else code)
-        self.code = code
-        self.detail = detail
-
-
-# (method, url, headers, body) -> Response, or raises TransportError.
-Send = Callable[[str, str, List[Tuple[str, str]], Optional[bytes]], Response]
 
 
 class GitLabError(Exception):

@@ -13,9 +13,11 @@ once more, and refuses a second time.
 
 import json
 import re
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
 from urllib.parse import quote
+
+from http_types import Response, Send, TransportError
 
 VERSION = "0.1.0"
 
@@ -57,24 +59,6 @@ MAX_WRITE_BYTES = 4096
 _MOUNT_OR_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 
-@dataclass
-class Response:
-    status: int
-    body: bytes
-    # Header names lowercase.
-    headers: Dict[str, str] = field(default_factory=dict)
-
-
-class TransportError(Exception):
-    """The request got no HTTP answer. `code` names the wasi:http
-    `error-code` case, e.g. `HttpRequestDenied`."""
-
-    def __init__(self, code: str, detail: str = ""):
-        super().__init__(f"{code}: {detail}" if detail else code)
-        self.code = code
-        self.detail = detail
-
-
 class SettingsError(Exception):
     """A setting is missing or malformed."""
 
@@ -87,8 +71,6 @@ class CasMismatch(VaultError):
     """Someone wrote a version between our read and our write."""
 
 
-# (method, url, headers, body) -> Response, or raises TransportError.
-Send = Callable[[str, str, List[Tuple[str, str]], Optional[bytes]], Response]
 Log = Callable[[str, str], None]
 
 

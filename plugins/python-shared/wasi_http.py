@@ -1,5 +1,7 @@
 """A small synchronous HTTP client over the `wasi:http@0.2` bindings that
-componentize-py generates: one request, the whole (bounded) response.
+componentize-py generates: one request, the whole (bounded) response. Shared
+by the Python handlers (gitlab, vault): scripts/build-plugins-python.sh puts
+it beside each one's sources.
 
 componentize-py's own examples drive wasi:http from an asyncio loop
 (`poll_loop`); a handler sends a few requests one after another, so this
@@ -32,7 +34,7 @@ from wit_world.imports.wasi_http_types import (
     http_error_code,
 )
 
-from gitlab_api import Response, TransportError
+from http_types import Response, TransportError
 
 _METHODS = {"GET": Method_Get, "POST": Method_Post, "PUT": Method_Put, "DELETE": Method_Delete}
 _SECOND_NS = 1_000_000_000
@@ -41,7 +43,7 @@ CONNECT_TIMEOUT_NS = 10 * _SECOND_NS
 RESPONSE_TIMEOUT_NS = 30 * _SECOND_NS
 # The most a body may be: one blocking write.
 MAX_REQUEST_BYTES = 4096
-# GitLab's answers here are small; anything bigger is not GitLab.
+# A handler's API answers are small; anything bigger is not that API.
 MAX_RESPONSE_BYTES = 1024 * 1024
 
 
