@@ -18,7 +18,6 @@ mod status;
 
 use std::io::Write;
 
-use keyrot::host::Plugin;
 use keyrot::notify::NotificationReport;
 use keyrot::{FleetSummary, Interrupt, RotationReport};
 
