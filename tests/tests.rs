@@ -6,7 +6,8 @@
 //! - `cli`: the real binary against moto with real plugin components.
 //! - `grants`: outbound HTTP, directories, secrets, caching, job files.
 //! - `oci`: plugins pushed to, pulled from and signed in a real OCI registry,
-//!   and in a hostile one of the tests' own (`hostile_registry`).
+//!   and in a hostile one of the tests' own (`hostile_registry`), whose
+//!   HTTPS certificate comes from a throwaway CA (`test_ca`).
 //! - `sandbox`: hostile plugins attacking the sandbox.
 //! - `hardening`: broken output streams, the cache, FIFOs, limits.
 //! - `github`, `credentials_file`, `gitlab`, `circleci`, `dotenv`: each
@@ -95,6 +96,7 @@ mod rotation;
 mod sandbox;
 mod schedule;
 mod terraform_cloud;
+mod test_ca;
 mod troubleshooting;
 mod usability;
 mod util;
