@@ -3,17 +3,19 @@
 //! docs: a bearer token, RBAC per verb and resource (403 `Status`), merge
 //! and strategic-merge patches only (415 otherwise), `resourceVersion`
 //! optimistic concurrency (409 Conflict), server-side `dryRun=All`,
-//! immutable Secrets, base64 data (422), and 429 with `Retry-After`.
+//! immutable Secrets, base64 data (422), and 429 with `Retry-After`; and
+//! the same API over HTTPS with a certificate from the cluster's own CA.
 
 use std::collections::BTreeMap;
 use std::process::Output;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
 use crate::schedule::{kill, start_at};
+use crate::test_ca::TestCa;
 use crate::util::{Moto, Recorded, Reply, TestServer, plugin, show};
 
 const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.fake-service-account-token";
@@ -49,8 +51,21 @@ struct FakeKube {
 impl FakeKube {
     /// A cluster with Secret payments/app-aws (holding `key_id` unless
     /// `None`, a label, an annotation, another key and its type) and
-    /// Deployment payments/api.
+    /// Deployment payments/api, over plain HTTP.
     fn start(key_id: Option<&str>) -> FakeKube {
+        Self::start_with(key_id, TestServer::start)
+    }
+
+    /// The same cluster over HTTPS, its certificate signed by `ca`.
+    fn start_tls(key_id: Option<&str>, ca: &TestCa) -> FakeKube {
+        let tls = ca.server.clone();
+        Self::start_with(key_id, move |handler| TestServer::start_tls(tls, handler))
+    }
+
+    fn start_with<S>(key_id: Option<&str>, serve: S) -> FakeKube
+    where
+        S: FnOnce(Box<dyn Fn(&Recorded) -> Reply + Send + Sync>) -> TestServer,
+    {
         let mut data = json!({ "DB_PASSWORD": BASE64.encode("hunter2") });
         if let Some(id) = key_id {
             data["AWS_ACCESS_KEY_ID"] = json!(BASE64.encode(id));
@@ -90,7 +105,7 @@ impl FakeKube {
         );
         let cluster = Arc::new(Mutex::new(cluster));
         let state = cluster.clone();
-        let server = TestServer::start(move |r| answer(r, &mut state.lock().unwrap()));
+        let server = serve(Box::new(move |r| answer(r, &mut state.lock().unwrap())));
         FakeKube { server, cluster }
     }
 
@@ -651,4 +666,27 @@ async fn a_failed_restart_is_a_warning_once_the_secret_holds_the_key() {
         "{}",
         show(&out)
     );
+}
+
+/// The cluster's own CA, made once per test run.
+fn cluster_ca() -> &'static TestCa {
+    static CA: OnceLock<TestCa> = OnceLock::new();
+    CA.get_or_init(|| TestCa::new("cluster"))
+}
+
+#[tokio::test]
+async fn a_private_ca_cluster_without_its_ca_fails_preflight_and_nothing_changes() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let kube = FakeKube::start_tls(Some(&old), cluster_ca());
+    let out = run(&moto, &kube, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    // The plugin got a TLS error and said so; keyrot's host did not panic
+    // (it did, on any HTTPS request, before it named a crypto provider).
+    let printed = show(&out);
+    assert!(
+        printed.contains("TlsProtocolError") && !printed.contains("a bug in keyrot"),
+        "{printed}"
+    );
+    moto.assert_only_key("ci-bot", &old).await;
+    assert!(kube.server.requests().is_empty());
 }
