@@ -15,7 +15,8 @@
 //! - `aws_stores`: the Secrets Manager and SSM handlers against moto with
 //!   IAM auth on, their requests signed by the host (`--aws-sign`).
 //! - `kubernetes_secret`, `vault`, `terraform_cloud`: the secret-store
-//!   handlers against fakes of the Kubernetes API, Vault's KV v2 and
+//!   handlers against fakes of the Kubernetes API (over HTTPS from a
+//!   private CA too: `--allow-host-ca`), Vault's KV v2 and
 //!   HCP Terraform's variables that follow their API docs (kept fields,
 //!   409 and check-and-set conflicts, 429s, refused tokens, a kill after
 //!   `handle` finished by the same command).
