@@ -24,6 +24,8 @@
 //!   `limits`.
 //! - `aws_sign`: the identity that signs requests to `--aws-sign` hosts
 //!   (part of [`http`]).
+//! - `host_ca`: the TLS client of `--allow-host-ca` hosts, which trusts
+//!   their private CA only (part of [`http`]).
 //! - `engine`: the process's one engine and one linker.
 //!
 //! A [`WasmHandler`] is a plugin checked against the operator's [`Sandbox`]
@@ -41,6 +43,7 @@ mod contract;
 mod denied;
 mod engine;
 mod filesystem;
+mod host_ca;
 pub mod http;
 mod limits;
 mod logging;
