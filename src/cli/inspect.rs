@@ -5,10 +5,10 @@
 use std::io::Write;
 
 use keyrot::grants::{AllowList, directory_problems, host_problems, limit_problems};
-use keyrot::host::{Plugin, PluginLimits, PluginReport, WasmHandler};
+use keyrot::host::{LoadOptions, Plugin, PluginLimits, PluginReport, WasmHandler};
 
 use super::args::{Cli, InspectGrants, Output};
-use super::{load_options, render};
+use super::render;
 
 /// A local file: described in the sandbox, with no grants.
 pub(super) async fn local(
@@ -16,7 +16,7 @@ pub(super) async fn local(
     path: &std::path::Path,
     grants: &InspectGrants,
 ) -> anyhow::Result<u8> {
-    let plugin = Plugin::load(path, &load_options(cli.no_cache, None))?;
+    let plugin = Plugin::load(path, &LoadOptions::new(cli.no_cache, None))?;
     let mut report = WasmHandler::inspect(plugin).await?;
     check_fit(&mut report, grants);
     let mut stdout = std::io::stdout().lock();

@@ -18,13 +18,14 @@ mod status;
 
 use std::io::Write;
 
+use keyrot::host::LoadOptions;
 use keyrot::notify::NotificationReport;
 use keyrot::{FleetSummary, Interrupt, RotationReport};
 
 pub use self::args::{Cli, Command, Output, PluginCommand, PluginLogMode, RotateArgs};
 pub use self::console::{init_logging, stderr_line};
 use self::job::Job;
-use self::plan::{Plan, check_user_name, is_single, load_options, state_options};
+use self::plan::{Plan, check_user_name, is_single, state_options};
 use self::progress::Progress;
 
 /// Exit code for bad usage, plugin, settings or grants: nothing was touched.
@@ -60,7 +61,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Some(Command::Plugin(PluginCommand::Inspect { path, key, grants }))
             if oci_cmd::is_oci(path) =>
         {
-            let load = load_options(cli.no_cache, None);
+            let load = LoadOptions::new(cli.no_cache, None);
             let reference = path.to_string_lossy();
             oci_cmd::inspect(
                 &reference,
@@ -77,7 +78,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
             inspect::local(cli, path, grants).await
         }
         Some(Command::Plugin(PluginCommand::Push { file, reference })) => {
-            let load = load_options(cli.no_cache, None);
+            let load = LoadOptions::new(cli.no_cache, None);
             oci_cmd::push(file, reference, &cli.registry, &load, cli.output).await
         }
         Some(Command::Plugin(PluginCommand::Sign { reference, key })) => {

@@ -17,7 +17,6 @@ use keyrot::{PluginLimits, Settings};
 
 use super::args::{self, NotifyArgs, RotateArgs, split_name};
 use super::job::{Job, NotifyJob};
-use super::plan::load_options;
 
 /// One reporter, checked: its plugin, sandbox and events.
 pub(super) struct ReporterSpec {
@@ -237,7 +236,7 @@ fn spec(
     Ok(ReporterSpec {
         name,
         plugin: block.plugin.clone(),
-        load: load_options(no_cache, sha256),
+        load: LoadOptions::new(no_cache, sha256),
         sandbox: Sandbox {
             settings,
             // No directories and no AWS signing: a reporter sends messages.

@@ -17,8 +17,7 @@ use keyrot::grants::{
 use keyrot::host::{AwsSigner, LoadOptions, Plugin, Sandbox, WasmHandler};
 use keyrot::rotation::DrainPolicy;
 use keyrot::{
-    AwsOptions, CacheMode, IamTagJournal, Interrupt, PluginLimits, RotateOptions, Settings,
-    StateDir,
+    AwsOptions, IamTagJournal, Interrupt, PluginLimits, RotateOptions, Settings, StateDir,
 };
 
 use super::args::{self, JournalKind, RotateArgs, StateArgs};
@@ -325,7 +324,7 @@ impl TargetSpec {
             plugin,
             options,
             verify: !args.no_verify && job.verify.unwrap_or(true),
-            load: load_options(no_cache, sha256),
+            load: LoadOptions::new(no_cache, sha256),
             sandbox: Sandbox {
                 settings,
                 grants,
@@ -402,17 +401,6 @@ pub(super) fn state_options(
 fn check_sha256(hex: &str, what: &str) -> anyhow::Result<String> {
     args::parse_sha256(hex).map_err(|why| anyhow::anyhow!("{what} {why}"))?;
     Ok(hex.to_string())
-}
-
-pub(super) fn load_options(no_cache: bool, sha256: Option<String>) -> LoadOptions {
-    LoadOptions {
-        cache: if no_cache {
-            CacheMode::Disabled
-        } else {
-            CacheMode::user_default()
-        },
-        expected_sha256: sha256,
-    }
 }
 
 /// IAM user names are 1-64 characters of letters, digits and `+=,.@_-`.

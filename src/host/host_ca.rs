@@ -30,8 +30,13 @@ use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
-use super::http::tls_provider;
 use crate::grants::{HostCa, HostRule};
+
+/// The crypto provider of the plugins' TLS: ring, the one
+/// wasmtime-wasi-http builds its client with.
+pub(super) fn tls_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
 
 /// The connection's remaining work once the response head arrived: it
 /// streams the body (wasi:http drives it).

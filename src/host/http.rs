@@ -49,12 +49,6 @@ pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time between two chunks of the response body.
 pub const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The crypto provider of the plugins' TLS: ring, the one
-/// wasmtime-wasi-http builds its client with.
-pub(super) fn tls_provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}
-
 /// The wasi:http import a plugin needs a host grant for.
 pub const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler";
 
@@ -72,7 +66,7 @@ impl Capability for Http {
 
     /// Links `wasi:http` (types and outgoing-handler). Linking grants
     /// nothing: every request still has to pass [`HttpGuard`]. Before any
-    /// plugin can send, makes [`tls_provider`] the process's default
+    /// plugin can send, makes [`host_ca::tls_provider`] the process's default
     /// unless the embedder chose one: wasmtime-wasi-http's client asks
     /// rustls for the process default, and rustls cannot pick one when
     /// more than one provider is built in, as in keyrot (the AWS SDK brings
@@ -80,7 +74,7 @@ impl Capability for Http {
     /// would panic the host.
     fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         // An embedder's own choice, made first, stays.
-        let _ = tls_provider().install_default();
+        let _ = host_ca::tls_provider().install_default();
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
     }
 

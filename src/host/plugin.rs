@@ -72,6 +72,21 @@ pub struct LoadOptions {
     pub expected_sha256: Option<String>,
 }
 
+impl LoadOptions {
+    /// The user's cache unless `no_cache` (`--no-cache`), and the pin, if
+    /// any: what the binary's flags say.
+    pub fn new(no_cache: bool, expected_sha256: Option<String>) -> Self {
+        Self {
+            cache: if no_cache {
+                CacheMode::Disabled
+            } else {
+                CacheMode::user_default()
+            },
+            expected_sha256,
+        }
+    }
+}
+
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
