@@ -92,7 +92,7 @@ async fn start(path: &Path, cache: CacheMode, pin: Option<String>) -> (Duration,
         user_name: "bench".into(),
         current_key_id: None,
         account_id: None,
-        abandoned_key_id: None,
+        abandoned_key_ids: Vec::new(),
     };
     // Handlers' preflight may check settings; only the call itself matters.
     let _ = handler

@@ -20,11 +20,11 @@ pub struct Rotation {
     /// The AWS account the user belongs to (12 digits), when known: the
     /// caller identity's account. Plugins of contract 0.1.0 never see it.
     pub account_id: Option<String>,
-    /// A key an interrupted attempt may have stored at the destination
-    /// before keyrot deleted it: the destination may hold it instead of the
-    /// current key, and a strict handler may replace it. Plugins of
-    /// contracts before 0.3.0 never see it.
-    pub abandoned_key_id: Option<String>,
+    /// Keys interrupted attempts may have stored at the destination before
+    /// keyrot deleted them, newest first: the destination may hold one of
+    /// them instead of the current key, and a strict handler may replace
+    /// it. Plugins of contract 0.3.0 are told the newest; older ones none.
+    pub abandoned_key_ids: Vec<String>,
 }
 
 /// How a handler failed.

@@ -19,12 +19,17 @@ mod aws_sign;
 mod dirs;
 mod headers;
 mod hosts;
+mod needs;
 mod secrets;
 
 pub use self::aws_sign::{AwsSigning, SigningIdentity};
 pub use self::dirs::{DirGrant, check_private_dirs};
 pub use self::headers::HeaderInjection;
 pub use self::hosts::{AllowList, HostRule, Scheme};
+pub use self::needs::{
+    DirectoryNeed, HostNeed, HostPattern, Needs, Resolved, check_directories, check_hosts,
+    directory_problems, host_problems, limit_problems,
+};
 pub use self::secrets::{MAX_SECRET_BYTES, SecretSource, parse_secret_arg};
 
 use std::path::{Path, PathBuf};

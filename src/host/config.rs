@@ -192,6 +192,12 @@ impl Settings {
         Ok(())
     }
 
+    /// A plain setting's value (`--config`), for needs that name a
+    /// setting: a URL or a path is never given as a secret.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
     fn names(&self) -> impl Iterator<Item = &str> {
         self.values
             .keys()
@@ -265,6 +271,7 @@ mod tests {
             name: "github".into(),
             version: "1.0.0".into(),
             description: "d".into(),
+            needs: None,
             settings: vec![
                 Setting {
                     name: "repo".into(),

@@ -9,10 +9,10 @@
 //! [`Rotation`] maps onto its record. A plugin built for an older version
 //! keeps working; it simply does not get what later versions added.
 //!
-//! Adding `keyrot:handler@0.4.0`: copy today's `wit/` (`handler.wit` and
-//! `deps/`) word for word to `wit/0.3.0/` and point `v0_3` at it, write the
-//! new `wit/handler.wit`, add a `v0_4` module shaped like the ones below,
-//! and put `v0_4::VERSION` first in [`VERSIONS`].
+//! Adding `keyrot:handler@0.5.0`: copy today's `wit/` (`handler.wit` and
+//! `deps/`) word for word to `wit/0.4.0/` and point `v0_4` at it, write the
+//! new `wit/handler.wit`, add a `v0_5` module shaped like the ones below,
+//! and put `v0_5::VERSION` first in [`VERSIONS`].
 //!
 //! The second world, `keyrot:reporter` (`wit/reporter/`), has a trait of
 //! its own, [`Reporter`], and its own list, [`REPORTER_VERSIONS`], written
@@ -28,6 +28,7 @@ use wasmtime::component::InstancePre;
 use zeroize::Zeroize;
 
 use super::HostState;
+use crate::grants::Needs;
 use crate::handler::Rotation;
 use crate::iam::NewAccessKey;
 use crate::notify::RunNotice;
@@ -44,6 +45,10 @@ pub struct PluginInfo {
     pub description: String,
     /// Every setting the handler reads; keyrot rejects settings not listed.
     pub settings: Vec<Setting>,
+    /// What it asks to be granted; `None` for a plugin of a contract before
+    /// 0.4.0, which declares nothing (and is granted what the operator
+    /// says, as before).
+    pub needs: Option<Needs>,
 }
 
 /// One setting a handler reads through `wasi:config/store`.
@@ -100,7 +105,8 @@ pub(super) struct Version {
 
 /// Every version keyrot loads, newest first: a plugin exporting several
 /// speaks the newest.
-pub(super) const VERSIONS: [Version; 3] = [v0_3::VERSION, v0_2::VERSION, v0_1::VERSION];
+pub(super) const VERSIONS: [Version; 4] =
+    [v0_4::VERSION, v0_3::VERSION, v0_2::VERSION, v0_1::VERSION];
 
 /// The contract version plugins built from `wit/` speak.
 pub const CURRENT_CONTRACT: &str = VERSIONS[0].package;
@@ -151,9 +157,9 @@ impl<K> Drop for WipeOnDrop<K> {
 /// Implements [`Handler`] for the bindings generated in the module it is
 /// invoked in, and declares that module's `VERSION`. The calls are the same
 /// in every version: instantiate, call the export, convert the records
-/// (whose fields have not changed so far; a version that changes one gives
-/// it a conversion of its own). The module provides
-/// `From<&Rotation> for wit::Rotation`.
+/// (a record that changed between versions gets a conversion of its own in
+/// its module). The module provides `From<&Rotation> for wit::Rotation`
+/// and `fn needs(&wit::PluginInfo) -> Option<Needs>`.
 macro_rules! handler_contract {
     ($version:literal) => {
         use self::keyrot::handler::types as wit;
@@ -181,6 +187,7 @@ macro_rules! handler_contract {
                         .call_describe(&mut *store)
                         .await?;
                     Ok(PluginInfo {
+                        needs: needs(&info),
                         name: info.name,
                         version: info.version,
                         description: info.description,
@@ -241,8 +248,8 @@ macro_rules! handler_contract {
     };
 }
 
-/// `keyrot:handler@0.3.0`, the current contract (`wit/`).
-mod v0_3 {
+/// `keyrot:handler@0.4.0`, the current contract (`wit/`).
+mod v0_4 {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "keyrot:handler/new-key-handler",
@@ -250,7 +257,7 @@ mod v0_3 {
         with: { "wasi:logging/logging": crate::host::logging::wasi_logging },
     });
 
-    handler_contract!("0.3.0");
+    handler_contract!("0.4.0");
 
     impl From<&crate::handler::Rotation> for wit::Rotation {
         fn from(rotation: &crate::handler::Rotation) -> Self {
@@ -258,9 +265,66 @@ mod v0_3 {
                 user_name: rotation.user_name.clone(),
                 current_key_id: rotation.current_key_id.clone(),
                 account_id: rotation.account_id.clone(),
-                abandoned_key_id: rotation.abandoned_key_id.clone(),
+                abandoned_key_ids: rotation.abandoned_key_ids.clone(),
             }
         }
+    }
+
+    fn needs(info: &wit::PluginInfo) -> Option<crate::grants::Needs> {
+        let needs = &info.needs;
+        Some(crate::grants::Needs {
+            hosts: needs
+                .hosts
+                .iter()
+                .map(|h| crate::grants::HostNeed {
+                    host: h.host.clone(),
+                    setting: h.setting.clone(),
+                    purpose: h.purpose.clone(),
+                })
+                .collect(),
+            directories: needs
+                .directories
+                .iter()
+                .map(|d| crate::grants::DirectoryNeed {
+                    path: d.path.clone(),
+                    setting: d.setting.clone(),
+                    writable: d.writable,
+                    purpose: d.purpose.clone(),
+                })
+                .collect(),
+            memory_mib: needs.memory_mib,
+            timeout_seconds: needs.timeout_seconds,
+        })
+    }
+}
+
+/// `keyrot:handler@0.3.0` (`wit/0.3.0/`).
+mod v0_3 {
+    wasmtime::component::bindgen!({
+        path: "wit/0.3.0",
+        world: "keyrot:handler/new-key-handler",
+        exports: { default: async },
+        with: { "wasi:logging/logging": crate::host::logging::wasi_logging },
+    });
+
+    handler_contract!("0.3.0");
+
+    /// 0.3.0 names one abandoned key: the newest, the one the interrupted
+    /// run before this one made.
+    impl From<&crate::handler::Rotation> for wit::Rotation {
+        fn from(rotation: &crate::handler::Rotation) -> Self {
+            wit::Rotation {
+                user_name: rotation.user_name.clone(),
+                current_key_id: rotation.current_key_id.clone(),
+                account_id: rotation.account_id.clone(),
+                abandoned_key_id: rotation.abandoned_key_ids.first().cloned(),
+            }
+        }
+    }
+
+    /// Declarations came with 0.4.0.
+    fn needs(_: &wit::PluginInfo) -> Option<crate::grants::Needs> {
+        None
     }
 }
 
@@ -285,6 +349,11 @@ mod v0_2 {
             }
         }
     }
+
+    /// Declarations came with 0.4.0.
+    fn needs(_: &wit::PluginInfo) -> Option<crate::grants::Needs> {
+        None
+    }
 }
 
 /// `keyrot:handler@0.1.0`, the first contract (`wit/0.1.0/`).
@@ -307,6 +376,11 @@ mod v0_1 {
                 current_key_id: rotation.current_key_id.clone(),
             }
         }
+    }
+
+    /// Declarations came with 0.4.0.
+    fn needs(_: &wit::PluginInfo) -> Option<crate::grants::Needs> {
+        None
     }
 }
 
@@ -378,6 +452,7 @@ mod reporter_v0_1 {
                     .call_describe(&mut *store)
                     .await?;
                 Ok(PluginInfo {
+                    needs: None,
                     name: info.name,
                     version: info.version,
                     description: info.description,
@@ -499,13 +574,14 @@ mod tests {
 
     #[test]
     fn names_every_version_newest_first() {
-        assert_eq!(CURRENT_CONTRACT, "keyrot:handler@0.3.0");
+        assert_eq!(CURRENT_CONTRACT, "keyrot:handler@0.4.0");
         assert_eq!(
             world_names(),
-            "keyrot:handler/new-key-handler@0.3.0 (or the older @0.2.0, @0.1.0)"
+            "keyrot:handler/new-key-handler@0.4.0 (or the older @0.3.0, @0.2.0, @0.1.0)"
         );
-        assert_eq!(VERSIONS[1].export, "keyrot:handler/handler@0.2.0");
-        assert_eq!(VERSIONS[2].export, "keyrot:handler/handler@0.1.0");
+        assert_eq!(VERSIONS[1].export, "keyrot:handler/handler@0.3.0");
+        assert_eq!(VERSIONS[2].export, "keyrot:handler/handler@0.2.0");
+        assert_eq!(VERSIONS[3].export, "keyrot:handler/handler@0.1.0");
         assert_eq!(CURRENT_REPORTER_CONTRACT, "keyrot:reporter@0.1.0");
         assert_eq!(reporter_world_names(), "keyrot:reporter/run-reporter@0.1.0");
     }

@@ -32,6 +32,21 @@ impl Capability for Filesystem {
         refuse_symlinks(linker)
     }
 
+    /// A plugin that declares its directories (contract 0.4.0 on) is
+    /// granted those, with the access it asked for, and no others.
+    fn check_described(
+        name: &str,
+        info: &super::PluginInfo,
+        sandbox: &Sandbox,
+    ) -> Result<(), PluginError> {
+        let Some(needs) = &info.needs else {
+            return Ok(());
+        };
+        let dirs = needs.directories(|s| sandbox.settings.value(s));
+        crate::grants::check_directories(name, &dirs, &sandbox.grants.dirs, "--allow-dir")
+            .map_err(|e| PluginError::Grants(super::escape_control(&e).into_owned()))
+    }
+
     /// Every granted directory exists, so a typo fails before any key is
     /// created.
     fn check_grants(_plugin: &Plugin, sandbox: &Sandbox) -> Result<(), PluginError> {

@@ -64,6 +64,29 @@ impl Capability for Http {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
     }
 
+    /// A plugin that declares its hosts (contract 0.4.0 on) is granted
+    /// those, and no others.
+    fn check_described(
+        name: &str,
+        info: &super::PluginInfo,
+        sandbox: &Sandbox,
+    ) -> Result<(), PluginError> {
+        let Some(needs) = &info.needs else {
+            return Ok(());
+        };
+        let described = |s: &str| info.settings.iter().any(|d| d.name == s);
+        let declared = needs
+            .check_settings(described)
+            .and_then(|()| needs.hosts(|s| sandbox.settings.value(s)));
+        let hosts = declared.map_err(|e| {
+            PluginError::Settings(
+                super::escape_control(&format!("plugin '{name}': {e}")).into_owned(),
+            )
+        })?;
+        crate::grants::check_hosts(name, &hosts, &sandbox.grants.hosts, "--allow-host")
+            .map_err(|e| PluginError::Grants(super::escape_control(&e).into_owned()))
+    }
+
     /// A plugin that makes requests has a host to send them to, and every
     /// injected header goes to an allowed host.
     fn check_grants(plugin: &Plugin, sandbox: &Sandbox) -> Result<(), PluginError> {

@@ -25,6 +25,25 @@ pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub(super) struct Limits;
 
 impl Capability for Limits {
+    /// A plugin that declares the memory or time one call needs is not run
+    /// with less: it would fail halfway, after the key exists.
+    fn check_described(
+        name: &str,
+        info: &super::PluginInfo,
+        sandbox: &super::Sandbox,
+    ) -> Result<(), super::PluginError> {
+        let Some(needs) = &info.needs else {
+            return Ok(());
+        };
+        let limits = &sandbox.limits;
+        let problems =
+            crate::grants::limit_problems(name, needs, limits.memory_bytes, limits.timeout);
+        match problems.into_iter().next() {
+            Some(problem) => Err(super::PluginError::Grants(problem)),
+            None => Ok(()),
+        }
+    }
+
     type State = MemoryLimiter;
 
     /// Nothing to link: limits are set on the store.

@@ -407,6 +407,7 @@ impl Journal for IamTagJournal {
             lease_until: 0,
             handed_over: None,
             deactivated: None,
+            abandoned: Vec::new(),
         });
         let written = inner.write(&record).await;
         // Our claim and any expired ones go; a claim left behind only delays

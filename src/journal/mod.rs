@@ -54,6 +54,7 @@ mod tests {
             lease_until: 1_796_206_500,
             handed_over: None,
             deactivated: None,
+            abandoned: Vec::new(),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The journal record as an IAM tag value (`v=1/p=created/o=…/h=…`), and
-//! back: every field but `a`, `n` and `c` required, none twice.
+//! back: every field but `a`, `n`, `c`, `d`, `z` and `b` required, none twice.
 
 use std::collections::HashMap;
 
@@ -39,6 +39,22 @@ pub(super) fn encode_tag(record: &JournalRecord) -> Result<String, String> {
         fields.push(format!("z={deactivated}"));
     }
     fields.push(format!("h={}", record.owner));
+    // The abandoned keys only widen what a handler accepts: the oldest go
+    // first when the record would not fit a tag.
+    for kept in (0..=record.abandoned.len()).rev() {
+        let mut with = fields.clone();
+        if kept > 0 {
+            with.insert(
+                with.len() - 1,
+                format!("b={}", record.abandoned[..kept].join("+")),
+            );
+        }
+        let text = with.join("/");
+        if text.len() <= 256 || kept == 0 {
+            fields = with;
+            break;
+        }
+    }
     let text = fields.join("/");
     if text.len() > 256 {
         return Err(format!(
@@ -49,7 +65,7 @@ pub(super) fn encode_tag(record: &JournalRecord) -> Result<String, String> {
     Ok(text)
 }
 
-/// The record in a tag. Every field but `a`, `n` and `c` must be there,
+/// The record in a tag. Every field but `a`, `n`, `c`, `d`, `z` and `b` must be there,
 /// once; [`JournalRecord::check`] then tests that they agree.
 pub(super) fn decode_tag(user: &str, value: &str) -> Result<JournalRecord, String> {
     let mut fields: HashMap<&str, &str> = HashMap::new();
@@ -114,6 +130,15 @@ pub(super) fn decode_tag(user: &str, value: &str) -> Result<JournalRecord, Strin
         lease_until: number("x", "lease")?,
         handed_over: optional_number("d", "handover time")?,
         deactivated: optional_number("z", "deactivation time")?,
+        abandoned: fields
+            .get("b")
+            .map(|v| {
+                v.split('+')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -147,6 +172,28 @@ mod tests {
             "{tag}"
         );
         assert_eq!(decode_tag("ci-bot", &tag).unwrap(), record);
+    }
+
+    #[test]
+    fn abandoned_keys_round_trip_and_the_oldest_give_way_to_the_limit() {
+        let mut record = record();
+        record.keys_before = vec![K1.into()];
+        record.abandoned = vec!["AKIAABANDONEDABANDN2".into(), "AKIAABANDONEDABANDN1".into()];
+        let tag = encode_tag(&record).unwrap();
+        assert!(
+            tag.contains("/b=AKIAABANDONEDABANDN2+AKIAABANDONEDABANDN1/"),
+            "{tag}"
+        );
+        assert_eq!(decode_tag("ci-bot", &tag).unwrap(), record);
+        // An owner long enough that only one abandoned key fits: the newest.
+        let room = 256 - tag.len() + "+AKIAABANDONEDABANDN1".len() - 1;
+        record.owner.push_str(&"x".repeat(room));
+        let tag = encode_tag(&record).unwrap();
+        assert!(tag.len() <= 256);
+        assert_eq!(
+            decode_tag("ci-bot", &tag).unwrap().abandoned,
+            vec!["AKIAABANDONEDABANDN2".to_string()]
+        );
     }
 
     #[test]

@@ -211,6 +211,7 @@ mod tests {
             lease_until: 0,
             handed_over: Some(T),
             deactivated,
+            abandoned: Vec::new(),
         }
     }
 

@@ -317,6 +317,7 @@ mod tests {
             lease_until: 0,
             handed_over: None,
             deactivated: None,
+            abandoned: Vec::new(),
         }
     }
 

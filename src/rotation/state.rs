@@ -128,11 +128,22 @@ pub struct JournalRecord {
     /// they are deleted once the grace after it has passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deactivated: Option<u64>,
+    /// Keys earlier interrupted runs created and may have handed over
+    /// before this run started afresh, newest first (at most
+    /// [`JournalRecord::MAX_ABANDONED`]): gone from IAM, perhaps still at
+    /// the destination. Carried forward so that a run interrupted while
+    /// finishing another still tells the handler about both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub abandoned: Vec<String>,
 }
 
 impl JournalRecord {
     /// The current format.
     pub const VERSION: u32 = 1;
+
+    /// Abandoned keys a record carries: two interruptions in a row give
+    /// two, and a destination holds one key at a time.
+    pub const MAX_ABANDONED: usize = 3;
 
     /// Refuses a record that is incomplete or contradicts itself: a rerun
     /// acts on it, so it must say exactly one consistent thing.
@@ -169,6 +180,22 @@ impl JournalRecord {
             }
             if self.keys_before[..i].contains(key) {
                 return Err(format!("it lists key {key} twice"));
+            }
+        }
+        if self.abandoned.len() > Self::MAX_ABANDONED {
+            return Err("it lists more abandoned keys than a record carries".into());
+        }
+        for (i, key) in self.abandoned.iter().enumerate() {
+            if !is_key_id(key) {
+                return Err(format!("'{key}' is not an access key id"));
+            }
+            if self.abandoned[..i].contains(key)
+                || self.keys_before.contains(key)
+                || self.new_key.as_ref() == Some(key)
+            {
+                return Err(format!(
+                    "it lists key {key} as abandoned and as another key"
+                ));
             }
         }
         if let Some(active) = &self.active_before

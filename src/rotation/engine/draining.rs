@@ -44,6 +44,7 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
             active_before: active.first().map(|k| k.access_key_id.clone()),
             handed_over: Some(now),
             deactivated: None,
+            abandoned: Vec::new(),
             ..base
         };
         match self.advance(record).await {

@@ -87,6 +87,8 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
             started: since,
             owner: crate::rotation::owner_id().to_string(),
             lease_until: 0,
+            // This run's handler stored its key: nothing earlier is left.
+            abandoned: Vec::new(),
             ..current
         };
         if let Err(err) = self.rotator.journal.save(&record).await {

@@ -82,10 +82,10 @@ pub(super) struct Attempt<'a, I, H> {
     /// The start of an interrupted run whose create may still be applied:
     /// this run's record keeps it, so that a key it makes is recognised.
     window: Option<u64>,
-    /// A key an interrupted attempt had created and may have handed over,
-    /// gone now (this run deleted it, or found it deleted): the destination
-    /// may still hold it.
-    abandoned: Option<String>,
+    /// Keys interrupted attempts had created and may have handed over,
+    /// gone now (this run deleted them, or found them deleted), newest
+    /// first: the destination may still hold one.
+    abandoned: Vec<String>,
 }
 
 impl<'a, I: Iam, H: NewKeyHandler> Attempt<'a, I, H> {
@@ -104,7 +104,7 @@ impl<'a, I: Iam, H: NewKeyHandler> Attempt<'a, I, H> {
             written: None,
             held: Held::Unknown,
             window: None,
-            abandoned: None,
+            abandoned: Vec::new(),
         }
     }
 
@@ -305,7 +305,7 @@ impl<'a, I: Iam, H: NewKeyHandler> Attempt<'a, I, H> {
             current_key_id: current.map(|k| k.access_key_id.clone()),
             // IAM users live in the caller's account.
             account_id: self.rotator.caller.as_ref().map(|c| c.account.clone()),
-            abandoned_key_id: self.abandoned.clone(),
+            abandoned_key_ids: self.abandoned.clone(),
         };
         self.preflight(&rotation).await?;
         if self.rotator.options.dry_run {
@@ -361,6 +361,8 @@ impl<'a, I: Iam, H: NewKeyHandler> Attempt<'a, I, H> {
             lease_until: 0,
             handed_over: None,
             deactivated: None,
+            // Told to the handler of this run: a rerun tells its own.
+            abandoned: self.abandoned.clone(),
         };
         self.advance(record).await.map_err(|cause| match cause {
             JournalError::Lost { .. } => RotationFailure::Lost {

@@ -49,11 +49,11 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
             return Ok(());
         }
         self.window = plan.carry_window;
-        self.abandoned = abandoned(&record);
         let after: Vec<AccessKeyInfo> = keys
             .into_iter()
             .filter(|k| !plan.delete.contains(&k.access_key_id))
             .collect();
+        self.abandoned = abandoned(&record, &after);
         let result = self.rotate_afresh(Some(after)).await;
         lines.append(&mut self.report.plan);
         self.report.plan = lines;
@@ -128,7 +128,12 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
         self.report.resumed_from(&record, plan.summary.clone());
         if plan.afresh {
             self.window = plan.carry_window;
-            self.abandoned = abandoned(&record);
+            let after: Vec<AccessKeyInfo> = keys
+                .iter()
+                .filter(|k| !plan.delete.contains(&k.access_key_id))
+                .cloned()
+                .collect();
+            self.abandoned = abandoned(&record, &after);
             return Ok(Resumed::Afresh);
         }
         self.report.new_key = plan.keep.clone().map(|new| NewKeyReport {
@@ -193,12 +198,23 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
     }
 }
 
-/// The key an interrupted run, rotated afresh after, may have left at the
-/// destination: only a key journaled as created can have reached the
-/// handler. Whether the rerun deleted it just now or found it already gone
-/// (a rerun killed after deleting it), the destination may still hold it.
-fn abandoned(record: &JournalRecord) -> Option<String> {
-    (record.phase == Phase::Created)
+/// The keys interrupted runs, rotated afresh after, may have left at the
+/// destination, newest first: the record's own new key if it was journaled
+/// as created (only such a key can have reached the handler), then the
+/// ones that run was itself finishing for. Whether this rerun deleted them
+/// just now or found them gone (a rerun killed after deleting), the
+/// destination may still hold one. A key IAM still lists (`left`) is not
+/// gone, whatever a record says: it is never passed as abandoned.
+fn abandoned(record: &JournalRecord, left: &[AccessKeyInfo]) -> Vec<String> {
+    let own = (record.phase == Phase::Created)
         .then(|| record.new_key.clone())
-        .flatten()
+        .flatten();
+    let mut ids: Vec<String> = Vec::new();
+    for id in own.into_iter().chain(record.abandoned.iter().cloned()) {
+        if !ids.contains(&id) && !left.iter().any(|k| k.access_key_id == id) {
+            ids.push(id);
+        }
+    }
+    ids.truncate(JournalRecord::MAX_ABANDONED);
+    ids
 }
