@@ -52,7 +52,9 @@ pub use handler::{
 pub use host::{
     CacheMode, LoadOptions, Plugin, PluginError, PluginLimits, Sandbox, Settings, WasmHandler,
 };
-pub use iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyLastUsed, KeyStatus, NewAccessKey};
+pub use iam::{
+    AccessKeyInfo, Iam, IamError, IamErrorKind, KeyLastUsed, KeyStatus, MemoryIam, NewAccessKey,
+};
 pub use journal::{FileJournal, IamTagJournal, StateDir};
 pub use retry::{RetryPolicy, Retryable};
 pub use rotation::{
