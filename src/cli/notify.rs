@@ -248,6 +248,7 @@ fn spec(
             },
             limits,
             signer: None,
+            witness: None,
         },
         on,
     })

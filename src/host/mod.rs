@@ -24,6 +24,8 @@
 //!   `limits`.
 //! - `aws_sign`: the identity that signs requests to `--aws-sign` hosts
 //!   (part of [`http`]).
+//! - [`witness`]: what a plugin read and said, unredacted, when a
+//!   [`Sandbox`] is given a witness (`keyrot plugin test` does).
 //! - `engine`: the process's one engine and one linker.
 //!
 //! A [`WasmHandler`] is a plugin checked against the operator's [`Sandbox`]
@@ -46,6 +48,7 @@ mod limits;
 mod logging;
 mod plugin;
 mod reporter;
+pub mod witness;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -96,6 +99,9 @@ pub struct Sandbox {
     pub limits: PluginLimits,
     /// Who signs requests to the `--aws-sign` hosts, resolved.
     pub signer: Option<Arc<AwsSigner>>,
+    /// Records what the plugin reads and says in each call (`keyrot plugin
+    /// test`); `None` in a real run.
+    pub witness: Option<Arc<witness::Witness>>,
 }
 
 /// What `keyrot plugin inspect` shows.
