@@ -33,6 +33,7 @@ pub mod host;
 pub mod iam;
 pub mod input;
 pub mod journal;
+pub mod kit;
 pub mod notify;
 pub mod oci;
 pub mod org;
