@@ -6,6 +6,7 @@ pub mod args;
 mod cache_cmd;
 mod console;
 mod job;
+mod kit;
 mod metrics;
 mod notify;
 mod oci_cmd;
@@ -71,6 +72,8 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
             .await
         }
         Some(Command::Plugin(PluginCommand::Inspect { path, .. })) => inspect(cli, path).await,
+        Some(Command::Plugin(PluginCommand::New { name, lang })) => kit::new(cli, name, *lang),
+        Some(Command::Plugin(PluginCommand::Test(args))) => kit::test(cli, args).await,
         Some(Command::Plugin(PluginCommand::Push { file, reference })) => {
             let load = load_options(cli.no_cache, None);
             oci_cmd::push(file, reference, &cli.registry, &load, cli.output).await
