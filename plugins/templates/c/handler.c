@@ -107,6 +107,12 @@ static char *held_key_id(const char *path, char **error) {
         if (errno != ENOENT) *error = message("cannot read %s: %s", path, strerror(errno));
         return NULL;
     }
+    struct stat st; // fopen opens a directory too
+    if (fstat(fileno(file), &st) != 0 || !S_ISREG(st.st_mode)) {
+        *error = message("cannot read %s: it is not a regular file", path);
+        fclose(file);
+        return NULL;
+    }
     char *line = NULL, *held = NULL;
     size_t size = 0;
     const char *prefix = "AWS_ACCESS_KEY_ID=";
