@@ -1,9 +1,10 @@
 //! Contract versions, through the real binary against moto: the same keyrot
-//! rotates with a plugin built from `wit/` (`keyrot:handler@0.3.0`, which is
-//! told the account id and, after an interrupted run, the key it may have
-//! left), with one built from the frozen `wit/0.2.0/` (told the account id
-//! only) and with one built from the frozen `wit/0.1.0/` (told neither), and
-//! `plugin inspect` names the version each speaks.
+//! rotates with a plugin built from `wit/` (`keyrot:handler@0.4.0`, which is
+//! told the account id and, after interrupted runs, every key they may have
+//! left), with one built from the frozen `wit/0.3.0/` (told the newest such
+//! key only), one from `wit/0.2.0/` (told the account id only) and one from
+//! `wit/0.1.0/` (told neither), and `plugin inspect` names the version each
+//! speaks.
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -13,7 +14,8 @@ use serde_json::Value;
 use crate::schedule::{Setup, kill};
 use crate::util::{Moto, plugin, show};
 
-const CURRENT: &str = "keyrot:handler@0.3.0";
+const CURRENT: &str = "keyrot:handler@0.4.0";
+const V0_3: &str = "keyrot:handler@0.3.0";
 const V0_2: &str = "keyrot:handler@0.2.0";
 const V0_1: &str = "keyrot:handler@0.1.0";
 
@@ -91,6 +93,16 @@ async fn a_plugin_of_the_current_contract_is_told_the_account_id() {
 }
 
 #[tokio::test]
+async fn a_plugin_of_the_0_3_0_contract_still_rotates_and_declares_nothing() {
+    let run = Stored::run("fixture_store_v3").await;
+    run.assert_rotated().await;
+    assert_eq!(
+        run.held()[2..],
+        [format!("account={MOTO_ACCOUNT}"), "abandoned=".into()]
+    );
+}
+
+#[tokio::test]
 async fn a_plugin_of_the_0_2_0_contract_still_rotates_and_gets_the_account_id_only() {
     let run = Stored::run("fixture_store_v2").await;
     run.assert_rotated().await;
@@ -140,6 +152,18 @@ async fn after_a_kill_a_plugin_of_the_current_contract_is_told_the_key_left_behi
 }
 
 #[tokio::test]
+async fn after_a_kill_a_plugin_of_the_0_3_0_contract_is_told_the_key_left_behind() {
+    let (left, rest) = kill_after_handle_then_rerun("fixture_store_v3").await;
+    assert_eq!(
+        rest,
+        [
+            format!("account={MOTO_ACCOUNT}"),
+            format!("abandoned={left}")
+        ]
+    );
+}
+
+#[tokio::test]
 async fn after_a_kill_a_plugin_of_the_0_2_0_contract_is_not_told_and_converges() {
     let (_, rest) = kill_after_handle_then_rerun("fixture_store_v2").await;
     assert_eq!(rest, [format!("account={MOTO_ACCOUNT}")]);
@@ -158,6 +182,7 @@ async fn inspect_names_the_contract_version_in_text_and_json() {
     let moto = Moto::start();
     for (fixture, contract, note) in [
         ("fixture_store", CURRENT, "current"),
+        ("fixture_store_v3", V0_3, "older, still loaded"),
         ("fixture_store_v2", V0_2, "older, still loaded"),
         ("fixture_store_v1", V0_1, "older, still loaded"),
     ] {

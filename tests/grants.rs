@@ -383,6 +383,159 @@ async fn inspect_shows_what_a_plugin_is_and_wants() {
     assert!(!text.contains("outbound HTTP"), "{text}");
 }
 
+/// A handler of contract 0.4.0 declares the hosts it needs: a host granted
+/// beside them is refused before any key, and the server is never called.
+#[tokio::test]
+async fn a_grant_wider_than_the_declaration_is_refused_before_any_key() {
+    let api = TestServer::start(|_| Reply::new(200, "ok"));
+    let other = TestServer::start(|_| Reply::new(200, "ok"));
+    let allow = format!("http://127.0.0.1:{}", api.port);
+    let wider = format!("http://127.0.0.1:{}", other.port);
+    let (moto, old, out) = http_run(
+        &format!("{}/ok", api.url),
+        &["--allow-host", &allow, "--allow-host", &wider],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "--allow-host {wider} is wider than plugin 'http' asks for"
+        )) && err.contains(&format!("it asks for {allow}")),
+        "{err}"
+    );
+    moto.assert_only_key("ci-bot", &old).await;
+    assert!(api.requests().is_empty() && other.requests().is_empty());
+}
+
+/// A declared need that is not granted is named, with the flag that grants
+/// it, before any key; the same command with it granted rotates.
+#[tokio::test]
+async fn a_declared_need_not_granted_is_named_before_any_key() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("credentials"), "").unwrap();
+    let config = ["--config", "profile=ci"];
+    let out = moto.rotate("aws_credentials_file", &config, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("needs directory /aws (read and write")
+            && err.contains("which is not granted: add --allow-dir HOST_DIR:/aws"),
+        "{err}"
+    );
+    moto.assert_only_key("ci-bot", &old).await;
+
+    // Read-only is not what it asked for either.
+    let grant = format!("{}:/aws:ro", dir.path().display());
+    let out = moto.rotate(
+        "aws_credentials_file",
+        &["--config", "profile=ci", "--allow-dir", &grant],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr(&out).contains("needs directory /aws (read and write"));
+    // Nor is a directory above the one it names.
+    let above = format!("{}:/", dir.path().display());
+    let out = moto.rotate(
+        "aws_credentials_file",
+        &["--config", "profile=ci", "--allow-dir", &above],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("is wider than plugin"),
+        "{}",
+        show(&out)
+    );
+    moto.assert_only_key("ci-bot", &old).await;
+
+    let grant = format!("{}:/aws", dir.path().display());
+    let out = moto.rotate(
+        "aws_credentials_file",
+        &["--config", "profile=ci", "--allow-dir", &grant],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let keys = moto.keys("ci-bot").await;
+    assert_eq!(keys.len(), 1);
+    assert_ne!(keys[0].0, old);
+}
+
+/// `plugin inspect` shows what a handler declares, and, given a run's
+/// grants, whether they fit: every problem listed, exit 2 when any.
+#[tokio::test]
+async fn inspect_shows_the_declared_needs_and_whether_grants_fit() {
+    let moto = Moto::start();
+    let github = path("github");
+    let out = moto.keyrot(&["plugin", "inspect", &github, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["contract"], "keyrot:handler@0.4.0");
+    assert_eq!(report["needs"]["hosts"][0]["host"], "api.github.com");
+    assert_eq!(report["needs"]["hosts"][0]["setting"], "api-url");
+    assert!(report.get("fit").is_none(), "no grants given: {report}");
+
+    let text = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let out = moto.keyrot(&[
+        "plugin",
+        "inspect",
+        &github,
+        "--allow-host",
+        "api.github.com",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        text(&out).contains("needs (declared in the component"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("api.github.com (or the one in setting 'api-url')"));
+    assert!(text(&out).contains("the grants given fit what it declares"));
+
+    let out = moto.keyrot(&[
+        "plugin",
+        "inspect",
+        &github,
+        "--allow-host",
+        "evil.example",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fit = report["fit"].as_array().unwrap();
+    assert_eq!(fit.len(), 2, "{report}");
+    assert!(
+        fit[0]
+            .as_str()
+            .unwrap()
+            .contains("--allow-host evil.example is wider")
+    );
+    assert!(fit[1].as_str().unwrap().contains("needs api.github.com ("));
+
+    // A self-hosted server, named by the setting, replaces the default.
+    let out = moto.keyrot(&[
+        "plugin",
+        "inspect",
+        &github,
+        "--config",
+        "api-url=https://ghe.example.com/api/v3",
+        "--allow-host",
+        "ghe.example.com",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    // A plugin of an older contract declares nothing, and inspect says so.
+    let out = moto.keyrot(&["plugin", "inspect", &path("fixture_store_v3")]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        text(&out).contains("not declared (keyrot:handler@0.3.0 predates declarations)"),
+        "{}",
+        text(&out)
+    );
+}
+
 #[tokio::test]
 async fn compiled_plugins_are_cached_privately_and_rebuilt_when_corrupted() {
     let (moto, _) = Moto::start_with_user("ci-bot").await;

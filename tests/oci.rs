@@ -308,6 +308,34 @@ async fn push_then_pull_by_digest_then_rotate() {
     assert!(exports.contains("keyrot:handler/handler"), "{config}");
 }
 
+/// A pulled handler's declared needs are its component's: inspect shows
+/// them and checks a run's grants against them, as for a local file.
+#[tokio::test]
+async fn inspect_of_a_pulled_plugin_shows_its_declared_needs() {
+    let registry = Registry::start();
+    let moto = Moto::start();
+    let tag = registry.reference("team/github:1.0");
+    let digest = push(&moto, "github", &tag);
+    let pinned = format!("{tag}@{digest}");
+    let out = moto.keyrot(&["plugin", "inspect", &pinned, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["needs"]["hosts"][0]["host"], "api.github.com",
+        "{report}"
+    );
+    assert_eq!(report["oci"]["manifest_digest"], digest.as_str());
+
+    let out = moto.keyrot(&["plugin", "inspect", &pinned, "--allow-host", "evil.example"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("the grants given do not fit")
+            && stdout.contains("--allow-host evil.example is wider than plugin 'github'"),
+        "{stdout}"
+    );
+}
+
 #[tokio::test]
 async fn a_tag_alone_warns_on_the_command_line_and_is_refused_in_a_job_file() {
     let registry = Registry::start();

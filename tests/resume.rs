@@ -7,9 +7,10 @@
 //! The hard boundary is right after `handle`: the file holds the killed
 //! run's new key, and the journal still says `created`. The rerun deletes
 //! that key (it was never confirmed handed over), rotates afresh and tells
-//! the handler which key it was (contract 0.3.0's `abandoned-key-id`): the
-//! handler replaces it instead of asking for `--config force=true`. Any
-//! other key is still refused.
+//! the handler which key it was (`abandoned-key-ids`, since contract 0.3.0):
+//! the handler replaces it instead of asking for `--config force=true`. Any
+//! other key is still refused. A second kill, of the rerun, is the same:
+//! the journal carries the first key forward, and the third run names both.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -168,6 +169,8 @@ struct Case {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
     state: PathBuf,
+    /// Flags every run of the case adds, e.g. `--journal iam`.
+    extra: Vec<String>,
 }
 
 const OLD_SECRET: &str = "old-secret-value";
@@ -187,6 +190,7 @@ impl Case {
             _tmp: tmp,
             dir,
             state,
+            extra: Vec::new(),
         }
     }
 
@@ -210,6 +214,7 @@ impl Case {
         .map(|s| s.to_string())
         .collect();
         args.extend(self.handler.args(&self.dir));
+        args.extend(self.extra.iter().cloned());
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }
@@ -480,6 +485,102 @@ async fn a_rerun_killed_too_still_converges(handler: Strict) {
         Vec::<PathBuf>::new(),
         "the journal is removed"
     );
+}
+
+/// A second fault while finishing the first: run 1 is killed once its
+/// handler stored K1 (the journal still says `created`); run 2 deletes K1,
+/// rotates afresh and is killed at `second`, after creating K2. Whether
+/// the file holds K1 (run 2 never reached its handler) or K2, run 3 tells
+/// the handler both keys (contract 0.4.0's `abandoned-key-ids`, carried in
+/// the journal) and converges with no flag. `journal` is the journal
+/// flags every run uses.
+async fn a_second_kill_while_finishing_the_first_still_converges(
+    handler: Strict,
+    second: &str,
+    journal: &[&str],
+) {
+    let mut case = Case::new(handler).await;
+    case.extra = journal.iter().map(|s| s.to_string()).collect();
+    case.kill_at("after-handle");
+    let first = case.held();
+    assert_ne!(first, case.old, "run 1's handler stored its key");
+    case.kill_at(second);
+    let keys = case.moto.keys("ci-bot").await;
+    assert!(
+        !keys.iter().any(|(k, _)| *k == first),
+        "run 2 deleted the key run 1 left: {keys:?}"
+    );
+    assert_eq!(keys.len(), 2, "run 2 created its own key: {keys:?}");
+    let second_key = keys
+        .iter()
+        .map(|(k, _)| k.clone())
+        .find(|k| *k != case.old)
+        .unwrap();
+    let held = case.held();
+    if second == "after-handle" {
+        assert_eq!(held, second_key, "run 2's handler stored its key");
+    } else {
+        assert_eq!(held, first, "run 2 never reached its handler");
+    }
+
+    let out = case.run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{second}: {}", show(&out));
+    let report = report(&out);
+    assert_eq!(report["outcome"], "rotated", "{report}");
+    let now = case.assert_converged().await;
+    assert!(now != first && now != second_key, "a third key: {now}");
+    assert!(
+        stderr(&out).contains(&handler.replacing_abandoned(&held)),
+        "{second}: the handler replaced the key left behind: {}",
+        show(&out)
+    );
+    let keys = case.moto.keys("ci-bot").await;
+    assert_eq!(keys, vec![(now.clone(), "Active".to_string())], "{keys:?}");
+    if journal.is_empty() {
+        assert_eq!(
+            case.journal(),
+            Vec::<PathBuf>::new(),
+            "the journal is removed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn credentials_file_a_second_kill_before_its_handler_still_converges() {
+    a_second_kill_while_finishing_the_first_still_converges(
+        Strict::CredentialsFile,
+        "saved-created",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn dotenv_a_second_kill_before_its_handler_still_converges() {
+    a_second_kill_while_finishing_the_first_still_converges(Strict::Dotenv, "before-handle", &[])
+        .await;
+}
+
+#[tokio::test]
+async fn credentials_file_a_second_kill_after_its_handler_still_converges() {
+    a_second_kill_while_finishing_the_first_still_converges(
+        Strict::CredentialsFile,
+        "after-handle",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_second_kill_with_the_iam_tag_journal_still_converges() {
+    for handler in [Strict::CredentialsFile, Strict::Dotenv] {
+        a_second_kill_while_finishing_the_first_still_converges(
+            handler,
+            "saved-created",
+            &["--journal", "iam"],
+        )
+        .await;
+    }
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 //! - `rotation`: the rotation's every failure edge, on a fault-injecting fake
 //!   of the `Iam` seam.
 //! - `cli`: the real binary against moto with real plugin components.
-//! - `grants`: outbound HTTP, directories, secrets, caching, job files.
+//! - `grants`: outbound HTTP, directories, secrets, caching, job files, and
+//!   a handler's declared needs (wider grants refused, needs named, inspect).
 //! - `oci`: plugins pushed to, pulled from and signed in a real OCI registry,
 //!   and in a hostile one of the tests' own (`hostile_registry`).
 //! - `sandbox`: hostile plugins attacking the sandbox.
@@ -26,7 +27,8 @@
 //!   one user, leases renewed and lost, a new key deleted behind our back.
 //! - `resume`: a kill at every step boundary of a rotation, then the same
 //!   command with no flag, converges with each strict file handler
-//!   (aws-credentials-file, dotenv): contract 0.3.0's abandoned key.
+//!   (aws-credentials-file, dotenv), a second kill of the rerun too:
+//!   the abandoned keys, carried in the journal.
 //! - `drain`: `--retire drain` with a real consumer of the old key: kept
 //!   while used, deactivated when quiet, deleted after the grace, a person
 //!   called past the timeout, `drain undo`, kills at each drain step.
@@ -34,9 +36,9 @@
 //!   accounts, a job file's targets, throttling, Ctrl-C.
 //! - `fleet_fake`: the library's fleet in process on the fake IAM (Ctrl-C
 //!   before a turn, a panicking task, refused input, the file journal's lock).
-//! - `contract`: plugins of contract 0.3.0 (told the account id and, after
-//!   a kill, the key left behind), 0.2.0 and 0.1.0 (still loaded) through
-//!   the same binary, and `inspect` naming each.
+//! - `contract`: plugins of contract 0.4.0 (told the account id and, after
+//!   kills, every key left behind), 0.3.0 (the newest such key), 0.2.0 and
+//!   0.1.0 (still loaded) through the same binary, and `inspect` naming each.
 //! - `readme`: the handler guide's examples are the code the tests build,
 //!   and no documented command changes real keys without saying so.
 //! - `docs`: `docs/reference.md` lists exactly the flags of every command's

@@ -25,6 +25,7 @@ void exports_keyrot_handler_handler_describe(exports_keyrot_handler_handler_plug
     ret->settings.len = 1;
     new_key_handler_string_dup(&ret->settings.ptr[0].name, "greeting");
     new_key_handler_string_dup(&ret->settings.ptr[0].description, "Word to log, e.g. hi");
+    ret->needs = (keyrot_handler_types_needs_t){0}; // no files, no network: nothing to ask for
 }
 
 // An export's arguments belong to it: free them with the generated *_free functions.

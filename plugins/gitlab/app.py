@@ -14,7 +14,8 @@ from typing import Callable
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import logging, store
-from wit_world.imports.keyrot_handler_types import AccessKey, PluginInfo, Rotation, Setting
+from wit_world.imports.keyrot_handler_types import (
+    AccessKey, HostNeed, Needs, PluginInfo, Rotation, Setting)
 
 import gitlab_api
 import settings
@@ -30,6 +31,11 @@ class Handler(exports.Handler):
             version=gitlab_api.VERSION,
             description="Stores the new key as two CI/CD variables of a GitLab project or group.",
             settings=[Setting(*declared) for declared in settings.DECLARED],
+            needs=Needs(
+                hosts=[HostNeed(host="gitlab.com", setting=settings.API_URL,
+                                purpose="GitLab's REST API v4: reads the project or group and "
+                                        "its variables, writes the two variables")],
+                directories=[], memory_mib=None, timeout_seconds=None),
         )
 
     def preflight(self, rotation: Rotation) -> None:

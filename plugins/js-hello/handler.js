@@ -12,6 +12,8 @@ export const handler = {
       settings: [
         { name: 'greeting', description: 'Word to log before the key id, e.g. hello', required: false, secret: false },
       ],
+      // No files, no network: nothing to ask the operator for.
+      needs: { hosts: [], directories: [], memoryMib: undefined, timeoutSeconds: undefined },
     };
   },
 

@@ -4,13 +4,15 @@ from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import store
 from wit_world.imports.logging import Level, log
-from wit_world.imports.types import AccessKey, PluginInfo, Rotation, Setting
+from wit_world.imports.types import AccessKey, Needs, PluginInfo, Rotation, Setting
 
 
 class Handler(exports.Handler):
     def describe(self) -> PluginInfo:
         greeting = Setting("greeting", "Word to log before the key id, e.g. hello", False, False)
-        return PluginInfo("python-hello", "0.1.0", "Logs the new key's id (a demo).", [greeting])
+        needs = Needs(hosts=[], directories=[], memory_mib=None, timeout_seconds=None)
+        return PluginInfo("python-hello", "0.1.0", "Logs the new key's id (a demo).", [greeting],
+                          needs)
 
     def preflight(self, rotation: Rotation) -> None:
         current = rotation.current_key_id or "none"

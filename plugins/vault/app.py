@@ -14,7 +14,8 @@ from typing import Callable
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import logging, store
-from wit_world.imports.keyrot_handler_types import AccessKey, PluginInfo, Rotation, Setting
+from wit_world.imports.keyrot_handler_types import (
+    AccessKey, HostNeed, Needs, PluginInfo, Rotation, Setting)
 
 import vault_api
 import wasi_http
@@ -29,15 +30,21 @@ class Handler(exports.Handler):
             version=vault_api.VERSION,
             description="Stores the new key as two fields of a Vault KV version 2 secret.",
             settings=[Setting(*declared) for declared in vault_api.DECLARED],
+            # addr has no default: with it unset the plugin refuses to run.
+            needs=Needs(
+                hosts=[HostNeed(host="", setting=vault_api.ADDR,
+                                purpose="Vault's HTTP API: logs in (AppRole), reads and writes "
+                                        "the secret")],
+                directories=[], memory_mib=None, timeout_seconds=None),
         )
 
     def preflight(self, rotation: Rotation) -> None:
         _run("preflight", lambda vault: vault.check(
-            rotation.current_key_id, rotation.abandoned_key_id, rotation.user_name))
+            rotation.current_key_id, rotation.abandoned_key_ids, rotation.user_name))
 
     def handle(self, rotation: Rotation, key: AccessKey) -> None:
         _run("handle", lambda vault: vault.store(
-            rotation.current_key_id, rotation.abandoned_key_id, rotation.user_name,
+            rotation.current_key_id, rotation.abandoned_key_ids, rotation.user_name,
             key.access_key_id, key.secret_access_key))
 
 

@@ -35,10 +35,26 @@ class HeldKeyTest(unittest.TestCase):
         s = settings()
         for data in (None, {}, {"AWS_ACCESS_KEY_ID": ""}, {"AWS_ACCESS_KEY_ID": "AKIAOLD"},
                      {"AWS_ACCESS_KEY_ID": "AKIALEFT"}):
-            self.assertIsNone(vault_api.held_key_problem(data, s, "AKIAOLD", "AKIALEFT", "u"))
+            self.assertIsNone(vault_api.held_key_problem(data, s, "AKIAOLD", ["AKIALEFT"], "u"))
         problem = vault_api.held_key_problem({"AWS_ACCESS_KEY_ID": "AKIAOTHER"}, s, "AKIAOLD",
-                                             None, "u")
+                                             [], "u")
         self.assertIn("AKIAOTHER", problem)
+        self.assertNotIn("interrupted", problem)
+
+    def test_any_of_two_abandoned_keys(self):
+        """Two runs interrupted in a row: the secret may hold either key they
+        left (newest first); any other key is still refused, naming both."""
+        s = settings()
+        left = ["AKIANEWERLEFT", "AKIAOLDERLEFT"]
+        for held in ("AKIAOLDERLEFT", "AKIANEWERLEFT", "AKIAOLD"):
+            self.assertIsNone(vault_api.held_key_problem({"AWS_ACCESS_KEY_ID": held}, s,
+                                                         "AKIAOLD", left, "u"), held)
+        self.assertIsNone(vault_api.held_key_problem({"AWS_ACCESS_KEY_ID": "AKIAOLDERLEFT"}, s,
+                                                     None, left, "u"))
+        problem = vault_api.held_key_problem({"AWS_ACCESS_KEY_ID": "AKIAOTHER"}, s, "AKIAOLD",
+                                             left, "u")
+        self.assertIn("holds key AKIAOTHER", problem)
+        self.assertIn("nor a key an interrupted run left (AKIANEWERLEFT, AKIAOLDERLEFT)", problem)
 
 
 class StoreTest(unittest.TestCase):
@@ -64,7 +80,7 @@ class StoreTest(unittest.TestCase):
             return Response(200, json.dumps({"data": {"version": state["version"]}}).encode())
 
         vault = vault_api.Vault(settings(), send, lambda s: None, lambda level, m: None)
-        vault.store("AKIAOLD", None, "u", "AKIANEW", "s3cr3t")
+        vault.store("AKIAOLD", [], "u", "AKIANEW", "s3cr3t")
         return state, writes
 
     def test_keeps_other_fields(self):

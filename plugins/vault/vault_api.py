@@ -14,7 +14,7 @@ once more, and refuses a second time.
 import json
 import re
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from http_types import Response, Send, TransportError
@@ -137,15 +137,18 @@ def load_settings(get: Callable[[str], Optional[str]]) -> Settings:
 
 
 def held_key_problem(data: Optional[dict], settings: Settings, current: Optional[str],
-                     abandoned: Optional[str], user: str) -> Optional[str]:
+                     abandoned: Sequence[str], user: str) -> Optional[str]:
     """Why the secret must not be overwritten, or None: its key id field must
-    hold the current key id, the abandoned one, or nothing."""
+    hold the current key id, one of the keys interrupted runs left
+    (`abandoned`, contract 0.4.0's abandoned-key-ids), or nothing."""
     held = (data or {}).get(settings.key_id_field)
-    if held is None or (isinstance(held, str) and held.strip() in ("", current, abandoned)):
+    if held is None or (isinstance(held, str)
+                        and (held.strip() in ("", current) or held.strip() in abandoned)):
         return None
+    nor = f", nor a key an interrupted run left ({', '.join(abandoned)})" if abandoned else ""
     return (f"{settings.where} holds key {held} in {settings.key_id_field}, not the current key "
-            f"({current or 'none'}) of user {user}: it belongs to another key, so keyrot leaves "
-            "it alone; fix the secret or the settings")
+            f"({current or 'none'}) of user {user}{nor}: it belongs to another key, so keyrot "
+            "leaves it alone; fix the secret or the settings")
 
 
 class Vault:
@@ -160,7 +163,7 @@ class Vault:
 
     # -- the two steps ---------------------------------------------------
 
-    def check(self, current: Optional[str], abandoned: Optional[str], user: str) -> None:
+    def check(self, current: Optional[str], abandoned: Sequence[str], user: str) -> None:
         """Preflight: log in, read the secret, check what it holds and that
         the token may write it."""
         self._login()
@@ -187,7 +190,7 @@ class Vault:
         finally:
             self._logout()
 
-    def store(self, current: Optional[str], abandoned: Optional[str], user: str,
+    def store(self, current: Optional[str], abandoned: Sequence[str], user: str,
               key_id: str, secret: str) -> None:
         """Handle: write a new version with our two fields, check-and-set on
         the version read just before."""

@@ -5,6 +5,7 @@
 pub mod args;
 mod cache_cmd;
 mod console;
+mod inspect;
 mod job;
 mod kit;
 mod metrics;
@@ -18,7 +19,6 @@ mod status;
 
 use std::io::Write;
 
-use keyrot::host::{Plugin, WasmHandler};
 use keyrot::notify::NotificationReport;
 use keyrot::{FleetSummary, Interrupt, RotationReport};
 
@@ -58,7 +58,9 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Some(Command::Status(args)) => status::status(cli, args).await,
         Some(Command::Journal(command)) => status::journal(cli, command).await,
         Some(Command::Drain(args::DrainCommand::Undo(args))) => status::drain_undo(args).await,
-        Some(Command::Plugin(PluginCommand::Inspect { path, key })) if oci_cmd::is_oci(path) => {
+        Some(Command::Plugin(PluginCommand::Inspect { path, key, grants }))
+            if oci_cmd::is_oci(path) =>
+        {
             let load = load_options(cli.no_cache, None);
             let reference = path.to_string_lossy();
             oci_cmd::inspect(
@@ -66,12 +68,15 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
                 key,
                 &cli.registry,
                 &load,
+                grants,
                 cli.output,
                 cli.verbose > 0,
             )
             .await
         }
-        Some(Command::Plugin(PluginCommand::Inspect { path, .. })) => inspect(cli, path).await,
+        Some(Command::Plugin(PluginCommand::Inspect { path, grants, .. })) => {
+            inspect::local(cli, path, grants).await
+        }
         Some(Command::Plugin(PluginCommand::New { name, lang })) => kit::new(cli, name, *lang),
         Some(Command::Plugin(PluginCommand::Test(args))) => kit::test(cli, args).await,
         Some(Command::Plugin(PluginCommand::Push { file, reference })) => {
@@ -259,21 +264,6 @@ fn stop_safely_on_signals(interrupt: Interrupt) {
             interrupt.trigger();
         }
     });
-}
-
-/// `keyrot plugin inspect`: what a plugin is and what it wants.
-async fn inspect(cli: &Cli, path: &std::path::Path) -> anyhow::Result<u8> {
-    let plugin = Plugin::load(path, &load_options(cli.no_cache, None))?;
-    let report = WasmHandler::inspect(plugin).await?;
-    let mut stdout = std::io::stdout().lock();
-    match cli.output {
-        Output::Text | Output::Csv | Output::Prometheus => {
-            render::inspect_text(&mut stdout, &report, cli.verbose > 0)?
-        }
-        Output::Json => render::json(&mut stdout, &report)?,
-    }
-    stdout.flush()?;
-    Ok(0)
 }
 
 /// Prints an error that stopped keyrot before any rotation: to stderr, and

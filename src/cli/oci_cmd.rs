@@ -12,7 +12,7 @@ use keyrot::oci::sign::{self, PublicKey};
 use keyrot::oci::{OciRef, Pulled, RegistryOptions, Store};
 use serde::Serialize;
 
-use super::args::{Output, RegistryArgs};
+use super::args::{InspectGrants, Output, RegistryArgs};
 use super::render;
 
 /// Where a plan's plugin comes from, and what it must carry.
@@ -275,6 +275,7 @@ pub(super) async fn inspect(
     keys: &[PathBuf],
     registry: &RegistryArgs,
     load: &LoadOptions,
+    grants: &InspectGrants,
     output: Output,
     verbose: bool,
 ) -> anyhow::Result<u8> {
@@ -292,8 +293,10 @@ pub(super) async fn inspect(
         }
     };
     let plugin = Plugin::load(&pulled.path, load)?;
+    let mut plugin = WasmHandler::inspect(plugin).await?;
+    super::inspect::check_fit(&mut plugin, grants);
     let report = OciInspect {
-        plugin: WasmHandler::inspect(plugin).await?,
+        plugin,
         oci: OciDetails {
             reference: pulled.reference,
             manifest_digest: pulled.manifest_digest,
@@ -329,7 +332,7 @@ pub(super) async fn inspect(
         Output::Json => render::json(&mut stdout, &report)?,
     }
     stdout.flush()?;
-    Ok(0)
+    Ok(super::inspect::exit_code(&report.plugin))
 }
 
 /// Whether `inspect`'s argument is an OCI reference.

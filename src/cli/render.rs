@@ -167,6 +167,101 @@ fn plan_and_steps_text(out: &mut impl Write, report: &RotationReport) -> io::Res
     Ok(())
 }
 
+/// What a handler declares it needs, as it declared it (settings that
+/// name a place shown by name), then whether the grants given fit.
+fn needs_text(out: &mut impl Write, report: &PluginReport) -> io::Result<()> {
+    if report.kind == keyrot::host::PluginKind::Reporter {
+        return Ok(());
+    }
+    let Some(needs) = &report.info.needs else {
+        writeln!(
+            out,
+            "needs:\n  not declared ({} predates declarations): it gets the grants you give",
+            report.contract
+        )?;
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "needs (declared in the component, covered by its sha256):"
+    )?;
+    let or_setting = |fixed: &str, setting: &Option<String>| match (fixed, setting) {
+        ("", Some(s)) => format!("the one in setting '{}'", escape_control(s)),
+        (fixed, Some(s)) => format!(
+            "{} (or the one in setting '{}')",
+            escape_control(fixed),
+            escape_control(s)
+        ),
+        (fixed, None) => escape_control(fixed).into_owned(),
+    };
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    for host in &needs.hosts {
+        rows.push((
+            "host".into(),
+            or_setting(&host.host, &host.setting),
+            escape_control(&host.purpose).into_owned(),
+        ));
+    }
+    for dir in &needs.directories {
+        let place = match (dir.path.as_str(), &dir.setting) {
+            ("", Some(s)) => format!("the directory of setting '{}'", escape_control(s)),
+            (path, Some(s)) => format!(
+                "{} (or the directory of setting '{}')",
+                escape_control(path),
+                escape_control(s)
+            ),
+            (path, None) => escape_control(path).into_owned(),
+        };
+        let access = if dir.writable {
+            "read-write"
+        } else {
+            "read-only"
+        };
+        rows.push((
+            format!("dir ({access})"),
+            place,
+            escape_control(&dir.purpose).into_owned(),
+        ));
+    }
+    if let Some(mib) = needs.memory_mib {
+        rows.push((
+            "memory".into(),
+            format!("{mib} MiB per call"),
+            String::new(),
+        ));
+    }
+    if let Some(seconds) = needs.timeout_seconds {
+        rows.push(("time".into(), format!("{seconds}s per call"), String::new()));
+    }
+    if rows.is_empty() {
+        writeln!(out, "  nothing: no hosts, no directories")?;
+    }
+    let kind_width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let place_width = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
+    for (kind, place, purpose) in &rows {
+        writeln!(
+            out,
+            "  {kind:<kind_width$}  {place:<place_width$}  {purpose}"
+        )?;
+    }
+    match &report.fit {
+        None => {}
+        Some(problems) if problems.is_empty() => {
+            writeln!(out, "the grants given fit what it declares")?;
+        }
+        Some(problems) => {
+            writeln!(
+                out,
+                "the grants given do not fit (a run would stop before any key):"
+            )?;
+            for problem in problems {
+                writeln!(out, "  - {}", escape_control(problem))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What a plugin is and wants, for people: columns aligned, the pin ready
 /// to paste, and the raw imports only when `verbose`.
 pub fn inspect_text(out: &mut impl Write, report: &PluginReport, verbose: bool) -> io::Result<()> {
@@ -229,6 +324,7 @@ pub fn inspect_text(out: &mut impl Write, report: &PluginReport, verbose: bool) 
             "  {name:<name_width$}  {flags:<flags_width$}  {description}"
         )?;
     }
+    needs_text(out, report)?;
     writeln!(out, "wants:")?;
     if report.wants.is_empty() {
         writeln!(out, "  nothing beyond its settings")?;

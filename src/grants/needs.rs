@@ -509,6 +509,21 @@ mod tests {
         );
     }
 
+    #[test]
+    fn limits_below_a_declared_need_are_named_with_their_flag() {
+        let needs = Needs {
+            memory_mib: Some(600),
+            timeout_seconds: Some(90),
+            ..Needs::default()
+        };
+        let problems = limit_problems("p", &needs, 512 << 20, Duration::from_secs(60));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("needs 600 MiB") && problems[0].contains("--memory 600MiB"));
+        assert!(problems[1].contains("needs up to 90s") && problems[1].contains("--timeout 90s"));
+        assert!(limit_problems("p", &needs, 600 << 20, Duration::from_secs(90)).is_empty());
+        assert!(limit_problems("p", &Needs::default(), 1, Duration::ZERO).is_empty());
+    }
+
     fn grant(spec: &str) -> DirGrant {
         spec.parse().unwrap()
     }

@@ -120,6 +120,11 @@ pub struct PluginReport {
     pub info: PluginInfo,
     /// The capabilities its imports ask for.
     pub wants: Vec<&'static str>,
+    /// Set by a caller that checked grants against the declared needs
+    /// (`plugin inspect --allow-host ...`): what does not fit, empty when
+    /// all does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fit: Option<Vec<String>>,
     /// Every interface it imports.
     pub imports: Vec<String>,
 }
@@ -173,6 +178,7 @@ impl WasmHandler {
             info: loaded.info,
             wants,
             imports,
+            fit: None,
         })
     }
 

@@ -2,9 +2,9 @@
 //!
 //! A credentials profile is someone's working key. The handler replaces it
 //! only when it holds nothing, the very key being rotated (which keyrot
-//! deletes afterwards anyway), or the key an interrupted rotation of this
-//! user left there (which keyrot has deleted already); any other key might
-//! belong to another user or account, so overwriting it needs `force=true`.
+//! deletes afterwards anyway), or a key an interrupted rotation of this user
+//! left there (which keyrot has deleted already); any other key might belong
+//! to another user or account, so overwriting it needs `force=true`.
 
 /// Why writing is allowed.
 #[derive(Debug, PartialEq, Eq)]
@@ -13,23 +13,24 @@ pub enum Verdict {
     Empty,
     /// The profile holds exactly the key being rotated.
     Current,
-    /// The profile holds exactly the key an interrupted rotation of this
-    /// user stored there before keyrot deleted it (contract 0.3.0's
-    /// `abandoned-key-id`).
-    Abandoned,
+    /// The profile holds exactly this key, which an interrupted rotation
+    /// of this user stored there before keyrot deleted it (one of contract
+    /// 0.4.0's `abandoned-key-ids`).
+    Abandoned(String),
     /// The profile holds another key; `force=true` says replace it. The
     /// string names the key(s), masked, for the log.
     Forced(String),
 }
 
-/// What keyrot said about the keys: the user's active key, and the key an
-/// interrupted rotation may have left at the destination.
+/// What keyrot said about the keys: the user's active key, and the keys
+/// interrupted rotations may have left at the destination.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Expected<'a> {
     /// `rotation.current-key-id`.
     pub current: Option<&'a str>,
-    /// `rotation.abandoned-key-id`.
-    pub abandoned: Option<&'a str>,
+    /// `rotation.abandoned-key-ids`, newest first; empty when no
+    /// interrupted rotation is being finished.
+    pub abandoned: &'a [String],
 }
 
 /// Decides whether `profile`, holding the access key ids `held`, may be
@@ -44,13 +45,16 @@ pub fn check(
     match held {
         [] => return Ok(Verdict::Empty),
         [only] if Some(only.as_str()) == current => return Ok(Verdict::Current),
-        [only] if Some(only.as_str()) == abandoned => return Ok(Verdict::Abandoned),
+        [only] if abandoned.contains(only) => return Ok(Verdict::Abandoned(only.clone())),
         _ => {}
     }
     // Masks that collide would read as "holds X, not X": show those in
     // full (key ids are not secret, only long).
     let mut ids: Vec<&str> = held.iter().map(String::as_str).collect();
-    for id in [current, abandoned].into_iter().flatten() {
+    for id in current
+        .into_iter()
+        .chain(abandoned.iter().map(String::as_str))
+    {
         if !ids.contains(&id) {
             ids.push(id);
         }
@@ -58,32 +62,36 @@ pub fn check(
     let masked: Vec<String> = ids.into_iter().map(mask).collect();
     let clash = (1..masked.len()).any(|i| masked[..i].contains(&masked[i]));
     let show = |id: &str| if clash { id.to_string() } else { mask(id) };
+    let list = |ids: &[String]| ids.iter().map(|id| show(id)).collect::<Vec<_>>().join(", ");
     let holds = match held {
         [one] => format!("key {}", show(one)),
-        many => format!(
-            "keys {} (in duplicate lines or sections)",
-            many.iter()
-                .map(|id| show(id))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        many => format!("keys {} (in duplicate lines or sections)", list(many)),
     };
     if force {
         return Ok(Verdict::Forced(holds));
     }
-    let left = |abandoned| format!("the one an interrupted rotation left ({})", show(abandoned));
-    let why = match (current, abandoned) {
+    let left = match abandoned {
+        [] => None,
+        [one] => Some(format!(
+            "the one an interrupted rotation left ({})",
+            show(one)
+        )),
+        many => Some(format!(
+            "any of the {} keys interrupted rotations left ({})",
+            many.len(),
+            list(many)
+        )),
+    };
+    let why = match (current, left) {
         (Some(current), None) => format!("not the key being rotated ({})", show(current)),
-        (Some(current), Some(abandoned)) => format!(
-            "neither the key being rotated ({}) nor {}",
-            show(current),
-            left(abandoned)
+        (Some(current), Some(left)) => format!(
+            "neither the key being rotated ({}) nor {left}",
+            show(current)
         ),
         (None, None) => "and the user has no active key being rotated".to_string(),
-        (None, Some(abandoned)) => format!(
-            "not {}, and the user has no active key being rotated",
-            left(abandoned)
-        ),
+        (None, Some(left)) => {
+            format!("not {left}, and the user has no active key being rotated")
+        }
     };
     Err(format!(
         "profile '{profile}' holds {holds}, {why}: refusing to overwrite it; \
@@ -109,6 +117,8 @@ mod tests {
     const CURRENT: &str = "AKIACURRENTKEY005678";
     const OTHER: &str = "AKIAOTHERKEYXXXX1234";
     const ABANDONED: &str = "AKIAABANDONEDKEY9012";
+    /// Left by an earlier interrupted run than ABANDONED.
+    const OLDER: &str = "AKIAOLDERLEFTKEY3456";
 
     fn held(ids: &[&str]) -> Vec<String> {
         ids.iter().map(|id| id.to_string()).collect()
@@ -118,17 +128,14 @@ mod tests {
     fn rotating(current: Option<&str>) -> Expected<'_> {
         Expected {
             current,
-            abandoned: None,
+            abandoned: &[],
         }
     }
 
-    /// keyrot rotates `current`, after an interrupted run that may have
-    /// left `abandoned`.
-    fn resuming<'a>(current: Option<&'a str>, abandoned: &'a str) -> Expected<'a> {
-        Expected {
-            current,
-            abandoned: Some(abandoned),
-        }
+    /// keyrot rotates `current`, after interrupted runs that may have left
+    /// `abandoned` (newest first).
+    fn resuming<'a>(current: Option<&'a str>, abandoned: &'a [String]) -> Expected<'a> {
+        Expected { current, abandoned }
     }
 
     #[test]
@@ -139,7 +146,12 @@ mod tests {
         );
         assert_eq!(check("ci", &[], rotating(None), false), Ok(Verdict::Empty));
         assert_eq!(
-            check("ci", &[], resuming(Some(CURRENT), ABANDONED), false),
+            check(
+                "ci",
+                &[],
+                resuming(Some(CURRENT), &held(&[ABANDONED])),
+                false
+            ),
             Ok(Verdict::Empty)
         );
     }
@@ -154,7 +166,7 @@ mod tests {
             check(
                 "ci",
                 &held(&[CURRENT]),
-                resuming(Some(CURRENT), ABANDONED),
+                resuming(Some(CURRENT), &held(&[ABANDONED])),
                 false
             ),
             Ok(Verdict::Current)
@@ -167,16 +179,74 @@ mod tests {
             check(
                 "ci",
                 &held(&[ABANDONED]),
-                resuming(Some(CURRENT), ABANDONED),
+                resuming(Some(CURRENT), &held(&[ABANDONED])),
                 false
             ),
-            Ok(Verdict::Abandoned)
+            Ok(Verdict::Abandoned(ABANDONED.into()))
         );
         // Also for a user that had no active key to rotate.
         assert_eq!(
-            check("ci", &held(&[ABANDONED]), resuming(None, ABANDONED), false),
-            Ok(Verdict::Abandoned)
+            check(
+                "ci",
+                &held(&[ABANDONED]),
+                resuming(None, &held(&[ABANDONED])),
+                false
+            ),
+            Ok(Verdict::Abandoned(ABANDONED.into()))
         );
+    }
+
+    #[test]
+    fn any_key_interrupted_rotations_left_may_be_replaced() {
+        // Two runs interrupted in a row: the profile holds the older one.
+        let left = held(&[ABANDONED, OLDER]);
+        assert_eq!(
+            check("ci", &held(&[OLDER]), resuming(Some(CURRENT), &left), false),
+            Ok(Verdict::Abandoned(OLDER.into()))
+        );
+        assert_eq!(
+            check("ci", &held(&[ABANDONED]), resuming(None, &left), false),
+            Ok(Verdict::Abandoned(ABANDONED.into()))
+        );
+        assert_eq!(
+            check(
+                "ci",
+                &held(&[CURRENT]),
+                resuming(Some(CURRENT), &left),
+                false
+            ),
+            Ok(Verdict::Current)
+        );
+    }
+
+    #[test]
+    fn another_key_is_refused_after_two_interrupted_rotations_naming_both() {
+        let left = held(&[ABANDONED, OLDER]);
+        let error =
+            check("ci", &held(&[OTHER]), resuming(Some(CURRENT), &left), false).unwrap_err();
+        assert_eq!(
+            error,
+            "profile 'ci' holds key AKIA…1234, neither the key being rotated (AKIA…5678) \
+             nor any of the 2 keys interrupted rotations left (AKIA…9012, AKIA…3456): \
+             refusing to overwrite it; pass --config force=true to replace it anyway"
+        );
+        let error = check("ci", &held(&[OTHER]), resuming(None, &left), false).unwrap_err();
+        assert!(
+            error.contains(
+                "not any of the 2 keys interrupted rotations left (AKIA…9012, AKIA…3456), \
+                 and the user has no active key being rotated"
+            ),
+            "{error}"
+        );
+        // Two abandoned keys in disagreeing duplicates are no one key.
+        let error = check(
+            "ci",
+            &held(&[OLDER, ABANDONED]),
+            resuming(Some(CURRENT), &left),
+            false,
+        )
+        .unwrap_err();
+        assert!(error.contains("holds keys AKIA…3456, AKIA…9012"), "{error}");
     }
 
     #[test]
@@ -194,7 +264,7 @@ mod tests {
         let error = check(
             "ci",
             &held(&[OTHER]),
-            resuming(Some(CURRENT), ABANDONED),
+            resuming(Some(CURRENT), &held(&[ABANDONED])),
             false,
         )
         .unwrap_err();
@@ -204,7 +274,13 @@ mod tests {
              nor the one an interrupted rotation left (AKIA…9012): refusing to overwrite it; \
              pass --config force=true to replace it anyway"
         );
-        let error = check("ci", &held(&[OTHER]), resuming(None, ABANDONED), false).unwrap_err();
+        let error = check(
+            "ci",
+            &held(&[OTHER]),
+            resuming(None, &held(&[ABANDONED])),
+            false,
+        )
+        .unwrap_err();
         assert_eq!(
             error,
             "profile 'ci' holds key AKIA…1234, not the one an interrupted rotation left \
@@ -235,7 +311,7 @@ mod tests {
         let error = check(
             "ci",
             &held(&[ABANDONED, CURRENT]),
-            resuming(Some(CURRENT), ABANDONED),
+            resuming(Some(CURRENT), &held(&[ABANDONED])),
             false,
         )
         .unwrap_err();
@@ -256,7 +332,7 @@ mod tests {
             check(
                 "ci",
                 &held(&[OTHER]),
-                resuming(Some(CURRENT), ABANDONED),
+                resuming(Some(CURRENT), &held(&[ABANDONED])),
                 true
             ),
             Ok(Verdict::Forced("key AKIA…1234".into()))
@@ -281,7 +357,7 @@ mod tests {
         let error = check(
             "ci",
             &held(&[OTHER]),
-            resuming(Some(CURRENT), "AKIAYYYYYYYYYYYY1234"),
+            resuming(Some(CURRENT), &held(&["AKIAYYYYYYYYYYYY1234"])),
             false,
         )
         .unwrap_err();

@@ -23,7 +23,7 @@ wit_bindgen::generate!({
 use exports::keyrot::handler::handler::Guest;
 use guard::Verdict;
 use ini::CredentialsFile;
-use keyrot::handler::types::{AccessKey, PluginInfo, Rotation, Setting};
+use keyrot::handler::types::{AccessKey, DirectoryNeed, Needs, PluginInfo, Rotation, Setting};
 use settings::Settings;
 use wasi::config::store as config;
 use wasi::logging::logging::{Level, log};
@@ -46,6 +46,22 @@ impl Guest for CredentialsFileHandler {
                     secret: false,
                 })
                 .collect(),
+            needs: Needs {
+                hosts: vec![],
+                // The directory of the file `path` names: the file is
+                // rewritten in place (or created) with a backup or temporary
+                // file and a probe file beside it.
+                directories: vec![DirectoryNeed {
+                    path: String::new(),
+                    setting: Some(settings::PATH.into()),
+                    writable: true,
+                    purpose: "Rewrites the credentials file in place, with a backup (or a \
+                              temporary file, for a new file) beside it"
+                        .into(),
+                }],
+                memory_mib: None,
+                timeout_seconds: None,
+            },
         }
     }
 
@@ -74,10 +90,9 @@ impl Guest for CredentialsFileHandler {
                 Verdict::Current => format!(
                     "profile '{profile}' in {path} holds the key being rotated; it will be replaced"
                 ),
-                Verdict::Abandoned => format!(
-                    "profile '{profile}' in {path} holds key {}, which an interrupted rotation \
-                     left there and keyrot has deleted since; it will be replaced",
-                    rotation.abandoned_key_id.as_deref().unwrap_or_default()
+                Verdict::Abandoned(left) => format!(
+                    "profile '{profile}' in {path} holds key {left}, which an interrupted \
+                     rotation left there and keyrot has deleted since; it will be replaced"
                 ),
                 Verdict::Empty => {
                     format!("profile '{profile}' in {path} holds no key yet; one will be added")
@@ -178,7 +193,7 @@ fn allowed(
     let held = parsed.access_key_ids(&settings.profile);
     let expected = guard::Expected {
         current: rotation.current_key_id.as_deref(),
-        abandoned: rotation.abandoned_key_id.as_deref(),
+        abandoned: &rotation.abandoned_key_ids,
     };
     let verdict = guard::check(&settings.profile, &held, expected, settings.force)?;
     if let Verdict::Forced(holds) = &verdict {

@@ -258,21 +258,21 @@ pub fn is_key_id(text: &str) -> bool {
         && text.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
-/// A store may hold the user's current key, the key an interrupted run
-/// left (contract 0.3.0's abandoned key), or no key id at all; any other
+/// A store may hold the user's current key, any key an interrupted run
+/// left (contract 0.4.0's abandoned keys), or no key id at all; any other
 /// key id belongs to another user or another process. `place` names the
 /// store for the error.
 pub fn check_holder(
     held: Option<&str>,
     current: Option<&str>,
-    abandoned: Option<&str>,
+    abandoned: &[String],
     user: &str,
     place: &str,
 ) -> Result<(), String> {
     let Some(held) = held.filter(|h| is_key_id(h)) else {
         return Ok(());
     };
-    if [current, abandoned].contains(&Some(held)) {
+    if current == Some(held) || abandoned.iter().any(|id| id == held) {
         return Ok(());
     }
     Err(format!(
@@ -318,11 +318,27 @@ mod tests {
     #[test]
     fn a_store_holding_another_key_is_someone_elses() {
         let key = "AKIAIOSFODNN7EXAMPLE";
-        assert!(check_holder(None, Some(key), None, "ci", "s").is_ok());
-        assert!(check_holder(Some("placeholder"), Some(key), None, "ci", "s").is_ok());
-        assert!(check_holder(Some(key), Some(key), None, "ci", "s").is_ok());
-        assert!(check_holder(Some(key), None, Some(key), "ci", "s").is_ok());
-        let other = check_holder(Some("AKIAOTHERUSERSKEY123"), Some(key), None, "ci", "s");
+        let left = [key.to_string()];
+        assert!(check_holder(None, Some(key), &[], "ci", "s").is_ok());
+        assert!(check_holder(Some("placeholder"), Some(key), &[], "ci", "s").is_ok());
+        assert!(check_holder(Some(key), Some(key), &[], "ci", "s").is_ok());
+        assert!(check_holder(Some(key), None, &left, "ci", "s").is_ok());
+        let other = check_holder(Some("AKIAOTHERUSERSKEY123"), Some(key), &[], "ci", "s");
+        assert!(other.unwrap_err().contains("AKIAOTHERUSERSKEY123"));
+    }
+
+    #[test]
+    fn a_store_may_hold_any_key_interrupted_runs_left() {
+        let current = Some("AKIACURRENTKEY005678");
+        // Newest first; the store holds the older one.
+        let left = [
+            "AKIANEWERLEFTKEY2222".to_string(),
+            "AKIAOLDERLEFTKEY1111".to_string(),
+        ];
+        assert!(check_holder(Some("AKIAOLDERLEFTKEY1111"), current, &left, "ci", "s").is_ok());
+        assert!(check_holder(Some("AKIANEWERLEFTKEY2222"), current, &left, "ci", "s").is_ok());
+        assert!(check_holder(Some("AKIAOLDERLEFTKEY1111"), None, &left, "ci", "s").is_ok());
+        let other = check_holder(Some("AKIAOTHERUSERSKEY123"), current, &left, "ci", "s");
         assert!(other.unwrap_err().contains("AKIAOTHERUSERSKEY123"));
     }
 

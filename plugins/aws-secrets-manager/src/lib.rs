@@ -5,12 +5,12 @@
 //!
 //! `preflight` describes the secret (it must exist and not be scheduled for
 //! deletion) and reads its current value: a JSON object whose key id is the
-//! user's current key, the key an interrupted run left (contract 0.3.0), or
-//! none yet. `handle` writes a new version with `PutSecretValue`, which
-//! makes it `AWSCURRENT` and the previous one `AWSPREVIOUS`, and leaves the
-//! KMS key, tags, resource policy and replication as they are; its client
-//! token is derived from the new key id, so a retry after a lost answer
-//! cannot make a second version. Then it reads the value back.
+//! user's current key, a key an interrupted run left (contract 0.4.0 names
+//! each), or none yet. `handle` writes a new version with `PutSecretValue`,
+//! which makes it `AWSCURRENT` and the previous one `AWSPREVIOUS`, and
+//! leaves the KMS key, tags, resource policy and replication as they are;
+//! its client token is derived from the new key id, so a retry after a lost
+//! answer cannot make a second version. Then it reads the value back.
 //!
 //! The plugin holds no AWS credentials: keyrot signs its requests
 //! (`--aws-sign` with `--aws-sign-role-arn`).
@@ -23,7 +23,7 @@ wit_bindgen::generate!({
 
 use aws_json::{AwsError, Service, region_of_arn};
 use exports::keyrot::handler::handler::Guest;
-use keyrot::handler::types::{AccessKey, PluginInfo, Rotation, Setting};
+use keyrot::handler::types::{AccessKey, HostNeed, Needs, PluginInfo, Rotation, Setting};
 use serde_json::{Map, Value, json};
 use wasi::config::store as config;
 use wasi::logging::logging::{Level, log};
@@ -157,6 +157,21 @@ impl Guest for SecretsManager {
                     false,
                 ),
             ],
+            needs: Needs {
+                // The region's endpoint, SERVICE.REGION.amazonaws.com, is
+                // known only once the settings are read: any name below
+                // amazonaws.com, unless endpoint-url names the host.
+                hosts: vec![HostNeed {
+                    host: "*.amazonaws.com".into(),
+                    setting: Some(ENDPOINT_URL.into()),
+                    purpose: "Reads and writes the secret: secretsmanager.REGION.amazonaws.com, \
+                              or endpoint-url's host; keyrot signs the requests (--aws-sign)"
+                        .into(),
+                }],
+                directories: vec![],
+                memory_mib: None,
+                timeout_seconds: None,
+            },
         }
     }
 
@@ -256,7 +271,7 @@ fn check_holder(held: Option<&str>, rotation: &Rotation, settings: &Settings) ->
     aws_json::check_holder(
         held,
         rotation.current_key_id.as_deref(),
-        rotation.abandoned_key_id.as_deref(),
+        &rotation.abandoned_key_ids,
         &rotation.user_name,
         &format!("{} (field {})", settings.name(), settings.id_field),
     )

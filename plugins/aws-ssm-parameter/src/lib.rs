@@ -7,8 +7,8 @@
 //!
 //! `preflight` reads each parameter (decrypted): it must exist, a secret
 //! must be a SecureString, and the id it holds must be the user's current
-//! key, the key an interrupted run left (contract 0.3.0), or not a key id
-//! at all (a placeholder: SSM has no empty values). `handle` overwrites
+//! key, a key an interrupted run left (contract 0.4.0 names each), or not a
+//! key id at all (a placeholder: SSM has no empty values). `handle` overwrites
 //! each with `PutParameter`, passing the parameter's own type, KMS key and
 //! tier back (left out, SSM would encrypt with the account's default key),
 //! so only the value changes; tags and policies stay. The secret is written
@@ -25,7 +25,7 @@ wit_bindgen::generate!({
 
 use aws_json::{Service, is_key_id, region_of_arn};
 use exports::keyrot::handler::handler::Guest;
-use keyrot::handler::types::{AccessKey, PluginInfo, Rotation, Setting};
+use keyrot::handler::types::{AccessKey, HostNeed, Needs, PluginInfo, Rotation, Setting};
 use serde_json::{Map, Value, json};
 use wasi::config::store as config;
 use wasi::logging::logging::{Level, log};
@@ -230,6 +230,21 @@ impl Guest for Ssm {
                     "With parameter: JSON field for the secret (default AWS_SECRET_ACCESS_KEY)",
                 ),
             ],
+            needs: Needs {
+                // The region's endpoint, SERVICE.REGION.amazonaws.com, is
+                // known only once the settings are read: any name below
+                // amazonaws.com, unless endpoint-url names the host.
+                hosts: vec![HostNeed {
+                    host: "*.amazonaws.com".into(),
+                    setting: Some(ENDPOINT_URL.into()),
+                    purpose: "Reads and writes the parameters: ssm.REGION.amazonaws.com, or \
+                              endpoint-url's host; keyrot signs the requests (--aws-sign)"
+                        .into(),
+                }],
+                directories: vec![],
+                memory_mib: None,
+                timeout_seconds: None,
+            },
         }
     }
 
@@ -301,7 +316,7 @@ fn check_holder(held: Option<&str>, rotation: &Rotation) -> Result<(), String> {
     aws_json::check_holder(
         held,
         rotation.current_key_id.as_deref(),
-        rotation.abandoned_key_id.as_deref(),
+        &rotation.abandoned_key_ids,
         &rotation.user_name,
         "the parameters",
     )

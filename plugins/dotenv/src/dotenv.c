@@ -298,37 +298,52 @@ static bool read_file(const settings_t *s, current_file *f, char **error) {
     return true;
 }
 
-/* What keyrot said about the keys: the user's active key, and the key an
- * interrupted rotation may have left at the destination (each NULL if
- * none). */
+/* What keyrot said about the keys: the user's active key (NULL if none),
+ * and the keys interrupted rotations may have left at the destination,
+ * newest first. */
 typedef struct {
     char *current;
-    char *abandoned;
+    char **abandoned;
+    size_t abandoned_count;
 } expected_t;
 
 /* Takes the key ids out of the rotation record, and frees it. */
 static expected_t expected_of(rotation_t *rotation) {
-    expected_t e = {
-        rotation->current_key_id.is_some ? c_string(&rotation->current_key_id.val) : NULL,
-        rotation->abandoned_key_id.is_some ? c_string(&rotation->abandoned_key_id.val) : NULL,
-    };
+    expected_t e = {0};
+    if (rotation->current_key_id.is_some)
+        e.current = c_string(&rotation->current_key_id.val);
+    size_t n = rotation->abandoned_key_ids.len;
+    if (n) {
+        e.abandoned = calloc(n, sizeof *e.abandoned);
+        if (!e.abandoned)
+            abort();
+        for (size_t i = 0; i < n; i++) {
+            /* An id with a NUL byte is in no .env file: leave it out. */
+            char *id = c_string(&rotation->abandoned_key_ids.ptr[i]);
+            if (id)
+                e.abandoned[e.abandoned_count++] = id;
+        }
+    }
     exports_keyrot_handler_handler_rotation_free(rotation);
     return e;
 }
 
 static void expected_free(expected_t *e) {
     free(e->current);
+    for (size_t i = 0; i < e->abandoned_count; i++)
+        free(e->abandoned[i]);
     free(e->abandoned);
-    e->current = e->abandoned = NULL;
+    memset(e, 0, sizeof *e);
 }
 
 /* Whether the file's key id may be overwritten; says so when it replaces
- * the key an interrupted rotation left, warns when force replaces another. */
+ * a key an interrupted rotation left, warns when force replaces another. */
 static bool allowed(const settings_t *s, const current_file *f, const expected_t *keys,
                     const char *context, char **error) {
     char why[ERR_LEN];
     switch (env_guard(f->text.data ? f->text.data : "", &f->doc, s->names[ENV_KEY_ID], s->path,
-                      keys->current, keys->abandoned, s->force, why, sizeof why)) {
+                      keys->current, (const char *const *)keys->abandoned,
+                      keys->abandoned_count, s->force, why, sizeof why)) {
     case ENV_GUARD_REFUSED:
         *error = format("%s", why);
         return false;
@@ -369,6 +384,20 @@ void exports_keyrot_handler_handler_describe(exports_keyrot_handler_handler_plug
         ret->settings.ptr[i].required = DECLARED[i].required;
         ret->settings.ptr[i].secret = false;
     }
+    /* Its one need: the directory of the file `path` names, writable. */
+    memset(&ret->needs, 0, sizeof ret->needs);
+    ret->needs.directories.ptr = calloc(1, sizeof *ret->needs.directories.ptr);
+    if (!ret->needs.directories.ptr)
+        abort();
+    ret->needs.directories.len = 1;
+    keyrot_handler_types_directory_need_t *dir = ret->needs.directories.ptr;
+    dir->path = (string_t){NULL, 0}; /* named by the setting only */
+    dir->setting.is_some = true;
+    dotenv_handler_string_dup(&dir->setting.val, "path");
+    dir->writable = true;
+    dotenv_handler_string_dup(&dir->purpose,
+                               "Rewrites the .env file in place, with a backup (or a temporary "
+                               "file, for a new file) beside it");
 }
 
 bool exports_keyrot_handler_handler_preflight(rotation_t *rotation, string_t *err) {

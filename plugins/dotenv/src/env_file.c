@@ -340,9 +340,60 @@ static bool holds(const char *text, const env_assignment *a, const char *id) {
     return id && strlen(id) == n && memcmp(text + a->value_start, id, n) == 0;
 }
 
+/* Whether the assignment's value is one of the `count` ids. */
+static bool holds_any(const char *text, const env_assignment *a, const char *const *ids,
+                      size_t count) {
+    for (size_t i = 0; i < count; i++)
+        if (holds(text, a, ids[i]))
+            return true;
+    return false;
+}
+
+/* The key ids a refusal may name: the one the file holds, the current one
+ * (NULL if none) and the abandoned ones. */
+typedef struct {
+    const char *held;
+    size_t held_len;
+    const char *current;
+    const char *const *abandoned;
+    size_t abandoned_count;
+} named_ids;
+
+/* The k-th of them (0: held, 1: current, then the abandoned), or NULL. */
+static const char *named_id(const named_ids *n, size_t k, size_t *len) {
+    const char *id = k == 0 ? n->held : k == 1 ? n->current : n->abandoned[k - 2];
+    *len = k == 0 ? n->held_len : id ? strlen(id) : 0;
+    return id;
+}
+
+/* Whether the masks of two different ids collide: "holds X, not X" would
+ * hide which is which, so the message then shows every id whole. */
+static bool masks_clash(const named_ids *n) {
+    size_t count = 2 + n->abandoned_count;
+    for (size_t k = 0; k < count; k++) {
+        size_t k_len, j_len;
+        const char *k_id = named_id(n, k, &k_len);
+        if (!k_id)
+            continue;
+        char k_mask[160];
+        show_id(k_id, k_len, false, k_mask, sizeof k_mask);
+        for (size_t j = k + 1; j < count; j++) {
+            const char *j_id = named_id(n, j, &j_len);
+            if (!j_id)
+                continue;
+            char j_mask[160];
+            show_id(j_id, j_len, false, j_mask, sizeof j_mask);
+            if (strcmp(k_mask, j_mask) == 0 &&
+                (k_len != j_len || memcmp(k_id, j_id, k_len) != 0))
+                return true;
+        }
+    }
+    return false;
+}
+
 env_verdict env_guard(const char *text, const env_doc *doc, const char *var_name,
-                      const char *path, const char *current, const char *abandoned, bool force,
-                      char *why, size_t why_len) {
+                      const char *path, const char *current, const char *const *abandoned,
+                      size_t abandoned_count, bool force, char *why, size_t why_len) {
     why[0] = '\0';
     const env_assignment *other = NULL, *left = NULL;
     for (size_t i = 0; i < doc->count && !other; i++) {
@@ -351,7 +402,7 @@ env_verdict env_guard(const char *text, const env_doc *doc, const char *var_name
             continue; /* an empty value holds no key */
         if (holds(text, a, current))
             continue;
-        if (holds(text, a, abandoned)) {
+        if (holds_any(text, a, abandoned, abandoned_count)) {
             if (!left)
                 left = a;
             continue;
@@ -362,25 +413,31 @@ env_verdict env_guard(const char *text, const env_doc *doc, const char *var_name
     if (!shown)
         return ENV_GUARD_OK;
 
-    const char *held = text + shown->value_start;
-    size_t held_len = shown->value_end - shown->value_start;
-    const char *ids[3] = {held, current, abandoned};
-    size_t lens[3] = {held_len, current ? strlen(current) : 0, abandoned ? strlen(abandoned) : 0};
-    char masked[3][160];
-    for (int k = 0; k < 3; k++)
-        if (ids[k])
-            show_id(ids[k], lens[k], false, masked[k], sizeof masked[k]);
-    /* Masks of two different keys that collide would read "holds X, not
-     * X": show them whole. */
-    bool clash = false;
-    for (int k = 0; k < 3; k++)
-        for (int j = k + 1; j < 3; j++)
-            clash |= ids[k] && ids[j] && strcmp(masked[k], masked[j]) == 0 &&
-                     (lens[k] != lens[j] || memcmp(ids[k], ids[j], lens[k]) != 0);
-    for (int k = 0; clash && k < 3; k++)
-        if (ids[k])
-            show_id(ids[k], lens[k], true, masked[k], sizeof masked[k]);
-    const char *held_shown = masked[0], *current_shown = masked[1], *left_shown = masked[2];
+    named_ids named = {text + shown->value_start, shown->value_end - shown->value_start,
+                       current, abandoned, abandoned_count};
+    bool clash = masks_clash(&named);
+    char held_shown[160], current_shown[160] = "";
+    show_id(named.held, named.held_len, clash, held_shown, sizeof held_shown);
+    if (current)
+        show_id(current, strlen(current), clash, current_shown, sizeof current_shown);
+    /* The abandoned keys, "A, B" (cut short if there were ever very many). */
+    char left_shown[1024] = "";
+    for (size_t i = 0, used = 0; i < abandoned_count; i++) {
+        char one[160];
+        show_id(abandoned[i], strlen(abandoned[i]), clash, one, sizeof one);
+        int n = snprintf(left_shown + used, sizeof left_shown - used, "%s%s", i ? ", " : "", one);
+        if (n < 0 || (size_t)n >= sizeof left_shown - used)
+            break;
+        used += (size_t)n;
+    }
+    char left_phrase[1200];
+    if (abandoned_count == 1)
+        snprintf(left_phrase, sizeof left_phrase, "the one an interrupted rotation left (%s)",
+                 left_shown);
+    else
+        snprintf(left_phrase, sizeof left_phrase,
+                 "any of the %zu keys interrupted rotations left (%s)", abandoned_count,
+                 left_shown);
 
     char sets[2048];
     snprintf(sets, sizeof sets, "%s sets %s to key %s (line %zu)", path, var_name, held_shown,
@@ -396,20 +453,16 @@ env_verdict env_guard(const char *text, const env_doc *doc, const char *var_name
         snprintf(why, why_len, "%s, not the key being rotated; replacing it (force=true)", sets);
         return ENV_GUARD_FORCED;
     }
-    char not_expected[1024];
-    if (current && abandoned)
-        snprintf(not_expected, sizeof not_expected,
-                 "neither the key being rotated (%s) nor the one an interrupted rotation left "
-                 "(%s)",
-                 current_shown, left_shown);
+    char not_expected[1536];
+    if (current && abandoned_count)
+        snprintf(not_expected, sizeof not_expected, "neither the key being rotated (%s) nor %s",
+                 current_shown, left_phrase);
     else if (current)
         snprintf(not_expected, sizeof not_expected, "not the key being rotated (%s)",
                  current_shown);
-    else if (abandoned)
+    else if (abandoned_count)
         snprintf(not_expected, sizeof not_expected,
-                 "not the one an interrupted rotation left (%s), and the user has no active key "
-                 "being rotated",
-                 left_shown);
+                 "not %s, and the user has no active key being rotated", left_phrase);
     else
         snprintf(not_expected, sizeof not_expected,
                  "and the user has no active key being rotated");

@@ -90,21 +90,22 @@ bool env_storable(const char *value);
 typedef enum {
     ENV_GUARD_REFUSED = 0, /* another key: `why` says which, and how to force */
     ENV_GUARD_OK,          /* no key id, or only `current`: `why` is empty */
-    ENV_GUARD_ABANDONED,   /* `abandoned` (and maybe `current`): `why` says so */
+    ENV_GUARD_ABANDONED,   /* an `abandoned` key (and maybe `current`): `why` says so */
     ENV_GUARD_FORCED,      /* another key, and `force`: `why` says what goes */
 } env_verdict;
 
 /*
  * Whether the key-id assignments allow writing: the file holds no key id,
- * or only `current` (the user's active key) and `abandoned` (the key an
- * interrupted rotation may have left, which keyrot has deleted; NULL when
- * there is none). Any other key is refused, unless `force`, with the reason
- * in `why` (key ids masked). `why` also says what is replaced when the
- * abandoned key or (with `force`) another key is, for the log.
+ * or only `current` (the user's active key, NULL when there is none) and
+ * the `abandoned_count` keys of `abandoned` (keys interrupted rotations may
+ * have left, which keyrot has deleted, newest first; none NULL). Any other
+ * key is refused, unless `force`, with the reason in `why` (key ids
+ * masked). `why` also says what is replaced when an abandoned key or (with
+ * `force`) another key is, for the log.
  */
 env_verdict env_guard(const char *text, const env_doc *doc, const char *var_name,
-                      const char *path, const char *current, const char *abandoned, bool force,
-                      char *why, size_t why_len);
+                      const char *path, const char *current, const char *const *abandoned,
+                      size_t abandoned_count, bool force, char *why, size_t why_len);
 
 /*
  * Writes a key id shortened for messages into out (at least 16 bytes): its

@@ -166,19 +166,26 @@ static void broken_files_are_refused(void) {
     passed++;
 }
 
-/* Runs the guard on `in`; returns its verdict (refused if it does not parse). */
-static env_verdict guard(const char *in, const char *current, const char *abandoned, bool force,
-                         char *why, size_t why_len) {
+/* Runs the guard on `in` with the `count` abandoned keys; returns its
+ * verdict (refused if it does not parse). */
+static env_verdict guard_list(const char *in, const char *current, const char *const *abandoned,
+                              size_t count, bool force, char *why, size_t why_len) {
     env_doc doc;
     char err[128];
     if (!env_parse(in, strlen(in), NAMES, &doc, err, sizeof err)) {
         env_doc_free(&doc);
         return ENV_GUARD_REFUSED;
     }
-    env_verdict verdict = env_guard(in, &doc, NAMES[0], "/app/.env", current, abandoned, force,
-                                    why, why_len);
+    env_verdict verdict = env_guard(in, &doc, NAMES[0], "/app/.env", current, abandoned, count,
+                                    force, why, why_len);
     env_doc_free(&doc);
     return verdict;
+}
+
+/* The same with at most one abandoned key (NULL: none). */
+static env_verdict guard(const char *in, const char *current, const char *abandoned, bool force,
+                         char *why, size_t why_len) {
+    return guard_list(in, current, &abandoned, abandoned ? 1 : 0, force, why, why_len);
 }
 
 static void the_guard_refuses_another_key(void) {
@@ -216,8 +223,8 @@ static void the_guard_refuses_another_key(void) {
 }
 
 /* After a kill, keyrot names the key an interrupted rotation may have left
- * (contract 0.3.0's abandoned-key-id): the guard lets it be replaced
- * without force, and still refuses any other key. */
+ * (contract 0.4.0's abandoned-key-ids, here one): the guard lets it be
+ * replaced without force, and still refuses any other key. */
 static void the_guard_accepts_the_key_an_interrupted_rotation_left(void) {
     char why[1024];
     const char *cur = "AKIACURRENTKEY005678";
@@ -264,6 +271,43 @@ static void the_guard_accepts_the_key_an_interrupted_rotation_left(void) {
     CHECK(strstr(why, "key AKIAOTHERKEYXXXX9012 (line 1), neither the key being rotated "
                       "(AKIACURRENTKEY005678) nor the one an interrupted rotation left "
                       "(AKIAABANDONEDKEY9012)"));
+    passed++;
+}
+
+/* After two kills in a row, keyrot names both keys the interrupted
+ * rotations may have left, newest first: the file may hold either. */
+static void the_guard_accepts_any_key_interrupted_rotations_left(void) {
+    char why[1024];
+    const char *cur = "AKIACURRENTKEY005678";
+    const char *const left[2] = {"AKIAABANDONEDKEY9012", "AKIAOLDERLEFTKEY3456"};
+    /* The older one, as the first interrupted run left it. */
+    CHECK(guard_list("X=1\nAWS_ACCESS_KEY_ID=AKIAOLDERLEFTKEY3456\n", cur, left, 2, false, why,
+                     sizeof why) == ENV_GUARD_ABANDONED);
+    CHECK(strcmp(why, "/app/.env sets AWS_ACCESS_KEY_ID to key AKIA\xe2\x80\xa6" "3456 (line 2), "
+                      "which an interrupted rotation left there and keyrot has deleted since; "
+                      "replacing it") == 0);
+    CHECK(guard_list("AWS_ACCESS_KEY_ID=AKIAABANDONEDKEY9012\n", NULL, left, 2, false, why,
+                     sizeof why) == ENV_GUARD_ABANDONED);
+    CHECK(guard_list("AWS_ACCESS_KEY_ID=AKIACURRENTKEY005678\n", cur, left, 2, false, why,
+                     sizeof why) == ENV_GUARD_OK);
+    /* Any other key is refused, the message naming both. */
+    CHECK(guard_list("AWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n", cur, left, 2, false, why,
+                     sizeof why) == ENV_GUARD_REFUSED);
+    CHECK(strcmp(why, "/app/.env sets AWS_ACCESS_KEY_ID to key AKIA\xe2\x80\xa6" "1234 (line 1), "
+                      "neither the key being rotated (AKIA\xe2\x80\xa6" "5678) nor any of the 2 "
+                      "keys interrupted rotations left (AKIA\xe2\x80\xa6" "9012, "
+                      "AKIA\xe2\x80\xa6" "3456): refusing to overwrite it; pass --config "
+                      "force=true to replace it anyway") == 0);
+    CHECK(guard_list("AWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX1234\n", NULL, left, 2, false, why,
+                     sizeof why) == ENV_GUARD_REFUSED);
+    CHECK(strstr(why, "not any of the 2 keys interrupted rotations left (AKIA\xe2\x80\xa6" "9012, "
+                      "AKIA\xe2\x80\xa6" "3456), and the user has no active key being rotated"));
+    /* Masks that collide with the older one's are shown whole, all of them. */
+    CHECK(guard_list("AWS_ACCESS_KEY_ID=AKIAOTHERKEYXXXX3456\n", cur, left, 2, false, why,
+                     sizeof why) == ENV_GUARD_REFUSED);
+    CHECK(strstr(why, "key AKIAOTHERKEYXXXX3456 (line 1), neither the key being rotated "
+                      "(AKIACURRENTKEY005678) nor any of the 2 keys interrupted rotations left "
+                      "(AKIAABANDONEDKEY9012, AKIAOLDERLEFTKEY3456)"));
     passed++;
 }
 
@@ -380,6 +424,7 @@ int main(void) {
     broken_files_are_refused();
     the_guard_refuses_another_key();
     the_guard_accepts_the_key_an_interrupted_rotation_left();
+    the_guard_accepts_any_key_interrupted_rotations_left();
     names_values_and_masks();
     buffers_are_bounded();
     files_are_replaced_atomically_leaving_nothing_behind();

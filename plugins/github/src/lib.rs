@@ -32,7 +32,7 @@ mod seal;
 mod settings;
 
 use exports::keyrot::handler::handler::Guest;
-use keyrot::handler::types::{AccessKey, PluginInfo, Rotation, Setting};
+use keyrot::handler::types::{AccessKey, HostNeed, Needs, PluginInfo, Rotation, Setting};
 use rand_core::{CryptoRng, RngCore};
 use waki::Method;
 use wasi::config::store as config;
@@ -115,6 +115,19 @@ impl Guest for GitHub {
                     false,
                 ),
             ],
+            needs: Needs {
+                // Redirects are followed on the API's own origin only.
+                hosts: vec![HostNeed {
+                    host: "api.github.com".into(),
+                    setting: Some(settings::API_URL.into()),
+                    purpose: "GitHub's REST API: reads the secrets' public key and the token's \
+                              access, writes the two Actions secrets"
+                        .into(),
+                }],
+                directories: vec![],
+                memory_mib: None,
+                timeout_seconds: None,
+            },
         }
     }
 

@@ -10,7 +10,7 @@ wit_bindgen::generate!({
 });
 
 use exports::keyrot::handler::handler::Guest;
-use keyrot::handler::types::{AccessKey, PluginInfo, Rotation, Setting};
+use keyrot::handler::types::{AccessKey, Needs, PluginInfo, Rotation, Setting};
 use wasi::config::store as config;
 use wasi::logging::logging::{Level, log};
 
@@ -28,6 +28,13 @@ impl Guest for Hello {
                 required: false,
                 secret: false,
             }],
+            // No files, no network: nothing to ask the operator for.
+            needs: Needs {
+                hosts: vec![],
+                directories: vec![],
+                memory_mib: None,
+                timeout_seconds: None,
+            },
         }
     }
 

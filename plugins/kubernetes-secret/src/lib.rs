@@ -3,7 +3,7 @@
 //! Deployments the way `kubectl rollout restart` does.
 //!
 //! `preflight` reads the Secret (it must exist and be mutable), checks that
-//! its key id entry holds the current key id, the abandoned one or nothing,
+//! its key id entry holds the current key id, an abandoned one or nothing,
 //! and proves the token may patch the Secret (and each Deployment) with
 //! server-side dry-run patches, which Kubernetes authorizes and admits like
 //! real ones but never stores. `handle` reads the Secret again and sends one
@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use exports::keyrot::handler::handler::Guest;
-use keyrot::handler::types::{AccessKey, PluginInfo, Rotation, Setting};
+use keyrot::handler::types::{AccessKey, HostNeed, Needs, PluginInfo, Rotation, Setting};
 use serde_json::{Value, json};
 use waki::Method;
 use wasi::config::store as config;
@@ -101,6 +101,19 @@ impl Guest for KubernetesSecret {
                     false,
                 ),
             ],
+            needs: Needs {
+                // No default: api-url is required.
+                hosts: vec![HostNeed {
+                    host: String::new(),
+                    setting: Some(settings::API_URL.into()),
+                    purpose: "The Kubernetes API server: reads and patches the Secret, \
+                              restarts the Deployments named"
+                        .into(),
+                }],
+                directories: vec![],
+                memory_mib: None,
+                timeout_seconds: None,
+            },
         }
     }
 
@@ -269,7 +282,7 @@ fn read_secret(settings: &Settings) -> Result<Value, String> {
     Ok(secret)
 }
 
-/// The Secret's key id entry must hold the current key id, the key an
+/// The Secret's key id entry must hold the current key id, a key an
 /// interrupted run left there, or nothing: anything else is another key,
 /// which this rotation must not overwrite.
 fn check_held_key(settings: &Settings, rotation: &Rotation, secret: &Value) -> Result<(), String> {
@@ -288,18 +301,34 @@ fn check_held_key(settings: &Settings, rotation: &Rotation, secret: &Value) -> R
             )
         })?;
     let held = held.trim();
-    let expected = [&rotation.current_key_id, &rotation.abandoned_key_id];
-    if held.is_empty() || expected.iter().any(|k| k.as_deref() == Some(held)) {
+    if held.is_empty() || replaceable(held, rotation) {
         return Ok(());
     }
     Err(format!(
-        "Secret {} holds key {held} in {}, not the current key ({}) of user {}: it belongs to \
-         another key, so keyrot leaves it alone; fix the Secret or the settings",
+        "Secret {} holds key {held} in {}, not the current key ({}) of user {}{}: it belongs \
+         to another key, so keyrot leaves it alone; fix the Secret or the settings",
         settings.secret_ref(),
         settings.key_id_key,
         rotation.current_key_id.as_deref().unwrap_or("none"),
-        rotation.user_name
+        rotation.user_name,
+        nor_abandoned(rotation)
     ))
+}
+
+/// Whether `held` may be overwritten: the user's current key, or any key an
+/// interrupted run left there (contract 0.4.0's `abandoned-key-ids`).
+fn replaceable(held: &str, rotation: &Rotation) -> bool {
+    rotation.current_key_id.as_deref() == Some(held)
+        || rotation.abandoned_key_ids.iter().any(|id| id == held)
+}
+
+/// ", nor a key an interrupted run left (A, B)" when there are any, for the
+/// refusal.
+fn nor_abandoned(rotation: &Rotation) -> String {
+    match rotation.abandoned_key_ids.as_slice() {
+        [] => String::new(),
+        ids => format!(", nor a key an interrupted run left ({})", ids.join(", ")),
+    }
 }
 
 /// Restarts each configured Deployment as `kubectl rollout restart` does:
@@ -438,4 +467,68 @@ fn rfc3339(time: SystemTime) -> String {
         rest % 3600 / 60,
         rest % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CURRENT: &str = "AKIACURRENTKEY005678";
+    /// Left by the latest interrupted run, and by the one before it.
+    const NEWER: &str = "AKIANEWERLEFTKEY2222";
+    const OLDER: &str = "AKIAOLDERLEFTKEY1111";
+    const OTHER: &str = "AKIAOTHERKEY00000000";
+
+    fn settings() -> Settings {
+        Settings {
+            api_url: "https://k8s.example.com:6443".into(),
+            namespace: "payments".into(),
+            secret_name: "payments-aws".into(),
+            key_id_key: "AWS_ACCESS_KEY_ID".into(),
+            secret_key_key: "AWS_SECRET_ACCESS_KEY".into(),
+            restart_deployments: vec![],
+        }
+    }
+
+    fn rotation(abandoned: &[&str]) -> Rotation {
+        Rotation {
+            user_name: "ci-bot".into(),
+            current_key_id: Some(CURRENT.into()),
+            account_id: None,
+            abandoned_key_ids: abandoned.iter().map(|id| id.to_string()).collect(),
+        }
+    }
+
+    fn holding(id: &str) -> Value {
+        json!({ "data": { "AWS_ACCESS_KEY_ID": BASE64.encode(id) } })
+    }
+
+    #[test]
+    fn the_current_key_any_abandoned_one_or_nothing_may_be_replaced() {
+        let two = rotation(&[NEWER, OLDER]);
+        for held in [CURRENT, NEWER, OLDER, ""] {
+            assert!(
+                check_held_key(&settings(), &two, &holding(held)).is_ok(),
+                "{held}"
+            );
+        }
+        assert!(check_held_key(&settings(), &two, &json!({ "data": {} })).is_ok());
+    }
+
+    #[test]
+    fn another_key_is_refused_naming_the_abandoned_ones() {
+        let error =
+            check_held_key(&settings(), &rotation(&[NEWER, OLDER]), &holding(OTHER)).unwrap_err();
+        assert!(error.contains(&format!("holds key {OTHER}")), "{error}");
+        assert!(
+            error.contains(&format!(
+                "not the current key ({CURRENT}) of user ci-bot, nor a key an interrupted run \
+                 left ({NEWER}, {OLDER}):"
+            )),
+            "{error}"
+        );
+        // Not named as abandoned, it is another key.
+        let error = check_held_key(&settings(), &rotation(&[]), &holding(OLDER)).unwrap_err();
+        assert!(error.contains("of user ci-bot: it belongs"), "{error}");
+    }
 }

@@ -1,7 +1,7 @@
 wit_bindgen::generate!({ path: "wit", world: "keyrot:handler/new-key-handler", generate_all });
 
 use exports::keyrot::handler::handler::Guest;
-use keyrot::handler::types::{AccessKey, PluginInfo, Rotation, Setting};
+use keyrot::handler::types::{AccessKey, Needs, PluginInfo, Rotation, Setting};
 use wasi::logging::logging::{Level, log};
 
 struct Handler;
@@ -18,6 +18,12 @@ impl Guest for Handler {
                 required: true,
                 secret: false,
             }],
+            needs: Needs {
+                hosts: vec![],
+                directories: vec![],
+                memory_mib: None,
+                timeout_seconds: None,
+            },
         }
     }
 

@@ -3,7 +3,7 @@
 //! Cloud) or Terraform Enterprise workspace, or of a variable set.
 //!
 //! `preflight` lists the variables (proving the token can read them), checks
-//! that the key id variable holds the current key id, the abandoned one or
+//! that the key id variable holds the current key id, an abandoned one or
 //! nothing (when it is readable: a sensitive value is write-only), and, for
 //! a workspace, that the token's permissions include updating variables.
 //! `handle` lists them again and updates each variable in place, sending
@@ -27,7 +27,7 @@ mod settings;
 use std::time::Duration;
 
 use exports::keyrot::handler::handler::Guest;
-use keyrot::handler::types::{AccessKey, PluginInfo, Rotation, Setting};
+use keyrot::handler::types::{AccessKey, HostNeed, Needs, PluginInfo, Rotation, Setting};
 use serde_json::{Value, json};
 use waki::Method;
 use wasi::config::store as config;
@@ -93,6 +93,18 @@ impl Guest for TerraformCloud {
                      AWS_SECRET_ACCESS_KEY)",
                 ),
             ],
+            needs: Needs {
+                hosts: vec![HostNeed {
+                    host: "app.terraform.io".into(),
+                    setting: Some(settings::BASE_URL.into()),
+                    purpose: "HCP Terraform's (or Terraform Enterprise's) API: lists, updates \
+                              and creates the variables"
+                        .into(),
+                }],
+                directories: vec![],
+                memory_mib: None,
+                timeout_seconds: None,
+            },
         }
     }
 
@@ -199,7 +211,7 @@ fn find<'a>(variables: &'a [(String, Variable)], name: &str) -> Option<&'a Varia
     variables.iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
-/// A readable key id variable must hold the current key id, the key an
+/// A readable key id variable must hold the current key id, a key an
 /// interrupted run left there, or nothing; a sensitive one cannot be read.
 fn check_held_key(
     settings: &Settings,
@@ -220,18 +232,34 @@ fn check_held_key(
         );
         return Ok(());
     };
-    let expected = [&rotation.current_key_id, &rotation.abandoned_key_id];
-    if held.is_empty() || expected.iter().any(|k| k.as_deref() == Some(held)) {
+    if held.is_empty() || replaceable(held, rotation) {
         return Ok(());
     }
     Err(format!(
-        "{} of {} holds key {held}, not the current key ({}) of user {}: it belongs to another \
-         key, so keyrot leaves it alone; fix the variable or the settings",
+        "{} of {} holds key {held}, not the current key ({}) of user {}{}: it belongs to \
+         another key, so keyrot leaves it alone; fix the variable or the settings",
         settings.key_id_variable,
         settings.target,
         rotation.current_key_id.as_deref().unwrap_or("none"),
-        rotation.user_name
+        rotation.user_name,
+        nor_abandoned(rotation)
     ))
+}
+
+/// Whether `held` may be overwritten: the user's current key, or any key an
+/// interrupted run left there (contract 0.4.0's `abandoned-key-ids`).
+fn replaceable(held: &str, rotation: &Rotation) -> bool {
+    rotation.current_key_id.as_deref() == Some(held)
+        || rotation.abandoned_key_ids.iter().any(|id| id == held)
+}
+
+/// ", nor a key an interrupted run left (A, B)" when there are any, for the
+/// refusal.
+fn nor_abandoned(rotation: &Rotation) -> String {
+    match rotation.abandoned_key_ids.as_slice() {
+        [] => String::new(),
+        ids => format!(", nor a key an interrupted run left ({})", ids.join(", ")),
+    }
 }
 
 /// For a workspace, HCP Terraform reports the token's permissions on it;
@@ -447,4 +475,72 @@ fn expect_ok(response: http::Response, what: &str) -> Result<http::Response, Str
         format!(": {}", details.join("; "))
     };
     Err(format!("{what} failed{hint}{details}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CURRENT: &str = "AKIACURRENTKEY005678";
+    /// Left by the latest interrupted run, and by the one before it.
+    const NEWER: &str = "AKIANEWERLEFTKEY2222";
+    const OLDER: &str = "AKIAOLDERLEFTKEY1111";
+    const OTHER: &str = "AKIAOTHERKEY00000000";
+
+    fn settings() -> Settings {
+        Settings {
+            base_url: "https://app.terraform.io".into(),
+            target: Target::Workspace("ws-CZcmD7eagjhyX0vN".into()),
+            key_id_variable: "AWS_ACCESS_KEY_ID".into(),
+            secret_key_variable: "AWS_SECRET_ACCESS_KEY".into(),
+        }
+    }
+
+    fn rotation(abandoned: &[&str]) -> Rotation {
+        Rotation {
+            user_name: "ci-bot".into(),
+            current_key_id: Some(CURRENT.into()),
+            account_id: None,
+            abandoned_key_ids: abandoned.iter().map(|id| id.to_string()).collect(),
+        }
+    }
+
+    /// A readable (not sensitive) key id variable holding `id`.
+    fn holding(id: &str) -> Vec<(String, Variable)> {
+        let variable = Variable {
+            id: "var-1".into(),
+            value: Some(id.into()),
+            sensitive: false,
+        };
+        vec![("AWS_ACCESS_KEY_ID".into(), variable)]
+    }
+
+    #[test]
+    fn the_current_key_any_abandoned_one_or_nothing_may_be_replaced() {
+        let two = rotation(&[NEWER, OLDER]);
+        for held in [CURRENT, NEWER, OLDER, ""] {
+            assert!(
+                check_held_key(&settings(), &two, &holding(held)).is_ok(),
+                "{held}"
+            );
+        }
+        assert!(check_held_key(&settings(), &two, &[]).is_ok());
+    }
+
+    #[test]
+    fn another_key_is_refused_naming_the_abandoned_ones() {
+        let error =
+            check_held_key(&settings(), &rotation(&[NEWER, OLDER]), &holding(OTHER)).unwrap_err();
+        assert!(error.contains(&format!("holds key {OTHER}")), "{error}");
+        assert!(
+            error.contains(&format!(
+                "not the current key ({CURRENT}) of user ci-bot, nor a key an interrupted run \
+                 left ({NEWER}, {OLDER}):"
+            )),
+            "{error}"
+        );
+        // Not named as abandoned, it is another key.
+        let error = check_held_key(&settings(), &rotation(&[]), &holding(OLDER)).unwrap_err();
+        assert!(error.contains("of user ci-bot: it belongs"), "{error}");
+    }
 }

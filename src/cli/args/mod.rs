@@ -394,13 +394,19 @@ pub enum PluginCommand {
     },
     /// Check a handler against the contract: rotations against IAM in memory, no AWS, no network
     Test(PluginTestArgs),
-    /// Show a plugin's name, version, settings, imports and sha256
+    /// Show a plugin's name, version, settings, needs, imports and sha256
+    ///
+    /// Give the grants a run would give (--allow-host, --allow-dir,
+    /// --config, --memory, --timeout) to see whether they fit what the
+    /// plugin declares it needs, before anything runs.
     Inspect {
         /// The plugin component (.wasm), or oci://REGISTRY/REPO:TAG[@sha256:DIGEST]
         path: PathBuf,
         /// For oci:// plugins: say whether this cosign public key signed it (repeatable)
         #[arg(long, value_name = "FILE", help_heading = "Plugin")]
         key: Vec<PathBuf>,
+        #[command(flatten)]
+        grants: InspectGrants,
     },
     /// Publish a plugin to an OCI registry; prints the digest of the manifest it uploaded (sign that)
     Push {
@@ -762,6 +768,50 @@ pub struct RotateArgs {
     /// Memory limit for the plugin, e.g. 256MiB, 1GiB [default: 512MiB]
     #[arg(long, value_name = "SIZE", value_parser = parse_size, hide_short_help = true, help_heading = "Limits")]
     pub memory: Option<usize>,
+}
+
+/// The grants `plugin inspect` checks against a plugin's declared needs:
+/// the run's flags of the same names.
+#[derive(Debug, Default, Args)]
+pub struct InspectGrants {
+    /// A setting, for needs that name one (a server's URL, a file's path)
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value, help_heading = "Grants to check")]
+    pub config: Vec<(String, String)>,
+
+    /// A host the run would allow (repeatable)
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]|http://HOST:PORT",
+        help_heading = "Grants to check"
+    )]
+    pub allow_host: Vec<HostRule>,
+
+    /// A directory the run would grant (repeatable)
+    #[arg(
+        long,
+        value_name = "HOST_PATH[:GUEST_PATH][:ro]",
+        help_heading = "Grants to check"
+    )]
+    pub allow_dir: Vec<DirGrant>,
+
+    /// The run's memory limit [default: 512MiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Grants to check")]
+    pub memory: Option<usize>,
+
+    /// The run's time limit per call [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Grants to check")]
+    pub timeout: Option<Duration>,
+}
+
+impl InspectGrants {
+    /// Whether any grant was given: only then is the fit shown.
+    pub fn given(&self) -> bool {
+        !self.config.is_empty()
+            || !self.allow_host.is_empty()
+            || !self.allow_dir.is_empty()
+            || self.memory.is_some()
+            || self.timeout.is_some()
+    }
 }
 
 /// `--retire`, as clap parses it.
