@@ -163,15 +163,12 @@ pub fn unusable(
         changed.grants.hosts = AllowList::new(kept);
         changed.settings = changed.settings.with_value(&name, &closed_url);
         what.push(format!(
-            "setting '{name}' pointed at {closed_url}, a closed port (granted --allow-host {rule})"
+            "setting '{name}' pointed at {closed_url}, a closed port (--allow-host {rule})"
         ));
     }
-    if let Some(needs) = &info.needs {
-        for need in &needs.directories {
-            let Some(name) = need.setting.as_deref() else {
-                continue;
-            };
-            let Some(file) = sandbox.settings.value(name) else {
+    for (name, writable) in file_settings(info.needs.as_ref(), sandbox) {
+        {
+            let Some(file) = sandbox.settings.value(&name) else {
                 continue;
             };
             let file = Path::new("/").join(file);
@@ -186,10 +183,10 @@ pub fn unusable(
             changed.grants.dirs.push(DirGrant {
                 host,
                 guest,
-                read_only: !need.writable,
+                read_only: !writable,
             });
             what.push(format!(
-                "setting '{name}' names {}, which is a directory there",
+                "setting '{name}' naming {}, a directory there",
                 file.display()
             ));
         }
@@ -202,6 +199,41 @@ pub fn unusable(
         );
     }
     Ok((changed, what.join("; ")))
+}
+
+/// The plain settings holding the path of a file the handler writes or
+/// reads, and whether it writes there: those its directory needs name, and
+/// any other whose value is a path inside a granted directory (for plugins
+/// that declare no needs).
+fn file_settings(needs: Option<&Needs>, sandbox: &Sandbox) -> Vec<(String, bool)> {
+    let mut names: Vec<(String, bool)> = needs
+        .map(|n| {
+            let named = n.directories.iter();
+            named
+                .filter_map(|d| Some((d.setting.clone()?, d.writable)))
+                .collect()
+        })
+        .unwrap_or_default();
+    if needs.is_some() {
+        return names;
+    }
+    for name in sandbox.settings.names() {
+        let Some(value) = sandbox.settings.value(name) else {
+            continue;
+        };
+        let path = Path::new(value);
+        let grant = sandbox
+            .grants
+            .dirs
+            .iter()
+            .find(|g| path.parent() == Some(Path::new(&g.guest)) && path.file_name().is_some());
+        if let Some(grant) = grant
+            && !names.iter().any(|(n, _)| n == name)
+        {
+            names.push((name.to_string(), !grant.read_only));
+        }
+    }
+    names
 }
 
 /// The plain settings holding a URL the handler sends requests to: those
