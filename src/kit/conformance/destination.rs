@@ -352,7 +352,7 @@ mod tests {
         provide(&info(file_needs()), &mut sandbox, &mut made).unwrap();
         let (bad, what) = unusable(&info(file_needs()), &sandbox, &mut made).unwrap();
         assert!(
-            what.contains("/keyrot-test/path, which is a directory"),
+            what.contains("/keyrot-test/path, a directory there"),
             "{what}"
         );
         assert_eq!(bad.grants.dirs.len(), 1);
