@@ -237,7 +237,8 @@ async fn a_component_that_is_no_handler_is_told_every_accepted_version() {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("keyrot:handler/new-key-handler@0.3.0 (or the older @0.2.0, @0.1.0)"),
+        stderr
+            .contains("keyrot:handler/new-key-handler@0.4.0 (or the older @0.3.0, @0.2.0, @0.1.0)"),
         "{stderr}"
     );
     assert!(stderr.contains("it exports wasi:cli/run@"), "{stderr}");

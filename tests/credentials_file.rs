@@ -175,7 +175,13 @@ async fn a_read_only_grant_fails_before_any_key_exists() {
         &["--allow-dir", &grant, "--config", "path=/aws/credentials"],
         &[],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    // It declares that it writes there: refused when loaded (exit 2).
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs directory /aws (read and write"),
+        "{}",
+        show(&out)
+    );
     moto.assert_only_key("ci-bot", &old).await;
     assert_eq!(moto.all_secrets().len(), 1, "no key was created");
 }
@@ -188,7 +194,13 @@ async fn without_a_directory_grant_nothing_is_written() {
         &["--config", "path=/aws/credentials"],
         &[],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("which is not granted: add --allow-dir HOST_DIR:/aws"),
+        "{}",
+        show(&out)
+    );
     moto.assert_only_key("ci-bot", &old).await;
     assert_eq!(moto.all_secrets().len(), 1, "no key was created");
 }

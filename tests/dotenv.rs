@@ -221,11 +221,13 @@ async fn dotenv_refuses_to_clobber_a_file_holding_another_key() {
 async fn dotenv_without_a_granted_directory_fails_before_any_key_exists() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
     let out = rotate(&moto, &["-c", "path=/app/.env"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    // It declares the directory of `path`: named when loaded (exit 2).
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     moto.assert_only_key("ci-bot", &old).await;
     assert_eq!(moto.all_secrets().len(), 1, "no key was created");
     assert!(
-        stderr(&out).contains("directory /app not found in the sandbox: grant it with --allow-dir"),
+        stderr(&out).contains("needs directory /app (read and write")
+            && stderr(&out).contains("add --allow-dir HOST_DIR:/app"),
         "{}",
         show(&out)
     );
@@ -241,13 +243,13 @@ async fn dotenv_with_a_read_only_grant_fails_before_any_key_exists() {
     let read_only = format!("{}:ro", grant(dir.path()));
 
     let out = rotate(&moto, &["--allow-dir", &read_only, "-c", "path=/app/.env"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     moto.assert_only_key("ci-bot", &old).await;
     assert_eq!(moto.all_secrets().len(), 1, "no key was created");
     assert_eq!(std::fs::read_to_string(&env).unwrap(), original);
     assert_eq!(entries(dir.path()), [".env"]);
     assert!(
-        stderr(&out).contains("cannot create a file in /app"),
+        stderr(&out).contains("needs directory /app (read and write"),
         "{}",
         show(&out)
     );

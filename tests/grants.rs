@@ -40,12 +40,19 @@ async fn an_allowed_host_is_reached() {
     assert_ne!(keys[0].0, old);
 }
 
+/// A request to a host the plugin was not granted (here, where a granted
+/// host redirects it) never leaves, and the log names the flag.
 #[tokio::test]
 async fn a_host_not_allowed_is_denied_and_named() {
-    let allowed = TestServer::start(|_| Reply::new(200, "ok"));
     let other = TestServer::start(|_| Reply::new(200, "ok"));
+    let target = format!("{}/x", other.url);
+    let allowed = TestServer::start(move |_| Reply::new(302, "").header("location", &target));
     let allow = format!("http://127.0.0.1:{}", allowed.port);
-    let (moto, old, out) = http_run(&format!("{}/x", other.url), &["--allow-host", &allow]).await;
+    let (moto, old, out) = http_run(
+        &format!("{}/start", allowed.url),
+        &["--allow-host", &allow, "--config", "follow=true"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     moto.assert_only_key("ci-bot", &old).await;
     assert!(other.requests().is_empty(), "the request never left");
@@ -107,30 +114,32 @@ async fn injected_headers_reach_only_their_host() {
         "http://127.0.0.1:{}=Authorization:Bearer {{env:API_TOKEN}}",
         api.port
     );
-    for (server, code) in [(&api, 0), (&other, 0)] {
-        let url = format!("url={}/x", server.url);
-        let out = moto.keyrot_with_env(
-            &[
-                "--plugin",
-                &http,
-                "--user",
-                "ci-bot",
-                "--endpoint-url",
-                &moto.url,
-                "--config",
-                &url,
-                "--allow-host",
-                &api.url,
-                "--allow-host",
-                &other.url,
-                "--inject-header",
-                &inject,
-            ],
-            &[("API_TOKEN", "t0ken-from-env")],
-        );
-        assert_eq!(out.status.code(), Some(code), "{}", show(&out));
-        assert!(!show(&out).contains("t0ken-from-env"), "{}", show(&out));
-    }
+    // One run reaches both: the API first, then the other host.
+    let url = format!("url={}/x", api.url);
+    let also = format!("also={}/y", other.url);
+    let out = moto.keyrot_with_env(
+        &[
+            "--plugin",
+            &http,
+            "--user",
+            "ci-bot",
+            "--endpoint-url",
+            &moto.url,
+            "--config",
+            &url,
+            "--config",
+            &also,
+            "--allow-host",
+            &api.url,
+            "--allow-host",
+            &other.url,
+            "--inject-header",
+            &inject,
+        ],
+        &[("API_TOKEN", "t0ken-from-env")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(!show(&out).contains("t0ken-from-env"), "{}", show(&out));
     assert_eq!(api.requests().len(), 1);
     assert_eq!(other.requests().len(), 1);
 }
@@ -415,7 +424,7 @@ async fn a_declared_need_not_granted_is_named_before_any_key() {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("credentials"), "").unwrap();
-    let config = ["--config", "profile=ci"];
+    let config = ["--config", "path=/aws/credentials"];
     let out = moto.rotate("aws_credentials_file", &config, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = stderr(&out);
@@ -430,7 +439,7 @@ async fn a_declared_need_not_granted_is_named_before_any_key() {
     let grant = format!("{}:/aws:ro", dir.path().display());
     let out = moto.rotate(
         "aws_credentials_file",
-        &["--config", "profile=ci", "--allow-dir", &grant],
+        &["--config", "path=/aws/credentials", "--allow-dir", &grant],
         &[],
     );
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
@@ -439,7 +448,7 @@ async fn a_declared_need_not_granted_is_named_before_any_key() {
     let above = format!("{}:/", dir.path().display());
     let out = moto.rotate(
         "aws_credentials_file",
-        &["--config", "profile=ci", "--allow-dir", &above],
+        &["--config", "path=/aws/credentials", "--allow-dir", &above],
         &[],
     );
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
@@ -453,7 +462,7 @@ async fn a_declared_need_not_granted_is_named_before_any_key() {
     let grant = format!("{}:/aws", dir.path().display());
     let out = moto.rotate(
         "aws_credentials_file",
-        &["--config", "profile=ci", "--allow-dir", &grant],
+        &["--config", "path=/aws/credentials", "--allow-dir", &grant],
         &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));

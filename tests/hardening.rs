@@ -314,10 +314,10 @@ async fn grants_over_keyrots_cache_or_state_directory_are_refused() {
         assert_eq!(moto.all_secrets().len(), 1, "no key was created");
         assert!(!cache.exists() && !state.exists(), "nothing created");
     }
-    // A read-only grant beside them is fine.
+    // A grant beside them is fine (the store fixture declares /dest).
     std::fs::create_dir(root.path().join("data")).unwrap();
-    let data = format!("{}:ro", root.path().join("data").display());
-    let out = moto.rotate("hello", &["--allow-dir", &data], &env);
+    let data = format!("{}:/dest", root.path().join("data").display());
+    let out = moto.rotate("fixture_store", &["--allow-dir", &data], &env);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
 

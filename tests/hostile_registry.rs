@@ -1,19 +1,20 @@
 //! A registry of the tests' own on a loopback port, plain HTTP or HTTPS
-//! with a throwaway CA (made with the `openssl` CLI at test time; keyrot
-//! trusts it through `SSL_CERT_FILE`). It records every request, the
-//! `Authorization` header included, and answers what each test tells it:
-//! honestly (an in-memory registry), or hostile (lies, huge or dripping
-//! bodies, odd challenges, escape sequences).
+//! with a throwaway CA (`test_ca`, made with the `openssl` CLI at test
+//! time; keyrot trusts it through `SSL_CERT_FILE`). It records every
+//! request, the `Authorization` header included, and answers what each
+//! test tells it: honestly (an in-memory registry), or hostile (lies, huge
+//! or dripping bodies, odd challenges, escape sequences).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use sha2::Digest as _;
+
+use crate::test_ca::TestCa;
 
 /// A request as the server saw it.
 #[derive(Clone, Debug)]
@@ -207,110 +208,15 @@ fn serve(stream: &mut (impl Read + Write), handler: &Handler, log: &Mutex<Vec<Se
     let _ = stream.flush();
 }
 
-/// The throwaway CA and the server's certificate for 127.0.0.1.
-struct TestCa {
-    dir: PathBuf,
-    server: Arc<rustls::ServerConfig>,
-}
-
 /// The CA certificate (PEM) to trust through `SSL_CERT_FILE`.
 pub fn ca_file() -> PathBuf {
-    test_ca().dir.join("ca.pem")
+    test_ca().ca_file()
 }
 
+/// The throwaway CA and the server's certificate for 127.0.0.1, made once.
 fn test_ca() -> &'static TestCa {
     static CA: OnceLock<TestCa> = OnceLock::new();
-    CA.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("keyrot-test-ca-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("ca.cnf"),
-            "[req]\ndistinguished_name = dn\nx509_extensions = v3_ca\n[dn]\n[v3_ca]\n\
-             basicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n\
-             subjectKeyIdentifier = hash\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        let key = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        let config = ["-config", "ca.cnf"];
-        let ca = ["-x509", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2"];
-        let subject = ["-subj", "/CN=keyrot test CA"];
-        openssl(&dir, &[&["req"][..], &config, &key, &ca, &subject].concat());
-        let csr = [
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ];
-        openssl(&dir, &[&["req"][..], &config, &key, &csr].concat());
-        openssl(
-            &dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "server.ext",
-            ],
-        );
-        use rustls::pki_types::pem::PemObject;
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(dir.join("server.pem"))
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
-        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-        TestCa {
-            dir,
-            server: Arc::new(server),
-        }
-    })
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("the HTTPS registry tests need the openssl CLI ({e}): apt-get install openssl")
-        });
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    CA.get_or_init(|| TestCa::new("registry"))
 }
 
 /// `sha256:<hex>` of bytes.

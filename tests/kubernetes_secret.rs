@@ -3,17 +3,20 @@
 //! docs: a bearer token, RBAC per verb and resource (403 `Status`), merge
 //! and strategic-merge patches only (415 otherwise), `resourceVersion`
 //! optimistic concurrency (409 Conflict), server-side `dryRun=All`,
-//! immutable Secrets, base64 data (422), and 429 with `Retry-After`.
+//! immutable Secrets, base64 data (422), and 429 with `Retry-After`; and
+//! the same API over HTTPS with a certificate from the cluster's own CA,
+//! reached with `--allow-host-ca` and refused without it.
 
 use std::collections::BTreeMap;
 use std::process::Output;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
 use crate::schedule::{kill, start_at};
+use crate::test_ca::TestCa;
 use crate::util::{Moto, Recorded, Reply, TestServer, plugin, show};
 
 const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.fake-service-account-token";
@@ -49,8 +52,21 @@ struct FakeKube {
 impl FakeKube {
     /// A cluster with Secret payments/app-aws (holding `key_id` unless
     /// `None`, a label, an annotation, another key and its type) and
-    /// Deployment payments/api.
+    /// Deployment payments/api, over plain HTTP.
     fn start(key_id: Option<&str>) -> FakeKube {
+        Self::start_with(key_id, TestServer::start)
+    }
+
+    /// The same cluster over HTTPS, its certificate signed by `ca`.
+    fn start_tls(key_id: Option<&str>, ca: &TestCa) -> FakeKube {
+        let tls = ca.server.clone();
+        Self::start_with(key_id, move |handler| TestServer::start_tls(tls, handler))
+    }
+
+    fn start_with<S>(key_id: Option<&str>, serve: S) -> FakeKube
+    where
+        S: FnOnce(Box<dyn Fn(&Recorded) -> Reply + Send + Sync>) -> TestServer,
+    {
         let mut data = json!({ "DB_PASSWORD": BASE64.encode("hunter2") });
         if let Some(id) = key_id {
             data["AWS_ACCESS_KEY_ID"] = json!(BASE64.encode(id));
@@ -90,7 +106,7 @@ impl FakeKube {
         );
         let cluster = Arc::new(Mutex::new(cluster));
         let state = cluster.clone();
-        let server = TestServer::start(move |r| answer(r, &mut state.lock().unwrap()));
+        let server = serve(Box::new(move |r| answer(r, &mut state.lock().unwrap())));
         FakeKube { server, cluster }
     }
 
@@ -648,6 +664,220 @@ async fn a_failed_restart_is_a_warning_once_the_secret_holds_the_key() {
         show(&out).contains(
             "restart it yourself with kubectl -n payments rollout restart deployment/api"
         ),
+        "{}",
+        show(&out)
+    );
+}
+
+/// The cluster's own CA, and another that never signed anything for it,
+/// made once per test run.
+fn cluster_ca() -> &'static TestCa {
+    static CA: OnceLock<TestCa> = OnceLock::new();
+    CA.get_or_init(|| TestCa::new("cluster"))
+}
+
+fn other_ca() -> &'static TestCa {
+    static CA: OnceLock<TestCa> = OnceLock::new();
+    CA.get_or_init(|| TestCa::new("other"))
+}
+
+/// `--allow-host-ca` for the fake cluster's host, spelled as an operator
+/// would: `127.0.0.1:PORT`, without the scheme --allow-host gave.
+fn ca_grant(kube: &FakeKube, file: &std::path::Path) -> String {
+    format!("127.0.0.1:{}={}", kube.server.port, file.display())
+}
+
+/// Nothing happened: the old key is the only one, and the cluster saw no
+/// request at all (the TLS handshake, or keyrot's checks, stopped it).
+async fn assert_untouched(moto: &Moto, kube: &FakeKube, old: &str) {
+    moto.assert_only_key("ci-bot", old).await;
+    assert!(
+        kube.server.requests().is_empty(),
+        "{:?}",
+        kube.server.requests()
+    );
+    assert_eq!(decoded(&kube.secret(), "AWS_ACCESS_KEY_ID"), old);
+}
+
+#[tokio::test]
+async fn a_cluster_with_a_private_ca_is_reached_through_its_ca_bundle() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let kube = FakeKube::start_tls(Some(&old), cluster_ca());
+    assert!(kube.server.url.starts_with("https://"));
+    let grant = ca_grant(&kube, &cluster_ca().ca_file());
+    let out = run(&moto, &kube, &["--allow-host-ca", &grant]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_rotated(&moto, &kube, &old).await;
+    assert_eq!(kube.real_patches().len(), 1);
+    // The plugin's log (and so the report) says which roots vouched for
+    // the server.
+    let said = format!(
+        "HTTPS to 127.0.0.1:{} checked against 1 CA certificate from {} (--allow-host-ca), \
+         not the public roots",
+        kube.server.port,
+        cluster_ca().ca_file().display()
+    );
+    assert!(show(&out).contains(&said), "{}", show(&out));
+}
+
+#[tokio::test]
+async fn a_private_ca_cluster_without_its_ca_fails_preflight_and_nothing_changes() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let kube = FakeKube::start_tls(Some(&old), cluster_ca());
+    let out = run(&moto, &kube, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let printed = show(&out);
+    // The plugin got TLS-certificate-error; keyrot says what to add.
+    assert!(
+        printed.contains("TLS certificate is not trusted")
+            && printed.contains(&format!(
+                "add --allow-host-ca 127.0.0.1:{}=CA_FILE",
+                kube.server.port
+            )),
+        "{printed}"
+    );
+    assert!(printed.contains("preflight"), "{printed}");
+    assert_untouched(&moto, &kube, &old).await;
+}
+
+#[tokio::test]
+async fn a_ca_bundle_from_another_ca_fails_preflight_and_nothing_changes() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let kube = FakeKube::start_tls(Some(&old), cluster_ca());
+    let grant = ca_grant(&kube, &other_ca().ca_file());
+    let out = run(&moto, &kube, &["--allow-host-ca", &grant]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let printed = show(&out);
+    assert!(
+        printed.contains("TLS certificate is not trusted")
+            && printed.contains(&format!(
+                "the server's certificate is not vouched for by 1 CA certificate from {} \
+                 (--allow-host-ca)",
+                other_ca().ca_file().display()
+            )),
+        "{printed}"
+    );
+    assert_untouched(&moto, &kube, &old).await;
+}
+
+#[tokio::test]
+async fn a_ca_bundle_for_a_host_not_allowed_is_refused_before_any_key() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let kube = FakeKube::start_tls(Some(&old), cluster_ca());
+    let ca = cluster_ca().ca_file();
+    let elsewhere = format!("k8s.example.com:6443={}", ca.display());
+    let out = run(&moto, &kube, &["--allow-host-ca", &elsewhere]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains(
+            "--allow-host-ca: a CA bundle applies only to requests to allowed hosts, and \
+             'k8s.example.com:6443' is not allowed: add --allow-host k8s.example.com:6443"
+        ),
+        "{}",
+        show(&out)
+    );
+    assert_untouched(&moto, &kube, &old).await;
+
+    // A host allowed as plain HTTP has no TLS to check.
+    let plain = FakeKube::start(Some(&old));
+    let grant = ca_grant(&plain, &ca);
+    let out = run(&moto, &plain, &["--allow-host-ca", &grant]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains("a CA bundle is for HTTPS"),
+        "{}",
+        show(&out)
+    );
+    assert_untouched(&moto, &plain, &old).await;
+}
+
+#[tokio::test]
+async fn a_missing_or_garbage_ca_bundle_is_refused_before_any_key() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let kube = FakeKube::start_tls(Some(&old), cluster_ca());
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing-ca.pem");
+    let garbage = dir.path().join("garbage-ca.pem");
+    std::fs::write(&garbage, "this is not a certificate\n").unwrap();
+    let broken = dir.path().join("broken-ca.pem");
+    std::fs::write(
+        &broken,
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    for (file, why) in [
+        (&missing, "cannot read CA bundle"),
+        (&garbage, "no PEM certificates in CA bundle"),
+        (&broken, "certificate 1 in CA bundle"),
+    ] {
+        let out = run(&moto, &kube, &["--allow-host-ca", &ca_grant(&kube, file)]);
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        let printed = show(&out);
+        let expected = format!(
+            "--allow-host-ca for '127.0.0.1:{}': {why} {}",
+            kube.server.port,
+            file.display()
+        );
+        assert!(printed.contains(&expected), "{expected}\n{printed}");
+        assert!(
+            !printed.contains("bm90"),
+            "never the bundle's contents: {printed}"
+        );
+        assert_untouched(&moto, &kube, &old).await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_file_grants_its_ca_bundle_and_a_dry_run_and_inspect_show_it() {
+    let (moto, old) = Moto::start_with_user("ci-bot").await;
+    let kube = FakeKube::start_tls(Some(&old), cluster_ca());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(cluster_ca().ca_file(), dir.path().join("cluster-ca.pem")).unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "allow-hosts = [\"{url}\"]\n\
+             allow-host-cas = [\"127.0.0.1:{port}=cluster-ca.pem\"]\n\
+             inject-headers = [\"{url}=Authorization:Bearer {{env:KUBE_TOKEN}}\"]\n\
+             [config]\napi-url = \"{url}\"\nnamespace = \"payments\"\n\
+             secret-name = \"app-aws\"\n",
+            url = kube.server.url,
+            port = kube.server.port,
+        ),
+    )
+    .unwrap();
+    let args = [
+        "--job",
+        job.to_str().unwrap(),
+        "--dry-run",
+        "--output",
+        "json",
+        "--plugin-log",
+        "show",
+    ];
+    let out = moto.rotate("kubernetes_secret", &args, &[TOKEN_ENV]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "would-rotate", "{report}");
+    // The bundle was found beside the job file, and the report says the
+    // server was checked against it.
+    let said = format!(
+        "checked against 1 CA certificate from {} (--allow-host-ca)",
+        dir.path().join("cluster-ca.pem").display()
+    );
+    assert!(
+        report["handler_log"].to_string().contains(&said),
+        "{said}\n{report}"
+    );
+    moto.assert_only_key("ci-bot", &old).await;
+    assert!(kube.real_patches().is_empty());
+
+    let wasm = plugin("kubernetes_secret");
+    let out = moto.keyrot(&["plugin", "inspect", wasm.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("--allow-host-ca"),
         "{}",
         show(&out)
     );

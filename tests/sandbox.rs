@@ -15,6 +15,10 @@ async fn attack(name: &str, extra: &[&str], expect: &[&str]) -> String {
     let (moto, old) = Moto::start_with_user("ci-bot").await;
     let hostile = plugin("fixture_hostile").to_string_lossy().into_owned();
     let setting = format!("attack={name}");
+    // The fixture declares /data, as a file handler would: an attack that
+    // is not about a directory of its own gets an empty one.
+    let data = tempfile::tempdir().unwrap();
+    let grant = format!("{}:/data", data.path().display());
     let mut args = vec![
         "--plugin",
         &hostile,
@@ -25,6 +29,9 @@ async fn attack(name: &str, extra: &[&str], expect: &[&str]) -> String {
         "--config",
         &setting,
     ];
+    if !extra.contains(&"--allow-dir") {
+        args.extend(["--allow-dir", grant.as_str()]);
+    }
     args.extend_from_slice(extra);
     let (mut cmd, _home) = moto.command(&args, &[]);
     let (out, peak) = run_measuring_memory(&mut cmd);

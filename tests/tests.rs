@@ -7,7 +7,8 @@
 //! - `grants`: outbound HTTP, directories, secrets, caching, job files, and
 //!   a handler's declared needs (wider grants refused, needs named, inspect).
 //! - `oci`: plugins pushed to, pulled from and signed in a real OCI registry,
-//!   and in a hostile one of the tests' own (`hostile_registry`).
+//!   and in a hostile one of the tests' own (`hostile_registry`), whose
+//!   HTTPS certificate comes from a throwaway CA (`test_ca`).
 //! - `sandbox`: hostile plugins attacking the sandbox.
 //! - `hardening`: broken output streams, the cache, FIFOs, limits.
 //! - `github`, `credentials_file`, `gitlab`, `circleci`, `dotenv`: each
@@ -15,7 +16,8 @@
 //! - `aws_stores`: the Secrets Manager and SSM handlers against moto with
 //!   IAM auth on, their requests signed by the host (`--aws-sign`).
 //! - `kubernetes_secret`, `vault`, `terraform_cloud`: the secret-store
-//!   handlers against fakes of the Kubernetes API, Vault's KV v2 and
+//!   handlers against fakes of the Kubernetes API (over HTTPS from a
+//!   private CA too: `--allow-host-ca`), Vault's KV v2 and
 //!   HCP Terraform's variables that follow their API docs (kept fields,
 //!   409 and check-and-set conflicts, 429s, refused tokens, a kill after
 //!   `handle` finished by the same command).
@@ -102,6 +104,7 @@ mod rotation;
 mod sandbox;
 mod schedule;
 mod terraform_cloud;
+mod test_ca;
 mod troubleshooting;
 mod usability;
 mod util;

@@ -364,10 +364,12 @@ async fn a_header_for_a_plain_http_host_is_injected_as_the_advice_says() {
 /// WARN line, not the reason.
 #[tokio::test]
 async fn a_denied_host_and_its_flag_are_in_the_final_error() {
-    let allowed = TestServer::start(|_| Reply::new(200, "ok"));
+    // The granted host redirects the plugin to one it was not granted.
     let other = TestServer::start(|_| Reply::new(200, "ok"));
+    let target = format!("{}/x", other.url);
+    let allowed = TestServer::start(move |_| Reply::new(302, "").header("location", &target));
     let (moto, old) = Moto::start_with_user("ci-bot").await;
-    let url = format!("url={}/x", other.url);
+    let url = format!("url={}/x", allowed.url);
     let allow = format!("http://127.0.0.1:{}", allowed.port);
     let out = moto.rotate(
         "fixture_http",
@@ -377,6 +379,8 @@ async fn a_denied_host_and_its_flag_are_in_the_final_error() {
             "json",
             "--config",
             &url,
+            "--config",
+            "follow=true",
             "--allow-host",
             &allow,
         ],

@@ -526,23 +526,55 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// A plain-HTTP server: `http://127.0.0.1:PORT`.
     pub fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> TestServer {
+        Self::start_with(None, handler)
+    }
+
+    /// An HTTPS server with `tls`'s certificate (see [`crate::test_ca`]):
+    /// `https://127.0.0.1:PORT`. A client that does not trust it hangs up
+    /// in the handshake, and no request is recorded.
+    pub fn start_tls(
+        tls: std::sync::Arc<rustls::ServerConfig>,
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> TestServer {
+        Self::start_with(Some(tls), handler)
+    }
+
+    fn start_with(
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> TestServer {
         use std::sync::{Arc, Mutex};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
         let seen = requests.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         // The thread ends with the test process; tests are short-lived.
         std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
+            for mut stream in listener.incoming().flatten() {
                 let handler = handler.clone();
                 let seen = seen.clone();
-                std::thread::spawn(move || serve(stream, &*handler, &seen));
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    Some(config) => {
+                        use std::io::Write;
+                        let Ok(conn) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        let mut tls = rustls::StreamOwned::new(conn, stream);
+                        serve(&mut tls, &*handler, &seen);
+                        tls.conn.send_close_notify();
+                        let _ = tls.flush();
+                    }
+                    None => serve(&mut stream, &*handler, &seen),
+                });
             }
         });
         TestServer {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             port,
             requests,
         }
@@ -554,9 +586,13 @@ impl TestServer {
     }
 }
 
-fn serve(mut stream: TcpStream, handler: &Handler, seen: &std::sync::Mutex<Vec<Recorded>>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+fn serve(
+    stream: &mut (impl std::io::Read + std::io::Write),
+    handler: &Handler,
+    seen: &std::sync::Mutex<Vec<Recorded>>,
+) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut reader = BufReader::new(&mut *stream);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return;

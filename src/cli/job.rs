@@ -21,6 +21,7 @@
 //! allow-hosts = ["api.github.com"]
 //! allow-dirs = ["~/.aws:/aws"]
 //! inject-headers = ["api.github.com=Authorization:Bearer {env:GITHUB_TOKEN}"]
+//! allow-host-cas = ["k8s.example.com:6443=cluster-ca.pem"]   # a private CA
 //! older-than = "90d"                # rotate only keys at least this old
 //! retire = "deactivate"             # or "delete" (the default), or "drain"
 //! verify-timeout = "60s"            # verify = false to skip the check
@@ -100,6 +101,9 @@ pub struct Job {
     pub allow_dirs: Vec<String>,
     #[serde(default)]
     pub inject_headers: Vec<String>,
+    /// Private CAs, `HOST=FILE`: the only roots trusted for that host.
+    #[serde(default)]
+    pub allow_host_cas: Vec<String>,
     /// Hosts whose requests the host signs, `HOST[=SERVICE/REGION]`.
     #[serde(default)]
     pub aws_sign: Vec<String>,
@@ -354,6 +358,7 @@ impl Job {
             allow_hosts: list(&self.allow_hosts, &d.allow_hosts),
             allow_dirs: list(&self.allow_dirs, &d.allow_dirs),
             inject_headers: list(&self.inject_headers, &d.inject_headers),
+            allow_host_cas: list(&self.allow_host_cas, &d.allow_host_cas),
             aws_sign: list(&self.aws_sign, &d.aws_sign),
             aws_sign_role_arn: self
                 .aws_sign_role_arn
@@ -421,6 +426,14 @@ impl Job {
         for dir in &mut job.allow_dirs {
             if relative(dir) {
                 *dir = base.join(&*dir).display().to_string();
+            }
+        }
+        for spec in &mut job.allow_host_cas {
+            if let Some((host, file)) = spec.split_once('=')
+                && relative(file.trim())
+                && !file.trim().is_empty()
+            {
+                *spec = format!("{host}={}", base.join(file.trim()).display());
             }
         }
         resolve_secret_paths(&mut job.secrets, &mut job.inject_headers, base);
@@ -647,6 +660,7 @@ mod tests {
             allow-hosts = ["api.github.com"]
             allow-dirs = ["creds:/aws", "/abs:/x"]
             inject-headers = ["api.github.com=Authorization:Bearer {file:gh-token}"]
+            allow-host-cas = ["k8s.example.com:6443=certs/ca.pem", "h=/etc/ca.pem"]
             [config]
             repo = "o/r"
             [secrets]
@@ -678,6 +692,13 @@ mod tests {
             [format!(
                 "api.github.com=Authorization:Bearer {{file:{base}/gh-token}}"
             )]
+        );
+        assert_eq!(
+            job.allow_host_cas,
+            [
+                format!("k8s.example.com:6443={base}/certs/ca.pem"),
+                "h=/etc/ca.pem".into()
+            ]
         );
         assert_eq!(
             job.aws.endpoint_url.as_deref(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use keyrot::fleet::{self, Fleet, JournalChoice, Target, Unreached, Users};
 use keyrot::grants::{
-    AllowList, AwsSigning, DirGrant, Grants, HeaderInjection, HostRule, SecretSource,
+    AllowList, AwsSigning, DirGrant, Grants, HeaderInjection, HostCa, HostRule, SecretSource,
     SigningIdentity, parse_secret_arg,
 };
 use keyrot::host::{AwsSigner, LoadOptions, Plugin, Sandbox, WasmHandler};
@@ -635,8 +635,8 @@ fn settings(
         .from_job_file(job_settings))
 }
 
-/// Hosts, directories and injected headers from the job and the flags,
-/// combined and checked.
+/// Hosts, directories, injected headers, signing and private CAs from the
+/// job and the flags, combined and checked.
 fn grants(
     args: &RotateArgs,
     job: &Job,
@@ -692,6 +692,22 @@ fn grants(
         .chain(flag_headers)
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (aws_sign, aws_signer) = aws_signing(args, job, in_job, &allowed)?;
+    let job_cas = job.allow_host_cas.iter().map(|spec| {
+        let mut ca = HostCa::parse_as(spec, "allow-host-cas entry")
+            .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("allow-host-cas")))?;
+        ca.bind(&allowed)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", in_job("allow-host-cas")))?;
+        Ok(ca)
+    });
+    let flag_cas = args.allow_host_ca.iter().map(|spec| {
+        let mut ca = HostCa::parse(spec).map_err(anyhow::Error::msg)?;
+        ca.bind(&allowed)
+            .map_err(|e| anyhow::anyhow!("--allow-host-ca: {e}"))?;
+        Ok(ca)
+    });
+    let host_cas = job_cas
+        .chain(flag_cas)
+        .collect::<anyhow::Result<Vec<_>>>()?;
 
     Ok(Grants {
         hosts: allowed,
@@ -699,6 +715,7 @@ fn grants(
         headers,
         aws_sign,
         aws_signer,
+        host_cas,
     })
 }
 

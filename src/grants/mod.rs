@@ -14,10 +14,14 @@
 //!   never sees the token.
 //! - `--aws-sign HOST` with `--aws-sign-role-arn ARN` (or a profile): AWS
 //!   requests to that host signed by the host (SigV4) as that identity.
+//! - `--allow-host-ca 'k8s.example.com:6443=cluster-ca.pem'`: HTTPS to that
+//!   host is checked against the CA certificates in that file instead of
+//!   the public web roots (a cluster's private CA).
 
 mod aws_sign;
 mod dirs;
 mod headers;
+mod host_ca;
 mod hosts;
 mod needs;
 mod secrets;
@@ -25,6 +29,7 @@ mod secrets;
 pub use self::aws_sign::{AwsSigning, SigningIdentity};
 pub use self::dirs::{DirGrant, check_private_dirs};
 pub use self::headers::HeaderInjection;
+pub use self::host_ca::{HostCa, MAX_CA_BUNDLE_BYTES};
 pub use self::hosts::{AllowList, HostRule, Scheme};
 pub use self::needs::{
     DirectoryNeed, HostNeed, HostPattern, Needs, Resolved, check_directories, check_hosts,
@@ -47,6 +52,8 @@ pub struct Grants {
     pub aws_sign: Vec<AwsSigning>,
     /// Who signs them.
     pub aws_signer: SigningIdentity,
+    /// Hosts whose HTTPS is checked against a private CA's certificates.
+    pub host_cas: Vec<HostCa>,
 }
 
 /// Expands a leading `~/` to `$HOME/`, for paths in job files.

@@ -71,7 +71,7 @@ impl<'a> PluginCall<'a> {
             ..
         } = self.store.into_data();
         let notes = http.take_notes();
-        let signed = http.take_signed();
+        let facts = http.take_facts();
         let memory = limits.verdict();
         if let Some(witness) = &self.witness {
             witness.memory(memory.peak);
@@ -81,7 +81,7 @@ impl<'a> PluginCall<'a> {
                 _ => {}
             }
         }
-        let (log, last_words) = logging.close(&notes, &signed);
+        let (log, last_words) = logging.close(&notes, &facts);
         let failure = Failure {
             plugin: self.plugin,
             limits: &self.limits,

@@ -7,7 +7,11 @@
 //! guest's business, so a redirect to an unlisted host is just another
 //! denied request. The host adds operator-injected headers (credentials the
 //! plugin never sees), signs requests to `--aws-sign` hosts (see
-//! `aws_sign`), and caps timeouts, response size and request count.
+//! `aws_sign`), and caps timeouts, response size and request count. A
+//! request to a host of `--allow-host-ca` is then sent through `host_ca`'s
+//! connector, which trusts that host's CA bundle only; every other request
+//! through wasmtime-wasi-http's `default_send_request` (the public web
+//! roots).
 //!
 //! A request body with a declared `Content-Length` is read whole before the
 //! request goes out. Hyper stops reading such a body at its last byte and
@@ -28,8 +32,9 @@ use wasmtime_wasi_http::{
 
 use super::aws_sign::AwsSigner;
 use super::capability::{CallSetup, Capability};
+use super::host_ca::{self, HostTls};
 use super::{HostState, Plugin, PluginError, Sandbox};
-use crate::grants::{AllowList, AwsSigning, HeaderInjection, HostRule};
+use crate::grants::{AllowList, AwsSigning, HeaderInjection, HostRule, Scheme};
 
 /// Requests one call may make.
 pub const MAX_REQUESTS_PER_CALL: u32 = 50;
@@ -44,6 +49,12 @@ pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time between two chunks of the response body.
 pub const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The crypto provider of the plugins' TLS: ring, the one
+/// wasmtime-wasi-http builds its client with.
+pub(super) fn tls_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
 /// The wasi:http import a plugin needs a host grant for.
 pub const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler";
 
@@ -55,12 +66,21 @@ impl Capability for Http {
 
     const INSPECT: &'static [(&'static str, &'static str)] = &[(
         OUTGOING_HANDLER,
-        "outbound HTTP (needs --allow-host; the host signs AWS requests with --aws-sign)",
+        "outbound HTTP (needs --allow-host; the host signs AWS requests with --aws-sign, and \
+         trusts a host's private CA with --allow-host-ca)",
     )];
 
     /// Links `wasi:http` (types and outgoing-handler). Linking grants
-    /// nothing: every request still has to pass [`HttpGuard`].
+    /// nothing: every request still has to pass [`HttpGuard`]. Before any
+    /// plugin can send, makes [`tls_provider`] the process's default
+    /// unless the embedder chose one: wasmtime-wasi-http's client asks
+    /// rustls for the process default, and rustls cannot pick one when
+    /// more than one provider is built in, as in keyrot (the AWS SDK brings
+    /// aws-lc-rs, wasmtime-wasi-http ring): a plugin's first HTTPS request
+    /// would panic the host.
     fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        // An embedder's own choice, made first, stays.
+        let _ = tls_provider().install_default();
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
     }
 
@@ -113,7 +133,8 @@ impl Capability for Http {
                 )));
             }
         }
-        check_signing(sandbox)
+        check_signing(sandbox)?;
+        check_host_cas(sandbox)
     }
 
     /// An injected header can come back in a response (a server echoing
@@ -131,6 +152,11 @@ impl Capability for Http {
 
     fn prepare(call: &CallSetup<'_>, _wasi: &mut WasiCtxBuilder) -> Result<HttpState, String> {
         let grants = &call.sandbox.grants;
+        let tls = grants
+            .host_cas
+            .iter()
+            .map(|grant| HostTls::new(grant).map(Arc::new))
+            .collect::<Result<_, _>>()?;
         Ok(HttpState {
             ctx: WasiHttpCtx::new(),
             guard: HttpGuard {
@@ -139,9 +165,10 @@ impl Capability for Http {
                 headers: grants.headers.clone(),
                 signing: grants.aws_sign.clone(),
                 signer: call.sandbox.signer.clone(),
+                tls,
                 requests: 0,
                 notes: Arc::default(),
-                signed: Arc::default(),
+                facts: Arc::default(),
             },
         })
     }
@@ -183,6 +210,35 @@ fn check_signing(sandbox: &Sandbox) -> Result<(), PluginError> {
     Ok(())
 }
 
+/// A CA bundle is for one allowed HTTPS host, and a host has one bundle.
+fn check_host_cas(sandbox: &Sandbox) -> Result<(), PluginError> {
+    let grants = &sandbox.grants;
+    for (i, grant) in grants.host_cas.iter().enumerate() {
+        if !grants.hosts.rules().contains(&grant.host) {
+            return Err(PluginError::Grants(format!(
+                "--allow-host-ca names {0}, which is not allowed: add --allow-host {0}",
+                grant.host
+            )));
+        }
+        if grant.host.scheme != Scheme::Https {
+            return Err(PluginError::Grants(format!(
+                "--allow-host-ca names {}, which is plain HTTP: a CA bundle is for HTTPS",
+                grant.host
+            )));
+        }
+        if let Some(other) = grants.host_cas[..i].iter().find(|g| g.host == grant.host) {
+            return Err(PluginError::Grants(format!(
+                "{} has two CA bundles (--allow-host-ca), {} and {}: put all its CA \
+                 certificates in one file",
+                grant.host,
+                other.file.display(),
+                grant.file.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Whether a component with these imports can make outbound requests.
 pub(super) fn wants_http(imports: &[String]) -> bool {
     imports.iter().any(|i| i.starts_with(OUTGOING_HANDLER))
@@ -202,10 +258,11 @@ impl HttpState {
         std::mem::take(&mut *notes)
     }
 
-    /// The requests the host signed during the call, for its log.
-    pub(super) fn take_signed(&self) -> Vec<String> {
-        let mut signed = self.guard.signed.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut *signed)
+    /// What the host did for the plugin during the call (requests it
+    /// signed, private CAs it checked servers against), for its log.
+    pub(super) fn take_facts(&self) -> Vec<String> {
+        let mut facts = self.guard.facts.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *facts)
     }
 }
 
@@ -216,11 +273,24 @@ struct HttpGuard {
     headers: Vec<HeaderInjection>,
     signing: Vec<AwsSigning>,
     signer: Option<Arc<AwsSigner>>,
+    /// The `--allow-host-ca` hosts' TLS clients.
+    tls: Vec<Arc<HostTls>>,
     requests: u32,
     /// Messages for the plugin's log (denials), drained after the call.
     notes: Arc<Mutex<Vec<String>>>,
-    /// The requests signed, for the plugin's log.
-    signed: Arc<Mutex<Vec<String>>>,
+    /// What the host did for the plugin (signed a request, checked a
+    /// server against a private CA), for its log.
+    facts: Arc<Mutex<Vec<String>>>,
+}
+
+/// Where an admitted request goes, and what the host does to it on the way.
+struct Route {
+    /// Where it goes, for messages.
+    target: HostRule,
+    /// How to sign it, for a `--aws-sign` host.
+    signing: Option<(AwsSigning, Arc<AwsSigner>)>,
+    /// The host's own TLS client, for an `--allow-host-ca` host.
+    tls: Option<Arc<HostTls>>,
 }
 
 impl HttpGuard {
@@ -232,11 +302,8 @@ impl HttpGuard {
     }
 
     /// Decides whether the request may go out, and prepares it if so;
-    /// returns how to sign it, for a `--aws-sign` host.
-    fn admit(
-        &mut self,
-        request: &mut http::Request<WasiBody>,
-    ) -> Result<Option<(AwsSigning, Arc<AwsSigner>)>, HttpError> {
+    /// returns its route: how to sign it and which TLS client sends it.
+    fn admit(&mut self, request: &mut http::Request<WasiBody>) -> Result<Route, HttpError> {
         let uri = request.uri();
         let Some(target) = HostRule::of_uri(uri) else {
             return Err(self.deny(format!(
@@ -272,7 +339,11 @@ impl HttpGuard {
             }
         }
         let rule = self.signing.iter().find(|rule| rule.host == target);
-        Ok(rule.cloned().zip(self.signer.clone()))
+        Ok(Route {
+            signing: rule.cloned().zip(self.signer.clone()),
+            tls: self.tls.iter().find(|tls| tls.host == target).cloned(),
+            target,
+        })
     }
 }
 
@@ -306,8 +377,12 @@ impl WasiHttpHooks for HttpGuard {
             > + Send,
     > {
         drop(fut);
-        let signing = match self.admit(&mut request) {
-            Ok(signing) => signing,
+        let Route {
+            target,
+            signing,
+            tls,
+        } = match self.admit(&mut request) {
+            Ok(route) => route,
             Err(denied) => return Box::new(async move { Err(denied) }),
         };
         let options = options.unwrap_or_default();
@@ -317,7 +392,7 @@ impl WasiHttpHooks for HttpGuard {
             between_bytes_timeout: cap(options.between_bytes_timeout, BETWEEN_BYTES_TIMEOUT),
         };
         let notes = self.notes.clone();
-        let signed = self.signed.clone();
+        let facts = self.facts.clone();
         let url = uri_without_query(request.uri());
         let declared = declared_length(&request);
         if declared.is_some_and(|n| n > MAX_REQUEST_BYTES) {
@@ -352,10 +427,39 @@ impl WasiHttpHooks for HttpGuard {
                         return Err(HttpError::InternalError(Some(why)));
                     }
                 };
-                signed.lock().unwrap().push(note);
+                facts.lock().unwrap().push(note);
             }
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let sent = match &tls {
+                Some(tls) => tls.send(request, options).await,
+                None => wasmtime_wasi_http::default_send_request(request, Some(options))
+                    .await
+                    .map(|(response, io)| {
+                        let io: host_ca::Io = Box::new(io);
+                        (response.map(BodyExt::boxed_unsync), io)
+                    }),
+            };
+            let (response, io) = match sent {
+                Ok(sent) => sent,
+                Err(err) => {
+                    let (err, cause) = host_ca::tls_failure(err);
+                    if let Some(cause) = cause {
+                        let why = tls_note(&url, &target, tls.as_deref(), &err, &cause);
+                        notes.lock().unwrap().push(why);
+                    }
+                    return Err(err);
+                }
+            };
+            if let Some(tls) = &tls {
+                let fact = format!(
+                    "HTTPS to {target} checked against {} (--allow-host-ca), not the public \
+                     roots",
+                    tls.described
+                );
+                let mut facts = facts.lock().unwrap();
+                if !facts.contains(&fact) {
+                    facts.push(fact);
+                }
+            }
             let response = response.map(|body| {
                 Limited::new(body, MAX_RESPONSE_BYTES)
                     .map_err(move |err| match err.downcast::<HttpError>() {
@@ -372,11 +476,33 @@ impl WasiHttpHooks for HttpGuard {
                     })
                     .boxed_unsync()
             });
-            Ok((
-                response,
-                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-            ))
+            Ok((response, io))
         })
+    }
+}
+
+/// Why a TLS handshake failed, and what to do about it, for the plugin's
+/// log and error.
+fn tls_note(
+    url: &str,
+    target: &HostRule,
+    tls: Option<&HostTls>,
+    err: &HttpError,
+    cause: &str,
+) -> String {
+    let untrusted = matches!(err, HttpError::TlsCertificateError);
+    match tls {
+        Some(tls) if untrusted => format!(
+            "HTTPS to {url} failed: the server's certificate is not vouched for by {} \
+             (--allow-host-ca): {cause}",
+            tls.described
+        ),
+        None if untrusted => format!(
+            "HTTPS to {url} failed: the server's certificate is not trusted ({cause}); if it \
+             comes from a private CA (a cluster's own, say), add --allow-host-ca \
+             {target}=CA_FILE"
+        ),
+        _ => format!("HTTPS to {url} failed: {cause}"),
     }
 }
 

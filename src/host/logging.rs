@@ -163,7 +163,8 @@ impl PluginLog {
     /// Adds keyrot's own note about the call (a denied request, say): kept in
     /// the report with the plugin's lines, but logged as keyrot's, so hiding
     /// the plugin's log (`--plugin-log hide`) never hides it.
-    /// What the host did for the plugin (a request it signed), at info.
+    /// What the host did for the plugin (a request it signed, a server it
+    /// checked against a private CA), at info.
     fn fact(&mut self, message: &str) {
         let message = truncate(&self.redact(message), MAX_LINE_BYTES).to_string();
         tracing::info!(

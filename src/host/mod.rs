@@ -24,6 +24,8 @@
 //!   `limits`.
 //! - `aws_sign`: the identity that signs requests to `--aws-sign` hosts
 //!   (part of [`http`]).
+//! - `host_ca`: the TLS client of `--allow-host-ca` hosts, which trusts
+//!   their private CA only (part of [`http`]).
 //! - [`witness`]: what a plugin read and said, unredacted, when a
 //!   [`Sandbox`] is given a witness (`keyrot plugin test` does).
 //! - `engine`: the process's one engine and one linker.
@@ -43,6 +45,7 @@ mod contract;
 mod denied;
 mod engine;
 mod filesystem;
+mod host_ca;
 pub mod http;
 mod limits;
 mod logging;

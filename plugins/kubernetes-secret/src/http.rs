@@ -80,7 +80,7 @@ fn transport_cause(code: Option<&ErrorCode>, url: &str, other: impl FnOnce() -> 
             "the API server did not answer in time".into()
         }
         Some(ErrorCode::TlsCertificateError) => "the API server's TLS certificate is not trusted \
-             (keyrot trusts the public web roots only; see the plugin's README on private CAs)"
+             (a cluster's own CA is granted with keyrot's --allow-host-ca; see the plugin's README)"
             .into(),
         Some(code) => format!("{code:?}"),
         None => other(),

@@ -626,6 +626,20 @@ pub struct RotateArgs {
     )]
     pub inject_header: Vec<String>,
 
+    /// Trust only the PEM CA certificates in FILE for HTTPS to HOST (a private CA)
+    ///
+    /// For that host the public web roots no longer count, as kubectl
+    /// trusts a kubeconfig's certificate-authority; other hosts keep them.
+    /// HOST spelled as in --allow-host, which must allow it as https; FILE
+    /// read before any IAM call (repeatable).
+    #[arg(
+        long,
+        value_name = "HOST=FILE",
+        hide_short_help = true,
+        help_heading = "Grants"
+    )]
+    pub allow_host_ca: Vec<String>,
+
     /// Sign the plugin's requests to this AWS host (SigV4), as --aws-sign-role-arn
     ///
     /// HOST is an AWS endpoint (secretsmanager.eu-west-1.amazonaws.com: its

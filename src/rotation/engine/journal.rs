@@ -34,7 +34,7 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
                     .window
                     .filter(|&since| unix_now() < since + CREATE_LANDS_WITHIN);
                 match since {
-                    Some(since) => self.watch(since, record).await,
+                    Some(since) => self.watch(since, *record).await,
                     None => self.clear_journal().await,
                 }
             }
@@ -107,7 +107,7 @@ impl<I: Iam, H: NewKeyHandler> Attempt<'_, I, H> {
     pub(super) async fn advance(&mut self, record: JournalRecord) -> Result<(), JournalError> {
         self.rotator.journal.save(&record).await?;
         testhook::hit(&format!("saved-{}", record.phase.as_str()));
-        self.held = Held::Record(record.clone());
+        self.held = Held::Record(Box::new(record.clone()));
         self.written = Some(record);
         Ok(())
     }

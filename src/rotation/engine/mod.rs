@@ -65,7 +65,7 @@ enum Held {
     /// Nothing a later run needs: no record, or only this run's claim.
     Nothing,
     /// A record a later run needs unless this run ends in a state it saw.
-    Record(JournalRecord),
+    Record(Box<JournalRecord>),
 }
 
 /// One attempt at rotating one user's key: the run, the report, and what
@@ -159,7 +159,7 @@ impl<'a, I: Iam, H: NewKeyHandler> Attempt<'a, I, H> {
             self.held = Held::Nothing;
             return self.rotate_afresh(None).await;
         };
-        self.held = Held::Record(record.clone());
+        self.held = Held::Record(Box::new(record.clone()));
         if self.rotator.options.dry_run {
             return self.plan_resume(record).await;
         }
