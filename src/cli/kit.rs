@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use keyrot::grants::{AllowList, Grants, SecretSource, parse_secret_arg};
+use keyrot::grants::{AllowList, Grants, HeaderInjection, HostCa, SecretSource, parse_secret_arg};
 use keyrot::kit::conformance::{self, ConformanceReport, Status, Suite};
 use keyrot::kit::template::Project;
 use keyrot::text::escape_control;
@@ -98,7 +98,8 @@ fn settings(args: &PluginTestArgs) -> anyhow::Result<Settings> {
     Ok(Settings::new(args.config.iter().cloned()).with_secrets(secrets))
 }
 
-/// `--allow-host` and `--allow-dir`, checked as for a run.
+/// `--allow-host`, `--allow-dir`, `--inject-header` and
+/// `--allow-host-ca`, checked as for a run.
 fn grants(args: &PluginTestArgs) -> anyhow::Result<Grants> {
     for grant in &args.allow_dir {
         if let Some(why) = grant.problem() {
@@ -112,9 +113,27 @@ fn grants(args: &PluginTestArgs) -> anyhow::Result<Grants> {
     )
     .map_err(anyhow::Error::msg)
     .context("plugin test")?;
+    let hosts = AllowList::new(args.allow_host.iter().cloned());
+    let mut headers = Vec::new();
+    for spec in &args.inject_header {
+        let mut header = HeaderInjection::parse(spec).map_err(anyhow::Error::msg)?;
+        header
+            .bind(&hosts)
+            .map_err(|e| anyhow::anyhow!("--inject-header: {e}"))?;
+        headers.push(header);
+    }
+    let mut host_cas = Vec::new();
+    for spec in &args.allow_host_ca {
+        let mut ca = HostCa::parse(spec).map_err(anyhow::Error::msg)?;
+        ca.bind(&hosts)
+            .map_err(|e| anyhow::anyhow!("--allow-host-ca: {e}"))?;
+        host_cas.push(ca);
+    }
     Ok(Grants {
-        hosts: AllowList::new(args.allow_host.iter().cloned()),
+        hosts,
         dirs: args.allow_dir.clone(),
+        headers,
+        host_cas,
         ..Grants::default()
     })
 }

@@ -241,7 +241,7 @@ mod tests {
         let keys = iam.list_access_keys("ci-bot").await.unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].access_key_id, new.access_key_id);
-        assert_eq!(iam.created(), [new.access_key_id.clone()]);
+        assert_eq!(iam.created(), std::slice::from_ref(&new.access_key_id));
         assert_eq!(iam.deleted(), [old]);
     }
 

@@ -495,6 +495,27 @@ pub struct PluginTestArgs {
     )]
     pub allow_dir: Vec<DirGrant>,
 
+    /// Add a header to requests to one host, from a secret the plugin never sees
+    ///
+    /// As for a run: HOST=HEADER:VALUE, one {env:VAR} or {file:PATH} in
+    /// VALUE (repeatable).
+    #[arg(
+        long,
+        value_name = "HOST=HEADER:VALUE",
+        hide_short_help = true,
+        help_heading = "Grants"
+    )]
+    pub inject_header: Vec<String>,
+
+    /// Trust only the PEM CA certificates in FILE for HTTPS to HOST (your fake's own CA)
+    #[arg(
+        long,
+        value_name = "HOST=FILE",
+        hide_short_help = true,
+        help_heading = "Grants"
+    )]
+    pub allow_host_ca: Vec<String>,
+
     /// Time limit for each plugin call, e.g. 30s, 2m, 500ms [default: 60s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
     pub timeout: Option<Duration>,
