@@ -323,29 +323,29 @@ print(json.dumps({"value": json.loads(p["Value"]), "type": p["Type"], "kms": d.g
 }
 
 /// A request to an allowed host that is not an `--aws-sign` host goes out
-/// as the plugin made it: no signature, no credentials.
+/// as the plugin made it: no signature, no credentials. (The http fixture
+/// declares both hosts it reaches: the store handlers declare one.)
 #[tokio::test]
 async fn a_host_outside_the_signing_grant_gets_no_signature() {
-    let (moto, old, _) = setup().await;
+    let (moto, _, _) = setup().await;
     moto.enforce_auth();
-    let server = TestServer::start(|_| {
-        crate::util::Reply::new(
-            400,
-            r#"{"__type":"ResourceNotFoundException","message":"no"}"#,
-        )
-    });
+    let server = TestServer::start(|_| crate::util::Reply::new(200, "{}"));
     let other = server.url.clone();
+    let signed = format!("{}/", moto.url);
     let out = run(
         &moto,
-        "aws_secrets_manager",
-        &[
-            ("secret-id", "ci/deploy"),
-            ("endpoint-url", &other),
-            ("region", "us-east-1"),
-        ],
+        "fixture_http",
+        &[("url", &other), ("also", &signed)],
         &["--allow-host", &other],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    // Loaded and run (whatever moto answers an empty signed GET), and the
+    // request to moto was signed: the contrast the test is about.
+    assert_ne!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains(&format!("GET {signed} signed by the host as role")),
+        "{}",
+        show(&out)
+    );
     let requests = server.requests();
     assert!(!requests.is_empty(), "the plugin reached the other host");
     for request in &requests {
@@ -353,7 +353,6 @@ async fn a_host_outside_the_signing_grant_gets_no_signature() {
             assert!(request.header(header).is_none(), "{header} sent to {other}");
         }
     }
-    moto.assert_only_key("ci-bot", &old).await;
 }
 
 #[tokio::test]

@@ -409,12 +409,12 @@ async fn a_redirect_to_another_host_is_not_followed() {
     let github = FakeGitHub::start();
     let elsewhere = FakeGitHub::start();
     github.set_fault(Fault::RedirectTo(elsewhere.url.clone()));
+    // Not granted (it is not a host the plugin declares): the plugin
+    // refuses the redirect itself rather than trying and being denied.
     let out = run(
         &moto,
         &github,
         &[
-            "--allow-host",
-            &elsewhere.url,
             "--config",
             "repo=octo/app",
             "--secret",

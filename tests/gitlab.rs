@@ -694,7 +694,9 @@ async fn a_host_not_allowed_is_denied_and_nothing_changes() {
         ],
         &[TOKEN_ENV],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    // It declares the host of `api-url`: the other host is wider than
+    // that, and GitLab's is not granted. Refused when loaded (exit 2).
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     moto.assert_only_key("ci-bot", &old).await;
     assert!(
         gitlab.server.requests().is_empty(),
@@ -702,14 +704,35 @@ async fn a_host_not_allowed_is_denied_and_nothing_changes() {
     );
     assert!(other.requests().is_empty());
     let err = stderr(&out);
-    assert!(err.contains("HttpRequestDenied"), "{err}");
     assert!(
         err.contains(&format!(
-            "--allow-host http://127.0.0.1:{}",
+            "--allow-host {} is wider than plugin 'gitlab'",
+            other.url
+        )),
+        "{err}"
+    );
+    let out = moto.rotate(
+        "gitlab",
+        &[
+            "--config",
+            "project=group/app",
+            "--config",
+            &api,
+            "--secret",
+            "token=env:GITLAB_TOKEN",
+        ],
+        &[TOKEN_ENV],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "add --allow-host http://127.0.0.1:{}",
             gitlab.server.port
         )),
-        "the error names the flag that would allow it: {err}"
+        "the error names the flag that would allow it: {}",
+        show(&out)
     );
+    moto.assert_only_key("ci-bot", &old).await;
 }
 
 #[tokio::test]

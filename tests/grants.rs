@@ -86,12 +86,15 @@ async fn a_redirect_to_a_host_not_allowed_is_denied() {
 async fn an_http_plugin_without_allowed_hosts_is_refused_up_front() {
     let (moto, old, out) = http_run("http://127.0.0.1:9/", &[]).await;
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    // It declares the host of its url: the error names it and the flag.
     assert!(
-        stderr(&out).contains("wants outbound HTTP"),
+        stderr(&out).contains(
+            "plugin 'http' needs http://127.0.0.1:9 (The requests the tests ask for), which is \
+             not granted: add --allow-host http://127.0.0.1:9"
+        ),
         "{}",
         show(&out)
     );
-    assert!(stderr(&out).contains("--allow-host"), "{}", show(&out));
     moto.assert_only_key("ci-bot", &old).await;
     assert_eq!(moto.all_secrets().len(), 1, "no key was created");
 }

@@ -719,7 +719,7 @@ async fn bad_reporter_input_fails_before_any_key_is_created() {
         (vec!["--notify", &broken], "broken.wasm"),
         (
             vec!["--notify", &hello],
-            "is a keyrot handler (keyrot:handler@0.3.0), not a reporter",
+            "is a keyrot handler (keyrot:handler@0.4.0), not a reporter",
         ),
         (vec!["--job", &unknown_event], "unknown event 'failure'"),
         (

@@ -154,9 +154,10 @@ impl WasmHandler {
         Self::new(plugin, sandbox).await
     }
 
-    /// Checks the plugin against its sandbox (its imports against the
-    /// grants, then what `describe()` says against the settings), before
-    /// any key exists. A reporter given as a handler is refused.
+    /// Checks the plugin against its sandbox (what `describe()` says
+    /// against the settings and grants, then its imports against the
+    /// grants), before any key exists. A reporter given as a handler is
+    /// refused.
     pub async fn new(plugin: Plugin, sandbox: Sandbox) -> Result<Self, PluginError> {
         Ok(Self {
             inner: Loaded::new(plugin, sandbox, PluginKind::Handler).await?,
@@ -220,8 +221,8 @@ struct Loaded {
 }
 
 impl Loaded {
-    /// Checks the plugin's kind, its imports against the grants, then what
-    /// `describe()` says against the settings.
+    /// Checks the plugin's kind, what `describe()` says against the
+    /// settings and grants, then its imports against the grants.
     async fn new(plugin: Plugin, sandbox: Sandbox, kind: PluginKind) -> Result<Self, PluginError> {
         if plugin.kind() != kind {
             let flag = match kind {
@@ -238,9 +239,11 @@ impl Loaded {
                 ),
             });
         }
-        Capabilities::check_grants(&plugin, &sandbox)?;
+        // What it declares first (describe runs with nothing granted): a
+        // plugin that names its needs gets errors that name them.
         let loaded = Self::described(plugin, sandbox).await?;
         Capabilities::check_described(&loaded.name, &loaded.info, &loaded.sandbox)?;
+        Capabilities::check_grants(&loaded.plugin, &loaded.sandbox)?;
         Ok(loaded)
     }
 
