@@ -5,7 +5,8 @@
 //! last use for `keyrot status`, user tags for the IAM-kept journal and
 //! exemptions, group members for exemptions). [`crate::aws::AwsIam`]
 //! implements it with aws-sdk-iam; tests implement it with a
-//! fault-injecting fake for failures a real emulator cannot produce.
+//! fault-injecting fake for failures a real emulator cannot produce, and
+//! [`MemoryIam`] keeps keys in memory for `keyrot plugin test`.
 
 use std::sync::Arc;
 
@@ -13,6 +14,9 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::secret::SecretAccessKey;
+
+mod memory;
+pub use self::memory::MemoryIam;
 
 /// The status of an access key, as IAM reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -33,6 +33,7 @@ pub mod host;
 pub mod iam;
 pub mod input;
 pub mod journal;
+pub mod kit;
 pub mod notify;
 pub mod oci;
 pub mod org;
@@ -52,7 +53,9 @@ pub use handler::{
 pub use host::{
     CacheMode, LoadOptions, Plugin, PluginError, PluginLimits, Sandbox, Settings, WasmHandler,
 };
-pub use iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyLastUsed, KeyStatus, NewAccessKey};
+pub use iam::{
+    AccessKeyInfo, Iam, IamError, IamErrorKind, KeyLastUsed, KeyStatus, MemoryIam, NewAccessKey,
+};
 pub use journal::{FileJournal, IamTagJournal, StateDir};
 pub use retry::{RetryPolicy, Retryable};
 pub use rotation::{

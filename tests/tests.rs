@@ -59,6 +59,10 @@
 //!   wrong thing, two exit codes for one failure, journal commands needing
 //!   AWS, self-rotation with the IAM journal, a lock wait Ctrl-C stops).
 //! - `usability`: help, colour, errors that say what to do, inspect, cache.
+//! - `plugin_kit`: `keyrot plugin new` in each language, built with the
+//!   command it prints, passes `keyrot plugin test`; a handler breaking one
+//!   rule at a time (the `breaks` fixture) fails that rule's check; an HTTP
+//!   handler tested against its author's fake.
 //! - `notify`: reporters (`--notify`, `[[notify]]`) against local fakes of
 //!   their services (`notify_fakes`: a webhook receiver, Slack's
 //!   chat.postMessage, PagerDuty's Events API v2): the events each filter
@@ -91,6 +95,7 @@ mod notify;
 mod notify_fakes;
 mod oci;
 mod org;
+mod plugin_kit;
 mod promise;
 mod proxy;
 mod readme;

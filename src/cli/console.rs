@@ -98,8 +98,15 @@ impl PluginLogMode {
 /// trace, `-q` errors only); `KEYROT_LOG` overrides with a tracing filter.
 /// With the plugin's log hidden, its lines are counted instead.
 pub fn init_logging(cli: &Cli) {
+    // `plugin test` makes keys in memory and fails calls on purpose: its
+    // report says what matters, keyrot's own lines would be noise.
+    let testing = matches!(
+        cli.command,
+        Some(super::Command::Plugin(super::PluginCommand::Test(_)))
+    );
     let (default, plugin_level) = match (cli.quiet, cli.verbose) {
         (true, _) => ("error", LevelFilter::ERROR),
+        (false, 0) if testing => ("error,plugin=info", LevelFilter::INFO),
         // The SDK's credential chain warns about every source it tries;
         // keyrot reports the one error that matters itself.
         (false, 0) => (

@@ -7,6 +7,7 @@ mod cache_cmd;
 mod console;
 mod inspect;
 mod job;
+mod kit;
 mod metrics;
 mod notify;
 mod oci_cmd;
@@ -77,6 +78,8 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Some(Command::Plugin(PluginCommand::Inspect { path, grants, .. })) => {
             inspect::local(cli, path, grants).await
         }
+        Some(Command::Plugin(PluginCommand::New { name, lang })) => kit::new(cli, name, *lang),
+        Some(Command::Plugin(PluginCommand::Test(args))) => kit::test(cli, args).await,
         Some(Command::Plugin(PluginCommand::Push { file, reference })) => {
             let load = LoadOptions::new(cli.no_cache, None);
             oci_cmd::push(file, reference, &cli.registry, &load, cli.output).await

@@ -247,6 +247,7 @@ fn spec(
             },
             limits,
             signer: None,
+            witness: None,
         },
         on,
     })

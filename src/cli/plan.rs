@@ -330,6 +330,7 @@ impl TargetSpec {
                 grants,
                 limits,
                 signer: None,
+                witness: None,
             },
             aws: args.aws.clone().or(job.aws),
             place,

@@ -6,6 +6,7 @@
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use futures_util::FutureExt;
 use wasmtime::{Engine, Store, Trap};
@@ -13,6 +14,7 @@ use wasmtime::{Engine, Store, Trap};
 use super::capability::CallSetup;
 use super::limits::{self, MemoryVerdict, PluginLimits};
 use super::logging::PluginLog;
+use super::witness::{Source, Witness};
 use super::{Capabilities, HostState};
 use crate::handler::{HandlerError, HandlerErrorKind, HandlerLog};
 use crate::text::{cap_error, escape_control};
@@ -22,6 +24,7 @@ pub(super) struct PluginCall<'a> {
     store: Store<HostState>,
     plugin: &'a str,
     limits: PluginLimits,
+    witness: Option<Arc<Witness>>,
 }
 
 /// How a call's future ended.
@@ -44,6 +47,7 @@ impl<'a> PluginCall<'a> {
             store,
             plugin: setup.plugin,
             limits: setup.sandbox.limits,
+            witness: setup.sandbox.witness.clone(),
         })
     }
 
@@ -69,6 +73,14 @@ impl<'a> PluginCall<'a> {
         let notes = http.take_notes();
         let facts = http.take_facts();
         let memory = limits.verdict();
+        if let Some(witness) = &self.witness {
+            witness.memory(memory.peak);
+            match &ran {
+                Ran::Finished(Ok(Err(message))) => witness.said(Source::Error, message),
+                Ran::Finished(Err(trap)) => witness.said(Source::Crash, &format!("{trap:#}")),
+                _ => {}
+            }
+        }
         let (log, last_words) = logging.close(&notes, &facts);
         let failure = Failure {
             plugin: self.plugin,

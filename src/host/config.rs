@@ -4,31 +4,39 @@
 //! and its linking.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use wasmtime::component::Linker;
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use zeroize::Zeroizing;
 
+use self::bindings::wasi::config::store;
 use super::capability::{CallSetup, Capability};
+use super::witness::Witness;
 use super::{HostState, PluginError, PluginInfo, Sandbox};
 use crate::text::escape_control;
+
+/// Bindings for `wasi:config` (`wit/deps/config`).
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit/deps/config",
+        world: "wasi:config/imports",
+    });
+}
 
 /// Settings, through `wasi:config/store`.
 pub(super) struct Config;
 
 impl Capability for Config {
     /// The call's settings, plain and secret alike (none for `describe`).
-    type State = WasiConfigVariables;
+    type State = ConfigState;
 
     const INSPECT: &'static [(&'static str, &'static str)] =
         &[("wasi:config/", "settings (--config, --secret)")];
 
-    /// Links `wasi:config/store`, answering from the store's variables.
+    /// Links `wasi:config/store`, answering from the call's settings.
     fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        wasmtime_wasi_config::add_to_linker(linker, |state: &mut HostState| {
-            WasiConfig::from(&state.config)
-        })
+        store::add_to_linker::<HostState, HasSelf<ConfigState>>(linker, |state| &mut state.config)
     }
 
     /// The settings fit what the plugin says it reads.
@@ -51,7 +59,33 @@ impl Capability for Config {
     }
 
     fn prepare(call: &CallSetup<'_>, _wasi: &mut WasiCtxBuilder) -> Result<Self::State, String> {
-        Ok(call.sandbox.settings.variables())
+        Ok(ConfigState {
+            variables: call.sandbox.settings.variables(),
+            witness: call.sandbox.witness.clone(),
+        })
+    }
+}
+
+/// One call's settings, and who notes which ones the plugin reads.
+pub(super) struct ConfigState {
+    variables: BTreeMap<String, Zeroizing<String>>,
+    witness: Option<Arc<Witness>>,
+}
+
+impl store::Host for ConfigState {
+    fn get(&mut self, key: String) -> Result<Option<String>, store::Error> {
+        if let Some(witness) = &self.witness {
+            witness.read_setting(&key);
+        }
+        Ok(self.variables.get(&key).map(|v| v.to_string()))
+    }
+
+    fn get_all(&mut self) -> Result<Vec<(String, String)>, store::Error> {
+        if let Some(witness) = &self.witness {
+            witness.read_all();
+        }
+        let all = self.variables.iter();
+        Ok(all.map(|(k, v)| (k.clone(), v.to_string())).collect())
     }
 }
 
@@ -198,7 +232,8 @@ impl Settings {
         self.values.get(name).map(String::as_str)
     }
 
-    fn names(&self) -> impl Iterator<Item = &str> {
+    /// Every setting's name, plain then secret.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
         self.values
             .keys()
             .chain(self.secrets.keys())
@@ -214,10 +249,35 @@ impl Settings {
         self.secrets.values().map(|s| s.as_str())
     }
 
+    /// The secret settings (`--secret`): name and value.
+    pub(crate) fn secret_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.secrets.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// These settings without `name` (plain or secret).
+    pub fn without(&self, name: &str) -> Settings {
+        let mut settings = self.clone();
+        settings.values.remove(name);
+        settings.secrets.remove(name);
+        settings
+    }
+
+    /// These settings with plain setting `name` set to `value`.
+    pub fn with_value(&self, name: &str, value: &str) -> Settings {
+        let mut settings = self.without(name);
+        settings.values.insert(name.to_string(), value.to_string());
+        settings
+    }
+
     /// The per-call `wasi:config` state: plain and secret settings alike.
-    fn variables(&self) -> WasiConfigVariables {
-        let secrets = self.secrets.iter().map(|(k, v)| (k.clone(), v.to_string()));
-        WasiConfigVariables::from_iter(self.values.clone().into_iter().chain(secrets))
+    fn variables(&self) -> BTreeMap<String, Zeroizing<String>> {
+        let values = self
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), Zeroizing::new(v.clone())));
+        values
+            .chain(self.secrets.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .collect()
     }
 }
 

@@ -109,6 +109,8 @@ impl Default for PluginLimits {
 pub(super) struct MemoryLimiter {
     max: usize,
     used: usize,
+    /// The most `used` ever was.
+    peak: usize,
     exceeded: bool,
     /// The machine, not the limit, refused memory the plugin was allowed.
     host_failed: bool,
@@ -124,6 +126,8 @@ pub(super) struct MemoryVerdict {
     pub exceeded: bool,
     /// The machine failed to provide memory within the limit.
     pub host_failed: bool,
+    /// The most memory the call held at once, in bytes.
+    pub peak: usize,
 }
 
 impl MemoryLimiter {
@@ -131,6 +135,7 @@ impl MemoryLimiter {
         Self {
             max,
             used: 0,
+            peak: 0,
             exceeded: false,
             host_failed: false,
             last_grow: None,
@@ -142,6 +147,7 @@ impl MemoryLimiter {
         MemoryVerdict {
             exceeded: self.exceeded,
             host_failed: self.host_failed,
+            peak: self.peak,
         }
     }
 
@@ -154,6 +160,7 @@ impl MemoryLimiter {
             return false;
         }
         self.used = after;
+        self.peak = self.peak.max(after);
         true
     }
 }

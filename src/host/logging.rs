@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 use self::wasi_logging::Level;
 use super::HostState;
 use super::capability::{CallSetup, Capability};
+use super::witness::{Source, Witness};
 use crate::handler::{LogLevel, LogLine};
 use crate::secret::redact;
 use crate::text::{escape_control, truncate};
@@ -66,6 +67,7 @@ impl Capability for Logging {
             log: PluginLog::new(call.plugin, call.secrets.to_vec()),
             stdout,
             stderr,
+            witness: call.sandbox.witness.clone(),
         })
     }
 }
@@ -75,6 +77,8 @@ pub(super) struct LogState {
     log: PluginLog,
     stdout: CapturedOutput,
     stderr: CapturedOutput,
+    /// Sees everything before redaction (`keyrot plugin test`).
+    witness: Option<Arc<Witness>>,
 }
 
 impl LogState {
@@ -82,6 +86,14 @@ impl LogState {
     /// plugin printed. Also returns the last lines of its stderr (not yet
     /// redacted), for a crash's message.
     pub(super) fn close(self, notes: &[String], facts: &[String]) -> (PluginLog, Option<String>) {
+        if let Some(witness) = &self.witness {
+            for (source, output) in [
+                (Source::Stdout, &self.stdout),
+                (Source::Stderr, &self.stderr),
+            ] {
+                witness.said(source, &String::from_utf8_lossy(&output.contents().0));
+            }
+        }
         let mut log = self.log;
         for fact in facts {
             log.fact(fact);
@@ -230,6 +242,9 @@ impl wasi_logging::Host for LogState {
         // A failpoint inside a host call, with the plugin's frames on the
         // stack: a panic here must unwind out through them.
         crate::testhook::hit("host-log");
+        if let Some(witness) = &self.witness {
+            witness.said(Source::Log, &format!("{context}: {message}"));
+        }
         let level = match level {
             Level::Trace => LogLevel::Trace,
             Level::Debug => LogLevel::Debug,

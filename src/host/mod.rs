@@ -26,6 +26,8 @@
 //!   (part of [`http`]).
 //! - `host_ca`: the TLS client of `--allow-host-ca` hosts, which trusts
 //!   their private CA only (part of [`http`]).
+//! - [`witness`]: what a plugin read and said, unredacted, when a
+//!   [`Sandbox`] is given a witness (`keyrot plugin test` does).
 //! - `engine`: the process's one engine and one linker.
 //!
 //! A [`WasmHandler`] is a plugin checked against the operator's [`Sandbox`]
@@ -49,6 +51,7 @@ mod limits;
 mod logging;
 mod plugin;
 mod reporter;
+pub mod witness;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -99,6 +102,9 @@ pub struct Sandbox {
     pub limits: PluginLimits,
     /// Who signs requests to the `--aws-sign` hosts, resolved.
     pub signer: Option<Arc<AwsSigner>>,
+    /// Records what the plugin reads and says in each call (`keyrot plugin
+    /// test`); `None` in a real run.
+    pub witness: Option<Arc<witness::Witness>>,
 }
 
 /// What `keyrot plugin inspect` shows.

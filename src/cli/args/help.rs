@@ -43,6 +43,10 @@ Examples:
   # What is this plugin, what does it want, and what is its sha256?
   keyrot plugin inspect github.wasm
 
+  # Write your own handler: a project to build, then check it keeps the contract
+  keyrot plugin new my-store --lang rust
+  keyrot plugin test my-store/target/wasm32-wasip2/release/my_store.wasm
+
   # How much space do compiled plugins take; drop those compiled over 30 days ago
   keyrot cache list
   keyrot cache clean --older-than 30d
@@ -139,11 +143,14 @@ fn global_means_something(id: &str, path: &[String]) -> bool {
             path.as_slice(),
             ["rotate" | "status"]
                 | ["journal", "show"]
-                | ["plugin", "inspect" | "push"]
+                | ["plugin", "new" | "test" | "inspect" | "push"]
                 | ["cache", "list" | "clean"]
         ),
-        "no_cache" => matches!(path.as_slice(), ["rotate"] | ["plugin", "inspect" | "push"]),
-        "plugin_log" => matches!(path.as_slice(), ["rotate"] | ["plugin", "inspect"]),
+        "no_cache" => matches!(
+            path.as_slice(),
+            ["rotate"] | ["plugin", "test" | "inspect" | "push"]
+        ),
+        "plugin_log" => matches!(path.as_slice(), ["rotate"] | ["plugin", "test" | "inspect"]),
         "insecure_registry" | "registry_token_host" | "registry_timeout" => matches!(
             path.as_slice(),
             ["rotate"] | ["plugin", "inspect" | "push" | "sign" | "verify"]

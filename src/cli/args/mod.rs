@@ -211,7 +211,7 @@ pub enum Command {
     /// Drain mode: put a deactivated old key back while it drains
     #[command(subcommand)]
     Drain(DrainCommand),
-    /// Inspect, publish, sign or verify a plugin
+    /// Start, test, inspect, publish, sign or verify a plugin
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// List or clean the compiled-plugin cache
@@ -384,6 +384,16 @@ pub enum JournalKind {
 /// `keyrot plugin ...`
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Start a handler: write a small, buildable project in NAME/ (a file handler to adapt)
+    New {
+        /// The handler's name, also its directory: lower-case letters, digits and hyphens, e.g. vault-kv
+        name: String,
+        /// The language to write it in
+        #[arg(long, value_enum, value_name = "LANG", help_heading = "Plugin")]
+        lang: LangArg,
+    },
+    /// Check a handler against the contract: rotations against IAM in memory, no AWS, no network
+    Test(PluginTestArgs),
     /// Show a plugin's name, version, settings, needs, imports and sha256
     ///
     /// Give the grants a run would give (--allow-host, --allow-dir,
@@ -421,6 +431,98 @@ pub enum PluginCommand {
         #[arg(long, value_name = "FILE", required = true, help_heading = "Plugin")]
         key: Vec<PathBuf>,
     },
+}
+
+/// `keyrot plugin new --lang`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LangArg {
+    /// Rust, with wit-bindgen (cargo, the wasm32-wasip2 target).
+    Rust,
+    /// Python, with componentize-py.
+    Python,
+    /// JavaScript, with ComponentizeJS (Node.js, npm).
+    Javascript,
+    /// C, with wit-bindgen, clang for WASI and wasm-tools (make).
+    C,
+}
+
+impl From<LangArg> for keyrot::kit::template::Lang {
+    fn from(arg: LangArg) -> Self {
+        use keyrot::kit::template::Lang;
+        match arg {
+            LangArg::Rust => Lang::Rust,
+            LangArg::Python => Lang::Python,
+            LangArg::Javascript => Lang::Javascript,
+            LangArg::C => Lang::C,
+        }
+    }
+}
+
+/// `keyrot plugin test`: the plugin, and what a real run would give it.
+#[derive(Debug, Args)]
+pub struct PluginTestArgs {
+    /// The handler component (.wasm)
+    pub plugin: PathBuf,
+
+    /// A setting for the plugin, read through wasi:config (repeatable)
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value, help_heading = "Plugin")]
+    pub config: Vec<(String, String)>,
+
+    /// A secret setting, checked never to show: NAME=env:VAR or NAME=file:PATH
+    #[arg(
+        long,
+        value_name = "NAME=env:VAR|NAME=file:PATH",
+        help_heading = "Plugin"
+    )]
+    pub secret: Vec<String>,
+
+    /// Let the plugin make HTTP requests to this host: your fake of its destination (repeatable)
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]|http://HOST:PORT",
+        help_heading = "Grants"
+    )]
+    pub allow_host: Vec<HostRule>,
+
+    /// Let the plugin see a directory, read-write unless :ro (repeatable)
+    ///
+    /// Without it, a directory the plugin's needs name (through a setting
+    /// you do not give) is a fresh temporary one, seen as /keyrot-test.
+    #[arg(
+        long,
+        value_name = "HOST_PATH[:GUEST_PATH][:ro]",
+        help_heading = "Grants"
+    )]
+    pub allow_dir: Vec<DirGrant>,
+
+    /// Add a header to requests to one host, from a secret the plugin never sees
+    ///
+    /// As for a run: HOST=HEADER:VALUE, one {env:VAR} or {file:PATH} in
+    /// VALUE (repeatable).
+    #[arg(
+        long,
+        value_name = "HOST=HEADER:VALUE",
+        hide_short_help = true,
+        help_heading = "Grants"
+    )]
+    pub inject_header: Vec<String>,
+
+    /// Trust only the PEM CA certificates in FILE for HTTPS to HOST (your fake's own CA)
+    #[arg(
+        long,
+        value_name = "HOST=FILE",
+        hide_short_help = true,
+        help_heading = "Grants"
+    )]
+    pub allow_host_ca: Vec<String>,
+
+    /// Time limit for each plugin call, e.g. 30s, 2m, 500ms [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Limits")]
+    pub timeout: Option<Duration>,
+
+    /// Memory limit for the plugin, e.g. 256MiB, 1GiB [default: 512MiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Limits")]
+    pub memory: Option<usize>,
 }
 
 /// What to rotate and what the handler gets.

@@ -1,0 +1,1057 @@
+//! `keyrot plugin test`: a handler checked against the contract, with no
+//! AWS account, no network and no credentials.
+//!
+//! The handler runs as in a real run (the same [`WasmHandler`], sandbox,
+//! grants and limits) through real rotations ([`KeyRotator`] over
+//! [`MemoryIam`], a user with one active key, a journal in a temporary
+//! state directory), and a [`Witness`] in its sandbox sees what it reads
+//! and says before redaction. The checks, one per rule ([`RULES`]):
+//!
+//! 1. `describe`, three times (twice by itself, once as keyrot loads the
+//!    plugin): the same answer, `needs` included; the settings given as
+//!    secrets marked secret; keyrot's check of the grants against `needs`.
+//! 2. A rotation of the user: it completes, `handle` once.
+//! 3. Settings: keyrot refuses each required one missing and an unknown
+//!    one, naming it; `preflight` without each optional one given refuses
+//!    or accepts, but does not crash.
+//! 4. A failing `handle` (its destination made unusable, see
+//!    `destination`): it fails, and keyrot deletes the new key.
+//! 5. The resume case: a rotation stopped for good right after `handle`
+//!    succeeded (its future dropped, as a kill would), then a rerun, which
+//!    finishes the journal and tells the handler the abandoned key.
+//! 6. An unreachable destination in a fresh IAM: `preflight` refuses it
+//!    before any key exists.
+//! 7. Over every call: the settings read are described; no secret (new
+//!    keys', `--secret` settings') appears in any text, raw or encoded
+//!    ([`super::scan`]); `preflight` changed no granted directory; each
+//!    call stayed within the time and memory limits (and `needs`).
+//!
+//! A check that cannot apply (no setting names the destination, say) is
+//! skipped with the reason, never passed.
+
+mod destination;
+mod harness;
+mod report;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use self::destination::Made;
+pub use self::destination::TEST_DIR;
+use self::harness::{Calls, Log, Recorder, USER, active_key, rotation_now};
+use self::report::check;
+pub use self::report::{
+    CallRecord, Check, ConformanceReport, RULES, SCHEMA_VERSION, Status, Summary, Tested,
+};
+use super::scan;
+use crate::grants::Grants;
+use crate::handler::{HandlerErrorKind, HandlerLog, NewKeyHandler};
+use crate::host::witness::Witness;
+use crate::host::{
+    LoadOptions, Plugin, PluginError, PluginInfo, PluginKind, PluginLimits, Sandbox, Settings,
+    WasmHandler,
+};
+use crate::iam::{KeyStatus, MemoryIam};
+use crate::rotation::Outcome;
+use crate::secret::mask_key_id;
+
+/// What to test, and with what: the flags of `keyrot plugin test`.
+#[derive(Clone, Debug)]
+pub struct Suite {
+    /// The handler component.
+    pub plugin: PathBuf,
+    /// How to load it.
+    pub load: LoadOptions,
+    /// Its settings (`--config`, `--secret`), as a real run would give.
+    pub settings: Settings,
+    /// Its grants (`--allow-host`, `--allow-dir`).
+    pub grants: Grants,
+    /// The limits of each call (`--timeout`, `--memory`).
+    pub limits: PluginLimits,
+}
+
+/// Why the suite could not start: the input, not the handler, is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    /// The plugin cannot be read, or is not a keyrot plugin.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// Something a real run would need is missing.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// The age of the test user's key before the first rotation.
+const OLD_KEY_AGE: Duration = Duration::from_secs(100 * 24 * 3600);
+
+/// A setting no handler reads, for the check that keyrot refuses it.
+const UNKNOWN_SETTING: &str = "keyrot-test-unknown";
+
+/// Runs every check on the handler `suite` names.
+pub async fn run(suite: Suite) -> Result<ConformanceReport, SuiteError> {
+    let plugin = Plugin::load(&suite.plugin, &suite.load)?;
+    let mut tested = Tested {
+        path: suite.plugin.display().to_string(),
+        sha256: plugin.sha256().to_string(),
+        contract: plugin.contract().to_string(),
+        ..Tested::default()
+    };
+    if plugin.kind() != PluginKind::Handler {
+        return Err(SuiteError::Input(format!(
+            "{} is a keyrot reporter ({}): `keyrot plugin test` tests new-key handlers",
+            suite.plugin.display(),
+            plugin.contract()
+        )));
+    }
+    let mut checks = Vec::new();
+    let first = match WasmHandler::inspect(plugin.clone()).await {
+        Ok(report) => report.info,
+        Err(PluginError::Settings(why)) => {
+            checks.push(check("describe-stable", Status::Fail, why));
+            skip_rest(&mut checks, "describe failed, so nothing else could run");
+            return Ok(ConformanceReport::new(tested, checks, vec![], vec![]));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tested.name = first.name.clone();
+    tested.version = first.version.clone();
+    let second = WasmHandler::inspect(plugin.clone()).await.map(|r| r.info);
+
+    let mut made = Made::default();
+    let witness = Witness::new();
+    let mut base = Sandbox {
+        settings: suite.settings,
+        grants: suite.grants,
+        limits: suite.limits,
+        signer: None,
+        witness: Some(witness.clone()),
+    };
+    let provided = destination::provide(&first, &mut base, &mut made).map_err(SuiteError::Input)?;
+    missing_settings(&first, &base.settings)?;
+    checks.push(describe_secrets(&first, &base.settings));
+
+    let handler = match WasmHandler::new(plugin.clone(), base.clone()).await {
+        Ok(handler) => Arc::new(handler),
+        Err(e) => {
+            checks.push(describe_stable(&first, second.as_ref().ok(), None));
+            checks.push(check("needs-granted", Status::Fail, e.to_string()));
+            skip_rest(
+                &mut checks,
+                "keyrot refused to load the plugin with these settings and grants",
+            );
+            return Ok(ConformanceReport::new(tested, checks, provided, vec![]));
+        }
+    };
+    checks.push(match &second {
+        Ok(second) => describe_stable(&first, Some(second), Some(handler.info())),
+        Err(e) => check(
+            "describe-stable",
+            Status::Fail,
+            format!("the second call failed: {e}"),
+        ),
+    });
+    checks.push(needs_granted(&first, &base));
+
+    let kit = Run {
+        plugin,
+        info: first,
+        base,
+        witness,
+        log: Arc::default(),
+        iam: Arc::new(MemoryIam::new()),
+        state: made.dir().map_err(SuiteError::Input)?,
+        handler,
+    };
+    kit.iam
+        .add_key(USER, KeyStatus::Active, OLD_KEY_AGE.as_secs());
+    let mut rotations = Vec::new();
+
+    // The user's first rotation, on the author's destination.
+    let happy = kit.recorder("rotation", &kit.handler, &kit.handler);
+    let before = active_key(&kit.iam).await;
+    let report = harness::rotate(kit.iam.clone(), happy.clone(), &kit.state).await;
+    let rotated = report.outcome == Outcome::Rotated;
+    checks.push(kit.rotation_check(&report, &happy.calls(), before, &provided));
+    rotations.push(("rotation", happy.calls()));
+
+    checks.push(kit.settings_refused().await);
+
+    let unusable = destination::unusable(&kit.info, &kit.base, &mut made);
+    let broken = match unusable {
+        Ok((sandbox, what)) => match WasmHandler::new(kit.plugin.clone(), sandbox).await {
+            Ok(handler) => Ok((Arc::new(handler), what)),
+            Err(e) => Err(format!(
+                "keyrot would not load the plugin with its destination made unusable ({what}): \
+                 {e}"
+            )),
+        },
+        Err(why) => Err(why),
+    };
+    match &broken {
+        Ok((bad, what)) => {
+            let (check, calls) = kit.handle_failure(bad, what).await;
+            checks.push(check);
+            rotations.push(("handle-failure", calls));
+        }
+        Err(why) => checks.push(check("handle-failure", Status::Skip, why.clone())),
+    }
+
+    let (resume, calls) = kit.resume(rotated).await;
+    checks.push(resume);
+    rotations.extend(calls.into_iter().map(|c| ("resume", c)));
+
+    match &broken {
+        Ok((bad, what)) => {
+            let (check, calls) = kit.unreachable(bad, what).await;
+            checks.push(check);
+            rotations.push(("preflight-unreachable", calls));
+        }
+        Err(why) => checks.push(check("preflight-unreachable", Status::Skip, why.clone())),
+    }
+
+    let log = std::mem::take(&mut *kit.log.lock().unwrap_or_else(PoisonError::into_inner));
+    checks.push(handle_once(&rotations));
+    checks.push(describe_settings(&kit.info, &log));
+    checks.push(secret_hidden(&kit.base.settings, &log));
+    checks.push(preflight_changes_nothing(&kit.base, &log));
+    checks.push(limits(&kit.info, &kit.base.limits, &log));
+    drop(made);
+    // The checks quote what the plugin said: not its secrets, in any form.
+    let mut records = log.records;
+    let secrets = log.secrets.iter().map(|s| s.as_str());
+    let secrets: Vec<&str> = secrets
+        .chain(kit.base.settings.secret_pairs().map(|(_, v)| v))
+        .collect();
+    let scrub = |text: &mut String| {
+        for secret in &secrets {
+            *text = scan::scrub(text, secret);
+        }
+    };
+    checks.iter_mut().for_each(|c| scrub(&mut c.detail));
+    records
+        .iter_mut()
+        .filter_map(|r| r.error.as_mut())
+        .for_each(scrub);
+    Ok(ConformanceReport::new(tested, checks, provided, records))
+}
+
+/// The state of one run of the suite.
+struct Run {
+    plugin: Plugin,
+    info: PluginInfo,
+    base: Sandbox,
+    witness: Arc<Witness>,
+    log: Arc<Mutex<Log>>,
+    /// The IAM every rotation on the author's destination shares, so the
+    /// destination always holds a key this IAM knows.
+    iam: Arc<MemoryIam>,
+    state: PathBuf,
+    handler: Arc<WasmHandler>,
+}
+
+impl Run {
+    fn recorder(
+        &self,
+        probe: &'static str,
+        preflight: &Arc<WasmHandler>,
+        handle: &Arc<WasmHandler>,
+    ) -> Arc<Recorder> {
+        Arc::new(self.recorder_unshared(probe, preflight, handle))
+    }
+
+    fn recorder_unshared(
+        &self,
+        probe: &'static str,
+        preflight: &Arc<WasmHandler>,
+        handle: &Arc<WasmHandler>,
+    ) -> Recorder {
+        let watched = self.base.grants.dirs.iter().map(|g| g.host.clone());
+        Recorder::new(
+            probe,
+            preflight.clone(),
+            handle.clone(),
+            self.witness.clone(),
+            self.log.clone(),
+            watched.collect(),
+        )
+    }
+
+    /// `rotation`: the first rotation completed.
+    fn rotation_check(
+        &self,
+        report: &crate::rotation::RotationReport,
+        calls: &Calls,
+        before: Option<String>,
+        provided: &[String],
+    ) -> Check {
+        if report.outcome == Outcome::Rotated {
+            let new = report.new_key.as_ref().map(|k| k.access_key_id.as_str());
+            return check(
+                "rotation",
+                Status::Pass,
+                format!(
+                    "preflight accepted, handle stored {}, keyrot deleted {}",
+                    new.map(mask_key_id).unwrap_or_default(),
+                    before.as_deref().map(mask_key_id).unwrap_or_default()
+                ),
+            );
+        }
+        let why = match (calls.preflights.first(), calls.handles.first()) {
+            (Some((_, Err(e))), _) => {
+                let hint = if provided.is_empty() {
+                    " (plugin test starts with a user whose key the destination has never \
+                     seen: point it at an empty destination)"
+                } else {
+                    ""
+                };
+                format!("preflight {}: {}{hint}", failed_word(e.kind), e.message)
+            }
+            (_, Some((_, _, Err(e)))) => {
+                format!("handle {}: {}", failed_word(e.kind), e.message)
+            }
+            _ => report
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("the rotation ended {}", report.outcome.as_str())),
+        };
+        check("rotation", Status::Fail, why)
+    }
+
+    /// `settings-refused`.
+    async fn settings_refused(&self) -> Check {
+        let mut seen = Vec::new();
+        let mut problems = Vec::new();
+        let given: BTreeSet<&str> = self.base.settings.names().collect();
+        for setting in self.info.settings.iter().filter(|s| s.required) {
+            let without = destination::without_setting(&self.info, &self.base, &setting.name);
+            match WasmHandler::new(self.plugin.clone(), without).await {
+                Ok(_) => problems.push(format!(
+                    "keyrot accepted a run without required setting '{}'",
+                    setting.name
+                )),
+                Err(e) if e.to_string().contains(&setting.name) => {
+                    seen.push(format!("without '{}': {e}", setting.name));
+                }
+                Err(e) => problems.push(format!(
+                    "without required setting '{}', keyrot refused for another reason: {e}",
+                    setting.name
+                )),
+            }
+        }
+        let unknown = self.with_settings(self.base.settings.with_value(UNKNOWN_SETTING, "1"));
+        match WasmHandler::new(self.plugin.clone(), unknown).await {
+            Ok(_) => problems.push(format!(
+                "keyrot accepted unknown setting '{UNKNOWN_SETTING}'"
+            )),
+            Err(e) => seen.push(format!("unknown '{UNKNOWN_SETTING}': {e}")),
+        }
+        let optional = self.info.settings.iter().filter(|s| !s.required);
+        for setting in optional.filter(|s| given.contains(s.name.as_str())) {
+            let name = &setting.name;
+            let without = destination::without_setting(&self.info, &self.base, name);
+            let handler = match WasmHandler::new(self.plugin.clone(), without).await {
+                Ok(handler) => Arc::new(handler),
+                Err(e) => {
+                    seen.push(format!("without optional '{name}': {e}"));
+                    continue;
+                }
+            };
+            let recorder = self.recorder_unshared("settings-refused", &handler, &handler);
+            let rotation = rotation_now(&self.iam).await;
+            match recorder.preflight(&rotation, &HandlerLog::new()).await {
+                Ok(()) => seen.push(format!("without optional '{name}': preflight accepts")),
+                Err(e) if e.kind == HandlerErrorKind::Rejected => {
+                    seen.push(format!(
+                        "without optional '{name}': preflight says {}",
+                        e.message
+                    ));
+                }
+                Err(e) => problems.push(format!(
+                    "without optional setting '{name}', preflight {}: {}",
+                    failed_word(e.kind),
+                    e.message
+                )),
+            }
+        }
+        if problems.is_empty() {
+            check("settings-refused", Status::Pass, seen.join("; "))
+        } else {
+            check("settings-refused", Status::Fail, problems.join("; "))
+        }
+    }
+
+    fn with_settings(&self, settings: Settings) -> Sandbox {
+        Sandbox {
+            settings,
+            ..self.base.clone()
+        }
+    }
+
+    /// `handle-failure`: preflight on the author's destination, handle on
+    /// an unusable one.
+    async fn handle_failure(&self, bad: &Arc<WasmHandler>, what: &str) -> (Check, Calls) {
+        let recorder = self.recorder("handle-failure", &self.handler, bad);
+        let before = active_key(&self.iam).await;
+        let report = harness::rotate(self.iam.clone(), recorder.clone(), &self.state).await;
+        let calls = recorder.calls();
+        let check = match calls.handles.first() {
+            None => check(
+                "handle-failure",
+                Status::Skip,
+                format!(
+                    "handle was never called: {}",
+                    report
+                        .error
+                        .as_deref()
+                        .unwrap_or("the rotation stopped before it")
+                ),
+            ),
+            Some((_, _, Ok(()))) => check(
+                "handle-failure",
+                Status::Fail,
+                format!(
+                    "handle returned success with {what}: keyrot would have retired the old key \
+                     with the new one stored nowhere"
+                ),
+            ),
+            Some((_, new, Err(e))) => {
+                let keys = self.iam.keys(USER);
+                let deleted = !keys.iter().any(|k| &k.access_key_id == new);
+                let kept = keys.iter().any(|k| {
+                    Some(&k.access_key_id) == before.as_ref() && k.status == KeyStatus::Active
+                });
+                if deleted && kept {
+                    check(
+                        "handle-failure",
+                        Status::Pass,
+                        format!(
+                            "with {what}, handle {}: {}; keyrot deleted the new key {}, and {} \
+                             stays active",
+                            failed_word(e.kind),
+                            e.message,
+                            mask_key_id(new),
+                            before.as_deref().map(mask_key_id).unwrap_or_default()
+                        ),
+                    )
+                } else {
+                    check(
+                        "handle-failure",
+                        Status::Fail,
+                        format!(
+                            "handle failed ({}), but the keys are not as they were: {}",
+                            e.message,
+                            report.error.as_deref().unwrap_or("")
+                        ),
+                    )
+                }
+            }
+        };
+        (check, calls)
+    }
+
+    /// `resume`: a rotation stopped right after `handle`, then the rerun.
+    async fn resume(&self, rotated: bool) -> (Check, Vec<Calls>) {
+        if !rotated {
+            let why = "needs a rotation that completes first (see rotation)";
+            return (check("resume", Status::Skip, why), Vec::new());
+        }
+        let stop = Arc::new(Notify::new());
+        let first = Arc::new(
+            self.recorder_unshared("resume", &self.handler, &self.handler)
+                .stopping_after_handle(stop.clone()),
+        );
+        let ended = harness::rotate_then_stop(self.iam.clone(), first.clone(), stop, &self.state);
+        if let Some(report) = ended.await {
+            let why = format!(
+                "the rotation to interrupt ended by itself: {}",
+                report.error.as_deref().unwrap_or(report.outcome.as_str())
+            );
+            return (check("resume", Status::Fail, why), vec![first.calls()]);
+        }
+        let abandoned = first
+            .calls()
+            .handles
+            .last()
+            .map(|(_, key, _)| key.clone())
+            .unwrap_or_default();
+        let rerun = self.recorder("resume", &self.handler, &self.handler);
+        let report = harness::rotate(self.iam.clone(), rerun.clone(), &self.state).await;
+        let calls = rerun.calls();
+        let told = calls
+            .preflights
+            .first()
+            .is_some_and(|(r, _)| r.abandoned_key_ids.contains(&abandoned));
+        let shown = mask_key_id(&abandoned);
+        let check = if report.outcome == Outcome::Rotated && told {
+            check(
+                "resume",
+                Status::Pass,
+                format!(
+                    "a run stopped right after handle stored {shown}; the rerun told preflight \
+                     and handle abandoned-key-ids [{shown}], deleted it and rotated"
+                ),
+            )
+        } else {
+            let why = match (calls.preflights.first(), calls.handles.first()) {
+                (Some((_, Err(e))), _) => format!(
+                    "the destination holds {shown}, left by a run stopped right after handle; \
+                     the rerun, told abandoned-key-ids [{shown}], failed in preflight: {}",
+                    e.message
+                ),
+                (_, Some((_, _, Err(e)))) => format!(
+                    "after a run stopped right after handle stored {shown}, the rerun's handle \
+                     failed: {}",
+                    e.message
+                ),
+                _ => report
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("the rerun ended {}", report.outcome.as_str())),
+            };
+            check("resume", Status::Fail, why)
+        };
+        (check, vec![first.calls(), calls])
+    }
+
+    /// `preflight-unreachable`: a rotation in a fresh IAM whose
+    /// destination cannot be used.
+    async fn unreachable(&self, bad: &Arc<WasmHandler>, what: &str) -> (Check, Calls) {
+        let iam = Arc::new(MemoryIam::new());
+        iam.add_key(USER, KeyStatus::Active, OLD_KEY_AGE.as_secs());
+        let state = match tempfile::tempdir() {
+            Ok(dir) => dir,
+            Err(e) => {
+                let why = format!("cannot make a state directory: {e}");
+                return (
+                    check("preflight-unreachable", Status::Skip, why),
+                    Calls::default(),
+                );
+            }
+        };
+        let recorder = self.recorder("preflight-unreachable", bad, bad);
+        harness::rotate(iam.clone(), recorder.clone(), state.path()).await;
+        let calls = recorder.calls();
+        let nothing_made = iam.created().is_empty() && calls.handles.is_empty();
+        let check = match calls.preflights.first() {
+            Some((_, Err(e))) if e.kind == HandlerErrorKind::Rejected && nothing_made => check(
+                "preflight-unreachable",
+                Status::Pass,
+                format!("with {what}, preflight refused: {}", e.message),
+            ),
+            Some((_, Err(e))) if e.kind == HandlerErrorKind::Rejected => check(
+                "preflight-unreachable",
+                Status::Fail,
+                format!("preflight refused ({}), yet a key was created", e.message),
+            ),
+            Some((_, Err(e))) => check(
+                "preflight-unreachable",
+                Status::Fail,
+                format!(
+                    "with {what}, preflight {} instead of refusing with a message: {}",
+                    failed_word(e.kind),
+                    e.message
+                ),
+            ),
+            Some((_, Ok(()))) => check(
+                "preflight-unreachable",
+                Status::Fail,
+                format!(
+                    "preflight accepted {what}: keyrot then created a key that handle could not \
+                     store{}",
+                    match calls.handles.first() {
+                        Some((_, _, Err(e))) => format!(" (handle: {})", e.message),
+                        _ => String::new(),
+                    }
+                ),
+            ),
+            None => check(
+                "preflight-unreachable",
+                Status::Skip,
+                "the rotation stopped before preflight",
+            ),
+        };
+        (check, calls)
+    }
+}
+
+/// Refuses to start when a required setting is missing: the test needs
+/// what a real run needs.
+fn missing_settings(info: &PluginInfo, settings: &Settings) -> Result<(), SuiteError> {
+    let given: BTreeSet<&str> = settings.names().collect();
+    let missing: Vec<String> = info
+        .settings
+        .iter()
+        .filter(|s| s.required && !given.contains(s.name.as_str()))
+        .map(|s| {
+            let flag = if s.secret {
+                format!("--secret {}=env:VARIABLE", s.name)
+            } else {
+                format!("--config {}=VALUE", s.name)
+            };
+            format!("{flag} ({})", crate::text::escape_control(&s.description))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(SuiteError::Input(format!(
+        "plugin '{}' needs required setting(s), as a real run would: {}",
+        crate::text::escape_control(&info.name),
+        missing.join(", ")
+    )))
+}
+
+/// A failed call's kind, as a verb phrase: "crashed", "refused".
+fn failed_word(kind: HandlerErrorKind) -> &'static str {
+    match kind {
+        HandlerErrorKind::Rejected => "refused",
+        HandlerErrorKind::Trapped => "crashed",
+        HandlerErrorKind::TimedOut => "ran out of time",
+        HandlerErrorKind::OutOfMemory => "ran out of memory",
+        HandlerErrorKind::Interrupted => "was interrupted",
+    }
+}
+
+/// Adds a skip, with `why`, for every rule not checked yet.
+fn skip_rest(checks: &mut Vec<Check>, why: &str) {
+    for (rule, _) in RULES {
+        if !checks.iter().any(|c| c.rule == *rule) {
+            checks.push(check(rule, Status::Skip, why));
+        }
+    }
+}
+
+/// `describe-stable`: three answers, one value.
+fn describe_stable(
+    first: &PluginInfo,
+    second: Option<&PluginInfo>,
+    third: Option<&PluginInfo>,
+) -> Check {
+    let differ = |other: &PluginInfo| {
+        let mut fields = Vec::new();
+        if other.name != first.name {
+            fields.push("name");
+        }
+        if other.version != first.version {
+            fields.push("version");
+        }
+        if other.description != first.description {
+            fields.push("description");
+        }
+        if other.settings != first.settings {
+            fields.push("settings");
+        }
+        if other.needs != first.needs {
+            fields.push("needs");
+        }
+        fields
+    };
+    for other in [second, third].into_iter().flatten() {
+        let fields = differ(other);
+        if !fields.is_empty() {
+            return check(
+                "describe-stable",
+                Status::Fail,
+                format!(
+                    "describe answered differently when called again ({} changed): it must not \
+                     depend on time, randomness or settings",
+                    fields.join(", ")
+                ),
+            );
+        }
+    }
+    let needs = match &first.needs {
+        Some(_) => "and needs",
+        None => "(its contract declares no needs)",
+    };
+    check(
+        "describe-stable",
+        Status::Pass,
+        format!(
+            "3 calls, one answer: {} {}, {} setting(s) {needs}",
+            first.name,
+            first.version,
+            first.settings.len()
+        ),
+    )
+}
+
+/// `describe-secrets`: every setting given with `--secret` is marked so.
+fn describe_secrets(info: &PluginInfo, settings: &Settings) -> Check {
+    let unmarked: Vec<String> = settings
+        .secret_pairs()
+        .filter(|(name, _)| info.settings.iter().any(|s| s.name == *name && !s.secret))
+        .map(|(name, _)| format!("'{name}'"))
+        .collect();
+    if !unmarked.is_empty() {
+        return check(
+            "describe-secrets",
+            Status::Fail,
+            format!(
+                "setting(s) {} given with --secret are not marked secret: keyrot would take them \
+                 as plain --config and show them in reports",
+                unmarked.join(", ")
+            ),
+        );
+    }
+    let marked: Vec<&str> = info
+        .settings
+        .iter()
+        .filter(|s| s.secret)
+        .map(|s| s.name.as_str())
+        .collect();
+    let detail = if marked.is_empty() {
+        "no setting is marked secret, and none was given with --secret".to_string()
+    } else {
+        format!("marks {} secret", marked.join(", "))
+    };
+    check("describe-secrets", Status::Pass, detail)
+}
+
+/// `needs-granted`: keyrot loaded the plugin, so its check passed.
+fn needs_granted(info: &PluginInfo, sandbox: &Sandbox) -> Check {
+    let Some(needs) = &info.needs else {
+        return check(
+            "needs-granted",
+            Status::Skip,
+            "its contract (before 0.4.0) declares no needs: keyrot grants what the flags say",
+        );
+    };
+    let mut asked: Vec<String> = Vec::new();
+    let value = |s: &str| sandbox.settings.value(s);
+    if let Ok(hosts) = needs.hosts(value) {
+        asked.extend(hosts.iter().map(|h| format!("host {}", h.what)));
+    }
+    for dir in needs.directories(value) {
+        let access = if dir.writable {
+            "read-write"
+        } else {
+            "read-only"
+        };
+        asked.push(format!("directory {} ({access})", dir.what.display()));
+    }
+    if let Some(mib) = needs.memory_mib {
+        asked.push(format!("{mib} MiB"));
+    }
+    if let Some(seconds) = needs.timeout_seconds {
+        asked.push(format!("{seconds} s"));
+    }
+    let asked = if asked.is_empty() {
+        "nothing".to_string()
+    } else {
+        asked.join(", ")
+    };
+    check(
+        "needs-granted",
+        Status::Pass,
+        format!("asks for {asked}; granted exactly that"),
+    )
+}
+
+/// `handle-once`: no rotation called `handle` twice; the first one once.
+fn handle_once(rotations: &[(&str, Calls)]) -> Check {
+    if let Some((probe, calls)) = rotations.iter().find(|(_, c)| c.handles.len() > 1) {
+        return check(
+            "handle-once",
+            Status::Fail,
+            format!(
+                "one rotation ({probe}) called handle {} times",
+                calls.handles.len()
+            ),
+        );
+    }
+    let called = rotations
+        .iter()
+        .filter(|(_, c)| c.handles.len() == 1)
+        .count();
+    if called == 0 {
+        return check(
+            "handle-once",
+            Status::Skip,
+            "handle was never called: preflight refused every time (see rotation)",
+        );
+    }
+    check(
+        "handle-once",
+        Status::Pass,
+        format!("{called} rotation(s) reached handle, each called it once"),
+    )
+}
+
+/// `describe-settings`: every setting read is described.
+fn describe_settings(info: &PluginInfo, log: &Log) -> Check {
+    let described: BTreeSet<&str> = info.settings.iter().map(|s| s.name.as_str()).collect();
+    let read: BTreeSet<&str> = log
+        .seen
+        .iter()
+        .flat_map(|s| s.observed.settings_read.iter().map(String::as_str))
+        .collect();
+    if log.seen.is_empty() {
+        return check(
+            "describe-settings",
+            Status::Skip,
+            "preflight and handle never ran",
+        );
+    }
+    let quoted = |names: Vec<&str>| {
+        names
+            .iter()
+            .map(|n| format!("'{}'", crate::text::escape_control(n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let undescribed: Vec<&str> = read.difference(&described).copied().collect();
+    if !undescribed.is_empty() {
+        return check(
+            "describe-settings",
+            Status::Fail,
+            format!(
+                "reads setting(s) {} that describe does not list: keyrot refuses settings \
+                 describe does not list, so no operator can set them; add them to describe",
+                quoted(undescribed)
+            ),
+        );
+    }
+    let read_all = log.seen.iter().any(|s| s.observed.read_all);
+    let detail = match (read.is_empty(), read_all) {
+        (_, true) => "reads every setting at once (get-all); all are described".to_string(),
+        (true, false) => "reads no setting".to_string(),
+        (false, false) => format!(
+            "reads {}, all described",
+            quoted(read.into_iter().collect())
+        ),
+    };
+    check("describe-settings", Status::Pass, detail)
+}
+
+/// `secret-hidden`: no secret, in any form, in anything the plugin said.
+fn secret_hidden(settings: &Settings, log: &Log) -> Check {
+    let mut secrets: Vec<(String, &str)> = log
+        .secrets
+        .iter()
+        .map(|s| ("the new key's secret access key".to_string(), s.as_str()))
+        .collect();
+    secrets.extend(
+        settings
+            .secret_pairs()
+            .map(|(name, value)| (format!("secret setting '{name}'"), value)),
+    );
+    if secrets.is_empty() {
+        return check(
+            "secret-hidden",
+            Status::Skip,
+            "handle never got a key and no --secret was given: there was no secret to look for",
+        );
+    }
+    // Each finding once, with the probes it was seen in.
+    let mut found: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut texts = 0;
+    for seen in &log.seen {
+        for said in &seen.observed.said {
+            texts += 1;
+            for (what, secret) in &secrets {
+                if let Some(form) = scan::find(&said.text, secret) {
+                    let finding = format!(
+                        "{what} appears {} in {}'s {}",
+                        form.words(),
+                        seen.call,
+                        said.source.words()
+                    );
+                    match found.iter_mut().find(|(f, _)| *f == finding) {
+                        Some((_, probes)) if !probes.contains(&seen.probe) => {
+                            probes.push(seen.probe)
+                        }
+                        Some(_) => {}
+                        None => found.push((finding, vec![seen.probe])),
+                    }
+                }
+            }
+        }
+    }
+    let found: Vec<String> = found
+        .into_iter()
+        .map(|(finding, probes)| format!("{finding} ({})", probes.join(", ")))
+        .collect();
+    if found.is_empty() {
+        check(
+            "secret-hidden",
+            Status::Pass,
+            format!(
+                "{texts} text(s) from {} call(s) checked for {} secret(s): raw, JSON-escaped, \
+                 URL-encoded, base64, base64url, hex",
+                log.seen.len(),
+                secrets.len()
+            ),
+        )
+    } else {
+        check("secret-hidden", Status::Fail, found.join("; "))
+    }
+}
+
+/// `preflight-changes-nothing`: the granted directories, around each
+/// `preflight`.
+fn preflight_changes_nothing(sandbox: &Sandbox, log: &Log) -> Check {
+    if sandbox.grants.dirs.is_empty() {
+        return check(
+            "preflight-changes-nothing",
+            Status::Skip,
+            "no directory is granted, and what preflight does at a remote destination cannot be \
+             watched from here",
+        );
+    }
+    if let Some((probe, change)) = log.preflight_changes.first() {
+        return check(
+            "preflight-changes-nothing",
+            Status::Fail,
+            format!("preflight ({probe}) {change} in a granted directory: it must only look"),
+        );
+    }
+    let calls = log.records.iter().filter(|r| r.call == "preflight").count();
+    check(
+        "preflight-changes-nothing",
+        Status::Pass,
+        format!("{calls} preflight call(s); the granted directories were the same after each"),
+    )
+}
+
+/// `limits`: no call hit a limit; each within what `needs` declares.
+fn limits(info: &PluginInfo, limits: &PluginLimits, log: &Log) -> Check {
+    const MIB: u64 = 1024 * 1024;
+    let records = &log.records;
+    if records.is_empty() {
+        return check("limits", Status::Skip, "preflight and handle never ran");
+    }
+    if let Some(r) = records
+        .iter()
+        .find(|r| r.outcome == "timed-out" || r.outcome == "out-of-memory")
+    {
+        return check(
+            "limits",
+            Status::Fail,
+            format!(
+                "{} ({}) {}: {}",
+                r.call,
+                r.probe,
+                kind_phrase(r.outcome),
+                r.error.as_deref().unwrap_or("")
+            ),
+        );
+    }
+    let slowest = records.iter().max_by_key(|r| r.ms).expect("not empty");
+    let biggest = records
+        .iter()
+        .max_by_key(|r| r.memory_bytes)
+        .expect("not empty");
+    let needs = info.needs.as_ref();
+    if let Some(mib) = needs.and_then(|n| n.memory_mib)
+        && biggest.memory_bytes > u64::from(mib) * MIB
+    {
+        return check(
+            "limits",
+            Status::Fail,
+            format!(
+                "{} held {:.1} MiB, more than the {mib} MiB its needs declare",
+                biggest.call,
+                biggest.memory_bytes as f64 / MIB as f64
+            ),
+        );
+    }
+    if let Some(seconds) = needs.and_then(|n| n.timeout_seconds)
+        && slowest.ms > u64::from(seconds) * 1000
+    {
+        return check(
+            "limits",
+            Status::Fail,
+            format!(
+                "{} took {} ms, more than the {seconds} s its needs declare",
+                slowest.call, slowest.ms
+            ),
+        );
+    }
+    check(
+        "limits",
+        Status::Pass,
+        format!(
+            "slowest call: {} {} ms (limit {} s); most memory: {} {:.1} MiB (limit {} MiB)",
+            slowest.call,
+            slowest.ms,
+            limits.timeout.as_secs_f64(),
+            biggest.call,
+            biggest.memory_bytes as f64 / MIB as f64,
+            limits.memory_bytes as u64 / MIB
+        ),
+    )
+}
+
+fn kind_phrase(outcome: &str) -> &'static str {
+    match outcome {
+        "timed-out" => "ran out of time",
+        "out-of-memory" => "ran out of memory",
+        _ => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::Setting;
+
+    fn info(settings: &[(&str, bool, bool)]) -> PluginInfo {
+        PluginInfo {
+            name: "t".into(),
+            version: "1".into(),
+            description: "d".into(),
+            settings: settings
+                .iter()
+                .map(|(name, required, secret)| Setting {
+                    name: name.to_string(),
+                    description: "d".into(),
+                    required: *required,
+                    secret: *secret,
+                })
+                .collect(),
+            needs: None,
+        }
+    }
+
+    #[test]
+    fn a_setting_given_as_secret_must_be_marked_secret() {
+        let settings = Settings::new([]).with_secrets([(
+            "token".to_string(),
+            zeroize::Zeroizing::new("t0ken-value".to_string()),
+        )]);
+        let unmarked = describe_secrets(&info(&[("token", false, false)]), &settings);
+        assert_eq!(unmarked.status, Status::Fail);
+        assert!(unmarked.detail.contains("'token'"), "{}", unmarked.detail);
+        let marked = describe_secrets(&info(&[("token", false, true)]), &settings);
+        assert_eq!(marked.status, Status::Pass);
+    }
+
+    #[test]
+    fn a_missing_required_setting_is_the_authors_to_give() {
+        let err = missing_settings(&info(&[("path", true, false)]), &Settings::default());
+        let err = err.unwrap_err().to_string();
+        assert!(err.contains("--config path=VALUE"), "{err}");
+        let ok = Settings::new([("path".to_string(), "/x".to_string())]);
+        assert!(missing_settings(&info(&[("path", true, false)]), &ok).is_ok());
+    }
+
+    #[test]
+    fn describe_must_not_change() {
+        let one = info(&[("a", true, false)]);
+        let mut two = one.clone();
+        assert_eq!(describe_stable(&one, Some(&two), None).status, Status::Pass);
+        two.version = "2".into();
+        let changed = describe_stable(&one, Some(&two), None);
+        assert_eq!(changed.status, Status::Fail);
+        assert!(
+            changed.detail.contains("version changed"),
+            "{}",
+            changed.detail
+        );
+    }
+}
