@@ -262,3 +262,12 @@ impl<T: Iam + ?Sized> Iam for Arc<T> {
         (**self).untag_user(user, key).await
     }
 }
+
+/// An access key id as IAM makes them: 16 to 128 upper-case letters and
+/// digits.
+pub fn is_key_id(id: &str) -> bool {
+    (16..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}

@@ -42,6 +42,7 @@ pub mod rotation;
 pub mod secret;
 pub mod testhook;
 pub mod text;
+pub mod time;
 pub mod verify;
 
 pub use aws::{AwsIam, AwsOptions, StsVerifier, caller_identity, connect};

@@ -14,7 +14,6 @@ use keyrot::{PluginLimits, Settings};
 use zeroize::Zeroizing;
 
 use super::args::{LangArg, PluginTestArgs};
-use super::plan::load_options;
 use super::{Cli, Output, render};
 
 /// `keyrot plugin new NAME --lang LANG`: writes the project into `./NAME`.
@@ -66,7 +65,7 @@ pub fn new(cli: &Cli, name: &str, lang: LangArg) -> anyhow::Result<u8> {
 pub async fn test(cli: &Cli, args: &PluginTestArgs) -> anyhow::Result<u8> {
     let suite = Suite {
         plugin: args.plugin.clone(),
-        load: load_options(cli.no_cache, None),
+        load: keyrot::host::LoadOptions::new(cli.no_cache, None),
         settings: settings(args)?,
         grants: grants(args)?,
         limits: PluginLimits {

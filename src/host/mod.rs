@@ -76,15 +76,17 @@ use crate::handler::{HandlerError, HandlerLog, NewKeyHandler, Rotation};
 use crate::iam::NewAccessKey;
 use crate::text::escape_control;
 
+// Settings come first: a grant that names a setting's place (a URL, a
+// file) is checked once the settings are known to be complete.
 capabilities! {
+    /// Settings through `wasi:config`.
+    config: config::Config,
     /// Outbound HTTP: allowed hosts only, injected headers, capped.
     http: http::Http,
     /// The granted directories, preopened; symlinks refused.
     filesystem: filesystem::Filesystem,
     /// Sockets, the environment and arguments: linked, never granted.
     denied: denied::AlwaysDenied,
-    /// Settings through `wasi:config`.
-    config: config::Config,
     /// `wasi:logging` and captured stdout/stderr.
     logging: logging::Logging,
     /// Memory and time.

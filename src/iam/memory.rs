@@ -15,8 +15,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 
 use super::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyStatus, NewAccessKey};
-use crate::rotation::{now_rfc3339, rfc3339};
 use crate::secret::SecretAccessKey;
+use crate::time::{now_rfc3339, rfc3339};
 
 /// IAM's fixed limit on access keys per user.
 const KEYS_PER_USER: usize = 2;
@@ -52,7 +52,7 @@ impl MemoryIam {
     /// Gives `user` (added if new) a key with `status`, created `age_secs`
     /// ago, outside the key limit (setup, not an IAM call); returns its id.
     pub fn add_key(&self, user: &str, status: KeyStatus, age_secs: u64) -> String {
-        let created = crate::rotation::unix_now().saturating_sub(age_secs);
+        let created = crate::time::unix_now().saturating_sub(age_secs);
         let id = key_id();
         let mut state = self.lock();
         state
@@ -216,7 +216,7 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rotation::state::is_key_id;
+    use crate::iam::is_key_id;
 
     #[tokio::test]
     async fn keeps_iams_rules() {

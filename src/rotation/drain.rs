@@ -18,8 +18,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::state::{CLOCK_SKEW, JournalRecord};
-use super::time::{parse_rfc3339, rfc3339};
 use crate::iam::{AccessKeyInfo, KeyLastUsed, KeyStatus};
+use crate::time::{parse_rfc3339, rfc3339};
 
 /// How long drain mode waits, and whether it may retire a key in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -35,7 +35,6 @@ mod failure;
 mod report;
 pub mod resume;
 pub mod state;
-mod time;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,10 +49,10 @@ pub use self::report::{
     RotationReport, SCHEMA_VERSION, SkipReport, Step, StepRecord,
 };
 pub use self::state::{Journal, JournalError, JournalRecord, NoJournal, Phase, RetireMode};
-pub use self::time::{human_duration, now_rfc3339, parse_rfc3339, rfc3339, unix_now};
 use crate::handler::{HandlerError, HandlerErrorKind, NewKeyHandler};
 use crate::iam::Iam;
 use crate::retry::RetryPolicy;
+pub use crate::time::{human_duration, now_rfc3339, parse_rfc3339, rfc3339, unix_now};
 use crate::verify::KeyVerifier;
 
 /// How a rotation behaves: the operator's choices.

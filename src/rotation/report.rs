@@ -4,9 +4,9 @@
 use serde::Serialize;
 
 use super::state::{JournalRecord, Phase};
-use super::time::{now_rfc3339, rfc3339};
 use crate::handler::LogLine;
 use crate::iam::KeyStatus;
+use crate::time::{now_rfc3339, rfc3339};
 
 /// The version of the JSON report's shape; bumped on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -11,8 +11,8 @@
 //! else is someone else's doing: the rerun stops and says what it found.
 
 use super::state::{JournalRecord, Phase};
-use super::time::{parse_rfc3339, rfc3339};
 use crate::iam::{AccessKeyInfo, KeyStatus};
+use crate::time::{parse_rfc3339, rfc3339};
 
 /// What to do about an interrupted run.
 #[derive(Clone, Debug, PartialEq, Eq)]

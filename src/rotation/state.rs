@@ -23,7 +23,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::iam::IamError;
+use crate::iam::{IamError, is_key_id};
 
 /// How far this machine's clock and IAM's may disagree, in seconds.
 pub const CLOCK_SKEW: u64 = 300;
@@ -260,15 +260,6 @@ impl JournalRecord {
     pub fn create_may_still_land(&self, now: u64) -> bool {
         now < self.started + CREATE_LANDS_WITHIN
     }
-}
-
-/// An access key id as IAM makes them: 16 to 128 upper-case letters and
-/// digits.
-pub fn is_key_id(id: &str) -> bool {
-    (16..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// Why the journal could not be read or written.

@@ -37,12 +37,12 @@ use super::report::{
     Step, StepRecord,
 };
 use super::state::{CREATE_LANDS_WITHIN, JournalError, JournalRecord, Phase, RetireMode};
-use super::time::{human_duration, parse_rfc3339, rfc3339, unix_now};
 use super::{Interrupt, KeyRotator, resume};
 use crate::handler::{HandlerError, HandlerErrorKind, HandlerLog, NewKeyHandler, Rotation};
 use crate::iam::{AccessKeyInfo, Iam, IamError, IamErrorKind, KeyStatus, NewAccessKey};
 use crate::retry::RetryPolicy;
 use crate::testhook;
+use crate::time::{human_duration, parse_rfc3339, rfc3339, unix_now};
 use crate::verify::arn_is_user;
 
 /// A create is retried on throttling for at most this long: IAM said no,
